@@ -1,0 +1,233 @@
+package pgtest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+const (
+	// envURL names the environment variable holding the admin URL of an
+	// existing server to test against.
+	envURL = "GHSYNC_TEST_PG"
+
+	// dbPrefix starts the name of every database NewDatabase creates.
+	dbPrefix = "ghsync_test_"
+
+	// fixHint tells how to give the tests a server.
+	fixHint = "To fix: set " + envURL + "=postgres://user@host:port/postgres or install PostgreSQL (apt-get install -y postgresql)"
+
+	// pingTimeout bounds the check that the GHSYNC_TEST_PG server answers.
+	pingTimeout = 5 * time.Second
+
+	// sqlTimeout bounds CREATE DATABASE and DROP DATABASE.
+	sqlTimeout = 2 * time.Minute
+)
+
+var (
+	mainCalled atomic.Bool
+
+	serverOnce sync.Once
+	serverURL  string
+	serverErr  error
+
+	// clusterMu guards cluster, the throwaway cluster if one was started.
+	clusterMu sync.Mutex
+	cluster   *throwaway
+)
+
+// Main runs the package's tests and afterwards stops the throwaway cluster if
+// one was started. Use:
+//
+//	func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+func Main(m *testing.M) int {
+	mainCalled.Store(true)
+	code := m.Run()
+	if err := stopCluster(); err != nil {
+		fmt.Fprintf(os.Stderr, "pgtest: stopping the throwaway PostgreSQL cluster: %v\n", err)
+	}
+	return code
+}
+
+// stopCluster stops the throwaway cluster, if one is running, and removes
+// its directory.
+func stopCluster() error {
+	clusterMu.Lock()
+	defer clusterMu.Unlock()
+	if cluster == nil {
+		return nil
+	}
+	err := cluster.stop()
+	cluster = nil
+	return err
+}
+
+// ServerURL returns an admin connection URL (a postgres:// URL to the
+// "postgres" database) of the test server: the one GHSYNC_TEST_PG names, or
+// else a throwaway cluster started once per test process. The test fails if
+// there is no server.
+func ServerURL(tb testing.TB) string {
+	tb.Helper()
+	if !mainCalled.Load() {
+		tb.Fatalf("pgtest: this package's tests have no TestMain calling pgtest.Main, which stops the throwaway PostgreSQL cluster after the tests.\n" +
+			"To fix: add  func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }  to a _test.go file of the package.")
+	}
+	serverOnce.Do(func() {
+		if raw := strings.TrimSpace(os.Getenv(envURL)); raw != "" {
+			serverURL, serverErr = checkExternal(raw)
+			return
+		}
+		c, err := startThrowaway()
+		if err != nil {
+			serverErr = err
+			return
+		}
+		clusterMu.Lock()
+		cluster = c
+		clusterMu.Unlock()
+		serverURL = c.url
+	})
+	if serverErr != nil {
+		tb.Fatalf("%v", serverErr)
+	}
+	return serverURL
+}
+
+// checkExternal checks that the server GHSYNC_TEST_PG names answers and lets
+// its user create databases.
+func checkExternal(raw string) (string, error) {
+	fail := func(format string, args ...any) error {
+		return fmt.Errorf("pgtest: "+format+"\n"+
+			"To fix: start that PostgreSQL server or correct %s (postgres://user@host:port/postgres; the user must be allowed to CREATE DATABASE), "+
+			"or unset %s to let the tests start a throwaway cluster from the local PostgreSQL binaries (apt-get install -y postgresql).",
+			append(args, envURL, envURL)...)
+	}
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+		return "", fail("%s=%q is not a postgres:// URL", envURL, raw)
+	}
+	shown := u.Redacted()
+	ctx, cancel := context.WithTimeout(context.Background(), pingTimeout)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, raw)
+	if err != nil {
+		return "", fail("the server %s=%s does not answer (tried to connect for %v): %v", envURL, shown, pingTimeout, err)
+	}
+	defer conn.Close(context.Background())
+	var canCreate bool
+	err = conn.QueryRow(ctx, "SELECT rolsuper OR rolcreatedb FROM pg_roles WHERE rolname = current_user").Scan(&canCreate)
+	if err != nil {
+		return "", fail("the server %s=%s does not answer a query (within %v): %v", envURL, shown, pingTimeout, err)
+	}
+	if !canCreate {
+		return "", fail("the user of %s=%s may not CREATE DATABASE", envURL, shown)
+	}
+	return raw, nil
+}
+
+// NewDatabase creates a fresh, uniquely named database (ghsync_test_<16 hex>)
+// on the test server and returns its URL: the admin URL with the database
+// replaced. The database is dropped, WITH (FORCE), when the test ends.
+func NewDatabase(tb testing.TB) string {
+	tb.Helper()
+	admin := ServerURL(tb)
+	u, err := url.Parse(admin)
+	if err != nil {
+		tb.Fatalf("pgtest: parsing the server URL %q: %v", admin, err)
+	}
+
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		tb.Fatalf("pgtest: random database name: %v", err)
+	}
+	name := dbPrefix + hex.EncodeToString(b[:])
+	ident := pgx.Identifier{name}.Sanitize()
+
+	ctx, cancel := context.WithTimeout(context.Background(), sqlTimeout)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, admin)
+	if err != nil {
+		tb.Fatalf("pgtest: connecting to the test server %s: %v", u.Redacted(), err)
+	}
+	defer conn.Close(context.Background())
+
+	tb.Cleanup(func() {
+		tb.Helper()
+		if err := dropDatabase(admin, ident); err != nil {
+			tb.Errorf("pgtest: dropping test database %s on %s: %v", name, u.Redacted(), err)
+		}
+	})
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+ident+createOptions(conn)); err != nil {
+		tb.Fatalf("pgtest: creating test database %s on %s: %v", name, u.Redacted(), err)
+	}
+
+	u.Path = "/" + name
+	u.RawPath = ""
+	if q := u.Query(); q.Has("dbname") || q.Has("database") {
+		// Either would override the path.
+		q.Del("dbname")
+		q.Del("database")
+		u.RawQuery = q.Encode()
+	}
+	return u.String()
+}
+
+// createOptions returns the options of CREATE DATABASE: a copy of template0,
+// which no one can be connected to (CREATE DATABASE fails while anyone is
+// connected to its template, and other sessions may well be connected to
+// template1 on a shared server), in UTF8, as GNU Health's databases are.
+func createOptions(conn *pgx.Conn) string {
+	opts := " TEMPLATE template0 ENCODING 'UTF8'"
+	if serverMajor(conn) >= 15 {
+		opts += " STRATEGY " + createStrategy
+	}
+	return opts
+}
+
+// createStrategy is how PostgreSQL 15 and later copy the template; see the
+// measurements in pgtest_test.go's TestThrowawayCluster.
+var createStrategy = "FILE_COPY"
+
+// serverMajor returns the server's major version, or 0 if unknown.
+func serverMajor(conn *pgx.Conn) int {
+	v := conn.PgConn().ParameterStatus("server_version")
+	end := strings.IndexFunc(v, func(r rune) bool { return r < '0' || r > '9' })
+	if end >= 0 {
+		v = v[:end]
+	}
+	n, _ := strconv.Atoi(v)
+	return n
+}
+
+// dropDatabase drops the database ident (already quoted) on the admin URL,
+// disconnecting whoever is still connected to it.
+func dropDatabase(admin, ident string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), sqlTimeout)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, admin)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	if serverMajor(conn) < 13 { // no WITH (FORCE) before PostgreSQL 13
+		_, err = conn.Exec(ctx, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+			strings.Trim(ident, `"`))
+		if err == nil {
+			_, err = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+ident)
+		}
+		return err
+	}
+	_, err = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+ident+" WITH (FORCE)")
+	return err
+}

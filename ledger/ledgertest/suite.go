@@ -1,0 +1,583 @@
+package ledgertest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ghsync/ghsync/ledger"
+)
+
+// RunStoreSuite runs the whole ledger.Store contract against h's backend.
+func RunStoreSuite(t *testing.T, h Harness) {
+	tests := []struct {
+		name string
+		fn   func(*testing.T, Harness)
+	}{
+		{"AppendAndRead", testAppendAndRead},
+		{"Filters", testFilters},
+		{"IdempotentAcrossRestart", testIdempotentAcrossRestart},
+		{"ConcurrentDuplicateAppends", testConcurrentDuplicates},
+		{"ConflictingDuplicate", testConflict},
+		{"ChainBroken", testChainBroken},
+		{"RejectsBadEvents", testRejects},
+		{"PartialOriginHistory", testPartialOrigin},
+		{"CorruptPayload", testCorrupt},
+		{"SubscribeCatchUpThenLive", testSubscribe},
+		{"GapSafety", testGapSafety},
+		{"Closed", testClosed},
+		{"CrashSafety", testCrash},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { tt.fn(t, h) })
+	}
+}
+
+func ctx(t testing.TB) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	return c
+}
+
+func mustAppend(t testing.TB, s ledger.Store, evs []*ledger.Event) ledger.AppendResult {
+	t.Helper()
+	res, err := s.Append(ctx(t), evs)
+	if err != nil {
+		t.Fatalf("append %d events: %v", len(evs), err)
+	}
+	return res
+}
+
+// readAll pages through the whole ledger.
+func readAll(t testing.TB, s ledger.Store, f ledger.Filter) []ledger.Record {
+	t.Helper()
+	var out []ledger.Record
+	after := uint64(0)
+	for {
+		page, err := s.ReadAll(ctx(t), after, 37, f) // an odd page size exercises paging
+		if err != nil {
+			t.Fatalf("read all after %d: %v", after, err)
+		}
+		if len(page) == 0 {
+			return out
+		}
+		out = append(out, page...)
+		after = page[len(page)-1].Position
+	}
+}
+
+func sameEvent(t testing.TB, got, want *ledger.Event) {
+	t.Helper()
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("event read back differs:\n got %+v\nwant %+v", got, want)
+	}
+}
+
+func testAppendAndRead(t *testing.T, h Harness) {
+	rng := Rand(t)
+	s := h.open(t, h.NewLocation(t), Options{})
+	defer s.Close()
+	if head, err := s.Head(ctx(t)); err != nil || head != 0 {
+		t.Fatalf("empty ledger head = %d, %v; want 0", head, err)
+	}
+	var all []*ledger.Event
+	origins := []*Origin{NewOrigin(0), NewOrigin(3), NewOrigin(511)}
+	for batch := 0; batch < 12; batch++ {
+		o := origins[batch%3]
+		evs := o.Patients(t, rng, 1+rng.IntN(60))
+		res := mustAppend(t, s, evs)
+		if res.Appended != len(evs) || res.Duplicates != 0 {
+			t.Fatalf("batch %d: appended %d dup %d, want %d 0", batch, res.Appended, res.Duplicates, len(evs))
+		}
+		all = append(all, evs...)
+		if res.Head != uint64(len(all)) {
+			t.Fatalf("head after batch %d = %d, want %d", batch, res.Head, len(all))
+		}
+	}
+	recs := readAll(t, s, ledger.Filter{})
+	if len(recs) != len(all) {
+		t.Fatalf("read %d records, want %d", len(recs), len(all))
+	}
+	for i, r := range recs {
+		if r.Position != uint64(i+1) {
+			t.Fatalf("record %d at position %d: positions must be dense from 1", i, r.Position)
+		}
+		sameEvent(t, r.Event, all[i])
+	}
+	// Streams: one record's history, in order.
+	st := all[0].Stream()
+	var want []*ledger.Event
+	for _, e := range all {
+		if e.Stream() == st {
+			want = append(want, e)
+		}
+	}
+	got, err := s.ReadStream(ctx(t), st, 0, 0)
+	if err != nil || len(got) != len(want) {
+		t.Fatalf("stream %s: %d records, %v; want %d", st, len(got), err, len(want))
+	}
+	for i := range got {
+		sameEvent(t, got[i].Event, want[i])
+	}
+	// Origins and per-origin reads.
+	heads, err := s.Origins(ctx(t))
+	if err != nil || len(heads) != 3 {
+		t.Fatalf("origins = %v, %v; want 3", heads, err)
+	}
+	for i, o := range origins {
+		hd := heads[i]
+		seq, hash := o.seq, o.prev
+		if hd.Origin != o.ID || hd.Seq != seq || hd.Count != seq || hd.Hash != hash || hd.MaxHLC != o.Clock.Last() {
+			t.Fatalf("origin %d head = %+v, want seq=count=%d hash %s hlc %s", o.ID, hd, seq, hash.Short(), o.Clock.Last())
+		}
+		recs, err := s.ReadOrigin(ctx(t), o.ID, 2, 5)
+		if err != nil || len(recs) != 5 {
+			t.Fatalf("read origin %d: %d records, %v", o.ID, len(recs), err)
+		}
+		for j, r := range recs {
+			if r.Event.Origin != o.ID || r.Event.OriginSeq != uint64(3+j) {
+				t.Fatalf("read origin %d: record %d is origin %d seq %d", o.ID, j, r.Event.Origin, r.Event.OriginSeq)
+			}
+		}
+	}
+}
+
+func testFilters(t *testing.T, h Harness) {
+	rng := Rand(t)
+	s := h.open(t, h.NewLocation(t), Options{})
+	defer s.Close()
+	a, b := NewOrigin(1), NewOrigin(2)
+	var evs []*ledger.Event
+	for i := 0; i < 300; i++ {
+		o := a
+		if rng.IntN(3) == 0 {
+			o = b
+		}
+		model := []string{"party.party", "gnuhealth.patient", "gnuhealth.appointment"}[rng.IntN(3)]
+		evs = append(evs, o.Event(t, model, fmt.Sprint(rng.IntN(50)), ledger.OpWrite, SampleFields(rng)))
+	}
+	mustAppend(t, s, evs)
+	for _, f := range []ledger.Filter{
+		{Models: []string{"party.party"}},
+		{Origins: []uint16{2}},
+		{Models: []string{"gnuhealth.patient", "gnuhealth.appointment"}, Origins: []uint16{1}},
+		{Models: []string{"no.such.model"}},
+	} {
+		var want []*ledger.Event
+		for _, e := range evs {
+			if f.Match(e) {
+				want = append(want, e)
+			}
+		}
+		got := readAll(t, s, f)
+		if len(got) != len(want) {
+			t.Fatalf("filter %+v: %d records, want %d", f, len(got), len(want))
+		}
+		for i := range got {
+			sameEvent(t, got[i].Event, want[i])
+		}
+	}
+}
+
+func testIdempotentAcrossRestart(t *testing.T, h Harness) {
+	rng := Rand(t)
+	loc := h.NewLocation(t)
+	o := NewOrigin(5)
+	first := o.Patients(t, rng, 50)
+	s := h.open(t, loc, Options{})
+	mustAppend(t, s, first)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = h.open(t, loc, Options{})
+	defer s.Close()
+	res := mustAppend(t, s, first)
+	if res.Appended != 0 || res.Duplicates != 50 || res.Head != 50 {
+		t.Fatalf("re-append after reopen: %+v, want 0 appended, 50 duplicates, head 50", res)
+	}
+	// Half old, half new, and a repeat inside the call itself.
+	more := o.Patients(t, rng, 20)
+	mixed := append(append(append([]*ledger.Event{}, first[30:]...), more...), more[0])
+	res = mustAppend(t, s, mixed)
+	if res.Appended != 20 || res.Duplicates != 21 || res.Head != 70 {
+		t.Fatalf("mixed re-append: %+v, want 20 appended, 21 duplicates, head 70", res)
+	}
+	if n := len(readAll(t, s, ledger.Filter{})); n != 70 {
+		t.Fatalf("ledger holds %d events, want 70", n)
+	}
+}
+
+func testConcurrentDuplicates(t *testing.T, h Harness) {
+	rng := Rand(t)
+	loc := h.NewLocation(t)
+	evs := NewOrigin(9).Patients(t, rng, 200)
+	stores := []ledger.Store{h.open(t, loc, Options{}), h.open(t, loc, Options{})}
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func(s ledger.Store) {
+			defer wg.Done()
+			for lo := 0; lo < len(evs); lo += 40 {
+				if _, err := s.Append(context.Background(), evs[lo:lo+40]); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}(stores[i%2])
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("concurrent re-append: %v", err)
+	}
+	recs := readAll(t, stores[0], ledger.Filter{})
+	if len(recs) != 200 {
+		t.Fatalf("8 appenders of the same 200 events stored %d", len(recs))
+	}
+	for _, s := range stores {
+		s.Close()
+	}
+}
+
+// snapshot is everything a rejected call must leave unchanged.
+func snapshot(t testing.TB, s ledger.Store) ([]ledger.Record, []ledger.OriginHead) {
+	t.Helper()
+	heads, err := s.Origins(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return readAll(t, s, ledger.Filter{}), heads
+}
+
+func assertUnchanged(t testing.TB, s ledger.Store, recs []ledger.Record, heads []ledger.OriginHead) {
+	t.Helper()
+	r2, h2 := snapshot(t, s)
+	if !reflect.DeepEqual(r2, recs) || !reflect.DeepEqual(h2, heads) {
+		t.Fatalf("a rejected append changed the ledger: %d records (was %d), heads %+v (was %+v)", len(r2), len(recs), h2, heads)
+	}
+}
+
+func wantEventErr(t testing.TB, err error, sentinel error, culprit *ledger.Event) {
+	t.Helper()
+	if !errors.Is(err, sentinel) {
+		t.Fatalf("got error %v, want %v", err, sentinel)
+	}
+	var ee *ledger.EventError
+	if culprit != nil && (!errors.As(err, &ee) || ee.ID != culprit.ID) {
+		t.Fatalf("error %v does not name event %s", err, culprit.ID)
+	}
+}
+
+func testConflict(t *testing.T, h Harness) {
+	rng := Rand(t)
+	s := h.open(t, h.NewLocation(t), Options{})
+	defer s.Close()
+	o := NewOrigin(4)
+	evs := o.Patients(t, rng, 10)
+	mustAppend(t, s, evs)
+	recs, heads := snapshot(t, s)
+
+	// Same (origin, seq) as a stored event, different content.
+	forged := NewOrigin(4)
+	forged.Wall.Advance(time.Hour)
+	fake := forged.Patients(t, rng, 3)
+	_, err := s.Append(ctx(t), fake)
+	wantEventErr(t, err, ledger.ErrConflict, fake[0])
+	assertUnchanged(t, s, recs, heads)
+
+	// The same id reused at a new sequence number.
+	dup := o.Event(t, "party.party", "P1", ledger.OpCreate, SampleFields(rng))
+	dup.ID = evs[0].ID
+	if err := dup.Seal(evs[len(evs)-1].Hash); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.Append(ctx(t), []*ledger.Event{dup})
+	wantEventErr(t, err, ledger.ErrConflict, dup)
+	assertUnchanged(t, s, recs, heads)
+}
+
+func testChainBroken(t *testing.T, h Harness) {
+	rng := Rand(t)
+	s := h.open(t, h.NewLocation(t), Options{})
+	defer s.Close()
+	o := NewOrigin(6)
+	mustAppend(t, s, o.Patients(t, rng, 5))
+	recs, heads := snapshot(t, s)
+	next := o.Patients(t, rng, 3)
+	bad := *next[1]
+	bad.PrevHash[0] ^= 1
+	if err := bad.Seal(bad.PrevHash); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.Append(ctx(t), []*ledger.Event{next[0], &bad})
+	wantEventErr(t, err, ledger.ErrChainBroken, &bad)
+	assertUnchanged(t, s, recs, heads)
+	mustAppend(t, s, next) // the true continuation is still accepted
+}
+
+func testRejects(t *testing.T, h Harness) {
+	rng := Rand(t)
+	s := h.open(t, h.NewLocation(t), Options{})
+	defer s.Close()
+	o := NewOrigin(7)
+	mustAppend(t, s, o.Patients(t, rng, 3))
+	recs, heads := snapshot(t, s)
+
+	good := o.Patients(t, rng, 2)
+	outOfRange := *good[1]
+	outOfRange.Origin = 512
+	tampered := *good[1]
+	tampered.Fields = SampleFields(rng)
+	unsealed := *good[1]
+	unsealed.Hash = ledger.Hash{}
+	noFields := *good[1]
+	noFields.Fields, noFields.Base = nil, nil
+	for _, tc := range []struct {
+		name string
+		bad  *ledger.Event
+		want error
+	}{
+		{"origin 512", &outOfRange, ledger.ErrInvalidEvent},
+		{"tampered after seal", &tampered, ledger.ErrHashMismatch},
+		{"unsealed", &unsealed, ledger.ErrInvalidEvent},
+		{"write without fields", &noFields, ledger.ErrInvalidEvent},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// The bad event rides with a good one: the call is atomic.
+			_, err := s.Append(ctx(t), []*ledger.Event{good[0], tc.bad})
+			wantEventErr(t, err, tc.want, tc.bad)
+			assertUnchanged(t, s, recs, heads)
+		})
+	}
+	if _, err := s.Append(ctx(t), []*ledger.Event{good[0], nil}); !errors.Is(err, ledger.ErrInvalidEvent) {
+		t.Fatalf("nil event: %v", err)
+	}
+	assertUnchanged(t, s, recs, heads)
+	mustAppend(t, s, good)
+}
+
+// A satellite holds only part of another origin's history; the chain is
+// still checked wherever neighbours are held.
+func testPartialOrigin(t *testing.T, h Harness) {
+	rng := Rand(t)
+	s := h.open(t, h.NewLocation(t), Options{})
+	defer s.Close()
+	evs := NewOrigin(8).Patients(t, rng, 6)
+	mustAppend(t, s, evs[:2])
+	mustAppend(t, s, evs[4:5]) // seq 5 arrives before 3 and 4
+	heads, _ := s.Origins(ctx(t))
+	if heads[0].Seq != 5 || heads[0].Count != 3 {
+		t.Fatalf("head after partial history = %+v, want seq 5 count 3", heads[0])
+	}
+	// A forged seq 4 that does not link to the held seq 5 is refused.
+	forged := *evs[3]
+	forged.Fields = SampleFields(rng)
+	if err := forged.Seal(evs[2].Hash); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.Append(ctx(t), []*ledger.Event{&forged})
+	wantEventErr(t, err, ledger.ErrChainBroken, &forged)
+	mustAppend(t, s, evs) // fills the gap; the rest are duplicates
+	heads, _ = s.Origins(ctx(t))
+	if heads[0].Seq != 6 || heads[0].Count != 6 || heads[0].Hash != evs[5].Hash {
+		t.Fatalf("head after filling = %+v, want seq 6 count 6", heads[0])
+	}
+	got, err := s.ReadOrigin(ctx(t), 8, 0, 0)
+	if err != nil || len(got) != 6 {
+		t.Fatalf("read origin: %d, %v", len(got), err)
+	}
+	for i, r := range got {
+		if r.Event.OriginSeq != uint64(i+1) {
+			t.Fatalf("read origin returns seq %d at %d: want origin_seq order", r.Event.OriginSeq, i)
+		}
+	}
+}
+
+func testCorrupt(t *testing.T, h Harness) {
+	rng := Rand(t)
+	loc := h.NewLocation(t)
+	s := h.open(t, loc, Options{})
+	defer s.Close()
+	evs := NewOrigin(2).Patients(t, rng, 10)
+	mustAppend(t, s, evs)
+	h.Corrupt(t, loc, 7)
+	_, err := s.ReadAll(ctx(t), 0, 100, ledger.Filter{})
+	var ee *ledger.EventError
+	if !errors.Is(err, ledger.ErrCorrupt) || !errors.As(err, &ee) || ee.Position != 7 {
+		t.Fatalf("reading a corrupted ledger: %v; want ErrCorrupt naming position 7", err)
+	}
+	if recs, err := s.ReadAll(ctx(t), 0, 6, ledger.Filter{}); err != nil || len(recs) != 6 {
+		t.Fatalf("events before the damage must stay readable: %d, %v", len(recs), err)
+	}
+	if recs, err := s.ReadAll(ctx(t), 7, 100, ledger.Filter{}); err != nil || len(recs) != 3 {
+		t.Fatalf("events after the damage must stay readable: %d, %v", len(recs), err)
+	}
+	// The stored hash is intact, so re-appending the original is recognised
+	// as held: the damaged row is reported, never overwritten.
+	res, err := s.Append(ctx(t), evs[6:7])
+	if err != nil || res.Duplicates != 1 {
+		t.Fatalf("re-append over a damaged row: %+v, %v", res, err)
+	}
+}
+
+func testSubscribe(t *testing.T, h Harness) {
+	rng := Rand(t)
+	s := h.open(t, h.NewLocation(t), Options{})
+	defer s.Close()
+	o := NewOrigin(1)
+	mustAppend(t, s, o.Patients(t, rng, 1500)) // more than a page
+	c, cancel := context.WithCancel(ctx(t))
+	defer cancel()
+	f := ledger.Filter{Models: []string{"gnuhealth.patient"}}
+	type result struct {
+		got []uint64
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		var got []uint64
+		for r, err := range s.Subscribe(c, 0, f) {
+			if err != nil {
+				done <- result{got, err}
+				return
+			}
+			got = append(got, r.Position)
+			if len(got) == 1510 {
+				cancel()
+			}
+		}
+		done <- result{got, errors.New("subscription ended without an error")}
+	}()
+	// Live: non-matching events interleave with matching ones.
+	for i := 0; i < 10; i++ {
+		mustAppend(t, s, []*ledger.Event{o.Event(t, "party.party", "X", ledger.OpWrite, SampleFields(rng))})
+		mustAppend(t, s, []*ledger.Event{o.Event(t, "gnuhealth.patient", "Y", ledger.OpWrite, SampleFields(rng))})
+	}
+	var res result
+	select {
+	case res = <-done:
+	case <-time.After(30 * time.Second):
+		cancel()
+		res = <-done
+		t.Fatalf("subscription delivered %d of 1510 records in 30s", len(res.got))
+	}
+	if !errors.Is(res.err, context.Canceled) {
+		t.Fatalf("subscription ended with %v, want context.Canceled", res.err)
+	}
+	for i, p := range res.got {
+		want := uint64(i + 1)
+		if i >= 1500 {
+			want = uint64(1500 + 2*(i-1500) + 2)
+		}
+		if p != want {
+			t.Fatalf("subscription delivered position %d as record %d, want %d", p, i, want)
+		}
+	}
+}
+
+// testGapSafety: appenders commit in random order while a subscriber
+// reads; it must see every event exactly once, in position order.
+func testGapSafety(t *testing.T, h Harness) {
+	rng := Rand(t)
+	loc := h.NewLocation(t)
+	var mu sync.Mutex
+	delay := func(ctx context.Context) error {
+		mu.Lock()
+		d := time.Duration(rng.IntN(8000)) * time.Microsecond
+		mu.Unlock()
+		time.Sleep(d)
+		return nil
+	}
+	const appenders, batches, perBatch = 8, 25, 4
+	const total = appenders * batches * perBatch
+	reader := h.open(t, loc, Options{})
+	defer reader.Close()
+	c, cancel := context.WithCancel(ctx(t))
+	defer cancel()
+	seen := make(chan []uint64, 1)
+	go func() {
+		var got []uint64
+		for r, err := range reader.Subscribe(c, 0, ledger.Filter{}) {
+			if err != nil {
+				break
+			}
+			got = append(got, r.Position)
+			if len(got) == total {
+				break
+			}
+		}
+		seen <- got
+	}()
+	var wg sync.WaitGroup
+	errs := make(chan error, appenders)
+	for a := 0; a < appenders; a++ {
+		o := NewOrigin(uint16(100 + a))
+		var evs []*ledger.Event
+		for i := 0; i < batches*perBatch; i++ {
+			evs = append(evs, o.Event(t, "gnuhealth.appointment", fmt.Sprint(i), ledger.OpCreate, map[string]ledger.Value{"state": ledger.String("confirmed")}))
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s := h.open(t, loc, Options{BeforeCommit: delay}) // a handle each, as separate processes would
+			defer s.Close()
+			for b := 0; b < batches; b++ {
+				if _, err := s.Append(context.Background(), evs[b*perBatch:(b+1)*perBatch]); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("appender: %v", err)
+	}
+	var got []uint64
+	select {
+	case got = <-seen:
+	case <-time.After(60 * time.Second):
+		cancel()
+		got = <-seen
+	}
+	if len(got) != total {
+		t.Fatalf("subscriber saw %d events, want %d", len(got), total)
+	}
+	for i, p := range got {
+		if p != uint64(i+1) {
+			t.Fatalf("subscriber saw position %d as its %dth event: skipped or repeated", p, i+1)
+		}
+	}
+}
+
+func testClosed(t *testing.T, h Harness) {
+	s := h.open(t, h.NewLocation(t), Options{})
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	o := NewOrigin(1)
+	e := o.Event(t, "party.party", "A", ledger.OpCreate, map[string]ledger.Value{"name": ledger.String("A")})
+	checks := map[string]error{}
+	_, checks["Append"] = s.Append(ctx(t), []*ledger.Event{e})
+	_, checks["ReadAll"] = s.ReadAll(ctx(t), 0, 1, ledger.Filter{})
+	_, checks["Head"] = s.Head(ctx(t))
+	_, checks["Origins"] = s.Origins(ctx(t))
+	for _, err := range s.Subscribe(ctx(t), 0, ledger.Filter{}) {
+		checks["Subscribe"] = err
+		break
+	}
+	for name, err := range checks {
+		if !errors.Is(err, ledger.ErrClosed) {
+			t.Errorf("%s after Close: %v, want ErrClosed", name, err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+}

@@ -1,0 +1,68 @@
+package ledger
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/google/uuid"
+
+	"github.com/ghsync/ghsync/clocks"
+)
+
+// Sequencer stamps the events this instance originates: a fresh UUIDv7, the
+// next origin_seq, a clock reading and the hash chain. It continues from
+// what the store holds, so a restarted instance never reuses a sequence
+// number or issues an earlier clock reading. Safe for concurrent use.
+type Sequencer struct {
+	mu     sync.Mutex
+	origin uint16
+	clock  *clocks.Clock
+	seq    uint64
+	prev   Hash
+}
+
+// Resume builds the Sequencer for origin from the store's high-water mark
+// and restores clock past the latest reading the store holds for it.
+func Resume(ctx context.Context, s Store, origin uint16, clock *clocks.Clock) (*Sequencer, error) {
+	if origin > MaxOrigin {
+		return nil, fmt.Errorf("%w: origin %d outside 0..%d", ErrInvalidEvent, origin, MaxOrigin)
+	}
+	heads, err := s.Origins(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("resume origin %d: %w", origin, err)
+	}
+	q := &Sequencer{origin: origin, clock: clock}
+	for _, h := range heads {
+		if h.Origin == origin {
+			q.seq, q.prev = h.Seq, h.Hash
+			clock.Restore(h.MaxHLC)
+		}
+	}
+	return q, nil
+}
+
+// Stamp fills e's ID, Origin, OriginSeq, HLC, PrevHash and Hash and seals
+// it. The caller fills the rest. If the stamped events then fail to
+// append, call Resume again: the sequence numbers they took are not held.
+func (q *Sequencer) Stamp(e *Event) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	id, err := uuid.NewV7()
+	if err != nil {
+		return fmt.Errorf("stamp event: %w", err)
+	}
+	e.ID, e.Origin, e.OriginSeq, e.HLC = id, q.origin, q.seq+1, q.clock.Now()
+	if err := e.Seal(q.prev); err != nil {
+		return err
+	}
+	q.seq, q.prev = e.OriginSeq, e.Hash
+	return nil
+}
+
+// Head is the origin_seq and hash of the last stamped event.
+func (q *Sequencer) Head() (uint64, Hash) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.seq, q.prev
+}
