@@ -99,4 +99,3 @@ func SampleFields(rng *rand.Rand) map[string]ledger.Value {
 		"blood_group": ledger.String([]string{"A", "B", "AB", "O"}[rng.IntN(4)]),
 	}
 }
-

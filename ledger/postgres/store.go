@@ -1,0 +1,465 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/ghsync/ghsync/clocks"
+	"github.com/ghsync/ghsync/ledger"
+)
+
+// Type names this backend in ledger URLs (postgres://...).
+const Type = "postgres"
+
+// DefaultPollInterval bounds how long a subscriber waits if a NOTIFY is lost.
+const DefaultPollInterval = time.Second
+
+// channel is the NOTIFY channel appends signal on.
+const channel = "ghsync_events"
+
+var _ ledger.Store = (*Store)(nil)
+
+// Options tune a Store. The zero value is the production setting.
+type Options struct {
+	PollInterval time.Duration
+	// BeforeCommit, when set, runs inside every append transaction after
+	// positions are assigned and before commit. Tests use it to hold
+	// transactions open; an error aborts the append.
+	BeforeCommit func(ctx context.Context) error
+}
+
+// Store is a ledger in a PostgreSQL database. It is safe for concurrent
+// use, and any number of processes may append to the same database.
+type Store struct {
+	pool   *pgxpool.Pool
+	url    string
+	opts   Options
+	sig    ledger.Signal
+	closed atomic.Bool
+
+	listenOnce sync.Once
+	stop       context.CancelFunc
+	listenDone chan struct{}
+}
+
+// Open connects to the database at url and creates the ghsync schema if
+// it is missing.
+func Open(ctx context.Context, url string, opts Options) (*Store, error) {
+	if opts.PollInterval <= 0 {
+		opts.PollInterval = DefaultPollInterval
+	}
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		return nil, fmt.Errorf("open postgres ledger: %w", err)
+	}
+	s := &Store{pool: pool, url: url, opts: opts}
+	if err := s.init(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("open postgres ledger: %w", err)
+	}
+	return s, nil
+}
+
+func (s *Store) init(ctx context.Context) error {
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		// Concurrent first opens would race on CREATE ... IF NOT EXISTS.
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('ghsync.schema'))`); err != nil {
+			return fmt.Errorf("lock schema: %w", err)
+		}
+		if _, err := tx.Exec(ctx, schema); err != nil {
+			return fmt.Errorf("create schema: %w", err)
+		}
+		var v int
+		if err := tx.QueryRow(ctx, `SELECT value FROM ghsync.meta WHERE name = 'schema_version'`).Scan(&v); err != nil {
+			return fmt.Errorf("read schema version: %w", err)
+		}
+		if v > schemaVersion {
+			return fmt.Errorf("ledger schema version %d is newer than this ghsync understands (%d)", v, schemaVersion)
+		}
+		return nil
+	})
+}
+
+// Close ends subscriptions (with ErrClosed) and closes the connections.
+func (s *Store) Close() error {
+	if s.closed.Swap(true) {
+		return nil
+	}
+	if s.stop != nil {
+		s.stop()
+		<-s.listenDone
+	}
+	s.sig.Notify()
+	s.pool.Close()
+	return nil
+}
+
+// Append implements ledger.Store.
+func (s *Store) Append(ctx context.Context, events []*ledger.Event) (ledger.AppendResult, error) {
+	if s.closed.Load() {
+		return ledger.AppendResult{}, ledger.ErrClosed
+	}
+	b, err := ledger.Prepare(events)
+	if err != nil {
+		return ledger.AppendResult{}, fmt.Errorf("append: %w", err)
+	}
+	var res ledger.AppendResult
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var err error
+		res, err = s.append(ctx, tx, b)
+		return err
+	})
+	if err != nil {
+		return ledger.AppendResult{}, fmt.Errorf("append: %w", err)
+	}
+	if res.Appended > 0 {
+		s.sig.Notify()
+	}
+	return res, nil
+}
+
+func (s *Store) append(ctx context.Context, tx pgx.Tx, b *ledger.Batch) (res ledger.AppendResult, err error) {
+	// The lock comes first; the heads are read after it is granted, in a
+	// later statement, so under READ COMMITTED they include the previous
+	// holder's commit.
+	origins := b.Origins()
+	var lock pgx.Batch
+	lock.Queue(`SELECT head FROM ghsync.ledger FOR UPDATE`).QueryRow(func(r pgx.Row) error { return r.Scan(&res.Head) })
+	heads := make(map[uint16]ledger.OriginHead, len(origins))
+	lock.Queue(`SELECT origin, seq, hash, count, max_hlc FROM ghsync.origins WHERE origin = ANY($1)`, origins).
+		Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				var h ledger.OriginHead
+				var hash []byte
+				var maxHLC int64
+				if err := rows.Scan(&h.Origin, &h.Seq, &hash, &h.Count, &maxHLC); err != nil {
+					return err
+				}
+				copy(h.Hash[:], hash)
+				h.MaxHLC = clocks.Timestamp(maxHLC)
+				heads[h.Origin] = h
+			}
+			return rows.Err()
+		})
+	if err := tx.SendBatch(ctx, &lock).Close(); err != nil {
+		return res, fmt.Errorf("lock ledger: %w", err)
+	}
+	held, err := lookup(ctx, tx, b.Lookups(heads))
+	if err != nil {
+		return res, err
+	}
+	plan, err := b.Resolve(heads, held)
+	if err != nil {
+		return res, err
+	}
+	res.Duplicates = plan.Duplicates
+	if len(plan.Insert) == 0 {
+		return res, nil
+	}
+
+	n := len(plan.Insert)
+	cols := struct {
+		pos, seq, hlc, tx   []int64
+		origin              []int16
+		id                  [][16]byte
+		model, key          []string
+		hash, prev, payload [][]byte
+	}{}
+	for _, i := range plan.Insert {
+		e := b.Events[i]
+		res.Head++
+		cols.pos = append(cols.pos, int64(res.Head))
+		cols.id = append(cols.id, e.ID)
+		cols.origin = append(cols.origin, int16(e.Origin))
+		cols.seq = append(cols.seq, int64(e.OriginSeq))
+		cols.hlc = append(cols.hlc, int64(e.HLC))
+		cols.model = append(cols.model, e.Model)
+		cols.key = append(cols.key, e.Key)
+		cols.tx = append(cols.tx, int64(e.Tx))
+		cols.hash = append(cols.hash, e.Hash[:])
+		cols.prev = append(cols.prev, e.PrevHash[:])
+		cols.payload = append(cols.payload, b.Payloads[i])
+	}
+	res.Appended = n
+
+	var w pgx.Batch
+	w.Queue(`INSERT INTO ghsync.events (position, id, origin, origin_seq, hlc, model, key, tx, hash, prev_hash, payload)
+		SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::smallint[], $4::bigint[], $5::bigint[], $6::text[], $7::text[],
+			$8::bigint[], $9::bytea[], $10::bytea[], $11::bytea[])`,
+		cols.pos, cols.id, cols.origin, cols.seq, cols.hlc, cols.model, cols.key, cols.tx, cols.hash, cols.prev, cols.payload)
+	var ho []int16
+	var hs, hc, hh []int64
+	var hhash [][]byte
+	for _, h := range plan.Heads {
+		ho = append(ho, int16(h.Origin))
+		hs = append(hs, int64(h.Seq))
+		hc = append(hc, int64(h.Count))
+		hh = append(hh, int64(h.MaxHLC))
+		hhash = append(hhash, h.Hash[:])
+	}
+	w.Queue(`INSERT INTO ghsync.origins (origin, seq, hash, count, max_hlc)
+		SELECT * FROM unnest($1::smallint[], $2::bigint[], $3::bytea[], $4::bigint[], $5::bigint[])
+		ON CONFLICT (origin) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, count = excluded.count, max_hlc = excluded.max_hlc`,
+		ho, hs, hhash, hc, hh)
+	w.Queue(`UPDATE ghsync.ledger SET head = $1`, int64(res.Head))
+	w.Queue(`SELECT pg_notify($1, $2)`, channel, strconv.FormatUint(res.Head, 10))
+	if err := tx.SendBatch(ctx, &w).Close(); err != nil {
+		return res, conflictError(err, b)
+	}
+	if s.opts.BeforeCommit != nil {
+		if err := s.opts.BeforeCommit(ctx); err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+// conflictError names the event whose id is already stored under another
+// (origin, origin_seq); the unique index is what catches that.
+func conflictError(err error, b *ledger.Batch) error {
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "23505" || pe.ConstraintName != "events_id_key" {
+		return fmt.Errorf("insert events: %w", err)
+	}
+	// Detail reads: Key (id)=(0192f...) already exists.
+	_, rest, _ := strings.Cut(pe.Detail, "=(")
+	idText, _, _ := strings.Cut(rest, ")")
+	id, perr := uuid.Parse(idText)
+	for _, e := range b.Events {
+		if perr == nil && e.ID == id {
+			return &ledger.EventError{ID: e.ID, Origin: e.Origin, OriginSeq: e.OriginSeq,
+				Err: fmt.Errorf("%w: id already stored under another origin/seq", ledger.ErrConflict)}
+		}
+	}
+	return fmt.Errorf("%w: an event id is already stored under another origin/seq: %w", ledger.ErrConflict, err)
+}
+
+func lookup(ctx context.Context, tx pgx.Tx, keys []ledger.SeqKey) (map[ledger.SeqKey]ledger.Held, error) {
+	held := make(map[ledger.SeqKey]ledger.Held, len(keys))
+	if len(keys) == 0 {
+		return held, nil
+	}
+	origins := make([]int16, len(keys))
+	seqs := make([]int64, len(keys))
+	for i, k := range keys {
+		origins[i], seqs[i] = int16(k.Origin), int64(k.Seq)
+	}
+	rows, err := tx.Query(ctx, `SELECT origin, origin_seq, id, hash, prev_hash FROM ghsync.events
+		WHERE (origin, origin_seq) IN (SELECT * FROM unnest($1::smallint[], $2::bigint[]))`, origins, seqs)
+	if err != nil {
+		return nil, fmt.Errorf("look up held events: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var k ledger.SeqKey
+		var h ledger.Held
+		var hash, prev []byte
+		if err := rows.Scan(&k.Origin, &k.Seq, &h.ID, &hash, &prev); err != nil {
+			return nil, fmt.Errorf("look up held events: %w", err)
+		}
+		copy(h.Hash[:], hash)
+		copy(h.PrevHash[:], prev)
+		held[k] = h
+	}
+	return held, rows.Err()
+}
+
+// ReadAll implements ledger.Store.
+func (s *Store) ReadAll(ctx context.Context, after uint64, limit int, f ledger.Filter) ([]ledger.Record, error) {
+	recs, _, err := s.readPage(ctx, after, limit, f)
+	return recs, err
+}
+
+func (s *Store) readPage(ctx context.Context, after uint64, limit int, f ledger.Filter) ([]ledger.Record, uint64, error) {
+	if s.closed.Load() {
+		return nil, 0, ledger.ErrClosed
+	}
+	limit = pageSize(limit)
+	// One statement, one snapshot: the head and the page agree, and the
+	// head row is updated in the same transaction as the rows it counts.
+	q := `SELECT h.head, e.position, e.hash, e.payload FROM ghsync.ledger h
+		LEFT JOIN LATERAL (SELECT position, hash, payload FROM ghsync.events
+			WHERE position > $1 AND position <= h.head
+			AND (cardinality($2::text[]) = 0 OR model = ANY($2))
+			AND (cardinality($3::smallint[]) = 0 OR origin = ANY($3))
+			ORDER BY position LIMIT $4) e ON true`
+	models := f.Models
+	if models == nil {
+		models = []string{}
+	}
+	origins := make([]int16, len(f.Origins))
+	for i, o := range f.Origins {
+		origins[i] = int16(o)
+	}
+	rows, err := s.pool.Query(ctx, q, int64(after), models, origins, limit)
+	if err != nil {
+		return nil, 0, fmt.Errorf("read ledger: %w", err)
+	}
+	defer rows.Close()
+	var recs []ledger.Record
+	var head uint64
+	for rows.Next() {
+		var pos *int64
+		var hash, payload []byte
+		if err := rows.Scan(&head, &pos, &hash, &payload); err != nil {
+			return nil, 0, fmt.Errorf("read ledger: %w", err)
+		}
+		if pos == nil {
+			continue // nothing after the cursor
+		}
+		e, err := ledger.DecodeStored(uint64(*pos), hash, payload)
+		if err != nil {
+			return nil, 0, err
+		}
+		recs = append(recs, ledger.Record{Position: uint64(*pos), Event: e})
+	}
+	if err := rows.Err(); err != nil {
+		return nil, 0, fmt.Errorf("read ledger: %w", err)
+	}
+	through := head
+	if len(recs) == limit {
+		through = recs[len(recs)-1].Position
+	}
+	return recs, through, nil
+}
+
+func pageSize(limit int) int {
+	if limit <= 0 {
+		return ledger.DefaultPageSize
+	}
+	return limit
+}
+
+func (s *Store) query(ctx context.Context, q string, args ...any) ([]ledger.Record, error) {
+	if s.closed.Load() {
+		return nil, ledger.ErrClosed
+	}
+	rows, err := s.pool.Query(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("read ledger: %w", err)
+	}
+	defer rows.Close()
+	var recs []ledger.Record
+	for rows.Next() {
+		var pos int64
+		var hash, payload []byte
+		if err := rows.Scan(&pos, &hash, &payload); err != nil {
+			return nil, fmt.Errorf("read ledger: %w", err)
+		}
+		e, err := ledger.DecodeStored(uint64(pos), hash, payload)
+		if err != nil {
+			return nil, err
+		}
+		recs = append(recs, ledger.Record{Position: uint64(pos), Event: e})
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read ledger: %w", err)
+	}
+	return recs, nil
+}
+
+// ReadStream implements ledger.Store.
+func (s *Store) ReadStream(ctx context.Context, st ledger.Stream, after uint64, limit int) ([]ledger.Record, error) {
+	return s.query(ctx, `SELECT position, hash, payload FROM ghsync.events
+		WHERE model = $1 AND key = $2 AND position > $3 ORDER BY position LIMIT $4`, st.Model, st.Key, int64(after), pageSize(limit))
+}
+
+// ReadOrigin implements ledger.Store.
+func (s *Store) ReadOrigin(ctx context.Context, origin uint16, afterSeq uint64, limit int) ([]ledger.Record, error) {
+	return s.query(ctx, `SELECT position, hash, payload FROM ghsync.events
+		WHERE origin = $1 AND origin_seq > $2 ORDER BY origin_seq LIMIT $3`, int16(origin), int64(afterSeq), pageSize(limit))
+}
+
+// Head implements ledger.Store.
+func (s *Store) Head(ctx context.Context) (uint64, error) {
+	if s.closed.Load() {
+		return 0, ledger.ErrClosed
+	}
+	var head int64
+	if err := s.pool.QueryRow(ctx, `SELECT head FROM ghsync.ledger`).Scan(&head); err != nil {
+		return 0, fmt.Errorf("read ledger head: %w", err)
+	}
+	return uint64(head), nil
+}
+
+// Origins implements ledger.Store.
+func (s *Store) Origins(ctx context.Context) ([]ledger.OriginHead, error) {
+	if s.closed.Load() {
+		return nil, ledger.ErrClosed
+	}
+	rows, err := s.pool.Query(ctx, `SELECT origin, seq, hash, count, max_hlc FROM ghsync.origins ORDER BY origin`)
+	if err != nil {
+		return nil, fmt.Errorf("read origins: %w", err)
+	}
+	defer rows.Close()
+	var out []ledger.OriginHead
+	for rows.Next() {
+		var h ledger.OriginHead
+		var hash []byte
+		var maxHLC int64
+		if err := rows.Scan(&h.Origin, &h.Seq, &hash, &h.Count, &maxHLC); err != nil {
+			return nil, fmt.Errorf("read origins: %w", err)
+		}
+		copy(h.Hash[:], hash)
+		h.MaxHLC = clocks.Timestamp(maxHLC)
+		out = append(out, h)
+	}
+	return out, rows.Err()
+}
+
+// Subscribe implements ledger.Store.
+func (s *Store) Subscribe(ctx context.Context, after uint64, f ledger.Filter) iter.Seq2[ledger.Record, error] {
+	s.listenOnce.Do(s.startListener)
+	return ledger.Follow(ctx, after, f, s.readPage, &s.sig, s.opts.PollInterval)
+}
+
+// startListener keeps one LISTEN connection per Store that turns NOTIFYs
+// from any process into wake-ups. If it cannot connect it retries; the
+// subscribers' polling covers the gap.
+func (s *Store) startListener() {
+	if s.closed.Load() {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s.stop, s.listenDone = cancel, make(chan struct{})
+	go func() {
+		defer close(s.listenDone)
+		for ctx.Err() == nil {
+			s.listen(ctx)
+			select {
+			case <-ctx.Done():
+			case <-time.After(s.opts.PollInterval):
+			}
+		}
+	}()
+}
+
+func (s *Store) listen(ctx context.Context) {
+	conn, err := pgx.Connect(ctx, s.url)
+	if err != nil {
+		return
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(ctx, "LISTEN "+channel); err != nil {
+		return
+	}
+	s.sig.Notify() // anything appended while we were not listening
+	for {
+		if _, err := conn.WaitForNotification(ctx); err != nil {
+			return
+		}
+		s.sig.Notify()
+	}
+}
