@@ -132,7 +132,7 @@ func startThrowaway() (_ *throwaway, err error) {
 			continue
 		}
 		logTail, _ := os.ReadFile(c.logPath)
-		return nil, fail("%v%s\nserver log %s:\n%s", err, asUser(cred), c.logPath, tail(logTail, 30))
+		return nil, fail("%v%s\ntail of the server log:\n%s", err, asUser(cred), tail(logTail, 30))
 	}
 	c.startup = time.Since(begin)
 	return c, nil
@@ -266,9 +266,11 @@ func findBinaries() (binaries, []string, bool) {
 	}
 	if pgConfig, err := exec.LookPath("pg_config"); err == nil {
 		if out, err := exec.Command(pgConfig, "--bindir").Output(); err == nil {
-			if b, ok := inDir(strings.TrimSpace(string(out))); ok {
+			b, ok := inDir(strings.TrimSpace(string(out)))
+			if ok {
 				return b, tried, true
 			}
+			tried[len(tried)-1] += " (from pg_config --bindir)"
 		}
 	} else {
 		tried = append(tried, "pg_config --bindir (no pg_config in PATH)")

@@ -1,0 +1,91 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/alecthomas/kong"
+	"github.com/hashicorp/go-hclog"
+)
+
+// CLI is the command tree. Each command lives in its own file.
+type CLI struct {
+	Globals
+
+	Version  VersionCmd  `cmd:"" help:"Print the ghsync version and the ledger format it writes."`
+	Log      LogCmd      `cmd:"" help:"Print the events of a ledger: what changed, where, when and by whom."`
+	Verify   VerifyCmd   `cmd:"" help:"Check a ledger's hash chains and report the first break of each origin."`
+	Generate GenerateCmd `cmd:"" help:"Write a ledger of realistic clinic activity (a few health centres), for trying ghsync out."`
+}
+
+// Globals are the settings every command shares. Each can come from a
+// flag, an environment variable or the configuration file, in that order
+// of precedence.
+type Globals struct {
+	Config    kong.ConfigFlag `help:"Configuration file (key = value lines, keys named like the flags)." placeholder:"FILE" env:"GHSYNC_CONFIG"`
+	Ledger    string          `help:"Ledger location: sqlite:PATH (embedded, the default) or a postgres:// URL of the GNU Health database." default:"sqlite:ghsync.db" env:"GHSYNC_LEDGER"`
+	LogLevel  string          `help:"Log level: trace, debug, info, warn, error." default:"info" enum:"trace,debug,info,warn,error" env:"GHSYNC_LOG_LEVEL"`
+	LogFormat string          `help:"Log format: text, json, or auto (text on a terminal, json otherwise)." default:"auto" enum:"auto,text,json" env:"GHSYNC_LOG_FORMAT"`
+}
+
+// Env is what every command's Run receives.
+type Env struct {
+	*Globals
+	Ctx context.Context
+	Out io.Writer
+	Log hclog.Logger
+}
+
+func (g *Globals) logger(w *os.File) hclog.Logger {
+	json := g.LogFormat == "json" || g.LogFormat == "auto" && !isTerminal(w)
+	return hclog.New(&hclog.LoggerOptions{
+		Name:       "ghsync",
+		Level:      hclog.LevelFromString(g.LogLevel),
+		Output:     w,
+		JSONFormat: json,
+	})
+}
+
+// loadConfig reads ghsync's configuration file: "key = value" lines, '#'
+// or ';' comments, optional [sections] (ignored, so the keys of a
+// [ghsync] section of a shared file work). Keys are flag names; '_' and
+// '-' are interchangeable.
+func loadConfig(r io.Reader) (kong.Resolver, error) {
+	values := map[string]string{}
+	sc := bufio.NewScanner(r)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || line[0] == '#' || line[0] == ';' || line[0] == '[' {
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		if !ok {
+			return nil, fmt.Errorf("config line %d: want key = value", n)
+		}
+		values[normKey(k)] = strings.TrimSpace(v)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return kong.ResolverFunc(func(_ *kong.Context, _ *kong.Path, flag *kong.Flag) (any, error) {
+		if v, ok := values[normKey(flag.Name)]; ok {
+			return v, nil
+		}
+		return nil, nil
+	}), nil
+}
+
+func normKey(k string) string {
+	return strings.ReplaceAll(strings.ToLower(strings.TrimSpace(k)), "_", "-")
+}
+
+// isTerminal reports whether f is a character device (a terminal), without
+// a dependency for it.
+func isTerminal(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}

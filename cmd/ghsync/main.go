@@ -1,0 +1,56 @@
+// Command ghsync synchronises GNU Health instances through an
+// event-sourced ledger. Run `ghsync --help` for the commands.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/alecthomas/kong"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run parses args and executes one command; it returns the exit code so
+// tests can drive the whole CLI in-process.
+func run(args []string, stdout, stderr *os.File) int {
+	var cli CLI
+	parser, err := kong.New(&cli,
+		kong.Name("ghsync"),
+		kong.Description("Synchronise GNU Health instances (central and satellites) through an auditable event ledger."),
+		kong.UsageOnError(),
+		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
+		kong.Configuration(loadConfig, "/etc/ghsync/ghsync.conf"),
+		kong.Writers(stdout, stderr),
+		kong.Vars{"version": version},
+	)
+	if err != nil {
+		fmt.Fprintln(stderr, "ghsync:", err)
+		return 2
+	}
+	kctx, err := parser.Parse(args)
+	if err != nil {
+		fmt.Fprintln(stderr, "ghsync:", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	env := &Env{Globals: &cli.Globals, Ctx: ctx, Out: stdout, Log: cli.Globals.logger(stderr)}
+	if err := kctx.Run(env); err != nil {
+		if errors.Is(err, errVerifyFailed) {
+			return 1
+		}
+		env.Log.Error("command failed", "command", kctx.Command(), "error", err)
+		return 1
+	}
+	return 0
+}
