@@ -360,6 +360,9 @@ func (d *decoder) fixedBytes(dst []byte, what string) error {
 	if !msgpcode.IsBin(c) {
 		return fmt.Errorf("%s: want bytes, got code 0x%02x", what, c)
 	}
+	if err := d.checkLen(c); err != nil { // DecodeBytes allocates the declared length
+		return fmt.Errorf("%s: %w", what, err)
+	}
 	b, err := d.dec.DecodeBytes()
 	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)

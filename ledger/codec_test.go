@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -454,7 +455,9 @@ func malformedEvents(tb testing.TB) []malformed {
 		{"value bin32 past end", field(kv{"name", u32(0xc6, math.MaxUint32)}), ledger.ErrInvalidEvent, "declared length"},
 		{"value ext32 past end", field(kv{"name", append(u32(0xc9, math.MaxUint32), 1)}), ledger.ErrInvalidEvent, "declares"},
 		{"fields map32 past end", with(elFields, u32(0xdf, math.MaxUint32)), ledger.ErrInvalidEvent, "entries in"},
-		{"id bin32 past end", with(elID, u32(0xc6, math.MaxUint32)), ledger.ErrInvalidEvent, "id"},
+		{"id bin32 past end", with(elID, u32(0xc6, math.MaxUint32)), ledger.ErrInvalidEvent, "id: declared length"},
+		{"prev_hash bin32 past end", with(elPrev, u32(0xc6, math.MaxUint32)), ledger.ErrInvalidEvent, "prev_hash: declared length"},
+		{"prev_hash bin16 past end", with(elPrev, []byte{0xc5, 0xff, 0xff}), ledger.ErrInvalidEvent, "prev_hash: declared length"},
 		{"array32 huge", append([]byte{1}, u32(0xdd, math.MaxUint32)...), ledger.ErrInvalidEvent, "elements"},
 	}
 }
@@ -731,4 +734,20 @@ func flip(b []byte, i int) []byte {
 func hashOf(b []byte) []byte {
 	h := ledger.HashOf(b)
 	return h[:]
+}
+
+// TestUnmarshalBoundedAllocation: a declared length is never trusted for an
+// allocation. A few bytes claiming a 4 GiB id or prev_hash once made
+// Unmarshal allocate 4 GiB, letting any peer exhaust a server's memory.
+func TestUnmarshalBoundedAllocation(t *testing.T) {
+	const limit = 1 << 20
+	for _, tt := range malformedEvents(t) {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		_, _ = ledger.Unmarshal(tt.data)
+		runtime.ReadMemStats(&after)
+		if n := after.TotalAlloc - before.TotalAlloc; n > limit {
+			t.Errorf("%s: Unmarshal of %d bytes allocated %d bytes", tt.name, len(tt.data), n)
+		}
+	}
 }
