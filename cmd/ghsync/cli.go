@@ -20,6 +20,7 @@ type CLI struct {
 	Log      LogCmd      `cmd:"" help:"Print the events of a ledger: what changed, where, when and by whom."`
 	Verify   VerifyCmd   `cmd:"" help:"Check a ledger's hash chains and report the first break of each origin."`
 	Generate GenerateCmd `cmd:"" help:"Write a ledger of realistic clinic activity (a few health centres), for trying ghsync out."`
+	Models   ModelsCmd   `cmd:"" help:"List the synchronised Tryton models, or check a GNU Health database against them before the first sync."`
 }
 
 // Globals are the settings every command shares. Each can come from a

@@ -1,0 +1,133 @@
+/*
+Package merge decides what a synchronised record's fields hold, and which
+writes were lost, from the events the ledger holds about it. It is pure: no
+I/O, no clock, no global state. The projector feeds it a record's events and
+writes the outcome to the Tryton tables and the conflict queue.
+
+# The state
+
+A State is one record's merge state: the smallest create stamp seen
+(Created), the smallest delete stamp seen (Deleted, the tombstone), and for
+every field every write any create or write event made to it (Fields),
+sorted by Stamp and unique by it. A Stamp is (HLC, origin, event id), the
+total order of ledger.Event.Compare. A Write is a stamp, the Base the writer
+named (the HLC of the value it replaced; 0 for creates and first writes) and
+the value.
+
+State keeps every write, not only the winner, because only then are the
+current values and the conflict set functions of the set of applied events.
+With only the winner kept, three concurrent writes report different
+conflicts depending on the order they arrive in. Nothing in a State depends
+on the Policy either: Value, Values and Conflicts apply a policy on demand,
+so a policy change needs no replay.
+
+# Eligibility
+
+A write takes part in the merge unless
+
+  - its stamp is after the tombstone (conflict reason RecordDeleted, against
+    a Winner holding the delete's stamp and a null value), or
+  - the policy is OriginOwned, a create is known, and the writer is not the
+    creating origin (NotOwner, against the field's winning eligible write,
+    or a zero Write if none). Before any create is known, every origin's
+    writes are eligible.
+
+Each losing write of a field is reported once, with the first of these
+reasons that applies, else the rule's own.
+
+# Rules
+
+LastWriterWins (the default): the greatest stamp wins. A write L is a
+conflict loser (ConcurrentWrite) when some later eligible write W did not
+see it (W.Base < L's HLC) and set another value; the smallest such W is
+reported. A write that saw L, or set the same value, is no conflict, so a
+conflict once reported stays reported whatever comes later.
+
+FirstWins (write-once): the smallest stamp wins; every other write with
+another value is a conflict (WriteOnce).
+
+Max, Min: the greatest (smallest) value by ledger.Value.Compare wins, ties
+to the greatest stamp. No conflicts: every value is an input to the result.
+
+Union (Many2Many; values are ledger RefSets, any other value counts as the
+empty set): an add-wins observed-remove set in which each write is a tag.
+For a write W, its base B is the eligible write of the field with the
+greatest stamp whose HLC equals W.Base (none: the empty set). W adds, tagged
+with its HLC, the refs in W but not in B, and removes the refs in B but not
+in W; a removal of r cancels every add of r whose tag is at most W.Base. A
+ref is present when some add of it is not cancelled, so a concurrent add
+beats a remove. No conflicts. Value returns the stamp and base of the
+greatest eligible write with the merged set as its value.
+
+CentralWins: writes from origin 0 (central) rank above all others, last
+writer wins within each class. Central writes among themselves are judged
+as under LastWriterWins. If no central write exists, neither are the
+others. If one does, it wins, and a satellite write is a conflict
+(CentralOnly, against the winning central write) when its value differs
+from the winning one and some central write overrode it without having
+seen it (that write's Base is before the satellite write's HLC). A
+satellite value that central later replaced knowingly had its turn and is
+no conflict, as under LastWriterWins; satellite writes are not judged
+against each other once central has a value.
+
+# Deletes and creates
+
+The tombstone is the smallest delete stamp; Live is false from then on, and
+no later create or write revives the record (every write after the
+tombstone is a RecordDeleted conflict, one per field it set; writes before
+it are not). A second delete is no conflict. A create arriving after writes
+to the same key merges with them like any write; Created is the smallest
+create stamp. Two creates of one key from different origins (a duplicate
+registration) merge field by field like any writes: creates have Base 0, so
+differing values are ConcurrentWrite conflicts, and with OriginOwned the
+smaller create's origin owns the record.
+
+# Laws
+
+For any set of events, whatever the order of Apply calls and however many
+duplicates, the State encodes (MarshalBinary) to the same bytes and gives
+the same Values and Conflicts under every policy. Merge, the union of two
+states, is commutative, associative and idempotent, and merging the states
+of parts of a set of events equals applying the whole set. The encoding is
+canonical, and UnmarshalState accepts exactly the canonical encodings.
+laws_test.go checks all of this over thousands of simulated histories.
+
+# HAZARD: growth
+
+A State grows with every write to the record and never shrinks. A record
+edited daily for years carries thousands of writes, all in its encoding.
+Dropping writes is only safe once they are causally stable (every origin
+has seen them and every later write names a Base at or after them), which
+needs knowledge of what each origin has seen that this package does not
+have. Compaction is future work; until then the projector should watch
+state sizes.
+
+# HAZARD: clocks beyond the maximum offset
+
+Every rule orders by HLC. A write stamped far in the future (a node whose
+clock ran ahead with clocks.Clock's MaxOffset check disabled) wins
+LastWriterWins, and CentralWins within its class, against every honest
+write until real time
+passes it, and looks concurrent with everything (no honest Base reaches
+it), so it is the reported winner of every conflict it takes part in. The clocks package refuses such
+remotes by default; merge trusts the stamps it is given.
+
+# HAZARD: Base is an HLC, not a stamp
+
+A Base names the HLC of the replaced value, not its stamp, and "did W see
+L" is approximated by W.Base >= L's HLC. Two writes with the same HLC from
+different origins are therefore ambiguous as bases: a writer that saw one
+is taken to have seen both, and for Union the base is the one with the
+greatest stamp, a deterministic choice that may not be the write the writer
+saw. Likewise a write whose HLC is at most W.Base but that W's writer had
+not received is taken as seen.
+
+For Union this has a visible consequence. When two writes add concurrently
+(a adds x, b adds y), a replica shows {x, y}; if its user then removes x,
+the write's base is b (the greatest), whose set lacks x, so the removal of
+x is not recognised and x stays. Writing the set with x and then without it
+removes x. A projector can avoid this by writing the merged set (with the
+greatest stamp's HLC as Base) whenever it differs from the greatest write's
+set, so that bases again hold what replicas show.
+*/
+package merge

@@ -1,0 +1,283 @@
+package merge
+
+import (
+	"cmp"
+	"maps"
+	"slices"
+	"sort"
+
+	"github.com/ghsync/ghsync/clocks"
+	"github.com/ghsync/ghsync/ledger"
+)
+
+// Conflict is a write whose value was discarded for a reason worth
+// reporting (see State.Conflicts).
+type Conflict struct {
+	Field  string // one conflict per field the losing write set
+	Loser  Write
+	Winner Write // for RecordDeleted: Stamp is the delete's, Base 0, Value null; zero when nothing won
+	Reason Reason
+}
+
+// ineligible says why a write takes no part in the merge, if it does not.
+// A write after the tombstone is out whatever its origin; otherwise, on an
+// origin-owned model, a write from another origin than the creator's.
+func (s *State) ineligible(p Policy, w *Write) (Reason, bool) {
+	if s.Deleted != nil && w.Stamp.Compare(*s.Deleted) > 0 {
+		return RecordDeleted, true
+	}
+	if p.OriginOwned && s.Created != nil && w.Stamp.Origin != s.Created.Origin {
+		return NotOwner, true
+	}
+	return 0, false
+}
+
+// eligible returns the field's writes that take part in the merge, in
+// stamp order. It returns ws itself when all do.
+func (s *State) eligible(p Policy, ws []Write) []Write {
+	for i := range ws {
+		if _, out := s.ineligible(p, &ws[i]); out {
+			el := slices.Clone(ws[:i])
+			for j := i + 1; j < len(ws); j++ {
+				if _, out := s.ineligible(p, &ws[j]); !out {
+					el = append(el, ws[j])
+				}
+			}
+			return el
+		}
+	}
+	return ws
+}
+
+// Value is the winning write of field under p; ok is false when the field
+// has no eligible write. For Union the write is synthetic: the Stamp and
+// Base of the greatest eligible write, and the merged set as Value.
+func (s *State) Value(p Policy, field string) (w Write, ok bool) {
+	return winner(p.Rule(field), s.eligible(p, s.Fields[field]))
+}
+
+// Values is every field's winning value under p (fields without an
+// eligible write are absent).
+func (s *State) Values(p Policy) map[string]ledger.Value {
+	out := make(map[string]ledger.Value, len(s.Fields))
+	for name, ws := range s.Fields {
+		if w, ok := winner(p.Rule(name), s.eligible(p, ws)); ok {
+			out[name] = w.Value
+		}
+	}
+	return out
+}
+
+// winner picks the winning write among eligible writes el (sorted by stamp).
+func winner(r Rule, el []Write) (Write, bool) {
+	if len(el) == 0 {
+		return Write{}, false
+	}
+	switch r {
+	case FirstWins:
+		return el[0], true
+	case Max, Min:
+		best := 0
+		for i := 1; i < len(el); i++ {
+			c := el[i].Value.Compare(el[best].Value)
+			if r == Min {
+				c = -c
+			}
+			if c >= 0 { // ties: the later stamp
+				best = i
+			}
+		}
+		return el[best], true
+	case Union:
+		last := el[len(el)-1]
+		return Write{Stamp: last.Stamp, Base: last.Base, Value: unionSet(el)}, true
+	case CentralWins:
+		for i := len(el) - 1; i >= 0; i-- {
+			if el[i].Stamp.Origin == 0 {
+				return el[i], true
+			}
+		}
+	}
+	return el[len(el)-1], true
+}
+
+// Conflicts are the losing writes worth reporting, derived from the state
+// alone, sorted by field, loser stamp, winner stamp. For each write, at most
+// one conflict per field, the first reason that applies:
+//
+//   - RecordDeleted: the write's stamp is after the tombstone;
+//   - NotOwner: OriginOwned, and the writer is not the creator;
+//   - the rule's own: ConcurrentWrite (LastWriterWins; CentralWins among
+//     central writes, or among all when there is none), WriteOnce
+//     (FirstWins), CentralOnly (CentralWins: a satellite write central
+//     overrode unseen). Max, Min and Union report none.
+func (s *State) Conflicts(p Policy) []Conflict {
+	var out []Conflict
+	var tomb Write
+	if s.Deleted != nil {
+		tomb.Stamp = *s.Deleted
+	}
+	for _, name := range slices.Sorted(maps.Keys(s.Fields)) {
+		ws := s.Fields[name]
+		r := p.Rule(name)
+		el := s.eligible(p, ws)
+		win, _ := winner(r, el)
+		for i := range ws {
+			if why, out1 := s.ineligible(p, &ws[i]); out1 {
+				c := Conflict{Field: name, Loser: ws[i], Reason: why, Winner: win}
+				if why == RecordDeleted {
+					c.Winner = tomb
+				}
+				out = append(out, c)
+			}
+		}
+		out = ruleConflicts(out, name, r, el, win)
+	}
+	slices.SortFunc(out, compareConflicts)
+	return out
+}
+
+func compareConflicts(a, b Conflict) int {
+	if c := cmp.Compare(a.Field, b.Field); c != 0 {
+		return c
+	}
+	if c := a.Loser.Stamp.Compare(b.Loser.Stamp); c != 0 {
+		return c
+	}
+	if c := a.Winner.Stamp.Compare(b.Winner.Stamp); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.Reason, b.Reason)
+}
+
+// ruleConflicts appends the conflicts rule r reports among eligible writes
+// el (sorted by stamp) of one field whose winner is win.
+func ruleConflicts(out []Conflict, field string, r Rule, el []Write, win Write) []Conflict {
+	switch r {
+	case LastWriterWins:
+		for i := range el {
+			if j := firstUnseeing(el, i, el[i+1:]); j >= 0 {
+				out = append(out, Conflict{Field: field, Loser: el[i], Winner: el[i+1+j], Reason: ConcurrentWrite})
+			}
+		}
+	case FirstWins:
+		for _, w := range el[min(1, len(el)):] {
+			if !w.Value.Equal(win.Value) {
+				out = append(out, Conflict{Field: field, Loser: w, Winner: win, Reason: WriteOnce})
+			}
+		}
+	case CentralWins:
+		var central, others []Write
+		for _, w := range el {
+			if w.Stamp.Origin == 0 {
+				central = append(central, w)
+			} else {
+				others = append(others, w)
+			}
+		}
+		out = ruleConflicts(out, field, LastWriterWins, central, Write{})
+		if len(central) == 0 {
+			return ruleConflicts(out, field, LastWriterWins, others, Write{})
+		}
+		// A central write wins. A satellite write loses to it when its
+		// value is not the winning one and some central write overrode it
+		// without having seen it (a satellite write that central later
+		// replaced knowingly had its turn, as under LastWriterWins).
+		for i := range others {
+			if !others[i].Value.Equal(win.Value) && firstUnseeing(others, i, central) >= 0 {
+				out = append(out, Conflict{Field: field, Loser: others[i], Winner: win, Reason: CentralOnly})
+			}
+		}
+	}
+	return out
+}
+
+// firstUnseeing is the index in later (writes that outrank ws[i]) of the
+// first one that did not see ws[i] (its Base is before ws[i]'s HLC) and
+// set another value; -1 if none.
+func firstUnseeing(ws []Write, i int, later []Write) int {
+	l := &ws[i]
+	for j := range later {
+		if later[j].Base < l.Stamp.HLC && !later[j].Value.Equal(l.Value) {
+			return j
+		}
+	}
+	return -1
+}
+
+// unionSet merges a Many2Many field, an observed-remove set in which every
+// write is a tag. For a write W, its base B is the eligible write with the
+// greatest stamp whose HLC is W.Base (none: the empty set). W adds, tagged
+// W, the refs of W not in B, and removes the refs of B not in W: a removal
+// of r cancels every add of r whose tag's HLC is at most W.Base, that is,
+// the adds W's writer may have seen. A ref is present when some add of it
+// is not cancelled, so an add the remover had not seen wins. A value that
+// is not a RefSet counts as the empty set.
+func unionSet(el []Write) ledger.Value {
+	type add struct {
+		ref ledger.Ref
+		hlc clocks.Timestamp
+	}
+	type remove struct {
+		ref   ledger.Ref
+		scope clocks.Timestamp
+	}
+	var adds []add
+	var removes []remove
+	for i := range el {
+		w := &el[i]
+		cur := refsOf(w.Value)
+		var base []ledger.Ref
+		if w.Base != 0 {
+			// The greatest stamp with HLC == Base: the last one before the
+			// first write whose HLC is greater.
+			k := sort.Search(len(el), func(j int) bool { return el[j].Stamp.HLC > w.Base })
+			if k > 0 && el[k-1].Stamp.HLC == w.Base {
+				base = refsOf(el[k-1].Value)
+			}
+		}
+		for _, r := range cur {
+			if !containsRef(base, r) {
+				adds = append(adds, add{r, w.Stamp.HLC})
+			}
+		}
+		for _, r := range base {
+			if !containsRef(cur, r) {
+				removes = append(removes, remove{r, w.Base})
+			}
+		}
+	}
+	var present []ledger.Ref
+	for _, a := range adds {
+		cancelled := false
+		for _, r := range removes {
+			if r.ref == a.ref && a.hlc <= r.scope {
+				cancelled = true
+				break
+			}
+		}
+		if !cancelled {
+			present = append(present, a.ref)
+		}
+	}
+	v, err := ledger.RefSet(present...)
+	if err != nil { // unreachable: every ref came from a valid RefSet
+		panic("merge: " + err.Error())
+	}
+	return v
+}
+
+func refsOf(v ledger.Value) []ledger.Ref {
+	refs, _ := v.AsRefSet()
+	return refs
+}
+
+func containsRef(sorted []ledger.Ref, r ledger.Ref) bool {
+	_, found := slices.BinarySearchFunc(sorted, r, func(a, b ledger.Ref) int {
+		if c := cmp.Compare(a.Model, b.Model); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Key, b.Key)
+	})
+	return found
+}

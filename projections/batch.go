@@ -1,0 +1,631 @@
+package projections
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/ghsync/ghsync/ledger"
+	"github.com/ghsync/ghsync/merge"
+	"github.com/ghsync/ghsync/models"
+)
+
+// record is one record touched by a batch.
+type record struct {
+	k     recKey
+	m     *models.Model
+	st    *merge.State
+	dirty bool   // the state changed: save it, re-derive the row
+	user  string // login of the last event applied here
+	pos   uint64 // position of that event
+	vals  map[string]ledger.Value
+}
+
+// wait is something a record needs before its row can be (fully) written.
+type wait struct {
+	target recKey
+	reason string
+}
+
+// batch is the work of one projection transaction.
+type batch struct {
+	p      *Projector
+	tx     dtx
+	s      string // schema prefix
+	recs   map[recKey]*record
+	ids    map[recKey]int64 // id map: records that have a row
+	looked map[recKey]bool  // id map lookups done (hit or miss)
+	parked map[recKey][]recKey
+}
+
+func newBatch(p *Projector, tx dtx) *batch {
+	return &batch{p: p, tx: tx, s: p.d.schemaPrefix(), recs: map[recKey]*record{}, ids: map[recKey]int64{},
+		looked: map[recKey]bool{}, parked: map[recKey][]recKey{}}
+}
+
+func (b *batch) reject(r ledger.Record, rej *Rejection) {
+	rej.Position = r.Position
+	b.p.log.Warn("event rejected", "position", r.Position, "event", rej.EventID, "model", rej.Model, "key", rej.Key, "field", rej.Field, "problem", rej.Problem)
+	b.tx.queue(`INSERT INTO `+b.s+`rejected (position, event_id, model, key, field, problem) VALUES (?, ?, ?, ?, ?, ?)
+		ON CONFLICT (position) DO NOTHING`, int64(r.Position), rej.EventID, rej.Model, rej.Key, rej.Field, rej.Problem)
+}
+
+// load brings the merge states of keys into the batch.
+func (b *batch) load(ctx context.Context, keys []recKey) error {
+	var missing []recKey
+	for _, k := range keys {
+		if _, ok := b.recs[k]; !ok {
+			missing = append(missing, k)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	stored, err := b.tx.loadStates(ctx, missing)
+	if err != nil {
+		return err
+	}
+	for _, k := range missing {
+		m, ok := b.p.reg.Lookup(k.model)
+		if !ok {
+			return fmt.Errorf("load %s/%s: model left the registry", k.model, k.key)
+		}
+		st := &merge.State{}
+		if raw, ok := stored[k]; ok {
+			if st, err = merge.UnmarshalState(raw); err != nil {
+				return fmt.Errorf("load %s/%s: merge state: %w", k.model, k.key, err)
+			}
+		}
+		b.recs[k] = &record{k: k, m: m, st: st}
+	}
+	return nil
+}
+
+// apply merges the batch's events into their records' states and brings
+// the tables in line, unparking whatever the new rows make resolvable.
+func (b *batch) apply(ctx context.Context, evs []ledger.Record) error {
+	var keys []recKey
+	for _, r := range evs {
+		keys = append(keys, recKey{r.Event.Model, r.Event.Key})
+	}
+	if err := b.load(ctx, keys); err != nil {
+		return err
+	}
+	var todo []*record
+	for _, r := range evs {
+		rec := b.recs[recKey{r.Event.Model, r.Event.Key}]
+		if rec.st.Apply(r.Event) {
+			if !rec.dirty {
+				todo = append(todo, rec)
+			}
+			rec.dirty = true
+		}
+		rec.user, rec.pos = r.Event.User, r.Position
+	}
+	settled := map[recKey]bool{}
+	for len(todo) > 0 {
+		inserted, err := b.materialize(ctx, todo)
+		if err != nil {
+			return err
+		}
+		// Records waiting for one that got its row, or that was deleted
+		// (there is then nothing to wait for), are looked at again.
+		var news []recKey
+		for _, k := range inserted {
+			if !settled[k] {
+				settled[k] = true
+				news = append(news, k)
+			}
+		}
+		for _, rec := range todo {
+			if rec.st.Deleted != nil && !settled[rec.k] {
+				settled[rec.k] = true
+				news = append(news, rec.k)
+			}
+		}
+		if todo, err = b.unpark(ctx, news); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// unpark returns the records waiting for any of keys.
+func (b *batch) unpark(ctx context.Context, keys []recKey) ([]*record, error) {
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	waiting, err := b.tx.parkedOn(ctx, keys)
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range keys {
+		waiting = append(waiting, b.parked[t]...)
+		delete(b.parked, t)
+	}
+	slices.SortFunc(waiting, compareKeys)
+	waiting = slices.Compact(waiting)
+	if err := b.load(ctx, waiting); err != nil {
+		return nil, err
+	}
+	out := make([]*record, 0, len(waiting))
+	for _, k := range waiting {
+		out = append(out, b.recs[k])
+	}
+	return out, nil
+}
+
+func compareKeys(a, b recKey) int {
+	if c := strings.Compare(a.model, b.model); c != 0 {
+		return c
+	}
+	return strings.Compare(a.key, b.key)
+}
+
+// values derives a live record's field values, with the key's own fields
+// filled in from the key when no event set them.
+func (b *batch) values(rec *record) map[string]ledger.Value {
+	vals := rec.st.Values(rec.m.Policy)
+	if rec.m.Kind == models.UUIDKey || len(rec.m.Key) == 0 {
+		return vals
+	}
+	parts := []string{rec.k.key}
+	if len(rec.m.Key) > 1 {
+		var err error
+		if parts, err = ledger.SplitKey(rec.k.key); err != nil || len(parts) != len(rec.m.Key) {
+			return vals // a malformed composite key: the row is parked for missing fields
+		}
+	}
+	for i, name := range rec.m.Key {
+		if v, ok := vals[name]; ok && !v.IsNull() {
+			continue
+		}
+		f, ok := rec.m.Field(name)
+		if !ok {
+			continue
+		}
+		if f.Type == models.Many2One {
+			if v, err := ledger.RefTo(f.Target, parts[i]); err == nil {
+				vals[name] = v
+			}
+		} else {
+			vals[name] = ledger.String(parts[i])
+		}
+	}
+	return vals
+}
+
+// refsOf lists every record a row needs ids for.
+func refsOf(rec *record) []recKey {
+	var out []recKey
+	for _, f := range rec.m.Fields {
+		v := rec.vals[f.Name]
+		if r, ok := v.AsRef(); ok {
+			out = append(out, recKey{r.Model, r.Key})
+		}
+		if rs, ok := v.AsRefSet(); ok {
+			for _, r := range rs {
+				out = append(out, recKey{r.Model, r.Key})
+			}
+		}
+	}
+	return out
+}
+
+func (b *batch) lookupIDs(ctx context.Context, keys []recKey) error {
+	var need []recKey
+	for _, k := range keys {
+		if !b.looked[k] {
+			b.looked[k] = true
+			need = append(need, k)
+		}
+	}
+	if len(need) == 0 {
+		return nil
+	}
+	found, err := b.tx.loadIDs(ctx, "idmap", need)
+	if err != nil {
+		return err
+	}
+	for k, id := range found {
+		b.ids[k] = id
+	}
+	return nil
+}
+
+// materialize writes the rows of todo's records and returns the records
+// that got a row in this round (they may unpark others).
+func (b *batch) materialize(ctx context.Context, todo []*record) ([]recKey, error) {
+	var need []recKey
+	for _, rec := range todo {
+		rec.vals = nil
+		if rec.st.Live() {
+			rec.vals = b.values(rec)
+			need = append(need, refsOf(rec)...)
+		}
+		need = append(need, rec.k)
+	}
+	if err := b.lookupIDs(ctx, need); err != nil {
+		return nil, err
+	}
+
+	// Which new records can be inserted now: the greatest set whose
+	// required references resolve to existing rows or to each other.
+	candidates := map[recKey]*record{}
+	for _, rec := range todo {
+		if _, has := b.ids[rec.k]; rec.st.Live() && !has {
+			candidates[rec.k] = rec
+		}
+	}
+	gone := map[recKey]bool{} // deleted in this round
+	for _, rec := range todo {
+		if !rec.st.Live() {
+			gone[rec.k] = true
+		}
+	}
+	resolvable := func(t recKey) bool {
+		_, has := b.ids[t]
+		_, cand := candidates[t]
+		return !gone[t] && (has || cand)
+	}
+	for changed := true; changed; {
+		changed = false
+		for k, rec := range candidates {
+			if len(b.blockers(rec, resolvable)) > 0 {
+				delete(candidates, k)
+				changed = true
+			}
+		}
+	}
+	if err := b.assignIDs(ctx, candidates); err != nil {
+		return nil, err
+	}
+
+	order := b.p.order()
+	byOrder := func(x, y *record) int {
+		if c := cmp.Compare(order[x.k.model], order[y.k.model]); c != 0 {
+			return c
+		}
+		return strings.Compare(x.k.key, y.k.key)
+	}
+	sorted := slices.Clone(todo)
+	slices.SortFunc(sorted, byOrder)
+
+	// Deletes first, referrers before their targets.
+	for i := len(sorted) - 1; i >= 0; i-- {
+		rec := sorted[i]
+		if id, has := b.ids[rec.k]; !rec.st.Live() && has {
+			b.deleteRow(rec, id)
+		}
+	}
+	// Inserts and updates, targets before referrers; a reference to a row
+	// inserted later in this round is filled in afterwards.
+	written := map[recKey]bool{}
+	later := func(t recKey) bool { // inserted further down this round
+		_, cand := candidates[t]
+		return cand && !written[t]
+	}
+	var deferred []func()
+	var inserted []recKey
+	for _, rec := range sorted {
+		if !rec.st.Live() {
+			continue
+		}
+		_, isNew := candidates[rec.k]
+		id, has := b.ids[rec.k]
+		if !has {
+			continue // parked below
+		}
+		if !isNew && len(b.blockers(rec, resolvable)) > 0 {
+			continue // an existing row whose required target vanished: keep it, park
+		}
+		deferred = append(deferred, b.writeRow(rec, id, isNew, later)...)
+		written[rec.k] = true
+		if isNew {
+			inserted = append(inserted, rec.k)
+		}
+	}
+	for _, f := range deferred {
+		f()
+	}
+	if err := b.writeRelations(ctx, sorted, written); err != nil {
+		return nil, err
+	}
+	// Learn whether unresolved targets are still to come or were deleted:
+	// only the first is worth waiting for.
+	var unresolved []recKey
+	for _, rec := range sorted {
+		if rec.vals != nil {
+			for _, t := range refsOf(rec) {
+				if _, has := b.ids[t]; !has {
+					unresolved = append(unresolved, t)
+				}
+			}
+		}
+	}
+	if err := b.load(ctx, unresolved); err != nil {
+		return nil, err
+	}
+	for _, rec := range sorted {
+		b.bookkeep(rec, resolvable)
+	}
+	return inserted, nil
+}
+
+// blockers are what keep a live record's row from being written: required
+// references that do not resolve, required values that are missing.
+func (b *batch) blockers(rec *record, resolvable func(recKey) bool) []wait {
+	var out []wait
+	for _, f := range rec.m.Fields {
+		if !f.Required {
+			continue
+		}
+		v := rec.vals[f.Name]
+		if v.IsNull() {
+			out = append(out, wait{rec.k, "missing required field " + f.Name})
+			continue
+		}
+		if r, ok := v.AsRef(); ok && !resolvable(recKey{r.Model, r.Key}) {
+			t := recKey{r.Model, r.Key}
+			reason := "required " + f.Name + " target has not arrived"
+			if b.deleted(t) {
+				reason = "required " + f.Name + " target was deleted"
+			}
+			out = append(out, wait{t, reason})
+		}
+	}
+	return out
+}
+
+// assignIDs gives the new rows local ids: the old id after a rebuild,
+// otherwise the next values of the table's own sequence, as Tryton would.
+func (b *batch) assignIDs(ctx context.Context, candidates map[recKey]*record) error {
+	if len(candidates) == 0 {
+		return nil
+	}
+	keys := make([]recKey, 0, len(candidates))
+	for k := range candidates {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, compareKeys)
+	if b.p.rebuilding {
+		prior, err := b.tx.loadIDs(ctx, "idmap_prior", keys)
+		if err != nil {
+			return err
+		}
+		for k, id := range prior {
+			b.ids[k] = id
+		}
+	}
+	byTable := map[string][]recKey{}
+	for _, k := range keys {
+		if _, has := b.ids[k]; !has {
+			t := candidates[k].m.Table
+			byTable[t] = append(byTable[t], k)
+		}
+	}
+	for _, t := range slices.Sorted(mapsKeys(byTable)) {
+		ids, err := b.tx.reserveIDs(ctx, t, len(byTable[t]))
+		if err != nil {
+			return err
+		}
+		for i, k := range byTable[t] {
+			b.ids[k] = ids[i]
+		}
+	}
+	return nil
+}
+
+func mapsKeys[V any](m map[string]V) func(func(string) bool) {
+	return func(yield func(string) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+// deleted reports whether a record is known to be deleted (its tombstone
+// is in the batch's loaded states).
+func (b *batch) deleted(k recKey) bool {
+	r, ok := b.recs[k]
+	return ok && r.st.Deleted != nil
+}
+
+func (b *batch) deleteRow(rec *record, id int64) {
+	for _, f := range rec.m.Fields {
+		if f.Type == models.Many2Many && f.Relation != nil {
+			b.tx.queue(`DELETE FROM `+quoteIdent(f.Relation.Table)+` WHERE `+quoteIdent(f.Relation.OriginColumn)+` = ?`, id)
+		}
+	}
+	b.tx.queue(`DELETE FROM `+quoteIdent(rec.m.Table)+` WHERE id = ?`, id)
+	b.tx.queue(`DELETE FROM `+b.s+`idmap WHERE model = ? AND key = ?`, rec.k.model, rec.k.key)
+	delete(b.ids, rec.k)
+}
+
+// writeRow inserts or updates a live record's row. It returns updates to
+// run after this round's inserts, for references to rows inserted later.
+func (b *batch) writeRow(rec *record, id int64, isNew bool, later func(recKey) bool) (deferred []func()) {
+	m := rec.m
+	cols := []string{}
+	args := []any{}
+	for _, f := range m.Fields {
+		if f.Type == models.Many2Many {
+			continue
+		}
+		v, set := rec.vals[f.Name]
+		var a any
+		switch {
+		case f.Name == "active" && (!set || v.IsNull()):
+			a = true // the column's database default is false: a row would vanish from Tryton
+		case f.Type == models.Many2One:
+			if r, ok := v.AsRef(); ok {
+				t := recKey{r.Model, r.Key}
+				if tid, has := b.ids[t]; has {
+					if later(t) {
+						col := f.Column
+						deferred = append(deferred, func() {
+							b.tx.queue(`UPDATE `+quoteIdent(m.Table)+` SET `+quoteIdent(col)+` = ? WHERE id = ?`, tid, id)
+						})
+					} else {
+						a = tid
+					}
+				}
+			}
+		default:
+			a = b.tx.arg(columnValue(v, &f), &f)
+		}
+		cols = append(cols, f.Column)
+		args = append(args, a)
+	}
+	uid := b.p.users[rec.user]
+	if isNew {
+		created := ledger.Null()
+		if rec.st.Created != nil {
+			created, _ = ledger.DateTime(rec.st.Created.HLC.Time())
+		}
+		cols = append(cols, "id", "create_uid", "create_date")
+		args = append(args, id, uid, b.tx.arg(created, nil))
+		b.tx.queue(`INSERT INTO `+quoteIdent(m.Table)+` (`+joinIdents(cols)+`) VALUES (`+placeholders(len(cols))+`)`, args...)
+		b.tx.queue(`INSERT INTO `+b.s+`idmap (model, key, local_id) VALUES (?, ?, ?)`, rec.k.model, rec.k.key, id)
+		return deferred
+	}
+	now, _ := ledger.DateTime(b.p.clock().UTC().Truncate(1000))
+	cols = append(cols, "write_uid", "write_date")
+	args = append(args, uid, b.tx.arg(now, nil))
+	set := make([]string, len(cols))
+	for i, c := range cols {
+		set[i] = quoteIdent(c) + " = ?"
+	}
+	b.tx.queue(`UPDATE `+quoteIdent(m.Table)+` SET `+strings.Join(set, ", ")+` WHERE id = ?`, append(args, id)...)
+	return deferred
+}
+
+func joinIdents(cols []string) string {
+	q := make([]string, len(cols))
+	for i, c := range cols {
+		q[i] = quoteIdent(c)
+	}
+	return strings.Join(q, ", ")
+}
+
+func placeholders(n int) string { return strings.TrimSuffix(strings.Repeat("?, ", n), ", ") }
+
+// writeRelations rewrites the Many2Many relation rows of written records.
+func (b *batch) writeRelations(ctx context.Context, recs []*record, written map[recKey]bool) error {
+	type relRow struct {
+		f              *models.Field
+		origin, target int64
+	}
+	var rows []relRow
+	count := map[string]int{}
+	for _, rec := range recs {
+		if !written[rec.k] {
+			continue
+		}
+		id := b.ids[rec.k]
+		for i := range rec.m.Fields {
+			f := &rec.m.Fields[i]
+			if f.Type != models.Many2Many || f.Relation == nil {
+				continue
+			}
+			b.tx.queue(`DELETE FROM `+quoteIdent(f.Relation.Table)+` WHERE `+quoteIdent(f.Relation.OriginColumn)+` = ?`, id)
+			refs, _ := rec.vals[f.Name].AsRefSet()
+			for _, r := range refs {
+				if tid, ok := b.ids[recKey{r.Model, r.Key}]; ok {
+					rows = append(rows, relRow{f, id, tid})
+					count[f.Relation.Table]++
+				}
+			}
+		}
+	}
+	ids := map[string][]int64{}
+	for _, t := range slices.Sorted(mapsKeys(count)) {
+		got, err := b.tx.reserveIDs(ctx, t, count[t])
+		if err != nil {
+			return err
+		}
+		ids[t] = got
+	}
+	for _, r := range rows {
+		rel := r.f.Relation
+		id := ids[rel.Table][0]
+		ids[rel.Table] = ids[rel.Table][1:]
+		b.tx.queue(`INSERT INTO `+quoteIdent(rel.Table)+` (id, `+quoteIdent(rel.OriginColumn)+`, `+quoteIdent(rel.TargetColumn)+`) VALUES (?, ?, ?)`,
+			id, r.origin, r.target)
+	}
+	return nil
+}
+
+// bookkeep saves a record's merge state, its parked entries and its
+// conflict set.
+func (b *batch) bookkeep(rec *record, resolvable func(recKey) bool) {
+	s := b.s
+	if rec.dirty {
+		raw, _ := rec.st.MarshalBinary()
+		b.tx.queue(`INSERT INTO `+s+`state (model, key, live, state) VALUES (?, ?, ?, ?)
+			ON CONFLICT (model, key) DO UPDATE SET live = excluded.live, state = excluded.state`,
+			rec.k.model, rec.k.key, rec.st.Live(), raw)
+		b.tx.queue(`DELETE FROM `+s+`conflicts WHERE model = ? AND key = ?`, rec.k.model, rec.k.key)
+		for _, c := range rec.st.Conflicts(rec.m.Policy) {
+			b.tx.queue(`INSERT INTO `+s+`conflicts (model, key, field, loser_event, reason, loser_origin, loser_hlc, loser_value,
+				winner_event, winner_origin, winner_hlc, winner_value) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+				ON CONFLICT (model, key, field, loser_event) DO NOTHING`,
+				rec.k.model, rec.k.key, c.Field, c.Loser.Stamp.ID.String(), c.Reason.String(), int64(c.Loser.Stamp.Origin),
+				c.Loser.Stamp.HLC.String(), jsonText(c.Loser.Value), c.Winner.Stamp.ID.String(), int64(c.Winner.Stamp.Origin),
+				c.Winner.Stamp.HLC.String(), jsonText(c.Winner.Value))
+		}
+	}
+	b.tx.queue(`DELETE FROM `+s+`parked WHERE model = ? AND key = ?`, rec.k.model, rec.k.key)
+	if !rec.st.Live() {
+		return
+	}
+	waits := b.blockers(rec, resolvable)
+	// Optional references that do not resolve yet leave a NULL (or a
+	// missing Many2Many link) until their target arrives.
+	// A deleted target leaves the reference NULL for good: nothing to wait for.
+	for _, t := range refsOf(rec) {
+		if _, has := b.ids[t]; !has && !b.deleted(t) && !slices.ContainsFunc(waits, func(w wait) bool { return w.target == t }) {
+			waits = append(waits, wait{t, "optional reference target has not arrived"})
+		}
+	}
+	if _, has := b.ids[rec.k]; !has && len(waits) == 0 {
+		waits = append(waits, wait{rec.k, "not materialised"})
+	}
+	seen := map[recKey]bool{}
+	for _, w := range waits {
+		if seen[w.target] {
+			continue
+		}
+		seen[w.target] = true
+		b.parked[w.target] = append(b.parked[w.target], rec.k)
+		b.tx.queue(`INSERT INTO `+s+`parked (model, key, waits_model, waits_key, reason, position) VALUES (?, ?, ?, ?, ?, ?)
+			ON CONFLICT (model, key, waits_model, waits_key) DO NOTHING`,
+			rec.k.model, rec.k.key, w.target.model, w.target.key, w.reason, int64(rec.pos))
+	}
+}
+
+// columnValue fits a value to its column as Tryton declares it: a
+// DateTime column holds whole seconds (timestamp(0)), a Timestamp
+// microseconds. Both backends then store the same thing.
+func columnValue(v ledger.Value, f *models.Field) ledger.Value {
+	if t, ok := v.AsDateTime(); ok && f.Type == models.DateTime {
+		if w, err := ledger.DateTime(t.Truncate(time.Second)); err == nil {
+			return w
+		}
+	}
+	return v
+}
+
+func jsonText(v ledger.Value) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return "?"
+	}
+	return string(b)
+}

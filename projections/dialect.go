@@ -1,0 +1,83 @@
+package projections
+
+import (
+	"context"
+	"strconv"
+	"strings"
+
+	"github.com/ghsync/ghsync/ledger"
+	"github.com/ghsync/ghsync/models"
+)
+
+// dialect isolates what differs between the PostgreSQL and SQLite targets:
+// how statements reach the server, key-set lookups, id allocation and
+// value encodings. Everything else (merging, references, parking, what
+// to write) is one code path in projector.go.
+type dialect interface {
+	name() string
+	schemaPrefix() string // "ghsync." (PostgreSQL) or "ghsync_" (SQLite)
+	blobType() string
+	// text renders a column of type t as comparable text, for Dump.
+	text(col string, t models.Type) string
+	begin(ctx context.Context) (dtx, error)
+	close()
+}
+
+// dtx is one projection transaction.
+type dtx interface {
+	// query runs at once; placeholders are '?'.
+	query(ctx context.Context, q string, args ...any) (rowIter, error)
+	// exec runs a statement at once (schema changes: a PostgreSQL batch
+	// prepares all its statements before running any).
+	exec(ctx context.Context, q string, args ...any) error
+	// queue defers a write to flush; PostgreSQL sends a flush's
+	// statements in one round trip.
+	queue(q string, args ...any)
+	flush(ctx context.Context) error
+	// loadStates returns the stored state rows of keys that have one.
+	loadStates(ctx context.Context, keys []recKey) (map[recKey][]byte, error)
+	// loadIDs returns the local ids of keys in an id map table
+	// ("idmap", or "idmap_prior" during a rebuild).
+	loadIDs(ctx context.Context, table string, keys []recKey) (map[recKey]int64, error)
+	// parkedOn returns records parked waiting for any of targets.
+	parkedOn(ctx context.Context, targets []recKey) ([]recKey, error)
+	// reserveIDs takes n ids for table as Tryton would (its sequence).
+	reserveIDs(ctx context.Context, table string, n int) ([]int64, error)
+	// arg converts a typed value to what the driver stores in a column.
+	arg(v ledger.Value, f *models.Field) any
+	commit(ctx context.Context) error
+	rollback(ctx context.Context) error
+}
+
+type rowIter interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+	Close()
+}
+
+// recKey names one record.
+type recKey struct{ model, key string }
+
+// dollarize rewrites '?' placeholders as $1, $2... for PostgreSQL. Our
+// statements never hold a literal '?'.
+func dollarize(q string) string {
+	if !strings.Contains(q, "?") {
+		return q
+	}
+	var b strings.Builder
+	n := 0
+	for i := 0; i < len(q); i++ {
+		if q[i] == '?' {
+			n++
+			b.WriteByte('$')
+			b.WriteString(strconv.Itoa(n))
+			continue
+		}
+		b.WriteByte(q[i])
+	}
+	return b.String()
+}
+
+// quoteIdent quotes a table or column name taken from the registry.
+func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }

@@ -1,0 +1,101 @@
+package projections
+
+import (
+	"context"
+	"fmt"
+)
+
+// Parked is a record whose row cannot be (fully) written yet, and why.
+type Parked struct {
+	Model, Key           string
+	WaitsModel, WaitsKey string
+	Reason               string
+	Position             uint64 // the last event that touched the record
+}
+
+// Parked lists every parked record: nothing waits silently.
+func (p *Projector) Parked(ctx context.Context) ([]Parked, error) {
+	var out []Parked
+	err := p.list(ctx, `SELECT model, key, waits_model, waits_key, reason, position FROM `+p.d.schemaPrefix()+`parked ORDER BY model, key, waits_model, waits_key`,
+		func(r rowIter) error {
+			var x Parked
+			var pos int64
+			if err := r.Scan(&x.Model, &x.Key, &x.WaitsModel, &x.WaitsKey, &x.Reason, &pos); err != nil {
+				return err
+			}
+			x.Position = uint64(pos)
+			out = append(out, x)
+			return nil
+		})
+	return out, err
+}
+
+// Conflict is a losing write as stored for auditors: both values, both
+// origins and clocks.
+type Conflict struct {
+	Model, Key, Field string
+	Reason            string
+	LoserEvent        string
+	LoserOrigin       uint16
+	LoserHLC          string
+	LoserValue        string // JSON, typed (ledger.Value's JSON form)
+	WinnerEvent       string
+	WinnerOrigin      uint16
+	WinnerHLC         string
+	WinnerValue       string
+}
+
+// Conflicts lists every recorded conflict, by record and field.
+func (p *Projector) Conflicts(ctx context.Context) ([]Conflict, error) {
+	var out []Conflict
+	err := p.list(ctx, `SELECT model, key, field, reason, loser_event, loser_origin, loser_hlc, loser_value,
+		winner_event, winner_origin, winner_hlc, winner_value FROM `+p.d.schemaPrefix()+`conflicts ORDER BY model, key, field, loser_event`,
+		func(r rowIter) error {
+			var c Conflict
+			var lo, wo int64
+			if err := r.Scan(&c.Model, &c.Key, &c.Field, &c.Reason, &c.LoserEvent, &lo, &c.LoserHLC, &c.LoserValue,
+				&c.WinnerEvent, &wo, &c.WinnerHLC, &c.WinnerValue); err != nil {
+				return err
+			}
+			c.LoserOrigin, c.WinnerOrigin = uint16(lo), uint16(wo)
+			out = append(out, c)
+			return nil
+		})
+	return out, err
+}
+
+// Rejected lists the events set aside because they break the registry.
+func (p *Projector) Rejected(ctx context.Context) ([]Rejection, error) {
+	var out []Rejection
+	err := p.list(ctx, `SELECT position, event_id, model, key, field, problem FROM `+p.d.schemaPrefix()+`rejected ORDER BY position`,
+		func(r rowIter) error {
+			var x Rejection
+			var pos int64
+			if err := r.Scan(&pos, &x.EventID, &x.Model, &x.Key, &x.Field, &x.Problem); err != nil {
+				return err
+			}
+			x.Position = uint64(pos)
+			out = append(out, x)
+			return nil
+		})
+	return out, err
+}
+
+func (p *Projector) list(ctx context.Context, q string, each func(rowIter) error) error {
+	tx, err := p.d.begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.rollback(ctx)
+	rows, err := tx.query(ctx, q)
+	if err != nil {
+		return fmt.Errorf("list: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		if err := each(rows); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}

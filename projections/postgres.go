@@ -1,0 +1,193 @@
+package projections
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/ghsync/ghsync/ledger"
+	"github.com/ghsync/ghsync/models"
+)
+
+type pgDialect struct{ pool *pgxpool.Pool }
+
+func openPostgres(ctx context.Context, url string) (*pgDialect, error) {
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		return nil, err
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return &pgDialect{pool: pool}, nil
+}
+
+func (d *pgDialect) name() string         { return "postgres" }
+func (d *pgDialect) schemaPrefix() string { return "ghsync." }
+func (d *pgDialect) blobType() string     { return "BYTEA" }
+func (d *pgDialect) close()               { d.pool.Close() }
+
+func (d *pgDialect) text(col string, t models.Type) string {
+	switch t {
+	case models.Binary:
+		return "encode(" + col + ", 'hex')"
+	case models.Boolean:
+		return "CASE WHEN " + col + " THEN '1' ELSE '0' END"
+	}
+	return col + "::text"
+}
+
+func (d *pgDialect) begin(ctx context.Context) (dtx, error) {
+	tx, err := d.pool.Begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &pgTx{tx: tx}, nil
+}
+
+type pgTx struct {
+	tx    pgx.Tx
+	batch pgx.Batch
+}
+
+type pgRows struct{ pgx.Rows }
+
+func (r pgRows) Close() { r.Rows.Close() }
+
+func (t *pgTx) query(ctx context.Context, q string, args ...any) (rowIter, error) {
+	rows, err := t.tx.Query(ctx, dollarize(q), args...)
+	if err != nil {
+		return nil, err
+	}
+	return pgRows{rows}, nil
+}
+
+func (t *pgTx) exec(ctx context.Context, q string, args ...any) error {
+	_, err := t.tx.Exec(ctx, dollarize(q), args...)
+	return err
+}
+
+func (t *pgTx) queue(q string, args ...any) { t.batch.Queue(dollarize(q), args...) }
+
+func (t *pgTx) flush(ctx context.Context) error {
+	if t.batch.Len() == 0 {
+		return nil
+	}
+	b := t.batch
+	t.batch = pgx.Batch{}
+	return t.tx.SendBatch(ctx, &b).Close()
+}
+
+func splitKeys(keys []recKey) (models, ks []string) {
+	for _, k := range keys {
+		models = append(models, k.model)
+		ks = append(ks, k.key)
+	}
+	return models, ks
+}
+
+func (t *pgTx) loadStates(ctx context.Context, keys []recKey) (map[recKey][]byte, error) {
+	ms, ks := splitKeys(keys)
+	rows, err := t.tx.Query(ctx, `SELECT s.model, s.key, s.state FROM ghsync.state s
+		JOIN unnest($1::text[], $2::text[]) AS k(model, key) ON s.model = k.model AND s.key = k.key`, ms, ks)
+	if err != nil {
+		return nil, fmt.Errorf("load merge states: %w", err)
+	}
+	defer rows.Close()
+	out := make(map[recKey][]byte, len(keys))
+	for rows.Next() {
+		var k recKey
+		var b []byte
+		if err := rows.Scan(&k.model, &k.key, &b); err != nil {
+			return nil, err
+		}
+		out[k] = b
+	}
+	return out, rows.Err()
+}
+
+func (t *pgTx) loadIDs(ctx context.Context, table string, keys []recKey) (map[recKey]int64, error) {
+	ms, ks := splitKeys(keys)
+	rows, err := t.tx.Query(ctx, `SELECT i.model, i.key, i.local_id FROM ghsync.`+table+` i
+		JOIN unnest($1::text[], $2::text[]) AS k(model, key) ON i.model = k.model AND i.key = k.key`, ms, ks)
+	if err != nil {
+		return nil, fmt.Errorf("load id map: %w", err)
+	}
+	defer rows.Close()
+	out := make(map[recKey]int64, len(keys))
+	for rows.Next() {
+		var k recKey
+		var id int64
+		if err := rows.Scan(&k.model, &k.key, &id); err != nil {
+			return nil, err
+		}
+		out[k] = id
+	}
+	return out, rows.Err()
+}
+
+func (t *pgTx) parkedOn(ctx context.Context, targets []recKey) ([]recKey, error) {
+	ms, ks := splitKeys(targets)
+	rows, err := t.tx.Query(ctx, `SELECT DISTINCT p.model, p.key FROM ghsync.parked p
+		JOIN unnest($1::text[], $2::text[]) AS k(model, key) ON p.waits_model = k.model AND p.waits_key = k.key`, ms, ks)
+	if err != nil {
+		return nil, fmt.Errorf("find parked records: %w", err)
+	}
+	defer rows.Close()
+	var out []recKey
+	for rows.Next() {
+		var k recKey
+		if err := rows.Scan(&k.model, &k.key); err != nil {
+			return nil, err
+		}
+		out = append(out, k)
+	}
+	return out, rows.Err()
+}
+
+func (t *pgTx) reserveIDs(ctx context.Context, table string, n int) ([]int64, error) {
+	rows, err := t.tx.Query(ctx, `SELECT nextval($1::regclass) FROM generate_series(1, $2)`, quoteIdent(table+"_id_seq"), n)
+	if err != nil {
+		return nil, fmt.Errorf("take ids from %s_id_seq: %w", table, err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return nil, fmt.Errorf("take ids from %s_id_seq: %w", table, err)
+	}
+	return ids, nil
+}
+
+func (t *pgTx) arg(v ledger.Value, f *models.Field) any {
+	switch v.Kind() {
+	case ledger.KindNull:
+		return nil
+	case ledger.KindBool:
+		b, _ := v.AsBool()
+		return b
+	case ledger.KindInt:
+		i, _ := v.AsInt()
+		return i
+	case ledger.KindDecimal:
+		s, _ := v.AsDecimal()
+		return s
+	case ledger.KindString:
+		s, _ := v.AsString()
+		return s
+	case ledger.KindDate:
+		d, _ := v.AsDate()
+		return d
+	case ledger.KindDateTime:
+		t, _ := v.AsDateTime()
+		return t
+	case ledger.KindBytes:
+		b, _ := v.AsBytes()
+		return b
+	}
+	return nil // references are resolved to ids by the projector
+}
+
+func (t *pgTx) commit(ctx context.Context) error   { return t.tx.Commit(ctx) }
+func (t *pgTx) rollback(ctx context.Context) error { return t.tx.Rollback(ctx) }

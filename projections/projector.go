@@ -1,0 +1,331 @@
+package projections
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/ghsync/ghsync/ledger"
+	"github.com/ghsync/ghsync/models"
+)
+
+// DefaultBatchSize is how many ledger events one projection transaction
+// applies: large enough to amortise round trips, small enough that a
+// crash repeats little work.
+const DefaultBatchSize = 2000
+
+// Options tune a Projector. The zero value is the production setting.
+type Options struct {
+	// Name identifies the projector's checkpoint, so several projectors
+	// (e.g. a test's) can share a database. Default "tryton".
+	Name      string
+	BatchSize int
+	Logger    hclog.Logger
+}
+
+// Projector keeps a Tryton database equal to the merged state of a ledger.
+// It is not safe for concurrent use; run one per target database.
+type Projector struct {
+	d     dialect
+	store ledger.Store
+	reg   *models.Registry
+	opts  Options
+	log   hclog.Logger
+	users map[string]int64 // Tryton login → res_user id
+	clock func() time.Time // apply time for write_date; replaceable in tests
+	// rebuilding makes new rows take their pre-rebuild ids (idmap_prior).
+	rebuilding bool
+	rank       map[string]int // model → position in dependency order
+}
+
+// order ranks models so targets of required references come first.
+func (p *Projector) order() map[string]int {
+	if p.rank == nil {
+		p.rank = map[string]int{}
+		for i, m := range p.reg.Models() {
+			p.rank[m.Name] = i
+		}
+	}
+	return p.rank
+}
+
+// Stats says what a CatchUp or Rebuild did.
+type Stats struct {
+	Events     int    // events read
+	Rejected   int    // events set aside (see Rejected)
+	Batches    int    // transactions committed
+	Checkpoint uint64 // ledger position applied through
+}
+
+// Open connects to the Tryton database at target (a postgres:// URL or
+// sqlite:PATH) and creates the projector's bookkeeping tables there.
+func Open(ctx context.Context, target string, store ledger.Store, reg *models.Registry, opts Options) (*Projector, error) {
+	if opts.Name == "" {
+		opts.Name = "tryton"
+	}
+	if opts.BatchSize <= 0 {
+		opts.BatchSize = DefaultBatchSize
+	}
+	if opts.Logger == nil {
+		opts.Logger = hclog.NewNullLogger()
+	}
+	var d dialect
+	var err error
+	switch {
+	case strings.HasPrefix(target, "postgres://"), strings.HasPrefix(target, "postgresql://"):
+		d, err = openPostgres(ctx, target)
+	case strings.HasPrefix(target, "sqlite:"):
+		d, err = openSQLite(ctx, strings.TrimPrefix(strings.TrimPrefix(target, "sqlite:"), "//"))
+	default:
+		err = fmt.Errorf("unknown target %q (want postgres://... or sqlite:PATH)", target)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open projection target: %w", err)
+	}
+	p := &Projector{d: d, store: store, reg: reg, opts: opts, log: opts.Logger.Named("projector"), clock: time.Now}
+	if err := p.init(ctx); err != nil {
+		d.close()
+		return nil, fmt.Errorf("open projection target: %w", err)
+	}
+	return p, nil
+}
+
+func (p *Projector) init(ctx context.Context) error {
+	tx, err := p.d.begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.rollback(ctx)
+	s := p.d.schemaPrefix()
+	stmts := append(ddl(p.d),
+		`INSERT INTO `+s+`proj_meta (name, value) VALUES ('schema_version', ?) ON CONFLICT (name) DO NOTHING`,
+		`INSERT INTO `+s+`checkpoint (name, position) VALUES (?, 0) ON CONFLICT (name) DO NOTHING`)
+	args := map[int][]any{len(stmts) - 2: {schemaVersion}, len(stmts) - 1: {p.opts.Name}}
+	for i, q := range stmts {
+		if err := tx.exec(ctx, q, args[i]...); err != nil {
+			return fmt.Errorf("create projection schema: %w", err)
+		}
+	}
+	var v int64
+	if err := scanOne(ctx, tx, []any{&v}, `SELECT value FROM `+s+`proj_meta WHERE name = 'schema_version'`); err != nil {
+		return err
+	}
+	if v > schemaVersion {
+		return fmt.Errorf("projection schema version %d is newer than this ghsync understands (%d)", v, schemaVersion)
+	}
+	if err := p.loadUsers(ctx, tx); err != nil {
+		return err
+	}
+	return tx.commit(ctx)
+}
+
+// loadUsers reads Tryton's logins so audit columns name real users. A
+// target without res_user (a bare test schema) gets uid 0, Tryton's root.
+func (p *Projector) loadUsers(ctx context.Context, tx dtx) error {
+	p.users = map[string]int64{}
+	probe := `SELECT count(*) FROM sqlite_master WHERE name = 'res_user'`
+	if p.d.name() == "postgres" {
+		probe = `SELECT count(*) FROM pg_class WHERE oid = to_regclass('res_user')`
+	}
+	var n int64
+	if err := scanOne(ctx, tx, []any{&n}, probe); err != nil || n == 0 {
+		return err
+	}
+	rows, err := tx.query(ctx, `SELECT login, id FROM res_user`)
+	if err != nil {
+		return fmt.Errorf("read res_user: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var login string
+		var id int64
+		if err := rows.Scan(&login, &id); err != nil {
+			return err
+		}
+		p.users[login] = id
+	}
+	return rows.Err()
+}
+
+func scanOne(ctx context.Context, tx dtx, dest []any, q string, args ...any) error {
+	rows, err := tx.query(ctx, q, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		return fmt.Errorf("no row for %q", q)
+	}
+	return rows.Scan(dest...)
+}
+
+// Close releases the target connection (not the ledger).
+func (p *Projector) Close() { p.d.close() }
+
+// Checkpoint is the ledger position the target reflects.
+func (p *Projector) Checkpoint(ctx context.Context) (uint64, error) {
+	tx, err := p.d.begin(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer tx.rollback(ctx)
+	var pos int64
+	err = scanOne(ctx, tx, []any{&pos}, `SELECT position FROM `+p.d.schemaPrefix()+`checkpoint WHERE name = ?`, p.opts.Name)
+	return uint64(pos), err
+}
+
+// CatchUp applies every event after the checkpoint, one batch per
+// transaction, until it reaches the ledger's head.
+func (p *Projector) CatchUp(ctx context.Context) (Stats, error) {
+	var st Stats
+	cp, err := p.Checkpoint(ctx)
+	if err != nil {
+		return st, err
+	}
+	st.Checkpoint = cp
+	for {
+		recs, err := p.store.ReadAll(ctx, cp, p.opts.BatchSize, ledger.Filter{})
+		if err != nil {
+			return st, fmt.Errorf("read ledger after %d: %w", cp, err)
+		}
+		if len(recs) == 0 {
+			return st, nil
+		}
+		rejected, err := p.applyBatch(ctx, recs)
+		if err != nil {
+			return st, err
+		}
+		cp = recs[len(recs)-1].Position
+		st.Events += len(recs)
+		st.Rejected += rejected
+		st.Batches++
+		st.Checkpoint = cp
+		p.log.Debug("batch applied", "events", len(recs), "rejected", rejected, "checkpoint", cp)
+	}
+}
+
+// Run keeps the target up to date until ctx ends: it catches up, then
+// waits for new events and applies them.
+func (p *Projector) Run(ctx context.Context) error {
+	for {
+		st, err := p.CatchUp(ctx)
+		if err != nil {
+			return err
+		}
+		for _, err := range p.store.Subscribe(ctx, st.Checkpoint, ledger.Filter{}) {
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return err
+			}
+			break // something new: catch up in batches
+		}
+	}
+}
+
+// applyBatch projects one batch in one transaction: table rows, merge
+// states, id map, parked records, conflicts, rejects and the checkpoint
+// commit together, so a crash at any point repeats the batch exactly.
+func (p *Projector) applyBatch(ctx context.Context, recs []ledger.Record) (rejected int, err error) {
+	tx, err := p.d.begin(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("begin projection: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			tx.rollback(ctx)
+		}
+	}()
+	b := newBatch(p, tx)
+	var good []ledger.Record
+	for _, r := range recs {
+		if rej := p.validate(r.Event); rej != nil {
+			b.reject(r, rej)
+			rejected++
+			continue
+		}
+		good = append(good, r)
+	}
+	if err := b.apply(ctx, good); err != nil {
+		return 0, err
+	}
+	tx.queue(`UPDATE `+p.d.schemaPrefix()+`checkpoint SET position = ? WHERE name = ?`, int64(recs[len(recs)-1].Position), p.opts.Name)
+	if err := tx.flush(ctx); err != nil {
+		return 0, fmt.Errorf("project positions %d..%d: %w", recs[0].Position, recs[len(recs)-1].Position, err)
+	}
+	if err := tx.commit(ctx); err != nil {
+		return 0, fmt.Errorf("commit projection: %w", err)
+	}
+	return rejected, nil
+}
+
+// Rejection says why an event was set aside: it names the model, key,
+// field and event, and is stored for administrators (Rejected).
+type Rejection struct {
+	Position uint64
+	EventID  string
+	Model    string
+	Key      string
+	Field    string
+	Problem  string
+}
+
+func (r *Rejection) Error() string {
+	return fmt.Sprintf("event %s (%s %s) field %q: %s", r.EventID, r.Model, r.Key, r.Field, r.Problem)
+}
+
+// ErrRejected is what Rejection errors wrap for errors.Is.
+var ErrRejected = errors.New("projections: event rejected")
+
+func (r *Rejection) Unwrap() error { return ErrRejected }
+
+// validate checks an event against the registry before it touches any
+// state: a bad event is set aside whole, and the rest of its batch applies.
+func (p *Projector) validate(e *ledger.Event) *Rejection {
+	rej := func(field, format string, args ...any) *Rejection {
+		return &Rejection{EventID: e.ID.String(), Model: e.Model, Key: e.Key, Field: field, Problem: fmt.Sprintf(format, args...)}
+	}
+	m, ok := p.reg.Lookup(e.Model)
+	if !ok {
+		return rej("", "model %s is not synchronised (not in the registry)", e.Model)
+	}
+	for name, v := range e.Fields {
+		f, ok := m.Field(name)
+		if !ok {
+			if why, known := m.NotSynced[name]; known {
+				return rej(name, "field is not synchronised: %s", why)
+			}
+			return rej(name, "model %s has no synchronised field %s", m.Name, name)
+		}
+		if v.IsNull() {
+			continue
+		}
+		if want := f.ValueKind(); v.Kind() != want {
+			return rej(name, "value is %s, field %s (%s) wants %s", v.Kind(), name, f.Type, want)
+		}
+		var refs []ledger.Ref
+		if r, ok := v.AsRef(); ok {
+			refs = append(refs, r)
+		}
+		if rs, ok := v.AsRefSet(); ok {
+			refs = rs
+		}
+		for _, r := range refs {
+			if _, ok := p.reg.Lookup(r.Model); !ok {
+				return rej(name, "references model %s, which is not synchronised", r.Model)
+			}
+			if r.Model != f.Target {
+				return rej(name, "references model %s, field targets %s", r.Model, f.Target)
+			}
+		}
+	}
+	return nil
+}

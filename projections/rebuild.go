@@ -1,0 +1,66 @@
+package projections
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/ghsync/ghsync/models"
+)
+
+// Rebuild throws the materialised state away (the rows ghsync projected,
+// merge states, parked records, conflicts, rejects, the checkpoint) and
+// replays the whole ledger. Rows get their old local ids back, so other
+// Tryton tables that point at them stay valid. The result equals what
+// incremental projection built; the tests hold it to that.
+func (p *Projector) Rebuild(ctx context.Context) (Stats, error) {
+	if err := p.reset(ctx); err != nil {
+		return Stats{}, fmt.Errorf("rebuild: %w", err)
+	}
+	p.rebuilding = true
+	defer func() { p.rebuilding = false }()
+	st, err := p.CatchUp(ctx)
+	if err != nil {
+		return st, fmt.Errorf("rebuild: %w", err)
+	}
+	tx, err := p.d.begin(ctx)
+	if err != nil {
+		return st, err
+	}
+	defer tx.rollback(ctx)
+	tx.queue(`DELETE FROM ` + p.d.schemaPrefix() + `idmap_prior`)
+	if err := tx.flush(ctx); err != nil {
+		return st, err
+	}
+	return st, tx.commit(ctx)
+}
+
+func (p *Projector) reset(ctx context.Context) error {
+	tx, err := p.d.begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.rollback(ctx)
+	s := p.d.schemaPrefix()
+	tx.queue(`DELETE FROM ` + s + `idmap_prior`)
+	tx.queue(`INSERT INTO ` + s + `idmap_prior (model, key, local_id) SELECT model, key, local_id FROM ` + s + `idmap`)
+	ms := slices.Clone(p.reg.Models())
+	slices.Reverse(ms) // referrers first
+	for _, m := range ms {
+		owned := `(SELECT local_id FROM ` + s + `idmap WHERE model = ?)`
+		for _, f := range m.Fields {
+			if f.Type == models.Many2Many && f.Relation != nil {
+				tx.queue(`DELETE FROM `+quoteIdent(f.Relation.Table)+` WHERE `+quoteIdent(f.Relation.OriginColumn)+` IN `+owned, m.Name)
+			}
+		}
+		tx.queue(`DELETE FROM `+quoteIdent(m.Table)+` WHERE id IN `+owned, m.Name)
+	}
+	for _, t := range []string{"idmap", "state", "parked", "conflicts", "rejected"} {
+		tx.queue(`DELETE FROM ` + s + t)
+	}
+	tx.queue(`UPDATE `+s+`checkpoint SET position = 0 WHERE name = ?`, p.opts.Name)
+	if err := tx.flush(ctx); err != nil {
+		return err
+	}
+	return tx.commit(ctx)
+}

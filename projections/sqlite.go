@@ -1,0 +1,233 @@
+package projections
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+
+	_ "modernc.org/sqlite" // the embedded target
+
+	"github.com/ghsync/ghsync/ledger"
+	"github.com/ghsync/ghsync/models"
+)
+
+type sqliteDialect struct{ db *sql.DB }
+
+func openSQLite(ctx context.Context, path string) (*sqliteDialect, error) {
+	name := strings.NewReplacer("%", "%25", "?", "%3F", "#", "%23").Replace(path)
+	db, err := sql.Open("sqlite", "file:"+name+"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)&_txlock=immediate")
+	if err != nil {
+		return nil, err
+	}
+	db.SetMaxOpenConns(1) // one writer; the projector is its only user
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return &sqliteDialect{db: db}, nil
+}
+
+func (d *sqliteDialect) name() string         { return "sqlite" }
+func (d *sqliteDialect) schemaPrefix() string { return "ghsync_" }
+func (d *sqliteDialect) blobType() string     { return "BLOB" }
+func (d *sqliteDialect) close()               { d.db.Close() }
+
+func (d *sqliteDialect) text(col string, t models.Type) string {
+	switch t {
+	case models.Binary:
+		return "lower(hex(" + col + "))"
+	case models.Boolean:
+		return "CASE WHEN " + col + " THEN '1' ELSE '0' END"
+	}
+	return "CAST(" + col + " AS TEXT)"
+}
+
+func (d *sqliteDialect) begin(ctx context.Context) (dtx, error) {
+	tx, err := d.db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	return &sqliteTx{tx: tx, top: map[string]int64{}}, nil
+}
+
+type sqliteTx struct {
+	tx      *sql.Tx
+	pending []stmt
+	top     map[string]int64 // ids handed out in this transaction, per table
+}
+
+type stmt struct {
+	q    string
+	args []any
+}
+
+type sqlRows struct{ *sql.Rows }
+
+func (r sqlRows) Close() { r.Rows.Close() }
+
+func (t *sqliteTx) query(ctx context.Context, q string, args ...any) (rowIter, error) {
+	rows, err := t.tx.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	return sqlRows{rows}, nil
+}
+
+func (t *sqliteTx) exec(ctx context.Context, q string, args ...any) error {
+	_, err := t.tx.ExecContext(ctx, q, args...)
+	return err
+}
+
+func (t *sqliteTx) queue(q string, args ...any) { t.pending = append(t.pending, stmt{q, args}) }
+
+// flush runs the queued statements through prepared statements; in-process
+// SQLite has no round trips to save.
+func (t *sqliteTx) flush(ctx context.Context) error {
+	prepared := map[string]*sql.Stmt{}
+	defer func() {
+		for _, s := range prepared {
+			s.Close()
+		}
+	}()
+	for _, s := range t.pending {
+		ps, ok := prepared[s.q]
+		if !ok {
+			var err error
+			if ps, err = t.tx.PrepareContext(ctx, s.q); err != nil {
+				return err
+			}
+			prepared[s.q] = ps
+		}
+		if _, err := ps.ExecContext(ctx, s.args...); err != nil {
+			return err
+		}
+	}
+	t.pending = t.pending[:0]
+	return nil
+}
+
+func (t *sqliteTx) each(ctx context.Context, q string, keys []recKey, fn func(recKey, *sql.Row) error) error {
+	ps, err := t.tx.PrepareContext(ctx, q)
+	if err != nil {
+		return err
+	}
+	defer ps.Close()
+	for _, k := range keys {
+		if err := fn(k, ps.QueryRowContext(ctx, k.model, k.key)); err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+	}
+	return nil
+}
+
+func (t *sqliteTx) loadStates(ctx context.Context, keys []recKey) (map[recKey][]byte, error) {
+	out := make(map[recKey][]byte, len(keys))
+	err := t.each(ctx, `SELECT state FROM ghsync_state WHERE model = ? AND key = ?`, keys, func(k recKey, r *sql.Row) error {
+		var b []byte
+		if err := r.Scan(&b); err != nil {
+			return err
+		}
+		out[k] = b
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("load merge states: %w", err)
+	}
+	return out, nil
+}
+
+func (t *sqliteTx) loadIDs(ctx context.Context, table string, keys []recKey) (map[recKey]int64, error) {
+	out := make(map[recKey]int64, len(keys))
+	err := t.each(ctx, `SELECT local_id FROM ghsync_`+table+` WHERE model = ? AND key = ?`, keys, func(k recKey, r *sql.Row) error {
+		var id int64
+		if err := r.Scan(&id); err != nil {
+			return err
+		}
+		out[k] = id
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("load id map: %w", err)
+	}
+	return out, nil
+}
+
+func (t *sqliteTx) parkedOn(ctx context.Context, targets []recKey) ([]recKey, error) {
+	ps, err := t.tx.PrepareContext(ctx, `SELECT DISTINCT model, key FROM ghsync_parked WHERE waits_model = ? AND waits_key = ?`)
+	if err != nil {
+		return nil, fmt.Errorf("find parked records: %w", err)
+	}
+	defer ps.Close()
+	var out []recKey
+	for _, k := range targets {
+		rows, err := ps.QueryContext(ctx, k.model, k.key)
+		if err != nil {
+			return nil, fmt.Errorf("find parked records: %w", err)
+		}
+		for rows.Next() {
+			var p recKey
+			if err := rows.Scan(&p.model, &p.key); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			out = append(out, p)
+		}
+		rows.Close()
+	}
+	return out, nil
+}
+
+// reserveIDs follows SQLite's AUTOINCREMENT: above both the largest id and
+// sqlite_sequence, which an explicit insert then advances, as Tryton's
+// SQLite backend expects.
+func (t *sqliteTx) reserveIDs(ctx context.Context, table string, n int) ([]int64, error) {
+	top, ok := t.top[table]
+	if !ok {
+		q := fmt.Sprintf(`SELECT max(COALESCE((SELECT max(id) FROM %s), 0), COALESCE((SELECT seq FROM sqlite_sequence WHERE name = ?), 0))`, quoteIdent(table))
+		if err := t.tx.QueryRowContext(ctx, q, table).Scan(&top); err != nil {
+			return nil, fmt.Errorf("take ids for %s: %w", table, err)
+		}
+	}
+	t.top[table] = top + int64(n)
+	ids := make([]int64, n)
+	for i := range ids {
+		ids[i] = top + int64(i) + 1
+	}
+	return ids, nil
+}
+
+// arg stores values the way Tryton's SQLite backend does: dates and
+// timestamps as ISO text, decimals as text so they stay exact.
+func (t *sqliteTx) arg(v ledger.Value, f *models.Field) any {
+	switch v.Kind() {
+	case ledger.KindNull:
+		return nil
+	case ledger.KindBool:
+		b, _ := v.AsBool()
+		return b
+	case ledger.KindInt:
+		i, _ := v.AsInt()
+		return i
+	case ledger.KindDecimal:
+		s, _ := v.AsDecimal()
+		return s
+	case ledger.KindString:
+		s, _ := v.AsString()
+		return s
+	case ledger.KindDate:
+		d, _ := v.AsDate()
+		return d.Format("2006-01-02")
+	case ledger.KindDateTime:
+		ts, _ := v.AsDateTime()
+		return ts.Format("2006-01-02 15:04:05.999999")
+	case ledger.KindBytes:
+		b, _ := v.AsBytes()
+		return b
+	}
+	return nil
+}
+
+func (t *sqliteTx) commit(context.Context) error   { return t.tx.Commit() }
+func (t *sqliteTx) rollback(context.Context) error { return t.tx.Rollback() }
