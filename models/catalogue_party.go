@@ -10,6 +10,10 @@ func partyModels() []*Model {
 		// column): langs, identifiers, addresses, contact_mechanisms, person_names, alternative_ids,
 		// insurance, insurance_plan_ids. Function (not stored): code_readonly, tax_identifier, full_name,
 		// phone, mobile, fax, email, website, distance, age, du_address, dod, mother, father.
+		//
+		// code is the network key: GNU Health fills it with "<uuid4>-<name>";
+		// plain Tryton numbers it per instance ("1", "2", ...), which collides
+		// across instances (models check warns).
 		Define("party.party", "party", Key("code"),
 			F("name", Char),
 			F("code", Char).Required(),

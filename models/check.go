@@ -181,7 +181,9 @@ type snapshot struct {
 // columns (PostgreSQL: information_schema.columns of the current schema;
 // SQLite: pragma table_info) and reports, model by model, what would stop
 // the projector or keep data from synchronising. dialect is Postgres or
-// SQLite. It only reads. An error is returned only when the database
+// SQLite. It only reads, as the connecting user: PostgreSQL hides the
+// columns of tables that user may not access, which then look missing,
+// so connect as the database owner. An error is returned only when the database
 // cannot be read (ErrNotTryton when it has no ir_model).
 func Check(ctx context.Context, db *sql.DB, dialect string, reg *Registry) (*CheckReport, error) {
 	var s *snapshot

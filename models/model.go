@@ -150,11 +150,11 @@ type Relation struct {
 type Field struct {
 	Name     string     // Tryton field name
 	Column   string     // SQL column: Name for stored fields, "" for Many2Many
-	Type     Type       //
+	Type     Type       // Tryton field type
 	Target   string     // Many2One / Many2Many target model
-	Required bool       // required in Tryton: NOT NULL in the database
+	Required bool       // required in Tryton (NOT NULL in the database)
 	Rule     merge.Rule // used only if HasRule; otherwise the model's Policy.Default
-	HasRule  bool       //
+	HasRule  bool       // the field has its own Rule (also entered in Policy.Fields)
 	Relation *Relation  // Many2Many only
 	OnDelete string     // Many2One FK action as Tryton creates it: SetNull, Cascade or Restrict
 	Module   string     // Tryton module that declares the field (ir.model.field's module)

@@ -47,6 +47,7 @@ func clinicRegistry(tb testing.TB) *models.Registry {
 			models.F("gender", models.Selection),
 			models.F("active", models.Boolean),
 			models.M2M("categories", "party.category", "party_category_rel", "party", "category"),
+			models.Skip("internal_user", "target res.user is instance-local"),
 		),
 		models.Define("gnuhealth.patient", "health", models.Key("name"),
 			models.M2O("name", "party.party").Required(),
