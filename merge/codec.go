@@ -156,6 +156,18 @@ func UnmarshalState(data []byte) (*State, error) {
 	return s, nil
 }
 
+// DecodeState decodes bytes that MarshalBinary wrote and that were kept
+// where nothing else writes (the projector's own state table). It checks
+// the layout but skips UnmarshalState's canonical re-encoding, which
+// doubles the cost; untrusted bytes must go through UnmarshalState.
+func DecodeState(data []byte) (*State, error) {
+	s, err := decodeState(data)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidState, err)
+	}
+	return s, nil
+}
+
 type reader struct{ b []byte }
 
 var errShort = errors.New("unexpected end of data")

@@ -234,3 +234,21 @@ func FuzzUnmarshalState(f *testing.F) {
 		}
 	})
 }
+
+func TestDecodeStateMatchesUnmarshal(t *testing.T) {
+	var h hand
+	s := &State{}
+	for i, v := range everyKind() {
+		s.Apply(h.ev(W, uint16(i), clocks.Timestamp(100+i), base{"f": clocks.Timestamp(i)}, "f", v))
+	}
+	s.Apply(h.ev(C, 3, 5, nil))
+	raw := mustMarshal(t, s)
+	a, err1 := UnmarshalState(raw)
+	b, err2 := DecodeState(raw)
+	if err1 != nil || err2 != nil || !bytes.Equal(mustMarshal(t, a), mustMarshal(t, b)) {
+		t.Fatalf("DecodeState differs from UnmarshalState: %v %v", err1, err2)
+	}
+	if _, err := DecodeState([]byte{0xff}); !errors.Is(err, ErrInvalidState) {
+		t.Fatalf("DecodeState of garbage: %v", err)
+	}
+}

@@ -17,7 +17,9 @@ func TestBadInput(t *testing.T) {
 	reg := clinicRegistry(t)
 	o := ledgertest.NewOrigin(4)
 	str := ledger.String
-	ev := func(model, key string, op ledger.Op, f map[string]ledger.Value) *ledger.Event { return o.Event(t, model, key, op, f) }
+	ev := func(model, key string, op ledger.Op, f map[string]ledger.Value) *ledger.Event {
+		return o.Event(t, model, key, op, f)
+	}
 	good := []*ledger.Event{
 		ev("party.party", "P1", ledger.OpCreate, map[string]ledger.Value{"code": str("P1"), "name": str("Imani")}),
 		ev("gnuhealth.patient", "P1", ledger.OpCreate, map[string]ledger.Value{"name": ref(t, "party.party", "P1")}),

@@ -23,6 +23,9 @@ type record struct {
 	user  string // login of the last event applied here
 	pos   uint64 // position of that event
 	vals  map[string]ledger.Value
+	// before is the stored conflict set, so only its changes are written
+	// (a busy record can carry hundreds of conflicts).
+	before []merge.Conflict
 }
 
 // wait is something a record needs before its row can be (fully) written.
@@ -40,6 +43,7 @@ type batch struct {
 	ids    map[recKey]int64 // id map: records that have a row
 	looked map[recKey]bool  // id map lookups done (hit or miss)
 	parked map[recKey][]recKey
+	w      writes // this round's set-based writes
 }
 
 func newBatch(p *Projector, tx dtx) *batch {
@@ -74,13 +78,14 @@ func (b *batch) load(ctx context.Context, keys []recKey) error {
 		if !ok {
 			return fmt.Errorf("load %s/%s: model left the registry", k.model, k.key)
 		}
-		st := &merge.State{}
+		rec := &record{k: k, m: m, st: &merge.State{}}
 		if raw, ok := stored[k]; ok {
-			if st, err = merge.UnmarshalState(raw); err != nil {
+			if rec.st, err = merge.DecodeState(raw); err != nil {
 				return fmt.Errorf("load %s/%s: merge state: %w", k.model, k.key, err)
 			}
+			rec.before = rec.st.Conflicts(m.Policy)
 		}
-		b.recs[k] = &record{k: k, m: m, st: st}
+		b.recs[k] = rec
 	}
 	return nil
 }
@@ -240,6 +245,7 @@ func (b *batch) lookupIDs(ctx context.Context, keys []recKey) error {
 // materialize writes the rows of todo's records and returns the records
 // that got a row in this round (they may unpark others).
 func (b *batch) materialize(ctx context.Context, todo []*record) ([]recKey, error) {
+
 	var need []recKey
 	for _, rec := range todo {
 		rec.vals = nil
@@ -353,6 +359,13 @@ func (b *batch) materialize(ctx context.Context, todo []*record) ([]recKey, erro
 	for _, rec := range sorted {
 		b.bookkeep(rec, resolvable)
 	}
+	for _, o := range b.w.order {
+		b.tx.queueOp(o)
+	}
+	b.w = writes{}
+	if err := b.tx.flush(ctx); err != nil {
+		return nil, fmt.Errorf("write rows: %w", err)
+	}
 	return inserted, nil
 }
 
@@ -440,24 +453,77 @@ func (b *batch) deleted(k recKey) bool {
 func (b *batch) deleteRow(rec *record, id int64) {
 	for _, f := range rec.m.Fields {
 		if f.Type == models.Many2Many && f.Relation != nil {
-			b.tx.queue(`DELETE FROM `+quoteIdent(f.Relation.Table)+` WHERE `+quoteIdent(f.Relation.OriginColumn)+` = ?`, id)
+			b.w.add(opDelete, quoteIdent(f.Relation.Table), []string{f.Relation.OriginColumn}, intType, "", id)
 		}
 	}
-	b.tx.queue(`DELETE FROM `+quoteIdent(rec.m.Table)+` WHERE id = ?`, id)
-	b.tx.queue(`DELETE FROM `+b.s+`idmap WHERE model = ? AND key = ?`, rec.k.model, rec.k.key)
+	b.w.add(opDelete, quoteIdent(rec.m.Table), []string{"id"}, intType, "", id)
+	b.w.add(opDelete, b.s+"idmap", keyCols, keyTypes, "", rec.k.model, rec.k.key)
 	delete(b.ids, rec.k)
 }
 
-// writeRow inserts or updates a live record's row. It returns updates to
-// run after this round's inserts, for references to rows inserted later.
-func (b *batch) writeRow(rec *record, id int64, isNew bool, later func(recKey) bool) (deferred []func()) {
-	m := rec.m
-	cols := []string{}
-	args := []any{}
-	for _, f := range m.Fields {
+// Column lists of the projector's own tables, for ops.
+var (
+	intType    = []string{"integer"}
+	keyCols    = []string{"model", "key"}
+	keyTypes   = []string{"text", "text"}
+	idmapCols  = []string{"model", "key", "local_id"}
+	idmapTypes = []string{"text", "text", "bigint"}
+	stateCols  = []string{"model", "key", "live", "state"}
+	stateTypes = []string{"text", "text", "boolean", "bytea"}
+	parkCols   = []string{"model", "key", "waits_model", "waits_key", "reason", "position"}
+	parkTypes  = []string{"text", "text", "text", "text", "text", "bigint"}
+	confCols   = []string{"model", "key", "field", "loser_event", "reason", "loser_origin", "loser_hlc", "loser_value",
+		"winner_event", "winner_origin", "winner_hlc", "winner_value"}
+	confTypes   = []string{"text", "text", "text", "text", "text", "integer", "text", "text", "text", "integer", "text", "text"}
+	confKeyCols = []string{"model", "key", "field", "loser_event"}
+	// conflictUpsert replaces a stored conflict whose winner changed.
+	conflictUpsert = `ON CONFLICT (model, key, field, loser_event) DO UPDATE SET reason = excluded.reason,
+		winner_event = excluded.winner_event, winner_origin = excluded.winner_origin,
+		winner_hlc = excluded.winner_hlc, winner_value = excluded.winner_value`
+	confKeyTypes = []string{"text", "text", "text", "text"}
+)
+
+// shape is the column lists of a model's table, computed once.
+type shape struct {
+	fields                  []*models.Field // stored, non-Many2Many
+	insertCols, insertTypes []string
+	updateCols, updateTypes []string
+}
+
+func (p *Projector) shapeOf(m *models.Model) *shape {
+	if sh, ok := p.shapes[m.Name]; ok {
+		return sh
+	}
+	sh := &shape{updateCols: []string{"id"}, updateTypes: []string{"integer"}}
+	for i := range m.Fields {
+		f := &m.Fields[i]
 		if f.Type == models.Many2Many {
 			continue
 		}
+		sh.fields = append(sh.fields, f)
+		sh.insertCols = append(sh.insertCols, f.Column)
+		sh.insertTypes = append(sh.insertTypes, f.SQLType(models.Postgres))
+	}
+	sh.updateCols = append(sh.updateCols, sh.insertCols...)
+	sh.updateTypes = append(sh.updateTypes, sh.insertTypes...)
+	sh.insertCols = append(sh.insertCols, "id", "create_uid", "create_date")
+	sh.insertTypes = append(sh.insertTypes, "integer", "integer", "timestamp(6) without time zone")
+	sh.updateCols = append(sh.updateCols, "write_uid", "write_date")
+	sh.updateTypes = append(sh.updateTypes, "integer", "timestamp(6) without time zone")
+	if p.shapes == nil {
+		p.shapes = map[string]*shape{}
+	}
+	p.shapes[m.Name] = sh
+	return sh
+}
+
+// writeRow inserts or updates a live record's row. A reference to a row
+// inserted later in this round is written afterwards (deferred).
+func (b *batch) writeRow(rec *record, id int64, isNew bool, later func(recKey) bool) (deferred []func()) {
+	m := rec.m
+	sh := b.p.shapeOf(m)
+	args := make([]any, 0, len(sh.fields)+3)
+	for _, f := range sh.fields {
 		v, set := rec.vals[f.Name]
 		var a any
 		switch {
@@ -468,9 +534,9 @@ func (b *batch) writeRow(rec *record, id int64, isNew bool, later func(recKey) b
 				t := recKey{r.Model, r.Key}
 				if tid, has := b.ids[t]; has {
 					if later(t) {
-						col := f.Column
+						col := []string{"id", f.Column}
 						deferred = append(deferred, func() {
-							b.tx.queue(`UPDATE `+quoteIdent(m.Table)+` SET `+quoteIdent(col)+` = ? WHERE id = ?`, tid, id)
+							b.w.add(opUpdate, quoteIdent(m.Table), col, []string{"integer", "integer"}, "", id, tid)
 						})
 					} else {
 						a = tid
@@ -478,9 +544,8 @@ func (b *batch) writeRow(rec *record, id int64, isNew bool, later func(recKey) b
 				}
 			}
 		default:
-			a = b.tx.arg(columnValue(v, &f), &f)
+			a = b.tx.arg(columnValue(v, f), f)
 		}
-		cols = append(cols, f.Column)
 		args = append(args, a)
 	}
 	uid := b.p.users[rec.user]
@@ -489,20 +554,15 @@ func (b *batch) writeRow(rec *record, id int64, isNew bool, later func(recKey) b
 		if rec.st.Created != nil {
 			created, _ = ledger.DateTime(rec.st.Created.HLC.Time())
 		}
-		cols = append(cols, "id", "create_uid", "create_date")
 		args = append(args, id, uid, b.tx.arg(created, nil))
-		b.tx.queue(`INSERT INTO `+quoteIdent(m.Table)+` (`+joinIdents(cols)+`) VALUES (`+placeholders(len(cols))+`)`, args...)
-		b.tx.queue(`INSERT INTO `+b.s+`idmap (model, key, local_id) VALUES (?, ?, ?)`, rec.k.model, rec.k.key, id)
+		b.w.add(opInsert, quoteIdent(m.Table), sh.insertCols, sh.insertTypes, "", args...)
+		b.w.add(opInsert, b.s+"idmap", idmapCols, idmapTypes, "", rec.k.model, rec.k.key, id)
 		return deferred
 	}
-	now, _ := ledger.DateTime(b.p.clock().UTC().Truncate(1000))
-	cols = append(cols, "write_uid", "write_date")
-	args = append(args, uid, b.tx.arg(now, nil))
-	set := make([]string, len(cols))
-	for i, c := range cols {
-		set[i] = quoteIdent(c) + " = ?"
-	}
-	b.tx.queue(`UPDATE `+quoteIdent(m.Table)+` SET `+strings.Join(set, ", ")+` WHERE id = ?`, append(args, id)...)
+	now, _ := ledger.DateTime(b.p.clock().UTC().Truncate(time.Microsecond))
+	row := append([]any{id}, args...)
+	row = append(row, uid, b.tx.arg(now, nil))
+	b.w.add(opUpdate, quoteIdent(m.Table), sh.updateCols, sh.updateTypes, "", row...)
 	return deferred
 }
 
@@ -534,7 +594,7 @@ func (b *batch) writeRelations(ctx context.Context, recs []*record, written map[
 			if f.Type != models.Many2Many || f.Relation == nil {
 				continue
 			}
-			b.tx.queue(`DELETE FROM `+quoteIdent(f.Relation.Table)+` WHERE `+quoteIdent(f.Relation.OriginColumn)+` = ?`, id)
+			b.w.add(opDelete, quoteIdent(f.Relation.Table), []string{f.Relation.OriginColumn}, intType, "", id)
 			refs, _ := rec.vals[f.Name].AsRefSet()
 			for _, r := range refs {
 				if tid, ok := b.ids[recKey{r.Model, r.Key}]; ok {
@@ -556,8 +616,8 @@ func (b *batch) writeRelations(ctx context.Context, recs []*record, written map[
 		rel := r.f.Relation
 		id := ids[rel.Table][0]
 		ids[rel.Table] = ids[rel.Table][1:]
-		b.tx.queue(`INSERT INTO `+quoteIdent(rel.Table)+` (id, `+quoteIdent(rel.OriginColumn)+`, `+quoteIdent(rel.TargetColumn)+`) VALUES (?, ?, ?)`,
-			id, r.origin, r.target)
+		b.w.add(opInsert, quoteIdent(rel.Table), []string{"id", rel.OriginColumn, rel.TargetColumn},
+			[]string{"integer", "integer", "integer"}, "", id, r.origin, r.target)
 	}
 	return nil
 }
@@ -568,26 +628,16 @@ func (b *batch) bookkeep(rec *record, resolvable func(recKey) bool) {
 	s := b.s
 	if rec.dirty {
 		raw, _ := rec.st.MarshalBinary()
-		b.tx.queue(`INSERT INTO `+s+`state (model, key, live, state) VALUES (?, ?, ?, ?)
-			ON CONFLICT (model, key) DO UPDATE SET live = excluded.live, state = excluded.state`,
+		b.w.add(opInsert, s+"state", stateCols, stateTypes,
+			"ON CONFLICT (model, key) DO UPDATE SET live = excluded.live, state = excluded.state",
 			rec.k.model, rec.k.key, rec.st.Live(), raw)
-		b.tx.queue(`DELETE FROM `+s+`conflicts WHERE model = ? AND key = ?`, rec.k.model, rec.k.key)
-		for _, c := range rec.st.Conflicts(rec.m.Policy) {
-			b.tx.queue(`INSERT INTO `+s+`conflicts (model, key, field, loser_event, reason, loser_origin, loser_hlc, loser_value,
-				winner_event, winner_origin, winner_hlc, winner_value) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-				ON CONFLICT (model, key, field, loser_event) DO NOTHING`,
-				rec.k.model, rec.k.key, c.Field, c.Loser.Stamp.ID.String(), c.Reason.String(), int64(c.Loser.Stamp.Origin),
-				c.Loser.Stamp.HLC.String(), jsonText(c.Loser.Value), c.Winner.Stamp.ID.String(), int64(c.Winner.Stamp.Origin),
-				c.Winner.Stamp.HLC.String(), jsonText(c.Winner.Value))
-		}
+		b.writeConflicts(rec)
 	}
-	b.tx.queue(`DELETE FROM `+s+`parked WHERE model = ? AND key = ?`, rec.k.model, rec.k.key)
+	b.w.add(opDelete, s+"parked", keyCols, keyTypes, "", rec.k.model, rec.k.key)
 	if !rec.st.Live() {
 		return
 	}
 	waits := b.blockers(rec, resolvable)
-	// Optional references that do not resolve yet leave a NULL (or a
-	// missing Many2Many link) until their target arrives.
 	// A deleted target leaves the reference NULL for good: nothing to wait for.
 	for _, t := range refsOf(rec) {
 		if _, has := b.ids[t]; !has && !b.deleted(t) && !slices.ContainsFunc(waits, func(w wait) bool { return w.target == t }) {
@@ -604,10 +654,42 @@ func (b *batch) bookkeep(rec *record, resolvable func(recKey) bool) {
 		}
 		seen[w.target] = true
 		b.parked[w.target] = append(b.parked[w.target], rec.k)
-		b.tx.queue(`INSERT INTO `+s+`parked (model, key, waits_model, waits_key, reason, position) VALUES (?, ?, ?, ?, ?, ?)
-			ON CONFLICT (model, key, waits_model, waits_key) DO NOTHING`,
+		b.w.add(opInsert, s+"parked", parkCols, parkTypes, "ON CONFLICT (model, key, waits_model, waits_key) DO NOTHING",
 			rec.k.model, rec.k.key, w.target.model, w.target.key, w.reason, int64(rec.pos))
 	}
+}
+
+// writeConflicts brings the stored conflict set of rec from rec.before to
+// the state's current one, touching only what changed.
+func (b *batch) writeConflicts(rec *record) {
+	after := rec.st.Conflicts(rec.m.Policy)
+	type id struct {
+		field string
+		loser merge.Stamp
+	}
+	old := make(map[id]merge.Conflict, len(rec.before))
+	for _, c := range rec.before {
+		old[id{c.Field, c.Loser.Stamp}] = c
+	}
+	for _, c := range after {
+		k := id{c.Field, c.Loser.Stamp}
+		if o, ok := old[k]; ok {
+			delete(old, k)
+			if o.Reason == c.Reason && o.Winner.Stamp == c.Winner.Stamp && o.Winner.Value.Equal(c.Winner.Value) {
+				continue // unchanged
+			}
+		}
+		// An upsert, so a changed conflict never needs a delete that could
+		// run after it in this round.
+		b.w.add(opInsert, b.s+"conflicts", confCols, confTypes, conflictUpsert,
+			rec.k.model, rec.k.key, c.Field, c.Loser.Stamp.ID.String(), c.Reason.String(), int64(c.Loser.Stamp.Origin),
+			c.Loser.Stamp.HLC.String(), jsonText(c.Loser.Value), c.Winner.Stamp.ID.String(), int64(c.Winner.Stamp.Origin),
+			c.Winner.Stamp.HLC.String(), jsonText(c.Winner.Value))
+	}
+	for _, c := range old { // no longer a conflict
+		b.w.add(opDelete, b.s+"conflicts", confKeyCols, confKeyTypes, "", rec.k.model, rec.k.key, c.Field, c.Loser.Stamp.ID.String())
+	}
+	rec.before = after
 }
 
 // columnValue fits a value to its column as Tryton declares it: a

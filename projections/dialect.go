@@ -33,6 +33,8 @@ type dtx interface {
 	// queue defers a write to flush; PostgreSQL sends a flush's
 	// statements in one round trip.
 	queue(q string, args ...any)
+	// queueOp defers a set-based write to flush.
+	queueOp(o *op)
 	flush(ctx context.Context) error
 	// loadStates returns the stored state rows of keys that have one.
 	loadStates(ctx context.Context, keys []recKey) (map[recKey][]byte, error)

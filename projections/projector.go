@@ -39,7 +39,8 @@ type Projector struct {
 	clock func() time.Time // apply time for write_date; replaceable in tests
 	// rebuilding makes new rows take their pre-rebuild ids (idmap_prior).
 	rebuilding bool
-	rank       map[string]int // model → position in dependency order
+	rank       map[string]int    // model → position in dependency order
+	shapes     map[string]*shape // model → its table's column lists
 }
 
 // order ranks models so targets of required references come first.

@@ -82,6 +82,15 @@ func (t *sqliteTx) exec(ctx context.Context, q string, args ...any) error {
 
 func (t *sqliteTx) queue(q string, args ...any) { t.pending = append(t.pending, stmt{q, args}) }
 
+// queueOp runs an op row by row through one prepared statement: in-process
+// SQLite has no round trips to save.
+func (t *sqliteTx) queueOp(o *op) {
+	q := o.sqlitePerRow()
+	for _, row := range o.rows {
+		t.pending = append(t.pending, stmt{q, o.sqliteArgs(row)})
+	}
+}
+
 // flush runs the queued statements through prepared statements; in-process
 // SQLite has no round trips to save.
 func (t *sqliteTx) flush(ctx context.Context) error {

@@ -1,0 +1,118 @@
+package projections
+
+import (
+	"strings"
+)
+
+// opKind is what a set-based write does.
+type opKind uint8
+
+const (
+	opInsert opKind = iota // INSERT rows (cols) [suffix]
+	opUpdate               // UPDATE rows: cols[0] identifies the row, the rest are set
+	opDelete               // DELETE the rows whose cols equal a row's values
+)
+
+// op is one set-based write: many rows, one statement on PostgreSQL (an
+// unnest of column arrays), one prepared statement run per row on SQLite.
+type op struct {
+	kind   opKind
+	table  string   // already qualified/quoted as needed
+	cols   []string // column names
+	types  []string // PostgreSQL types of cols, for casts ("bytea" travels as bytes)
+	suffix string   // e.g. ON CONFLICT ... for inserts
+	rows   [][]any
+}
+
+// writes gathers one round's ops in the order they must run: the order in
+// which each op first received a row. The projector adds rows in
+// dependency order (deletes of referrers first, inserts of targets first),
+// so the ops inherit it.
+type writes struct {
+	order []*op
+	by    map[string]*op
+}
+
+func (w *writes) add(kind opKind, table string, cols, types []string, suffix string, row ...any) {
+	sig := string(rune('0'+kind)) + "\x00" + table + "\x00" + strings.Join(cols, ",") + "\x00" + suffix
+	o := w.by[sig]
+	if o == nil {
+		if w.by == nil {
+			w.by = map[string]*op{}
+		}
+		o = &op{kind: kind, table: table, cols: cols, types: types, suffix: suffix}
+		w.by[sig] = o
+		w.order = append(w.order, o)
+	}
+	o.rows = append(o.rows, row)
+}
+
+// sqlitePerRow renders an op as one statement with ? placeholders, run per row.
+func (o *op) sqlitePerRow() string {
+	q := make([]string, len(o.cols))
+	for i := range q {
+		q[i] = "?"
+	}
+	switch o.kind {
+	case opInsert:
+		return "INSERT INTO " + o.table + " (" + joinIdents(o.cols) + ") VALUES (" + strings.Join(q, ", ") + ") " + o.suffix
+	case opUpdate:
+		set := make([]string, len(o.cols)-1)
+		for i, c := range o.cols[1:] {
+			set[i] = quoteIdent(c) + " = ?"
+		}
+		return "UPDATE " + o.table + " SET " + strings.Join(set, ", ") + " WHERE " + quoteIdent(o.cols[0]) + " = ?"
+	default:
+		where := make([]string, len(o.cols))
+		for i, c := range o.cols {
+			where[i] = quoteIdent(c) + " = ?"
+		}
+		return "DELETE FROM " + o.table + " WHERE " + strings.Join(where, " AND ")
+	}
+}
+
+// sqliteArgs orders a row's values for sqlitePerRow's placeholders.
+func (o *op) sqliteArgs(row []any) []any {
+	if o.kind == opUpdate {
+		return append(append([]any{}, row[1:]...), row[0])
+	}
+	return row
+}
+
+// postgresSet renders an op as one statement over unnest($1, $2, ...), one
+// array parameter per column.
+func (o *op) postgresSet() string {
+	arrays := make([]string, len(o.cols))
+	alias := make([]string, len(o.cols))
+	cast := make([]string, len(o.cols))
+	for i, t := range o.types {
+		alias[i] = "c" + itoa(i)
+		if t == "bytea" {
+			arrays[i] = "$" + itoa(i+1) + "::bytea[]"
+			cast[i] = "u." + alias[i]
+		} else {
+			arrays[i] = "$" + itoa(i+1) + "::text[]"
+			cast[i] = "u." + alias[i] + "::" + t
+		}
+	}
+	from := " FROM unnest(" + strings.Join(arrays, ", ") + ") AS u(" + strings.Join(alias, ", ") + ")"
+	switch o.kind {
+	case opInsert:
+		return "INSERT INTO " + o.table + " (" + joinIdents(o.cols) + ") SELECT " + strings.Join(cast, ", ") + from + " " + o.suffix
+	case opUpdate:
+		set := make([]string, len(o.cols)-1)
+		for i, c := range o.cols[1:] {
+			set[i] = quoteIdent(c) + " = " + cast[i+1]
+		}
+		return "UPDATE " + o.table + " AS t SET " + strings.Join(set, ", ") + from + " WHERE t." + quoteIdent(o.cols[0]) + " = " + cast[0]
+	default:
+		return "DELETE FROM " + o.table + " WHERE (" + joinIdents(o.cols) + ") IN (SELECT " + strings.Join(cast, ", ") + from + ")"
+	}
+}
+
+func itoa(i int) string {
+	if i < 10 {
+		return string(rune('0' + i))
+	}
+	return itoa(i/10) + string(rune('0'+i%10))
+}
