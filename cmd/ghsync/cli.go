@@ -21,6 +21,14 @@ type CLI struct {
 	Verify   VerifyCmd   `cmd:"" help:"Check a ledger's hash chains and report the first break of each origin."`
 	Generate GenerateCmd `cmd:"" help:"Write a ledger of realistic clinic activity (a few health centres), for trying ghsync out."`
 	Models   ModelsCmd   `cmd:"" help:"List the synchronised Tryton models, or check a GNU Health database against them before the first sync."`
+
+	Project   ProjectCmd   `cmd:"" group:"Tryton database" help:"Apply the ledger's events to a GNU Health database (merging, resolving references, recording conflicts)."`
+	Rebuild   RebuildCmd   `cmd:"" group:"Tryton database" help:"Throw away what ghsync materialised in a GNU Health database and replay the whole ledger."`
+	Parked    ParkedCmd    `cmd:"" group:"Tryton database" help:"List records waiting for a record they reference (or a required value) before they can be written."`
+	Conflicts ConflictsCmd `cmd:"" group:"Tryton database" help:"List the changes that lost to another one: both values, both instances, both clocks."`
+	Rejected  RejectedCmd  `cmd:"" group:"Tryton database" help:"List events set aside because they do not fit the model registry."`
+	Schema    SchemaCmd    `cmd:"" group:"Tryton database" help:"Create empty GNU Health tables as Tryton 6 / GNU Health 4.0 create them, to try ghsync without a Tryton server."`
+	Dump      DumpCmd      `cmd:"" group:"Tryton database" help:"Print the synchronised tables in a canonical form (no local ids), with its SHA-256, to compare instances."`
 }
 
 // Globals are the settings every command shares. Each can come from a

@@ -46,7 +46,8 @@ func run(args []string, stdout, stderr *os.File) int {
 	defer stop()
 	env := &Env{Globals: &cli.Globals, Ctx: ctx, Out: stdout, Log: cli.Globals.logger(stderr)}
 	if err := kctx.Run(env); err != nil {
-		if errors.Is(err, errVerifyFailed) {
+		// Reports that found problems have printed them already.
+		if errors.Is(err, errVerifyFailed) || errors.Is(err, errModelsCheckFailed) || errors.Is(err, errProblemsListed) {
 			return 1
 		}
 		env.Log.Error("command failed", "command", kctx.Command(), "error", err)

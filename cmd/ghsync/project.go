@@ -1,0 +1,181 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"text/tabwriter"
+
+	"github.com/ghsync/ghsync/models"
+	"github.com/ghsync/ghsync/projections"
+)
+
+// errProblemsListed makes the exit status 1 after a listing of problems.
+var errProblemsListed = errors.New("problems listed")
+
+// Target names the Tryton database the projector keeps up to date.
+type Target struct {
+	Target string `help:"The GNU Health (Tryton) database to materialise: a postgres:// URL or sqlite:PATH." required:"" env:"GHSYNC_TARGET"`
+}
+
+func (t Target) open(env *Env) (*projections.Projector, func(), error) {
+	store, err := openLedger(env.Ctx, env.Ledger)
+	if err != nil {
+		return nil, nil, err
+	}
+	p, err := projections.Open(env.Ctx, t.Target, store, models.GNUHealth(), projections.Options{Logger: env.Log})
+	if err != nil {
+		store.Close()
+		return nil, nil, err
+	}
+	return p, func() { p.Close(); store.Close() }, nil
+}
+
+// ProjectCmd applies the ledger to a Tryton database.
+type ProjectCmd struct {
+	Target
+	Follow bool `short:"f" help:"Keep applying new events as they are appended (until interrupted), as a service would."`
+}
+
+func (c *ProjectCmd) Run(env *Env) error {
+	p, done, err := c.open(env)
+	if err != nil {
+		return err
+	}
+	defer done()
+	if c.Follow {
+		env.Log.Info("projecting", "target", redact(c.Target.Target))
+		return p.Run(env.Ctx)
+	}
+	st, err := p.CatchUp(env.Ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Out, "applied %d events in %d transactions; %s reflects the ledger through position %d\n",
+		st.Events, st.Batches, redact(c.Target.Target), st.Checkpoint)
+	if st.Rejected > 0 {
+		fmt.Fprintf(env.Out, "%d events were set aside: see ghsync rejected\n", st.Rejected)
+	}
+	return nil
+}
+
+// RebuildCmd replays the whole ledger into the target.
+type RebuildCmd struct{ Target }
+
+func (c *RebuildCmd) Run(env *Env) error {
+	p, done, err := c.open(env)
+	if err != nil {
+		return err
+	}
+	defer done()
+	st, err := p.Rebuild(env.Ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Out, "rebuilt from %d events (through position %d)\n", st.Events, st.Checkpoint)
+	return nil
+}
+
+// ParkedCmd lists records waiting for something before their row can be written.
+type ParkedCmd struct{ Target }
+
+func (c *ParkedCmd) Run(env *Env) error {
+	p, done, err := c.open(env)
+	if err != nil {
+		return err
+	}
+	defer done()
+	parked, err := p.Parked(env.Ctx)
+	if err != nil {
+		return err
+	}
+	w := tabwriter.NewWriter(env.Out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "MODEL\tKEY\tWAITS FOR\tREASON\tSINCE POSITION")
+	for _, x := range parked {
+		fmt.Fprintf(w, "%s\t%s\t%s %s\t%s\t%d\n", x.Model, x.Key, x.WaitsModel, x.WaitsKey, x.Reason, x.Position)
+	}
+	w.Flush()
+	fmt.Fprintf(env.Out, "%d parked\n", len(parked))
+	return nil
+}
+
+// ConflictsCmd lists the writes that lost to another.
+type ConflictsCmd struct {
+	Target
+	Model string `help:"Only this model."`
+	Key   string `help:"Only this record (with --model)."`
+}
+
+func (c *ConflictsCmd) Run(env *Env) error {
+	p, done, err := c.open(env)
+	if err != nil {
+		return err
+	}
+	defer done()
+	all, err := p.Conflicts(env.Ctx)
+	if err != nil {
+		return err
+	}
+	w := tabwriter.NewWriter(env.Out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "MODEL\tKEY\tFIELD\tREASON\tLOST (origin, hlc, value)\tWON (origin, hlc, value)")
+	n := 0
+	for _, x := range all {
+		if c.Model != "" && x.Model != c.Model || c.Key != "" && x.Key != c.Key {
+			continue
+		}
+		n++
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d %s %s\t%d %s %s\n", x.Model, x.Key, x.Field, x.Reason,
+			x.LoserOrigin, x.LoserHLC, x.LoserValue, x.WinnerOrigin, x.WinnerHLC, x.WinnerValue)
+	}
+	w.Flush()
+	fmt.Fprintf(env.Out, "%d conflicts\n", n)
+	return nil
+}
+
+// RejectedCmd lists events the projector set aside.
+type RejectedCmd struct{ Target }
+
+func (c *RejectedCmd) Run(env *Env) error {
+	p, done, err := c.open(env)
+	if err != nil {
+		return err
+	}
+	defer done()
+	rej, err := p.Rejected(env.Ctx)
+	if err != nil {
+		return err
+	}
+	for _, r := range rej {
+		fmt.Fprintf(env.Out, "position %d: %s\n", r.Position, r.Error())
+	}
+	fmt.Fprintf(env.Out, "%d rejected\n", len(rej))
+	if len(rej) > 0 {
+		return errProblemsListed
+	}
+	return nil
+}
+
+// DumpCmd prints the synchronised tables in canonical form, so two
+// instances can be compared by a hash.
+type DumpCmd struct {
+	Target
+	HashOnly bool `help:"Print only the SHA-256 of the dump."`
+}
+
+func (c *DumpCmd) Run(env *Env) error {
+	p, done, err := c.open(env)
+	if err != nil {
+		return err
+	}
+	defer done()
+	out := env.Out
+	if c.HashOnly {
+		out = io.Discard
+	}
+	sum, err := p.Dump(env.Ctx, out)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Out, "sha256 %s\n", sum)
+	return nil
+}
