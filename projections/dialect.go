@@ -83,3 +83,33 @@ func dollarize(q string) string {
 
 // quoteIdent quotes a table or column name taken from the registry.
 func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
+
+// native is a value as a Go driver value: bool, int64, string (decimals
+// too, to stay exact), time.Time, []byte or nil. References never reach a
+// column as values: the projector resolves them to local ids.
+func native(v ledger.Value) any {
+	switch v.Kind() {
+	case ledger.KindBool:
+		b, _ := v.AsBool()
+		return b
+	case ledger.KindInt:
+		i, _ := v.AsInt()
+		return i
+	case ledger.KindDecimal:
+		s, _ := v.AsDecimal()
+		return s
+	case ledger.KindString:
+		s, _ := v.AsString()
+		return s
+	case ledger.KindDate:
+		d, _ := v.AsDate()
+		return d
+	case ledger.KindDateTime:
+		t, _ := v.AsDateTime()
+		return t
+	case ledger.KindBytes:
+		b, _ := v.AsBytes()
+		return b
+	}
+	return nil
+}

@@ -142,63 +142,61 @@ func splitKeys(keys []recKey) (models, ks []string) {
 	return models, ks
 }
 
-func (t *pgTx) loadStates(ctx context.Context, keys []recKey) (map[recKey][]byte, error) {
+// keyed runs q, which joins a table to unnest($1 models, $2 keys) AS k,
+// and hands each row to scan.
+func (t *pgTx) keyed(ctx context.Context, what, q string, keys []recKey, scan func(pgx.Rows) error) error {
 	ms, ks := splitKeys(keys)
-	rows, err := t.tx.Query(ctx, `SELECT s.model, s.key, s.state FROM ghsync.state s
-		JOIN unnest($1::text[], $2::text[]) AS k(model, key) ON s.model = k.model AND s.key = k.key`, ms, ks)
+	rows, err := t.tx.Query(ctx, q, ms, ks)
 	if err != nil {
-		return nil, fmt.Errorf("load merge states: %w", err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	defer rows.Close()
-	out := make(map[recKey][]byte, len(keys))
 	for rows.Next() {
-		var k recKey
-		var b []byte
-		if err := rows.Scan(&k.model, &k.key, &b); err != nil {
-			return nil, err
+		if err := scan(rows); err != nil {
+			return fmt.Errorf("%s: %w", what, err)
 		}
-		out[k] = b
 	}
-	return out, rows.Err()
+	return rows.Err()
+}
+
+const unnestKeys = ` JOIN unnest($1::text[], $2::text[]) AS k(model, key) ON `
+
+func (t *pgTx) loadStates(ctx context.Context, keys []recKey) (map[recKey][]byte, error) {
+	out := make(map[recKey][]byte, len(keys))
+	err := t.keyed(ctx, "load merge states", `SELECT s.model, s.key, s.state FROM ghsync.state s`+unnestKeys+`s.model = k.model AND s.key = k.key`, keys,
+		func(r pgx.Rows) error {
+			var k recKey
+			var b []byte
+			err := r.Scan(&k.model, &k.key, &b)
+			out[k] = b
+			return err
+		})
+	return out, err
 }
 
 func (t *pgTx) loadIDs(ctx context.Context, table string, keys []recKey) (map[recKey]int64, error) {
-	ms, ks := splitKeys(keys)
-	rows, err := t.tx.Query(ctx, `SELECT i.model, i.key, i.local_id FROM ghsync.`+table+` i
-		JOIN unnest($1::text[], $2::text[]) AS k(model, key) ON i.model = k.model AND i.key = k.key`, ms, ks)
-	if err != nil {
-		return nil, fmt.Errorf("load id map: %w", err)
-	}
-	defer rows.Close()
 	out := make(map[recKey]int64, len(keys))
-	for rows.Next() {
-		var k recKey
-		var id int64
-		if err := rows.Scan(&k.model, &k.key, &id); err != nil {
-			return nil, err
-		}
-		out[k] = id
-	}
-	return out, rows.Err()
+	err := t.keyed(ctx, "load "+table, `SELECT i.model, i.key, i.local_id FROM ghsync.`+table+` i`+unnestKeys+`i.model = k.model AND i.key = k.key`, keys,
+		func(r pgx.Rows) error {
+			var k recKey
+			var id int64
+			err := r.Scan(&k.model, &k.key, &id)
+			out[k] = id
+			return err
+		})
+	return out, err
 }
 
 func (t *pgTx) parkedOn(ctx context.Context, targets []recKey) ([]recKey, error) {
-	ms, ks := splitKeys(targets)
-	rows, err := t.tx.Query(ctx, `SELECT DISTINCT p.model, p.key FROM ghsync.parked p
-		JOIN unnest($1::text[], $2::text[]) AS k(model, key) ON p.waits_model = k.model AND p.waits_key = k.key`, ms, ks)
-	if err != nil {
-		return nil, fmt.Errorf("find parked records: %w", err)
-	}
-	defer rows.Close()
 	var out []recKey
-	for rows.Next() {
-		var k recKey
-		if err := rows.Scan(&k.model, &k.key); err != nil {
-			return nil, err
-		}
-		out = append(out, k)
-	}
-	return out, rows.Err()
+	err := t.keyed(ctx, "find parked records", `SELECT DISTINCT p.model, p.key FROM ghsync.parked p`+unnestKeys+`p.waits_model = k.model AND p.waits_key = k.key`, targets,
+		func(r pgx.Rows) error {
+			var k recKey
+			err := r.Scan(&k.model, &k.key)
+			out = append(out, k)
+			return err
+		})
+	return out, err
 }
 
 func (t *pgTx) reserveIDs(ctx context.Context, table string, n int) ([]int64, error) {
@@ -213,34 +211,7 @@ func (t *pgTx) reserveIDs(ctx context.Context, table string, n int) ([]int64, er
 	return ids, nil
 }
 
-func (t *pgTx) arg(v ledger.Value, f *models.Field) any {
-	switch v.Kind() {
-	case ledger.KindNull:
-		return nil
-	case ledger.KindBool:
-		b, _ := v.AsBool()
-		return b
-	case ledger.KindInt:
-		i, _ := v.AsInt()
-		return i
-	case ledger.KindDecimal:
-		s, _ := v.AsDecimal()
-		return s
-	case ledger.KindString:
-		s, _ := v.AsString()
-		return s
-	case ledger.KindDate:
-		d, _ := v.AsDate()
-		return d
-	case ledger.KindDateTime:
-		t, _ := v.AsDateTime()
-		return t
-	case ledger.KindBytes:
-		b, _ := v.AsBytes()
-		return b
-	}
-	return nil // references are resolved to ids by the projector
-}
+func (t *pgTx) arg(v ledger.Value, _ *models.Field) any { return native(v) }
 
 func (t *pgTx) commit(ctx context.Context) error   { return t.tx.Commit(ctx) }
 func (t *pgTx) rollback(ctx context.Context) error { return t.tx.Rollback(ctx) }

@@ -208,34 +208,15 @@ func (t *sqliteTx) reserveIDs(ctx context.Context, table string, n int) ([]int64
 }
 
 // arg stores values the way Tryton's SQLite backend does: dates and
-// timestamps as ISO text, decimals as text so they stay exact.
-func (t *sqliteTx) arg(v ledger.Value, f *models.Field) any {
-	switch v.Kind() {
-	case ledger.KindNull:
-		return nil
-	case ledger.KindBool:
-		b, _ := v.AsBool()
-		return b
-	case ledger.KindInt:
-		i, _ := v.AsInt()
-		return i
-	case ledger.KindDecimal:
-		s, _ := v.AsDecimal()
-		return s
-	case ledger.KindString:
-		s, _ := v.AsString()
-		return s
-	case ledger.KindDate:
-		d, _ := v.AsDate()
+// timestamps as ISO text; decimals as text, so they stay exact.
+func (t *sqliteTx) arg(v ledger.Value, _ *models.Field) any {
+	if d, ok := v.AsDate(); ok {
 		return d.Format("2006-01-02")
-	case ledger.KindDateTime:
-		ts, _ := v.AsDateTime()
-		return ts.Format("2006-01-02 15:04:05.999999")
-	case ledger.KindBytes:
-		b, _ := v.AsBytes()
-		return b
 	}
-	return nil
+	if ts, ok := v.AsDateTime(); ok {
+		return ts.Format("2006-01-02 15:04:05.999999")
+	}
+	return native(v)
 }
 
 func (t *sqliteTx) commit(context.Context) error   { return t.tx.Commit() }
