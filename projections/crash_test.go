@@ -51,7 +51,7 @@ func TestCrashDuringCatchUp(t *testing.T) {
 	rng := ledgertest.Rand(t)
 	reg := clinicRegistry(t)
 	w := newWorkload(t, reg, rng, 0, 1, 2, 3)
-	w.build(t, 85_000)
+	w.build(t, 92_000) // about 100k events
 	path := filepath.Join(t.TempDir(), "ledger.db")
 	store, err := sqlite.Open(context.Background(), path, sqlite.Options{})
 	if err != nil {
