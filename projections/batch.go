@@ -43,6 +43,7 @@ type batch struct {
 	ids    map[recKey]int64 // id map: records that have a row
 	looked map[recKey]bool  // id map lookups done (hit or miss)
 	parked map[recKey][]recKey
+	last   uint64 // the batch's last ledger position
 	w      writes // this round's set-based writes
 }
 
@@ -85,6 +86,7 @@ func (b *batch) load(ctx context.Context, keys []recKey) error {
 			}
 			rec.before = rec.st.Conflicts(m.Policy)
 		}
+		rec.pos = b.last // re-examined here, unless an event of the batch touches it
 		b.recs[k] = rec
 	}
 	return nil
@@ -96,6 +98,7 @@ func (b *batch) apply(ctx context.Context, evs []ledger.Record) error {
 	var keys []recKey
 	for _, r := range evs {
 		keys = append(keys, recKey{r.Event.Model, r.Event.Key})
+		b.last = r.Position
 	}
 	if err := b.load(ctx, keys); err != nil {
 		return err
