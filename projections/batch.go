@@ -24,8 +24,10 @@ type record struct {
 	pos   uint64 // position of that event
 	vals  map[string]ledger.Value
 	// before is the stored conflict set, so only its changes are written
-	// (a busy record can carry hundreds of conflicts).
-	before []merge.Conflict
+	// (a busy record can carry hundreds of conflicts); pending says it is
+	// still to be computed, before the batch's first change.
+	before  []merge.Conflict
+	pending bool
 }
 
 // wait is something a record needs before its row can be (fully) written.
@@ -84,7 +86,7 @@ func (b *batch) load(ctx context.Context, keys []recKey) error {
 			if rec.st, err = merge.DecodeState(raw); err != nil {
 				return fmt.Errorf("load %s/%s: merge state: %w", k.model, k.key, err)
 			}
-			rec.before = rec.st.Conflicts(m.Policy)
+			rec.pending = true
 		}
 		rec.pos = b.last // re-examined here, unless an event of the batch touches it
 		b.recs[k] = rec
@@ -106,6 +108,10 @@ func (b *batch) apply(ctx context.Context, evs []ledger.Record) error {
 	var todo []*record
 	for _, r := range evs {
 		rec := b.recs[recKey{r.Event.Model, r.Event.Key}]
+		if rec.pending {
+			// Only records about to change need their stored conflict set.
+			rec.before, rec.pending = rec.st.Conflicts(rec.m.Policy), false
+		}
 		if rec.st.Apply(r.Event) {
 			if !rec.dirty {
 				todo = append(todo, rec)
