@@ -22,6 +22,12 @@ func startThrowaway() (*throwaway, error) {
 		"To fix: set %s=postgres://user@host:port/postgres", envURL, runtime.GOOS, envURL)
 }
 
+func startCluster(settings []string, why, hint string) (*throwaway, error) {
+	return nil, fmt.Errorf("%spgtest cannot start a throwaway PostgreSQL cluster on %s", why, runtime.GOOS)
+}
+
+func (c *throwaway) logTail(n int) string { return "" }
+
 func (c *throwaway) stop() error { return nil }
 
 func (c *throwaway) serverPID() int { return 0 }

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -36,26 +37,33 @@ const (
 	staleAge = 2 * time.Minute
 )
 
-// serverSettings tune the throwaway cluster for tests: durability is not
-// wanted, many connections are.
-var serverSettings = []string{
+// baseSettings are those of every throwaway cluster: reachable on
+// 127.0.0.1 only, many connections.
+var baseSettings = []string{
 	"listen_addresses=127.0.0.1",
-	"fsync=off",
-	"synchronous_commit=off",
-	"full_page_writes=off",
 	"max_connections=200",
 	"shared_buffers=128MB",
 }
 
+// testSettings tune the shared throwaway cluster (ServerURL) for tests:
+// durability is not wanted. NewCluster leaves durability at PostgreSQL's
+// defaults unless its caller passes these.
+var testSettings = []string{
+	"fsync=off",
+	"synchronous_commit=off",
+	"full_page_writes=off",
+}
+
 // throwaway is a PostgreSQL cluster started for one test process.
 type throwaway struct {
-	url     string
-	dir     string // temporary directory holding everything below
-	logPath string
-	port    int
-	cmd     *exec.Cmd     // the postmaster
-	exited  chan struct{} // closed when cmd has been waited for
-	lock    *os.File      // the directory, flock-ed while the cluster lives
+	url      string
+	dir      string // temporary directory holding everything below
+	logPath  string
+	port     int
+	settings []string      // -c settings after baseSettings; later ones win
+	cmd      *exec.Cmd     // the postmaster
+	exited   chan struct{} // closed when cmd has been waited for
+	lock     *os.File      // the directory, flock-ed while the cluster lives
 
 	startup time.Duration // from looking for the binaries to accepting connections
 }
@@ -68,13 +76,20 @@ type binaries struct {
 // errPortTaken reports that another process took the chosen port first.
 var errPortTaken = errors.New("port taken")
 
-// startThrowaway starts a throwaway cluster and waits until it accepts
-// connections.
-func startThrowaway() (_ *throwaway, err error) {
+// startThrowaway starts the shared throwaway cluster (tuned for tests) and
+// waits until it accepts connections.
+func startThrowaway() (*throwaway, error) {
+	return startCluster(testSettings,
+		fmt.Sprintf("pgtest: %s is not set and a throwaway PostgreSQL cluster could not be started: ", envURL), fixHint)
+}
+
+// startCluster starts a throwaway cluster with baseSettings and then
+// settings (a later setting of the same name wins), and waits until it
+// accepts connections. Errors start with why and end with hint.
+func startCluster(settings []string, why, hint string) (_ *throwaway, err error) {
 	begin := time.Now()
 	fail := func(format string, args ...any) error {
-		return fmt.Errorf("pgtest: %s is not set and a throwaway PostgreSQL cluster could not be started: "+format+"\n"+fixHint,
-			append([]any{envURL}, args...)...)
+		return fmt.Errorf("%s"+format+"\n%s", append(append([]any{why}, args...), hint)...)
 	}
 
 	bins, tried, ok := findBinaries()
@@ -93,7 +108,7 @@ func startThrowaway() (_ *throwaway, err error) {
 	if err != nil {
 		return nil, fail("creating a temporary directory: %v", err)
 	}
-	c := &throwaway{dir: dir, logPath: filepath.Join(dir, "postgres.log")}
+	c := &throwaway{dir: dir, logPath: filepath.Join(dir, "postgres.log"), settings: settings}
 	defer func() {
 		if err != nil {
 			c.stop()
@@ -151,7 +166,7 @@ func (c *throwaway) startServer(postgres, dataDir string, cred *syscall.Credenti
 		sockDir = ""
 	}
 	args := []string{"-D", dataDir, "-p", strconv.Itoa(port), "-k", sockDir}
-	for _, s := range serverSettings {
+	for _, s := range append(slices.Clip(baseSettings), c.settings...) {
 		args = append(args, "-c", s)
 	}
 	logFile, err := os.OpenFile(c.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
@@ -238,6 +253,15 @@ func (c *throwaway) stop() error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// logTail returns the last n lines of the server's log.
+func (c *throwaway) logTail(n int) string {
+	out, err := os.ReadFile(c.logPath)
+	if err != nil {
+		return fmt.Sprintf("(reading %s: %v)", c.logPath, err)
+	}
+	return tail(out, n)
 }
 
 // serverPID returns the postmaster's process id, or 0.

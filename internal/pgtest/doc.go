@@ -45,4 +45,11 @@
 //
 // ServerURL returns the admin URL (database "postgres") for tests that need
 // the server itself.
+//
+// NewCluster starts a separate throwaway cluster for one test or benchmark,
+// with server settings of its own (for example wal_level=logical) and
+// PostgreSQL's default durability (fsync and synchronous_commit on), so
+// that figures measured on it are those of a durable server:
+//
+//	admin := pgtest.NewCluster(b, "wal_level=logical", "max_wal_senders=10")
 package pgtest

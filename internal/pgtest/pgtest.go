@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -102,6 +103,51 @@ func ServerURL(tb testing.TB) string {
 		tb.Fatalf("%v", serverErr)
 	}
 	return serverURL
+}
+
+// NewCluster starts a separate throwaway PostgreSQL cluster for tb alone and
+// returns its admin URL (user postgres, database postgres). It is made like
+// the shared throwaway cluster (initdb into a temporary directory, postgres
+// on 127.0.0.1 at a free port, run as "postgres" or "nobody" when the test
+// runs as root, killed if the test process dies), but it never uses
+// GHSYNC_TEST_PG, and it is stopped and its directory removed when tb ends.
+// If tb failed, the tail of the server's log is logged first.
+//
+// Each setting is a server parameter as "name=value", passed as -c to the
+// server after pgtest's own (listen_addresses, max_connections=200,
+// shared_buffers=128MB); a later setting of the same name wins. Durability
+// is PostgreSQL's default (fsync, synchronous_commit and full_page_writes
+// on), so timings taken on the cluster are those of a durable server;
+// pass "fsync=off", "synchronous_commit=off", "full_page_writes=off" for
+// the shared test cluster's speed instead. For example, a cluster that can
+// publish logical replication:
+//
+//	admin := pgtest.NewCluster(b, "wal_level=logical", "max_replication_slots=10", "max_wal_senders=10")
+//
+// Starting one takes about a second; the test fails if it cannot be
+// started.
+func NewCluster(tb testing.TB, settings ...string) string {
+	tb.Helper()
+	for _, s := range settings {
+		if name, _, ok := strings.Cut(s, "="); !ok || strings.TrimSpace(name) == "" {
+			tb.Fatalf("pgtest: NewCluster setting %q is not name=value", s)
+		}
+	}
+	c, err := startCluster(slices.Clone(settings), "pgtest: NewCluster could not start a throwaway PostgreSQL cluster: ",
+		"To fix: if no binaries were found, install PostgreSQL (apt-get install -y postgresql; the packaged server need not be running); "+
+			"if the server refused a setting, the log above says which, and NewCluster's caller passed it.")
+	if err != nil {
+		tb.Fatalf("%v", err)
+	}
+	tb.Cleanup(func() {
+		if tb.Failed() {
+			tb.Logf("pgtest: tail of the server log of the cluster at %s:\n%s", c.url, c.logTail(40))
+		}
+		if err := c.stop(); err != nil {
+			tb.Errorf("pgtest: stopping the cluster at %s: %v", c.url, err)
+		}
+	})
+	return c.url
 }
 
 // checkExternal checks that the server GHSYNC_TEST_PG names answers and lets

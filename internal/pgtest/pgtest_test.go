@@ -307,3 +307,51 @@ func TestUnreachableServerFails(t *testing.T) {
 		t.Errorf("the run skipped a test:\n%s", out)
 	}
 }
+
+// TestNewCluster starts a cluster of its own with extra settings: they
+// apply, durability stays on, it is not the shared server, and it is gone
+// with its directory once the test that started it ends.
+func TestNewCluster(t *testing.T) {
+	t.Parallel()
+	var admin string
+	var pid int
+	t.Run("use", func(t *testing.T) {
+		admin = NewCluster(t, "wal_level=logical", "max_wal_senders=7", "shared_buffers=64MB")
+		if shared := ServerURL(t); admin == shared {
+			t.Fatalf("NewCluster returned the shared server's URL %s", admin)
+		}
+		u, err := url.Parse(admin)
+		if err != nil || u.Hostname() != "127.0.0.1" || u.Path != "/postgres" || u.User.Username() != "postgres" {
+			t.Fatalf("NewCluster = %q, want postgres://postgres@127.0.0.1:PORT/postgres (%v)", admin, err)
+		}
+		conn := connect(t, admin)
+		ctx := context.Background()
+		for setting, want := range map[string]string{
+			"wal_level": "logical", "max_wal_senders": "7", "shared_buffers": "64MB", // the caller's, the last one winning
+			"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on", "max_connections": "200",
+		} {
+			var got string
+			if err := conn.QueryRow(ctx, "SELECT current_setting($1)", setting).Scan(&got); err != nil {
+				t.Fatal(err)
+			}
+			if got != want {
+				t.Errorf("%s = %s, want %s", setting, got, want)
+			}
+		}
+		if err := conn.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if admin == "" || pid == 0 {
+		t.Fatal("the subtest made no cluster")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if conn, err := pgx.Connect(ctx, admin); err == nil {
+		conn.Close(context.Background())
+		t.Errorf("the cluster at %s still answers after its test ended", admin)
+	}
+	if processAlive(pid) {
+		t.Errorf("a backend (pid %d) of the cluster still runs after its test ended", pid)
+	}
+}
