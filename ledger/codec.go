@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"sync"
 
@@ -33,9 +32,20 @@ const (
 )
 
 type encoder struct {
-	buf bytes.Buffer
-	enc *msgpack.Encoder
-	tmp []byte
+	buf  bytes.Buffer
+	enc  *msgpack.Encoder
+	tmp  []byte
+	keys []string // reused for sorting map keys
+}
+
+// sortedKeys returns m's keys in order, in the encoder's reused slice.
+func sortedKeys[V any](x *encoder, m map[string]V) []string {
+	x.keys = x.keys[:0]
+	for k := range m {
+		x.keys = append(x.keys, k)
+	}
+	slices.Sort(x.keys)
+	return x.keys
 }
 
 var encoders = sync.Pool{New: func() any {
@@ -74,14 +84,14 @@ func (x *encoder) event(e *Event) error {
 	w.EncodeString(e.User)
 	w.EncodeUint(e.Tx)
 	w.EncodeMapLen(len(e.Fields))
-	for _, name := range slices.Sorted(maps.Keys(e.Fields)) {
+	for _, name := range sortedKeys(x, e.Fields) {
 		w.EncodeString(name)
 		if err := x.value(e.Fields[name]); err != nil {
 			return fmt.Errorf("encode field %s: %w", name, err)
 		}
 	}
 	w.EncodeMapLen(len(e.Base))
-	for _, name := range slices.Sorted(maps.Keys(e.Base)) {
+	for _, name := range sortedKeys(x, e.Base) {
 		w.EncodeString(name)
 		w.EncodeUint(uint64(e.Base[name]))
 	}

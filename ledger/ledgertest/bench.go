@@ -151,8 +151,10 @@ func BenchReadAll(b *testing.B, h Harness) {
 // it learns of the append by the backend's cross-process path (NOTIFY for
 // PostgreSQL, polling for SQLite). A delivery that beats Append's return
 // (possible with the in-process signal) counts as 0; early_frac is the
-// share of those.
-func BenchSubscribeLatency(b *testing.B, h Harness, separate bool) {
+// share of those. With phase > 0, each append waits (timer stopped) a
+// random time below phase first, so that appends fall at random points
+// of a polling subscriber's cycle rather than just after its last read.
+func BenchSubscribeLatency(b *testing.B, h Harness, separate bool, phase time.Duration) {
 	const warm = 20
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -185,7 +187,13 @@ func BenchSubscribeLatency(b *testing.B, h Harness, separate bool) {
 	time.Sleep(300 * time.Millisecond)
 	lats := make([]time.Duration, 0, b.N)
 	early := 0
+	rng := rand.New(rand.NewPCG(7, 77))
 	step := func(e *ledger.Event, measure bool) {
+		if phase > 0 {
+			b.StopTimer()
+			time.Sleep(time.Duration(rng.Int64N(int64(phase))))
+			b.StartTimer()
+		}
 		res, err := w.Append(ctx, []*ledger.Event{e})
 		returned := time.Now()
 		if err != nil {

@@ -26,6 +26,7 @@ func RunStoreSuite(t *testing.T, h Harness) {
 		{"ChainBroken", testChainBroken},
 		{"RejectsBadEvents", testRejects},
 		{"PartialOriginHistory", testPartialOrigin},
+		{"LargeBatches", testLargeBatches},
 		{"CorruptPayload", testCorrupt},
 		{"SubscribeCatchUpThenLive", testSubscribe},
 		{"GapSafety", testGapSafety},
@@ -580,4 +581,63 @@ func testClosed(t *testing.T, h Harness) {
 	if err := s.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
 	}
+}
+
+// testLargeBatches runs the idempotency and rejection rules on batches big
+// enough for a backend's bulk paths (COPY, parallel preparation).
+func testLargeBatches(t *testing.T, h Harness) {
+	rng := Rand(t)
+	s := h.open(t, h.NewLocation(t), Options{})
+	defer s.Close()
+	a, b := NewOrigin(21), NewOrigin(22)
+	evs := a.Patients(t, rng, 1500)
+	check := func(name string, got ledger.AppendResult, appended, dups int, head uint64) {
+		t.Helper()
+		if got.Appended != appended || got.Duplicates != dups || got.Head != head {
+			t.Fatalf("%s: %+v, want %d appended, %d duplicates, head %d", name, got, appended, dups, head)
+		}
+	}
+	check("fresh", mustAppend(t, s, evs[:1000]), 1000, 0, 1000)
+	check("retry", mustAppend(t, s, evs[:1000]), 0, 1000, 1000)
+	check("half stored", mustAppend(t, s, evs[500:1500]), 500, 500, 1500)
+	// Two origins interleaved, with a repeat inside the call.
+	var mixed []*ledger.Event
+	for _, e := range b.Patients(t, rng, 400) {
+		mixed = append(mixed, e, a.Event(t, "party.party", fmt.Sprint(rng.IntN(9)), ledger.OpWrite, SampleFields(rng)))
+	}
+	mixed = append(mixed, mixed[123])
+	check("interleaved", mustAppend(t, s, mixed), 800, 1, 2300)
+	recs, heads := snapshot(t, s)
+
+	// A reused id deep inside a large batch: the whole call is refused.
+	more := a.Patients(t, rng, 600)
+	bad := *more[300]
+	bad.ID = evs[7].ID
+	if err := bad.Seal(more[299].Hash); err != nil {
+		t.Fatal(err)
+	}
+	withBad := append(append(append([]*ledger.Event{}, more[:300]...), &bad), more[301:]...)
+	for i := 301; i < len(withBad); i++ { // keep the chain intact around the bad event
+		e := *withBad[i]
+		if err := e.Seal(withBad[i-1].Hash); err != nil {
+			t.Fatal(err)
+		}
+		withBad[i] = &e
+	}
+	_, err := s.Append(ctx(t), withBad)
+	wantEventErr(t, err, ledger.ErrConflict, &bad)
+	assertUnchanged(t, s, recs, heads)
+
+	// A broken link deep inside a large batch.
+	broken := *more[400]
+	broken.PrevHash[3] ^= 1
+	if err := broken.Seal(broken.PrevHash); err != nil {
+		t.Fatal(err)
+	}
+	withBroken := append(append(append([]*ledger.Event{}, more[:400]...), &broken), more[401:]...)
+	_, err = s.Append(ctx(t), withBroken)
+	wantEventErr(t, err, ledger.ErrChainBroken, &broken)
+	assertUnchanged(t, s, recs, heads)
+
+	check("the true continuation", mustAppend(t, s, more), 600, 0, 2900)
 }

@@ -23,7 +23,7 @@ func BenchmarkReadAll(b *testing.B) { ledgertest.BenchReadAll(b, harness) }
 // pool and LISTEN connection), as another process would, so it is woken
 // by NOTIFY, not by the appending Store's in-process signal.
 func BenchmarkSubscribeLatency(b *testing.B) {
-	b.Run("handle=separate", func(b *testing.B) { ledgertest.BenchSubscribeLatency(b, harness, true) })
+	b.Run("handle=separate", func(b *testing.B) { ledgertest.BenchSubscribeLatency(b, harness, true, 0) })
 }
 
 // anchorRows is how many rows both sides of BenchmarkAppendVsAnchor write.

@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/ghsync/ghsync/ledger/ledgertest"
+	"github.com/ghsync/ghsync/ledger/sqlite"
 )
 
 // Run: go test -run '^$' -bench . ./ledger/sqlite (see docs/benchmarks.md).
@@ -14,8 +15,11 @@ func BenchmarkReadAll(b *testing.B) { ledgertest.BenchReadAll(b, harness) }
 
 // BenchmarkSubscribeLatency: handle=same wakes the subscriber by the
 // in-process signal; handle=separate is another process's view, which
-// learns of appends only by polling (DefaultPollInterval, 200ms).
+// learns of appends only by polling (DefaultPollInterval, 200ms), so its
+// appends are spread at random over the polling cycle.
 func BenchmarkSubscribeLatency(b *testing.B) {
-	b.Run("handle=same", func(b *testing.B) { ledgertest.BenchSubscribeLatency(b, harness, false) })
-	b.Run("handle=separate", func(b *testing.B) { ledgertest.BenchSubscribeLatency(b, harness, true) })
+	b.Run("handle=same", func(b *testing.B) { ledgertest.BenchSubscribeLatency(b, harness, false, 0) })
+	b.Run("handle=separate", func(b *testing.B) {
+		ledgertest.BenchSubscribeLatency(b, harness, true, sqlite.DefaultPollInterval)
+	})
 }
