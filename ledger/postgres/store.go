@@ -17,7 +17,6 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/ghsync/ghsync/clocks"
 	"github.com/ghsync/ghsync/ledger"
 )
 
@@ -196,14 +195,10 @@ func (s *Store) append(ctx context.Context, tx pgx.Tx, b *ledger.Batch) (res led
 	lock.Queue(`SELECT origin, seq, hash, count, max_hlc FROM ghsync.origins WHERE origin = ANY($1)`, origins).
 		Query(func(rows pgx.Rows) error {
 			for rows.Next() {
-				var h ledger.OriginHead
-				var hash []byte
-				var maxHLC int64
-				if err := rows.Scan(&h.Origin, &h.Seq, &hash, &h.Count, &maxHLC); err != nil {
+				h, err := ledger.ScanOriginHead(rows)
+				if err != nil {
 					return err
 				}
-				copy(h.Hash[:], hash)
-				h.MaxHLC = clocks.Timestamp(maxHLC)
 				heads[h.Origin] = h
 			}
 			return rows.Err()
@@ -455,16 +450,11 @@ func (s *Store) query(ctx context.Context, q string, args ...any) ([]ledger.Reco
 	defer rows.Close()
 	var recs []ledger.Record
 	for rows.Next() {
-		var pos int64
-		var hash, payload []byte
-		if err := rows.Scan(&pos, &hash, &payload); err != nil {
+		r, err := ledger.ScanRecord(rows)
+		if err != nil {
 			return nil, fmt.Errorf("read ledger: %w", err)
 		}
-		e, err := ledger.DecodeStored(uint64(pos), hash, payload)
-		if err != nil {
-			return nil, err
-		}
-		recs = append(recs, ledger.Record{Position: uint64(pos), Event: e})
+		recs = append(recs, r)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("read ledger: %w", err)
@@ -508,14 +498,10 @@ func (s *Store) Origins(ctx context.Context) ([]ledger.OriginHead, error) {
 	defer rows.Close()
 	var out []ledger.OriginHead
 	for rows.Next() {
-		var h ledger.OriginHead
-		var hash []byte
-		var maxHLC int64
-		if err := rows.Scan(&h.Origin, &h.Seq, &hash, &h.Count, &maxHLC); err != nil {
+		h, err := ledger.ScanOriginHead(rows)
+		if err != nil {
 			return nil, fmt.Errorf("read origins: %w", err)
 		}
-		copy(h.Hash[:], hash)
-		h.MaxHLC = clocks.Timestamp(maxHLC)
 		out = append(out, h)
 	}
 	return out, rows.Err()

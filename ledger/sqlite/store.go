@@ -15,7 +15,6 @@ import (
 	sqlite3 "modernc.org/sqlite"
 	sqlite3lib "modernc.org/sqlite/lib"
 
-	"github.com/ghsync/ghsync/clocks"
 	"github.com/ghsync/ghsync/ledger"
 )
 
@@ -188,19 +187,13 @@ func isUnique(err error) bool {
 func loadHeads(ctx context.Context, tx *sql.Tx, origins []uint16) (map[uint16]ledger.OriginHead, error) {
 	heads := make(map[uint16]ledger.OriginHead, len(origins))
 	for _, o := range origins {
-		var h ledger.OriginHead
-		var hash []byte
-		var maxHLC int64
-		err := tx.QueryRowContext(ctx, `SELECT seq, hash, count, max_hlc FROM ghsync_origins WHERE origin = ?`, o).
-			Scan(&h.Seq, &hash, &h.Count, &maxHLC)
+		h, err := ledger.ScanOriginHead(tx.QueryRowContext(ctx, `SELECT origin, seq, hash, count, max_hlc FROM ghsync_origins WHERE origin = ?`, o))
 		if errors.Is(err, sql.ErrNoRows) {
 			continue
 		}
 		if err != nil {
 			return nil, fmt.Errorf("read origin %d: %w", o, err)
 		}
-		h.Origin, h.MaxHLC = o, clocks.Timestamp(maxHLC)
-		copy(h.Hash[:], hash)
 		heads[o] = h
 	}
 	return heads, nil
@@ -296,16 +289,11 @@ func query(ctx context.Context, q querier, sqlText string, args ...any) ([]ledge
 	defer rows.Close()
 	var recs []ledger.Record
 	for rows.Next() {
-		var pos uint64
-		var hash, payload []byte
-		if err := rows.Scan(&pos, &hash, &payload); err != nil {
+		r, err := ledger.ScanRecord(rows)
+		if err != nil {
 			return nil, fmt.Errorf("read ledger: %w", err)
 		}
-		e, err := ledger.DecodeStored(pos, hash, payload)
-		if err != nil {
-			return nil, err
-		}
-		recs = append(recs, ledger.Record{Position: pos, Event: e})
+		recs = append(recs, r)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("read ledger: %w", err)
@@ -360,14 +348,10 @@ func (s *Store) Origins(ctx context.Context) ([]ledger.OriginHead, error) {
 	defer rows.Close()
 	var out []ledger.OriginHead
 	for rows.Next() {
-		var h ledger.OriginHead
-		var hash []byte
-		var maxHLC int64
-		if err := rows.Scan(&h.Origin, &h.Seq, &hash, &h.Count, &maxHLC); err != nil {
+		h, err := ledger.ScanOriginHead(rows)
+		if err != nil {
 			return nil, fmt.Errorf("read origins: %w", err)
 		}
-		copy(h.Hash[:], hash)
-		h.MaxHLC = clocks.Timestamp(maxHLC)
 		out = append(out, h)
 	}
 	return out, rows.Err()

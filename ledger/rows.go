@@ -1,0 +1,39 @@
+package ledger
+
+import "github.com/ghsync/ghsync/clocks"
+
+// RowScanner is the part of a database row both pgx and database/sql
+// provide; backends hand their rows to ScanRecord and ScanOriginHead so
+// the stored layout is read back in one place.
+type RowScanner interface {
+	Scan(dest ...any) error
+}
+
+// ScanRecord reads a (position, hash, payload) row and decodes the event,
+// checking it against the stored hash (see DecodeStored).
+func ScanRecord(r RowScanner) (Record, error) {
+	var pos int64
+	var hash, payload []byte
+	if err := r.Scan(&pos, &hash, &payload); err != nil {
+		return Record{}, err
+	}
+	e, err := DecodeStored(uint64(pos), hash, payload)
+	if err != nil {
+		return Record{}, err
+	}
+	return Record{Position: uint64(pos), Event: e}, nil
+}
+
+// ScanOriginHead reads an (origin, seq, hash, count, max_hlc) row.
+func ScanOriginHead(r RowScanner) (OriginHead, error) {
+	var h OriginHead
+	var origin int16
+	var seq, count, maxHLC int64
+	var hash []byte
+	if err := r.Scan(&origin, &seq, &hash, &count, &maxHLC); err != nil {
+		return OriginHead{}, err
+	}
+	h.Origin, h.Seq, h.Count, h.MaxHLC = uint16(origin), uint64(seq), uint64(count), clocks.Timestamp(maxHLC)
+	copy(h.Hash[:], hash)
+	return h, nil
+}
