@@ -37,3 +37,23 @@ func ScanOriginHead(r RowScanner) (OriginHead, error) {
 	copy(h.Hash[:], hash)
 	return h, nil
 }
+
+// RecordRows is the part of a result set both pgx and database/sql provide.
+type RecordRows interface {
+	RowScanner
+	Next() bool
+	Err() error
+}
+
+// CollectRecords reads every (position, hash, payload) row with ScanRecord.
+func CollectRecords(rows RecordRows) ([]Record, error) {
+	var recs []Record
+	for rows.Next() {
+		r, err := ScanRecord(rows)
+		if err != nil {
+			return nil, err
+		}
+		recs = append(recs, r)
+	}
+	return recs, rows.Err()
+}

@@ -287,15 +287,8 @@ func query(ctx context.Context, q querier, sqlText string, args ...any) ([]ledge
 		return nil, fmt.Errorf("read ledger: %w", err)
 	}
 	defer rows.Close()
-	var recs []ledger.Record
-	for rows.Next() {
-		r, err := ledger.ScanRecord(rows)
-		if err != nil {
-			return nil, fmt.Errorf("read ledger: %w", err)
-		}
-		recs = append(recs, r)
-	}
-	if err := rows.Err(); err != nil {
+	recs, err := ledger.CollectRecords(rows)
+	if err != nil {
 		return nil, fmt.Errorf("read ledger: %w", err)
 	}
 	return recs, nil
