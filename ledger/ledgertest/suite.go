@@ -27,6 +27,7 @@ func RunStoreSuite(t *testing.T, h Harness) {
 		{"RejectsBadEvents", testRejects},
 		{"PartialOriginHistory", testPartialOrigin},
 		{"LargeBatches", testLargeBatches},
+		{"AppendHookSharesTransaction", testAppendHook},
 		{"CorruptPayload", testCorrupt},
 		{"SubscribeCatchUpThenLive", testSubscribe},
 		{"GapSafety", testGapSafety},

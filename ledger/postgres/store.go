@@ -108,6 +108,11 @@ func (s *Store) Close() error {
 
 // Append implements ledger.Store.
 func (s *Store) Append(ctx context.Context, events []*ledger.Event) (ledger.AppendResult, error) {
+	return s.AppendHook(ctx, events, nil)
+}
+
+// AppendHook implements ledger.HookAppender.
+func (s *Store) AppendHook(ctx context.Context, events []*ledger.Event, hook ledger.TxHook) (ledger.AppendResult, error) {
 	if s.closed.Load() {
 		return ledger.AppendResult{}, ledger.ErrClosed
 	}
@@ -118,8 +123,10 @@ func (s *Store) Append(ctx context.Context, events []*ledger.Event) (ledger.Appe
 	var res ledger.AppendResult
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		var err error
-		res, err = s.append(ctx, tx, b)
-		return err
+		if res, err = s.append(ctx, tx, b); err != nil || hook == nil {
+			return err
+		}
+		return hook(ctx, pgxTx{tx})
 	})
 	if err != nil {
 		return ledger.AppendResult{}, fmt.Errorf("append: %w", err)
@@ -543,4 +550,16 @@ func (s *Store) listen(ctx context.Context) {
 		}
 		s.sig.Notify()
 	}
+}
+
+// pgxTx lends an append transaction to a ledger.TxHook.
+type pgxTx struct{ tx pgx.Tx }
+
+func (t pgxTx) Exec(ctx context.Context, q string, args ...any) (int64, error) {
+	tag, err := t.tx.Exec(ctx, q, args...)
+	return tag.RowsAffected(), err
+}
+
+func (t pgxTx) QueryRow(ctx context.Context, q string, args ...any) ledger.Row {
+	return t.tx.QueryRow(ctx, q, args...)
 }

@@ -96,6 +96,11 @@ func (s *Store) Close() error {
 
 // Append implements ledger.Store.
 func (s *Store) Append(ctx context.Context, events []*ledger.Event) (ledger.AppendResult, error) {
+	return s.AppendHook(ctx, events, nil)
+}
+
+// AppendHook implements ledger.HookAppender.
+func (s *Store) AppendHook(ctx context.Context, events []*ledger.Event, hook ledger.TxHook) (ledger.AppendResult, error) {
 	if s.closed.Load() {
 		return ledger.AppendResult{}, ledger.ErrClosed
 	}
@@ -105,7 +110,7 @@ func (s *Store) Append(ctx context.Context, events []*ledger.Event) (ledger.Appe
 	}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	res, err := s.append(ctx, b)
+	res, err := s.append(ctx, b, hook)
 	if err != nil {
 		return ledger.AppendResult{}, fmt.Errorf("append: %w", err)
 	}
@@ -115,7 +120,7 @@ func (s *Store) Append(ctx context.Context, events []*ledger.Event) (ledger.Appe
 	return res, nil
 }
 
-func (s *Store) append(ctx context.Context, b *ledger.Batch) (res ledger.AppendResult, err error) {
+func (s *Store) append(ctx context.Context, b *ledger.Batch, hook ledger.TxHook) (res ledger.AppendResult, err error) {
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return res, err
@@ -142,7 +147,13 @@ func (s *Store) append(ctx context.Context, b *ledger.Batch) (res ledger.AppendR
 	}
 	res.Duplicates = plan.Duplicates
 	if len(plan.Insert) == 0 {
-		return res, tx.Rollback()
+		if hook == nil {
+			return res, tx.Rollback()
+		}
+		if err = hook(ctx, sqlTx{tx}); err != nil {
+			return res, err
+		}
+		return res, tx.Commit()
 	}
 	ins, err := tx.PrepareContext(ctx, `INSERT INTO ghsync_events
 		(position, id, origin, origin_seq, hlc, model, key, tx, hash, prev_hash, payload)
@@ -171,12 +182,32 @@ func (s *Store) append(ctx context.Context, b *ledger.Batch) (res ledger.AppendR
 			return res, fmt.Errorf("update origin %d: %w", h.Origin, err)
 		}
 	}
+	if hook != nil {
+		if err = hook(ctx, sqlTx{tx}); err != nil {
+			return res, err
+		}
+	}
 	if s.opts.BeforeCommit != nil {
 		if err = s.opts.BeforeCommit(ctx); err != nil {
 			return res, err
 		}
 	}
 	return res, tx.Commit()
+}
+
+// sqlTx lends an append transaction to a ledger.TxHook.
+type sqlTx struct{ tx *sql.Tx }
+
+func (t sqlTx) Exec(ctx context.Context, q string, args ...any) (int64, error) {
+	r, err := t.tx.ExecContext(ctx, q, args...)
+	if err != nil {
+		return 0, err
+	}
+	return r.RowsAffected()
+}
+
+func (t sqlTx) QueryRow(ctx context.Context, q string, args ...any) ledger.Row {
+	return t.tx.QueryRowContext(ctx, q, args...)
 }
 
 func isUnique(err error) bool {
