@@ -56,6 +56,24 @@ func (c *Clock) Now() Timestamp {
 	return ts
 }
 
+// At issues a timestamp for a local event that happened at when but is
+// stamped only now: a change captured from a database after ghsync was
+// stopped for days must not claim to be newer than the edits made
+// elsewhere in between. Its physical part is when (never beyond the wall
+// clock), and like Now it is strictly greater than every timestamp this
+// clock has issued, observed or restored.
+func (c *Clock) At(when time.Time) Timestamp {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	pt := c.physicalMillis()
+	if !when.Before(minWall) {
+		pt = min(pt, when.UnixMilli())
+	}
+	ts := max(New(pt, 0), c.last.Next())
+	c.last = ts
+	return ts
+}
+
 // Observe applies the HLC receive rule to a timestamp received from another
 // node, so that every later local event is ordered after it. It returns the
 // clock's new state: a timestamp greater than both remote and the previous

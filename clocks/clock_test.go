@@ -369,3 +369,27 @@ func TestClockConcurrentNow(t *testing.T) {
 		}
 	}
 }
+
+func TestClockAt(t *testing.T) {
+	wall := clocks.NewManual(at(10_000))
+	c := clocks.NewClock(wall, clocks.DefaultMaxOffset)
+	steps := []struct {
+		name string
+		when time.Time
+		want clocks.Timestamp
+	}{
+		{"a change captured late keeps its own time", at(4_000), ts(4_000, 0)},
+		{"an earlier one still orders after what was issued", at(3_000), ts(4_000, 1)},
+		{"a later one takes its own time", at(6_000), ts(6_000, 0)},
+		{"a time beyond the wall clock is clamped to it", at(99_000), ts(10_000, 0)},
+		{"a zero time means now", time.Time{}, ts(10_000, 1)},
+	}
+	for _, s := range steps {
+		if got := c.At(s.when); got != s.want {
+			t.Fatalf("%s: At(%v) = %v, want %v", s.name, s.when, got, s.want)
+		}
+	}
+	if got := c.Now(); got != ts(10_000, 2) {
+		t.Fatalf("Now() after At = %v, want %v", got, ts(10_000, 2))
+	}
+}

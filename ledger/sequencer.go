@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -46,13 +47,23 @@ func Resume(ctx context.Context, s Store, origin uint16, clock *clocks.Clock) (*
 // it. The caller fills the rest. If the stamped events then fail to
 // append, call Resume again: the sequence numbers they took are not held.
 func (q *Sequencer) Stamp(e *Event) error {
+	return q.stamp(e, q.clock.Now)
+}
+
+// StampAt is Stamp for a change that happened at when and is stamped
+// later (see clocks.Clock.At): captured database changes use it.
+func (q *Sequencer) StampAt(e *Event, when time.Time) error {
+	return q.stamp(e, func() clocks.Timestamp { return q.clock.At(when) })
+}
+
+func (q *Sequencer) stamp(e *Event, now func() clocks.Timestamp) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	id, err := uuid.NewV7()
 	if err != nil {
 		return fmt.Errorf("stamp event: %w", err)
 	}
-	e.ID, e.Origin, e.OriginSeq, e.HLC = id, q.origin, q.seq+1, q.clock.Now()
+	e.ID, e.Origin, e.OriginSeq, e.HLC = id, q.origin, q.seq+1, now()
 	if err := e.Seal(q.prev); err != nil {
 		return err
 	}
