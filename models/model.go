@@ -318,3 +318,10 @@ func (m *Model) buildIndex() {
 // TableName is the SQL table Tryton gives a model: its name with '.'
 // replaced by '_'.
 func TableName(model string) string { return strings.ReplaceAll(model, ".", "_") }
+
+// RenamedFrom is the reserved field a create event carries when a record's
+// unique key changed in place: its value is a reference to the old key.
+// The record's identity moves (the local row, and everything pointing at
+// it, stay); it is not a delete plus an unrelated create. Tryton field
+// names never start with '_', so it cannot collide with a real field.
+const RenamedFrom = "_renamed_from"

@@ -28,6 +28,9 @@ type record struct {
 	// still to be computed, before the batch's first change.
 	before  []merge.Conflict
 	pending bool
+	// prior is the state before this batch, kept for records whose row
+	// may have a local change pending (see local.go).
+	prior *merge.State
 }
 
 // wait is something a record needs before its row can be (fully) written.
@@ -47,6 +50,10 @@ type batch struct {
 	parked map[recKey][]recKey
 	last   uint64 // the batch's last ledger position
 	w      writes // this round's set-based writes
+	// pending: rows with a local change in the capture outbox (table → ids);
+	// alias: renamed records (old key → new key). See local.go.
+	pending map[string]map[int64]bool
+	alias   map[recKey]string
 }
 
 func newBatch(p *Projector, tx dtx) *batch {
@@ -112,6 +119,14 @@ func (b *batch) apply(ctx context.Context, evs []ledger.Record) error {
 			// Only records about to change need their stored conflict set.
 			rec.before, rec.pending = rec.st.Conflicts(rec.m.Policy), false
 		}
+		if rec.prior == nil && len(b.pending[rec.m.Table]) > 0 {
+			rec.prior = rec.st.Clone()
+		}
+		if _, ok := r.Event.Fields[models.RenamedFrom]; ok {
+			if err := b.rename(ctx, r.Event); err != nil {
+				return err
+			}
+		}
 		if rec.st.Apply(r.Event) {
 			if !rec.dirty {
 				todo = append(todo, rec)
@@ -119,6 +134,19 @@ func (b *batch) apply(ctx context.Context, evs []ledger.Record) error {
 			rec.dirty = true
 		}
 		rec.user, rec.pos = r.Event.User, r.Position
+	}
+	redo, err := b.redoDeferred(ctx)
+	if err != nil {
+		return err
+	}
+	for _, rec := range redo {
+		if rec.pending {
+			rec.before, rec.pending = rec.st.Conflicts(rec.m.Policy), false
+		}
+		if !rec.dirty {
+			rec.dirty = true
+			todo = append(todo, rec)
+		}
 	}
 	settled := map[recKey]bool{}
 	for len(todo) > 0 {
@@ -184,6 +212,9 @@ func compareKeys(a, b recKey) int {
 // filled in from the key when no event set them.
 func (b *batch) values(rec *record) map[string]ledger.Value {
 	vals := rec.st.Values(rec.m.Policy)
+	for name, v := range vals {
+		vals[name] = b.aliased(v)
+	}
 	if rec.m.Kind == models.UUIDKey || len(rec.m.Key) == 0 {
 		return vals
 	}
@@ -313,7 +344,7 @@ func (b *batch) materialize(ctx context.Context, todo []*record) ([]recKey, erro
 	// Deletes first, referrers before their targets.
 	for i := len(sorted) - 1; i >= 0; i-- {
 		rec := sorted[i]
-		if id, has := b.ids[rec.k]; !rec.st.Live() && has {
+		if id, has := b.ids[rec.k]; !rec.st.Live() && has && !b.keepsLocalChange(rec, id) {
 			b.deleteRow(rec, id)
 		}
 	}
@@ -337,6 +368,10 @@ func (b *batch) materialize(ctx context.Context, todo []*record) ([]recKey, erro
 		}
 		if !isNew && len(b.blockers(rec, resolvable)) > 0 {
 			continue // an existing row whose required target vanished: keep it, park
+		}
+		if !isNew && b.keepsLocalChange(rec, id) {
+			written[rec.k] = true
+			continue
 		}
 		deferred = append(deferred, b.writeRow(rec, id, isNew, later)...)
 		written[rec.k] = true

@@ -48,6 +48,11 @@ func (d *pgDialect) begin(ctx context.Context) (dtx, error) {
 	if err != nil {
 		return nil, err
 	}
+	// No echo: capture triggers skip what this transaction writes.
+	if _, err := tx.Exec(ctx, `SELECT set_config('ghsync.projecting', 'on', true)`); err != nil {
+		tx.Rollback(ctx)
+		return nil, err
+	}
 	return &pgTx{tx: tx}, nil
 }
 

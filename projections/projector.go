@@ -197,7 +197,13 @@ func (p *Projector) CatchUp(ctx context.Context) (Stats, error) {
 			return st, fmt.Errorf("read ledger after %d: %w", cp, err)
 		}
 		if len(recs) == 0 {
-			return st, nil
+			// Rows left alone for a local change the capturer has
+			// drained since are derived again, even with no new events.
+			if again, err := p.hasDeferred(ctx); err != nil || !again {
+				return st, err
+			}
+			_, err := p.applyBatch(ctx, nil)
+			return st, err
 		}
 		rejected, err := p.applyBatch(ctx, recs)
 		if err != nil {
@@ -246,6 +252,9 @@ func (p *Projector) applyBatch(ctx context.Context, recs []ledger.Record) (rejec
 		}
 	}()
 	b := newBatch(p, tx)
+	if err := b.loadLocal(ctx); err != nil {
+		return 0, fmt.Errorf("read capture state: %w", err)
+	}
 	var good []ledger.Record
 	for _, r := range recs {
 		if rej := p.validate(r.Event); rej != nil {
@@ -258,8 +267,13 @@ func (p *Projector) applyBatch(ctx context.Context, recs []ledger.Record) (rejec
 	if err := b.apply(ctx, good); err != nil {
 		return 0, err
 	}
-	tx.queue(`UPDATE `+p.d.schemaPrefix()+`checkpoint SET position = ? WHERE name = ?`, int64(recs[len(recs)-1].Position), p.opts.Name)
+	if len(recs) > 0 {
+		tx.queue(`UPDATE `+p.d.schemaPrefix()+`checkpoint SET position = ? WHERE name = ?`, int64(recs[len(recs)-1].Position), p.opts.Name)
+	}
 	if err := tx.flush(ctx); err != nil {
+		if len(recs) == 0 {
+			return 0, fmt.Errorf("derive deferred rows again: %w", err)
+		}
 		return 0, fmt.Errorf("project positions %d..%d: %w", recs[0].Position, recs[len(recs)-1].Position, err)
 	}
 	if err := tx.commit(ctx); err != nil {
@@ -299,6 +313,12 @@ func (p *Projector) validate(e *ledger.Event) *Rejection {
 		return rej("", "model %s is not synchronised (not in the registry)", e.Model)
 	}
 	for name, v := range e.Fields {
+		if name == models.RenamedFrom {
+			if r, ok := v.AsRef(); !ok || r.Model != e.Model || e.Op != ledger.OpCreate {
+				return rej(name, "a rename names a record of the same model, on a create")
+			}
+			continue
+		}
 		f, ok := m.Field(name)
 		if !ok {
 			if why, known := m.NotSynced[name]; known {

@@ -1,6 +1,10 @@
 package projections
 
-import "strings"
+import (
+	"strings"
+
+	"github.com/ghsync/ghsync/models"
+)
 
 // schemaVersion is stored beside the tables; Open refuses newer ones.
 const schemaVersion = 1
@@ -64,6 +68,22 @@ var schemaTables = []string{
 		winner_hlc    TEXT NOT NULL,
 		winner_value  TEXT NOT NULL,
 		PRIMARY KEY (model, key, field, loser_event))`,
+	// deferred: records whose row was left as it is because the capturer
+	// has not yet drained a local change to it (see projector.go); bases
+	// holds the HLC each field's shown value had, which the capturer names
+	// as the local change's Base. Re-derived once the change is drained.
+	`CREATE TABLE IF NOT EXISTS {s}deferred (
+		model TEXT NOT NULL,
+		key   TEXT NOT NULL,
+		bases TEXT NOT NULL,
+		PRIMARY KEY (model, key))`,
+	// alias: a record whose unique key changed (models.RenamedFrom): old
+	// references resolve to the new key.
+	`CREATE TABLE IF NOT EXISTS {s}alias (
+		model   TEXT NOT NULL,
+		old_key TEXT NOT NULL,
+		new_key TEXT NOT NULL,
+		PRIMARY KEY (model, old_key))`,
 	// rejected: events set aside because they break the registry's rules.
 	`CREATE TABLE IF NOT EXISTS {s}rejected (
 		position BIGINT PRIMARY KEY,
@@ -74,11 +94,32 @@ var schemaTables = []string{
 		problem  TEXT NOT NULL)`,
 }
 
+// captureOff is where a projector transaction on SQLite says "do not
+// capture me": the capture triggers skip changes while it holds a row,
+// which only the projector's own uncommitted transaction can see.
+// PostgreSQL uses a transaction-local setting instead.
+const captureOff = `CREATE TABLE IF NOT EXISTS ghsync_capture_off (projector INTEGER NOT NULL)`
+
+// DDL is the projector's bookkeeping schema in a dialect (models.Postgres
+// or models.SQLite). The capturer creates it too: both share the id map,
+// so a record keeps one network identity whichever side wrote it.
+func DDL(dialect string) []string {
+	if dialect == models.Postgres {
+		return ddl(&pgDialect{})
+	}
+	return ddl(&sqliteDialect{})
+}
+
 // ddl renders the schema for a dialect.
-func ddl(d dialect) []string {
+func ddl(d interface {
+	schemaPrefix() string
+	blobType() string
+}) []string {
 	out := make([]string, 0, len(schemaTables)+1)
 	if d.schemaPrefix() == "ghsync." {
 		out = append(out, `CREATE SCHEMA IF NOT EXISTS ghsync`)
+	} else {
+		out = append(out, captureOff)
 	}
 	for _, s := range schemaTables {
 		s = strings.ReplaceAll(s, "{s}", d.schemaPrefix())

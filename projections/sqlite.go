@@ -22,7 +22,7 @@ func openSQLite(ctx context.Context, path string) (*sqliteDialect, error) {
 		return nil, err
 	}
 	db.SetMaxOpenConns(1) // one writer; the projector is its only user
-	if err := db.PingContext(ctx); err != nil {
+	if _, err := db.ExecContext(ctx, captureOff); err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -47,6 +47,12 @@ func (d *sqliteDialect) text(col string, t models.Type) string {
 func (d *sqliteDialect) begin(ctx context.Context) (dtx, error) {
 	tx, err := d.db.BeginTx(ctx, nil)
 	if err != nil {
+		return nil, err
+	}
+	// No echo: capture triggers skip changes while this row exists, and
+	// only this transaction sees it (it is removed before commit).
+	if _, err := tx.ExecContext(ctx, `INSERT INTO ghsync_capture_off (projector) VALUES (1)`); err != nil {
+		tx.Rollback()
 		return nil, err
 	}
 	return &sqliteTx{tx: tx, top: map[string]int64{}}, nil
@@ -219,5 +225,10 @@ func (t *sqliteTx) arg(v ledger.Value, _ *models.Field) any {
 	return native(v)
 }
 
-func (t *sqliteTx) commit(context.Context) error   { return t.tx.Commit() }
+func (t *sqliteTx) commit(ctx context.Context) error {
+	if _, err := t.tx.ExecContext(ctx, `DELETE FROM ghsync_capture_off`); err != nil {
+		return err
+	}
+	return t.tx.Commit()
+}
 func (t *sqliteTx) rollback(context.Context) error { return t.tx.Rollback() }

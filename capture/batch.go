@@ -1,0 +1,684 @@
+package capture
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/ghsync/ghsync/clocks"
+	"github.com/ghsync/ghsync/ledger"
+	"github.com/ghsync/ghsync/merge"
+	"github.com/ghsync/ghsync/models"
+)
+
+// localRef is a row of this database: a model and its local id.
+type localRef struct {
+	model string
+	id    int64
+}
+
+// idChange is a change to the shared id map.
+type idChange struct {
+	op         byte // 'i' insert, 'd' delete, 'm' move (rename)
+	model, key string
+	newKey     string
+	id         int64
+}
+
+type stampAt struct {
+	e  *ledger.Event
+	at time.Time
+}
+
+// owner is a record whose Many2Many relation rows changed.
+type owner struct {
+	ref   localRef
+	field string
+	at    time.Time
+	tx    int64
+	uid   sql.NullInt64
+}
+
+// batch turns one batch of changes into events.
+type batch struct {
+	c       *Capturer
+	keys    map[localRef]string // identities known: the id map, then this batch's
+	gone    map[localRef]bool   // deleted in this batch
+	ids     []idChange
+	events  []*ledger.Event
+	pending []stampAt
+	owners  []owner
+}
+
+func newBatch(c *Capturer) *batch {
+	return &batch{c: c, keys: map[localRef]string{}, gone: map[localRef]bool{}}
+}
+
+// build makes the batch's events from chs, in order.
+func (b *batch) build(ctx context.Context, chs []change) error {
+	if err := b.loadKeys(ctx, b.refsOf(chs)); err != nil {
+		return err
+	}
+	for i := range chs {
+		ch := &chs[i]
+		t, ok := b.c.tables[ch.table]
+		if !ok {
+			b.c.log.Warn("outbox row for a table that is no longer captured: skipped", "seq", ch.seq, "table", ch.table)
+			continue
+		}
+		m, _ := b.c.reg.Lookup(t.Model)
+		var err error
+		if t.Field != "" {
+			err = b.relation(m, t.Field, ch)
+		} else {
+			err = b.record(ctx, m, ch)
+		}
+		if err != nil {
+			return fmt.Errorf("capture outbox seq %d (%s %s id %d): %w", ch.seq, ch.table, opName(ch.op), ch.id, err)
+		}
+	}
+	if err := b.flushOwners(ctx); err != nil {
+		return err
+	}
+	return b.setBases(ctx)
+}
+
+func opName(op string) string {
+	switch op {
+	case "I":
+		return "insert"
+	case "U":
+		return "update"
+	case "D":
+		return "delete"
+	}
+	return op
+}
+
+// refsOf lists the rows whose identity the batch needs.
+func (b *batch) refsOf(chs []change) []localRef {
+	var out []localRef
+	for _, ch := range chs {
+		t, ok := b.c.tables[ch.table]
+		if !ok {
+			continue
+		}
+		m, _ := b.c.reg.Lookup(t.Model)
+		if t.Field != "" {
+			f, _ := m.Field(t.Field)
+			for _, img := range []row{ch.old, ch.new} {
+				if id, ok := img.int(f.Relation.OriginColumn); ok {
+					out = append(out, localRef{m.Name, id})
+				}
+			}
+			continue
+		}
+		out = append(out, localRef{m.Name, ch.id})
+		for _, f := range m.Fields {
+			if f.Type != models.Many2One {
+				continue
+			}
+			if id, ok := ch.new.int(f.Column); ok {
+				out = append(out, localRef{f.Target, id})
+			}
+		}
+	}
+	return out
+}
+
+// loadKeys reads the id map for refs not yet known.
+func (b *batch) loadKeys(ctx context.Context, refs []localRef) error {
+	byModel := map[string][]int64{}
+	for _, r := range refs {
+		if _, ok := b.keys[r]; !ok {
+			byModel[r.model] = append(byModel[r.model], r.id)
+		}
+	}
+	for model, ids := range byModel {
+		slices.Sort(ids)
+		ids = slices.Compact(ids)
+		for len(ids) > 0 {
+			n := min(len(ids), 500)
+			rows, err := b.c.d.QueryContext(ctx, b.c.d.q(`SELECT key, local_id FROM `+b.c.d.t("idmap")+
+				` WHERE model = ? AND local_id IN (`+intList(ids[:n])+`)`), model)
+			if err != nil {
+				return fmt.Errorf("read id map: %w", err)
+			}
+			for rows.Next() {
+				var key string
+				var id int64
+				if err := rows.Scan(&key, &id); err != nil {
+					rows.Close()
+					return err
+				}
+				b.keys[localRef{model, id}] = key
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return err
+			}
+			ids = ids[n:]
+		}
+	}
+	return nil
+}
+
+// identity is the network key of a local row, from the id map or made now:
+// a new UUID for a UUID model, the key fields' values otherwise (img, or
+// the row as it is now when img lacks them).
+func (b *batch) identity(ctx context.Context, ref localRef, img row) (string, error) {
+	if k, ok := b.keys[ref]; ok {
+		return k, nil
+	}
+	if err := b.loadKeys(ctx, []localRef{ref}); err != nil {
+		return "", err
+	}
+	if k, ok := b.keys[ref]; ok {
+		return k, nil
+	}
+	m, ok := b.c.reg.Lookup(ref.model)
+	if !ok {
+		return "", fmt.Errorf("model %s is not synchronised", ref.model)
+	}
+	var key string
+	if m.Kind == models.UUIDKey {
+		key = uuid.NewString()
+	} else {
+		var err error
+		if key, err = b.naturalKey(ctx, m, ref.id, img); err != nil {
+			return "", err
+		}
+	}
+	b.keys[ref] = key
+	b.ids = append(b.ids, idChange{op: 'i', model: m.Name, key: key, id: ref.id})
+	return key, nil
+}
+
+// naturalKey builds a unique or composite key from a row image, reading
+// the row when the image lacks a part.
+func (b *batch) naturalKey(ctx context.Context, m *models.Model, id int64, img row) (string, error) {
+	for _, name := range m.Key {
+		f, _ := m.Field(name)
+		if _, ok := img[f.Column]; !ok {
+			cur, err := b.c.readRow(ctx, m.Table, id)
+			if err != nil {
+				return "", err
+			}
+			if cur == nil {
+				return "", fmt.Errorf("%s id %d: row not found, and its key is not known", m.Name, id)
+			}
+			img = cur
+			break
+		}
+	}
+	parts := make([]string, len(m.Key))
+	for i, name := range m.Key {
+		f, _ := m.Field(name)
+		if f.Type == models.Many2One {
+			tid, ok := img.int(f.Column)
+			if !ok {
+				return "", fmt.Errorf("%s id %d: key part %s is empty", m.Name, id, name)
+			}
+			k, err := b.identity(ctx, localRef{f.Target, tid}, nil)
+			if err != nil {
+				return "", fmt.Errorf("%s id %d: key part %s: %w", m.Name, id, name, err)
+			}
+			parts[i] = k
+			continue
+		}
+		s, ok := img.str(f.Column)
+		if !ok || s == "" {
+			return "", fmt.Errorf("%s id %d: key part %s is empty", m.Name, id, name)
+		}
+		parts[i] = s
+	}
+	return m.KeyOf(parts...), nil
+}
+
+// fields converts the synchronised columns present in img (all of them for
+// a full image) into event fields. Nulls are kept when keepNull (a write
+// that cleared a field), dropped otherwise (a create).
+func (b *batch) fields(ctx context.Context, m *models.Model, img row, keepNull bool) (map[string]ledger.Value, error) {
+	out := map[string]ledger.Value{}
+	for i := range m.Fields {
+		f := &m.Fields[i]
+		if f.Type == models.Many2Many {
+			continue
+		}
+		raw, ok := img[f.Column]
+		if !ok {
+			continue
+		}
+		var v ledger.Value
+		var err error
+		if f.Type == models.Many2One {
+			v = ledger.Null()
+			if tid, ok := img.int(f.Column); ok {
+				var key string
+				if key, err = b.identity(ctx, localRef{f.Target, tid}, nil); err == nil {
+					v, err = ledger.RefTo(f.Target, key)
+				}
+			}
+		} else {
+			v, err = valueOf(raw, f)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("field %s: %w", f.Name, err)
+		}
+		if v.IsNull() && !keepNull {
+			continue
+		}
+		out[f.Name] = v
+	}
+	return out, nil
+}
+
+// emit queues an event, stamped later at the change's time.
+func (b *batch) emit(m *models.Model, key string, op ledger.Op, fields map[string]ledger.Value, ch *change) {
+	e := &ledger.Event{Model: m.Name, Key: key, Op: op, Fields: fields, User: b.c.login(context.Background(), ch.uid), Tx: uint64(ch.tx)}
+	b.events = append(b.events, e)
+	b.pending = append(b.pending, stampAt{e, ch.at})
+}
+
+// record handles a change to a model's own table.
+func (b *batch) record(ctx context.Context, m *models.Model, ch *change) error {
+	ref := localRef{m.Name, ch.id}
+	switch ch.op {
+	case "I":
+		key, err := b.identity(ctx, ref, ch.new)
+		if err != nil {
+			return err
+		}
+		fields, err := b.fields(ctx, m, ch.new, false)
+		if err != nil {
+			return err
+		}
+		b.emit(m, key, ledger.OpCreate, fields, ch)
+		delete(b.gone, ref)
+	case "U":
+		known, err := b.known(ctx, ref)
+		if err != nil {
+			return err
+		}
+		if !known {
+			// A row from before capture was installed, never snapshotted:
+			// the network learns it whole.
+			return b.firstSight(ctx, m, ch)
+		}
+		key := b.keys[ref]
+		if newKey, moved, err := b.moved(ctx, m, key, ch); err != nil {
+			return err
+		} else if moved {
+			return b.rename(ctx, m, key, newKey, ch)
+		}
+		fields, err := b.fields(ctx, m, ch.new, true)
+		if err != nil {
+			return err
+		}
+		if len(fields) > 0 { // only unsynchronised columns changed otherwise
+			b.emit(m, key, ledger.OpWrite, fields, ch)
+		}
+	case "D":
+		key, err := b.identity(ctx, ref, ch.old)
+		if err != nil {
+			b.c.log.Warn("deleted row has no network identity: not captured", "model", m.Name, "id", ch.id, "error", err)
+			return nil
+		}
+		b.emit(m, key, ledger.OpDelete, nil, ch)
+		b.ids = append(b.ids, idChange{op: 'd', model: m.Name, key: key, id: ch.id})
+		delete(b.keys, ref)
+		b.gone[ref] = true
+	default:
+		return fmt.Errorf("unknown outbox operation %q", ch.op)
+	}
+	return nil
+}
+
+// known reports whether a row has a network identity already.
+func (b *batch) known(ctx context.Context, ref localRef) (bool, error) {
+	if _, ok := b.keys[ref]; ok {
+		return true, nil
+	}
+	if err := b.loadKeys(ctx, []localRef{ref}); err != nil {
+		return false, err
+	}
+	_, ok := b.keys[ref]
+	return ok, nil
+}
+
+// firstSight captures an update of a row the network has never seen as
+// the create of the row as it is now.
+func (b *batch) firstSight(ctx context.Context, m *models.Model, ch *change) error {
+	cur, err := b.c.readRow(ctx, m.Table, ch.id)
+	if err != nil {
+		return err
+	}
+	if cur == nil {
+		return nil // deleted since; the delete follows and has nothing to remove
+	}
+	b.c.log.Warn("change to a row the network has not seen (run ghsync capture snapshot): captured whole", "model", m.Name, "id", ch.id)
+	return b.record(ctx, m, &change{seq: ch.seq, tx: ch.tx, at: ch.at, table: ch.table, op: "I", id: ch.id, uid: ch.uid, new: cur})
+}
+
+// moved reports whether an update changed the record's natural key, and
+// the new key.
+func (b *batch) moved(ctx context.Context, m *models.Model, key string, ch *change) (string, bool, error) {
+	if m.Kind == models.UUIDKey {
+		return "", false, nil
+	}
+	touched := false
+	for _, name := range m.Key {
+		f, _ := m.Field(name)
+		if _, ok := ch.new[f.Column]; ok {
+			touched = true
+		}
+	}
+	if !touched {
+		return "", false, nil
+	}
+	img := row{}
+	if cur, err := b.c.readRow(ctx, m.Table, ch.id); err != nil {
+		return "", false, err
+	} else if cur != nil {
+		img = cur
+	}
+	for col, v := range ch.new { // the change's own values win over later ones
+		img[col] = v
+	}
+	newKey, err := b.naturalKey(ctx, m, ch.id, img)
+	if err != nil {
+		return "", false, err
+	}
+	return newKey, newKey != key, nil
+}
+
+// rename moves a record's identity: a create of the new key that names
+// the old one, then a delete of the old key. The local row keeps its id.
+func (b *batch) rename(ctx context.Context, m *models.Model, oldKey, newKey string, ch *change) error {
+	cur, err := b.c.readRow(ctx, m.Table, ch.id)
+	if err != nil {
+		return err
+	}
+	img := row{}
+	for col, v := range cur {
+		img[col] = v
+	}
+	for col, v := range ch.new {
+		img[col] = v
+	}
+	fields, err := b.fields(ctx, m, img, false)
+	if err != nil {
+		return err
+	}
+	if fields[models.RenamedFrom], err = ledger.RefTo(m.Name, oldKey); err != nil {
+		return err
+	}
+	b.emit(m, newKey, ledger.OpCreate, fields, ch)
+	b.emit(m, oldKey, ledger.OpDelete, nil, ch)
+	b.ids = append(b.ids, idChange{op: 'm', model: m.Name, key: oldKey, newKey: newKey, id: ch.id})
+	b.keys[localRef{m.Name, ch.id}] = newKey
+	b.c.log.Info("record key changed: identity moved", "model", m.Name, "from", oldKey, "to", newKey)
+	return nil
+}
+
+// relation notes the owner of a changed Many2Many relation row; its new
+// set is read once per batch (flushOwners).
+func (b *batch) relation(m *models.Model, field string, ch *change) error {
+	f, _ := m.Field(field)
+	for _, img := range []row{ch.new, ch.old} {
+		if id, ok := img.int(f.Relation.OriginColumn); ok {
+			b.owners = append(b.owners, owner{ref: localRef{m.Name, id}, field: field, at: ch.at, tx: ch.tx, uid: ch.uid})
+			return nil
+		}
+	}
+	return fmt.Errorf("relation row has no %s", f.Relation.OriginColumn)
+}
+
+// flushOwners writes each changed Many2Many as its whole new set.
+func (b *batch) flushOwners(ctx context.Context) error {
+	done := map[owner]bool{}
+	for i := len(b.owners) - 1; i >= 0; i-- { // the last change names the time
+		o := b.owners[i]
+		k := owner{ref: o.ref, field: o.field}
+		if done[k] || b.gone[o.ref] {
+			continue
+		}
+		done[k] = true
+		m, _ := b.c.reg.Lookup(o.ref.model)
+		f, _ := m.Field(o.field)
+		key, err := b.identity(ctx, o.ref, nil)
+		if err != nil {
+			b.c.log.Warn("Many2Many change of a row with no identity: not captured", "model", m.Name, "id", o.ref.id, "error", err)
+			continue
+		}
+		set, err := b.c.relationSet(ctx, f, o.ref.id)
+		if err != nil {
+			return err
+		}
+		var refs []ledger.Ref
+		for _, tid := range set {
+			tk, err := b.identity(ctx, localRef{f.Target, tid}, nil)
+			if err != nil {
+				return fmt.Errorf("%s %s: %w", m.Name, f.Name, err)
+			}
+			refs = append(refs, ledger.Ref{Model: f.Target, Key: tk})
+		}
+		v, err := ledger.RefSet(refs...)
+		if err != nil {
+			return err
+		}
+		b.emit(m, key, ledger.OpWrite, map[string]ledger.Value{f.Name: v}, &change{at: o.at, tx: o.tx, uid: o.uid})
+	}
+	return nil
+}
+
+// setBases names, for each field a write changes, the HLC of the value the
+// writer saw: what the projector had shown (deferred), else the merged
+// state's winner, and at least this capturer's own previous write.
+func (b *batch) setBases(ctx context.Context) error {
+	var keys []recKeyOf
+	for _, e := range b.events {
+		if e.Op == ledger.OpWrite {
+			keys = append(keys, recKeyOf{e.Model, e.Key})
+		}
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	seen, err := b.c.shownBases(ctx, keys)
+	if err != nil {
+		return err
+	}
+	for _, e := range b.events {
+		if e.Op != ledger.OpWrite {
+			continue
+		}
+		for f := range e.Fields {
+			base := seen[recKeyOf{e.Model, e.Key}][f]
+			base = max(base, b.c.stamped[fieldKey{e.Model, e.Key, f}])
+			if base != 0 {
+				if e.Base == nil {
+					e.Base = map[string]clocks.Timestamp{}
+				}
+				e.Base[f] = base
+			}
+		}
+	}
+	return nil
+}
+
+type recKeyOf struct{ model, key string }
+
+// shownBases reads, per record, the HLC of each field's shown value: the
+// deferred bases where the projector left the row as it was, else the
+// merged state's winners.
+func (c *Capturer) shownBases(ctx context.Context, keys []recKeyOf) (map[recKeyOf]map[string]clocks.Timestamp, error) {
+	out := map[recKeyOf]map[string]clocks.Timestamp{}
+	byModel := map[string][]string{}
+	for _, k := range keys {
+		if _, ok := out[k]; !ok {
+			out[k] = map[string]clocks.Timestamp{}
+			byModel[k.model] = append(byModel[k.model], k.key)
+		}
+	}
+	for model, ks := range byModel {
+		m, _ := c.reg.Lookup(model)
+		deferred := map[string]bool{}
+		err := c.eachKeyRow(ctx, "deferred", "bases", model, ks, func(key string, raw []byte) error {
+			deferred[key] = true
+			return json.Unmarshal(raw, ptr(out[recKeyOf{model, key}]))
+		})
+		if err != nil {
+			return nil, err
+		}
+		err = c.eachKeyRow(ctx, "state", "state", model, ks, func(key string, raw []byte) error {
+			if deferred[key] {
+				return nil
+			}
+			st, err := merge.DecodeState(raw)
+			if err != nil {
+				return err
+			}
+			bases := out[recKeyOf{model, key}]
+			for f := range st.Fields {
+				if w, ok := st.Value(m.Policy, f); ok {
+					bases[f] = w.Stamp.HLC
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// eachKeyRow reads column col of table for the given keys of one model.
+func (c *Capturer) eachKeyRow(ctx context.Context, table, col, model string, keys []string, fn func(key string, raw []byte) error) error {
+	for len(keys) > 0 {
+		n := min(len(keys), 500)
+		args := []any{model}
+		for _, k := range keys[:n] {
+			args = append(args, k)
+		}
+		rows, err := c.d.QueryContext(ctx, c.d.q(`SELECT key, `+col+` FROM `+c.d.t(table)+` WHERE model = ? AND key IN (`+
+			strings.TrimSuffix(strings.Repeat("?, ", n), ", ")+`)`), args...)
+		if err != nil {
+			return fmt.Errorf("read %s of %s: %w", table, model, err)
+		}
+		for rows.Next() {
+			var key string
+			var raw []byte
+			if err := rows.Scan(&key, &raw); err != nil {
+				rows.Close()
+				return err
+			}
+			if err := fn(key, raw); err != nil {
+				rows.Close()
+				return fmt.Errorf("%s of %s/%s: %w", table, model, key, err)
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		keys = keys[n:]
+	}
+	return nil
+}
+
+// bookkeep commits the batch's id map changes and removes its outbox rows,
+// inside tx (the ledger append's, or the hand-off's).
+func (b *batch) bookkeep(ctx context.Context, tx ledger.Tx, seqs []int64) error {
+	d := b.c.d
+	idmap, alias := d.t("idmap"), d.t("alias")
+	for _, ic := range b.ids {
+		var err error
+		switch ic.op {
+		case 'i':
+			_, err = tx.Exec(ctx, d.q(`INSERT INTO `+idmap+` (model, key, local_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`), ic.model, ic.key, ic.id)
+		case 'd':
+			_, err = tx.Exec(ctx, d.q(`DELETE FROM `+idmap+` WHERE model = ? AND key = ?`), ic.model, ic.key)
+		case 'm':
+			if _, err = tx.Exec(ctx, d.q(`DELETE FROM `+idmap+` WHERE model = ? AND key = ?`), ic.model, ic.newKey); err == nil {
+				_, err = tx.Exec(ctx, d.q(`UPDATE `+idmap+` SET key = ? WHERE model = ? AND key = ?`), ic.newKey, ic.model, ic.key)
+			}
+			if err == nil {
+				_, err = tx.Exec(ctx, d.q(`INSERT INTO `+alias+` (model, old_key, new_key) VALUES (?, ?, ?)
+					ON CONFLICT (model, old_key) DO UPDATE SET new_key = excluded.new_key`), ic.model, ic.key, ic.newKey)
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("id map %s/%s: %w", ic.model, ic.key, err)
+		}
+	}
+	for len(seqs) > 0 {
+		n := min(len(seqs), 1000)
+		got, err := tx.Exec(ctx, `DELETE FROM `+d.t("outbox")+` WHERE seq IN (`+intList(seqs[:n])+`)`)
+		if err != nil {
+			return fmt.Errorf("remove captured outbox rows: %w", err)
+		}
+		if got != int64(n) {
+			return fmt.Errorf("outbox rows vanished while being captured (%d of %d): %w", got, n, errBusy)
+		}
+		seqs = seqs[n:]
+	}
+	return nil
+}
+
+// readRow reads a row as it is now, as a row image; nil if it is gone.
+func (c *Capturer) readRow(ctx context.Context, table string, id int64) (row, error) {
+	var q string
+	if c.d.dialect == models.Postgres {
+		q = `SELECT to_jsonb(t)::text FROM ` + quoteIdent(table) + ` t WHERE id = $1`
+	} else {
+		cols, err := sqliteColumns(ctx, c.d.DB, table)
+		if err != nil {
+			return nil, err
+		}
+		var parts []string
+		for _, col := range cols {
+			parts = append(parts, quoteLit(col.name)+", "+col.expr("t"))
+		}
+		q = `SELECT json_object(` + strings.Join(parts, ", ") + `) FROM ` + quoteIdent(table) + ` t WHERE id = ?`
+	}
+	var s string
+	err := c.d.QueryRowContext(ctx, q, id).Scan(&s)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read %s id %d: %w", table, id, err)
+	}
+	return parseRow([]byte(s))
+}
+
+// relationSet reads the target ids a Many2Many of one record holds now.
+func (c *Capturer) relationSet(ctx context.Context, f *models.Field, ownerID int64) ([]int64, error) {
+	rel := f.Relation
+	rows, err := c.d.QueryContext(ctx, c.d.q(`SELECT `+quoteIdent(rel.TargetColumn)+` FROM `+quoteIdent(rel.Table)+
+		` WHERE `+quoteIdent(rel.OriginColumn)+` = ? AND `+quoteIdent(rel.TargetColumn)+` IS NOT NULL`), ownerID)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", rel.Table, err)
+	}
+	defer rows.Close()
+	var out []int64
+	for rows.Next() {
+		var t int64
+		if err := rows.Scan(&t); err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}

@@ -1,0 +1,241 @@
+package capture
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/ghsync/ghsync/clocks"
+	"github.com/ghsync/ghsync/ledger"
+	"github.com/ghsync/ghsync/models"
+)
+
+// DefaultBatchSize is how many outbox rows one drain transaction takes.
+const DefaultBatchSize = 2000
+
+// Options tune a Capturer.
+type Options struct {
+	// Origin is this instance's synchronisation_id (0 at central).
+	Origin uint16
+	// Clock stamps the events; nil means the system clock with
+	// clocks.DefaultMaxOffset.
+	Clock     *clocks.Clock
+	BatchSize int
+	Logger    hclog.Logger
+	// BeforeAppend, when set, runs after a batch is read and stamped and
+	// before it is appended. Crash tests kill the process there.
+	BeforeAppend func()
+}
+
+// Capturer drains one database's outbox into a ledger. Only one may run
+// per database at a time (Open takes a lock); it is not safe for
+// concurrent use.
+type Capturer struct {
+	d      *db
+	store  ledger.Store
+	reg    *models.Registry
+	opts   Options
+	log    hclog.Logger
+	seq    *ledger.Sequencer
+	tables map[string]Captured
+	users  map[int64]string // res_user id → login
+	// sameDB: the ledger is this database, so outbox rows leave in the
+	// append's own transaction.
+	sameDB bool
+	// stamped is the HLC of this capturer's latest write per record
+	// field: the Base of the next local write of it, should the
+	// projector not have applied the previous one yet.
+	stamped map[fieldKey]clocks.Timestamp
+	unlock  func()
+}
+
+type fieldKey struct{ model, key, field string }
+
+// Stats says what a Drain or Snapshot did.
+type Stats struct {
+	Changes int // outbox rows (or snapshot rows) read
+	Events  int // events appended
+	Batches int
+}
+
+// Open prepares to drain the database at target (where Install ran) into
+// store. It finishes a hand-off an earlier run left half done before
+// anything else.
+func Open(ctx context.Context, target string, store ledger.Store, reg *models.Registry, opts Options) (*Capturer, error) {
+	if opts.Clock == nil {
+		opts.Clock = clocks.NewClock(nil, clocks.DefaultMaxOffset)
+	}
+	if opts.BatchSize <= 0 {
+		opts.BatchSize = DefaultBatchSize
+	}
+	if opts.Logger == nil {
+		opts.Logger = hclog.NewNullLogger()
+	}
+	d, err := open(ctx, target)
+	if err != nil {
+		return nil, err
+	}
+	c := &Capturer{d: d, store: store, reg: reg, opts: opts, log: opts.Logger.Named("capture"),
+		users: map[int64]string{}, stamped: map[fieldKey]clocks.Timestamp{}}
+	if err := c.init(ctx); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("open capture on %s: %w", d.dialect, err)
+	}
+	return c, nil
+}
+
+func (c *Capturer) init(ctx context.Context) error {
+	if ok, err := c.d.tableExists(ctx, c.d.DB, c.d.t("capture_meta")); err != nil {
+		return err
+	} else if !ok {
+		return ErrNotInstalled
+	}
+	var version, installID string
+	if err := c.d.QueryRowContext(ctx, `SELECT
+		(SELECT value FROM `+c.d.t("capture_meta")+` WHERE name = 'version'),
+		(SELECT value FROM `+c.d.t("capture_meta")+` WHERE name = 'install_id')`).Scan(&version, &installID); err != nil {
+		return err
+	}
+	if v, _ := strconv.Atoi(version); v > schemaVersion {
+		return fmt.Errorf("capture schema version %s is newer than this ghsync understands (%d)", version, schemaVersion)
+	}
+	unlock, err := c.d.lock(ctx)
+	if err != nil {
+		return err
+	}
+	c.unlock = unlock
+	tables, err := capturedTables(ctx, c.d, c.d.DB)
+	if err != nil {
+		return err
+	}
+	c.tables = map[string]Captured{}
+	for _, t := range tables {
+		if _, ok := c.reg.Lookup(t.Model); !ok {
+			return fmt.Errorf("captured table %s belongs to model %s, which the registry does not hold", t.Table, t.Model)
+		}
+		c.tables[t.Table] = t
+	}
+	if err := c.loadUsers(ctx); err != nil {
+		return err
+	}
+	// The ledger is this very database if its transaction sees our install.
+	if ha, ok := c.store.(ledger.HookAppender); ok {
+		var seen string
+		_, err := ha.AppendHook(ctx, nil, func(ctx context.Context, tx ledger.Tx) error {
+			return tx.QueryRow(ctx, `SELECT value FROM `+c.d.t("capture_meta")+` WHERE name = 'install_id'`).Scan(&seen)
+		})
+		c.sameDB = err == nil && seen == installID
+	}
+	if err := c.finishHandoff(ctx); err != nil {
+		return err
+	}
+	return c.resume(ctx)
+}
+
+// resume rebuilds the sequencer from the ledger: after Open, and after an
+// append failed (the sequence numbers it took are not held).
+func (c *Capturer) resume(ctx context.Context) error {
+	seq, err := ledger.Resume(ctx, c.store, c.opts.Origin, c.opts.Clock)
+	if err != nil {
+		return err
+	}
+	c.seq = seq
+	return nil
+}
+
+// SameDatabase reports whether outbox rows leave in the ledger append's
+// own transaction (the ledger lives in the Tryton database).
+func (c *Capturer) SameDatabase() bool { return c.sameDB }
+
+// Close releases the database and the capture lock (not the ledger).
+func (c *Capturer) Close() error {
+	if c.unlock != nil {
+		c.unlock()
+	}
+	return c.d.Close()
+}
+
+// loadUsers reads Tryton's logins, so events name who made a change.
+func (c *Capturer) loadUsers(ctx context.Context) error {
+	ok, err := c.d.tableExists(ctx, c.d.DB, "res_user")
+	if err != nil || !ok {
+		return err
+	}
+	rows, err := c.d.QueryContext(ctx, `SELECT id, login FROM res_user`)
+	if err != nil {
+		return fmt.Errorf("read res_user: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id int64
+		var login string
+		if err := rows.Scan(&id, &login); err != nil {
+			return err
+		}
+		c.users[id] = login
+	}
+	return rows.Err()
+}
+
+// login names the Tryton user with id uid, reloading once for a user
+// created since.
+func (c *Capturer) login(ctx context.Context, uid sql.NullInt64) string {
+	if !uid.Valid {
+		return ""
+	}
+	if l, ok := c.users[uid.Int64]; ok {
+		return l
+	}
+	if err := c.loadUsers(ctx); err != nil {
+		c.log.Warn("cannot read res_user", "error", err)
+	}
+	if l, ok := c.users[uid.Int64]; ok {
+		return l
+	}
+	c.users[uid.Int64] = "uid:" + strconv.FormatInt(uid.Int64, 10) // a deleted user: keep the id
+	return c.users[uid.Int64]
+}
+
+// finishHandoff appends the events a previous run stamped and committed
+// to the hand-off table but may not have appended (a crash between the
+// two), then clears them. Appending is idempotent, so this is safe
+// whether or not they reached the ledger.
+func (c *Capturer) finishHandoff(ctx context.Context) error {
+	rows, err := c.d.QueryContext(ctx, `SELECT origin_seq, payload FROM `+c.d.t("handoff")+` ORDER BY origin_seq`)
+	if err != nil {
+		return fmt.Errorf("read hand-off: %w", err)
+	}
+	var evs []*ledger.Event
+	var last int64
+	for rows.Next() {
+		var payload []byte
+		if err := rows.Scan(&last, &payload); err != nil {
+			rows.Close()
+			return err
+		}
+		e, err := ledger.Unmarshal(payload)
+		if err != nil {
+			rows.Close()
+			return fmt.Errorf("hand-off event origin_seq %d: %w", last, err)
+		}
+		evs = append(evs, e)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil || len(evs) == 0 {
+		return err
+	}
+	res, err := c.store.Append(ctx, evs)
+	if err != nil {
+		return fmt.Errorf("append %d handed-off events: %w", len(evs), err)
+	}
+	c.log.Info("finished an interrupted hand-off", "events", len(evs), "new", res.Appended, "already_held", res.Duplicates)
+	_, err = c.d.ExecContext(ctx, c.d.q(`DELETE FROM `+c.d.t("handoff")+` WHERE origin_seq <= ?`), last)
+	return err
+}
+
+// errBusy: another capturer holds the database.
+var errBusy = errors.New("another ghsync capturer is draining this database")

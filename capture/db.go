@@ -1,0 +1,100 @@
+package capture
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strconv"
+	"strings"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // PostgreSQL through database/sql
+	_ "modernc.org/sqlite"             // the embedded store
+
+	"github.com/ghsync/ghsync/models"
+)
+
+// db is a connection to the Tryton database and what differs between
+// its dialects: where ghsync's tables live and how placeholders read.
+type db struct {
+	*sql.DB
+	dialect string // models.Postgres or models.SQLite
+	path    string // SQLite file, for the capture lock
+}
+
+// open connects to target: a postgres:// URL or sqlite:PATH.
+func open(ctx context.Context, target string) (*db, error) {
+	var d db
+	var err error
+	switch {
+	case strings.HasPrefix(target, "postgres://"), strings.HasPrefix(target, "postgresql://"):
+		d.dialect = models.Postgres
+		d.DB, err = sql.Open("pgx", target)
+	case strings.HasPrefix(target, "sqlite:"):
+		d.dialect = models.SQLite
+		d.path = strings.TrimPrefix(strings.TrimPrefix(target, "sqlite:"), "//")
+		if d.path == "" {
+			return nil, fmt.Errorf("target %q names no file", target)
+		}
+		d.DB, err = sql.Open("sqlite", "file:"+d.path+"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)&_txlock=immediate")
+	default:
+		return nil, fmt.Errorf("unknown target %q (want postgres://... or sqlite:PATH)", target)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := d.PingContext(ctx); err != nil {
+		d.Close()
+		return nil, fmt.Errorf("connect to %s: %w", d.dialect, err)
+	}
+	return &d, nil
+}
+
+// t names one of ghsync's tables: ghsync.outbox or ghsync_outbox.
+func (d *db) t(name string) string {
+	if d.dialect == models.Postgres {
+		return "ghsync." + name
+	}
+	return "ghsync_" + name
+}
+
+// q rewrites '?' placeholders for the dialect ($1, $2... on PostgreSQL).
+// ghsync's statements never hold a literal '?'.
+func (d *db) q(query string) string {
+	if d.dialect != models.Postgres || !strings.Contains(query, "?") {
+		return query
+	}
+	var b strings.Builder
+	n := 0
+	for i := 0; i < len(query); i++ {
+		if query[i] == '?' {
+			n++
+			b.WriteString("$" + strconv.Itoa(n))
+			continue
+		}
+		b.WriteByte(query[i])
+	}
+	return b.String()
+}
+
+// tableExists reports whether a table of that name exists (PostgreSQL:
+// on the search path, or schema-qualified).
+func (d *db) tableExists(ctx context.Context, q interface {
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}, name string) (bool, error) {
+	var n int
+	var err error
+	if d.dialect == models.Postgres {
+		err = q.QueryRowContext(ctx, `SELECT count(*) FROM pg_class WHERE oid = to_regclass($1)`, name).Scan(&n)
+	} else {
+		err = q.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?`, name).Scan(&n)
+	}
+	return n > 0, err
+}
+
+// quoteIdent quotes a table or column name taken from the registry or the
+// catalogue.
+func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
+
+// quoteLit quotes a string literal for DDL (trigger bodies take no
+// parameters).
+func quoteLit(s string) string { return `'` + strings.ReplaceAll(s, `'`, `''`) + `'` }

@@ -1,0 +1,365 @@
+package capture
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/ghsync/ghsync/models"
+	"github.com/ghsync/ghsync/projections"
+)
+
+// schemaVersion is the capture schema's version, kept in capture_meta.
+const schemaVersion = 1
+
+// auditColumns are written by Tryton on every save; they are neither
+// captured as changes nor enough to make one.
+var auditColumns = []string{"create_uid", "create_date", "write_uid", "write_date"}
+
+// Captured is one table the triggers watch: a model's own table, or the
+// relation table of one of its Many2Many fields.
+type Captured struct {
+	Table string
+	Model string
+	Field string // the Many2Many field, for a relation table
+}
+
+// InstallReport says what Install did.
+type InstallReport struct {
+	Tables []Captured
+	// Missing lists registered models whose table this database lacks
+	// (their module is not activated): nothing of theirs is captured.
+	Missing []string
+}
+
+// ErrNotInstalled is returned when a database has no capture schema.
+var ErrNotInstalled = errors.New("capture is not installed in this database (run ghsync capture install)")
+
+// Install creates the outbox and the triggers in the Tryton database at
+// target, for every registered model whose table exists. It is
+// idempotent: run again after activating a module, it adds the new
+// tables' triggers and keeps pending changes.
+func Install(ctx context.Context, target string, reg *models.Registry) (*InstallReport, error) {
+	d, err := open(ctx, target)
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	rep := &InstallReport{}
+	tx, err := d.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback()
+	for _, m := range reg.Models() {
+		ok, err := d.tableExists(ctx, tx, m.Table)
+		if err != nil {
+			return nil, fmt.Errorf("look for table %s: %w", m.Table, err)
+		}
+		if !ok {
+			rep.Missing = append(rep.Missing, m.Name)
+			continue
+		}
+		rep.Tables = append(rep.Tables, Captured{Table: m.Table, Model: m.Name})
+		for _, f := range m.Fields {
+			if f.Type != models.Many2Many || f.Relation == nil {
+				continue
+			}
+			if ok, err := d.tableExists(ctx, tx, f.Relation.Table); err != nil {
+				return nil, err
+			} else if ok {
+				rep.Tables = append(rep.Tables, Captured{Table: f.Relation.Table, Model: m.Name, Field: f.Name})
+			}
+		}
+	}
+	stmts := slices.Clone(projections.DDL(d.dialect))
+	stmts = append(stmts, outboxDDL(d)...)
+	for _, c := range rep.Tables {
+		ts, err := triggerDDL(ctx, d, tx, c.Table)
+		if err != nil {
+			return nil, err
+		}
+		stmts = append(stmts, ts...)
+	}
+	for _, s := range stmts {
+		if _, err := tx.ExecContext(ctx, s); err != nil {
+			return nil, fmt.Errorf("install capture: %w\n%s", err, s)
+		}
+	}
+	var idBytes [16]byte
+	rand.Read(idBytes[:])
+	meta := map[string]string{
+		"version":      fmt.Sprint(schemaVersion),
+		"install_id":   hex.EncodeToString(idBytes[:]),
+		"installed_at": time.Now().UTC().Format(time.RFC3339),
+	}
+	for _, k := range []string{"version", "install_id", "installed_at"} {
+		// An existing install keeps its id and date (the outbox's rows
+		// still belong to it); the version follows this binary.
+		conflict := "DO NOTHING"
+		if k == "version" {
+			conflict = "DO UPDATE SET value = excluded.value"
+		}
+		if _, err := tx.ExecContext(ctx, d.q(`INSERT INTO `+d.t("capture_meta")+` (name, value) VALUES (?, ?) ON CONFLICT (name) `+conflict), k, meta[k]); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM `+d.t("capture_tables")); err != nil {
+		return nil, err
+	}
+	for _, c := range rep.Tables {
+		if _, err := tx.ExecContext(ctx, d.q(`INSERT INTO `+d.t("capture_tables")+` (tbl, model, field) VALUES (?, ?, ?)`), c.Table, c.Model, c.Field); err != nil {
+			return nil, err
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("install capture: %w", err)
+	}
+	return rep, nil
+}
+
+// outboxDDL creates the outbox, capture_meta, capture_tables and the
+// hand-off table, and on PostgreSQL the trigger functions.
+func outboxDDL(d *db) []string {
+	if d.dialect == models.Postgres {
+		return []string{
+			`CREATE TABLE IF NOT EXISTS ghsync.outbox (
+				seq    BIGSERIAL PRIMARY KEY,
+				tx     BIGINT NOT NULL DEFAULT txid_current(),
+				at     TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp(),
+				tbl    TEXT NOT NULL,
+				op     TEXT NOT NULL,
+				row_id BIGINT NOT NULL,
+				uid    BIGINT,
+				old    JSONB,
+				new    JSONB)`,
+			`CREATE TABLE IF NOT EXISTS ghsync.capture_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)`,
+			`CREATE TABLE IF NOT EXISTS ghsync.capture_tables (tbl TEXT PRIMARY KEY, model TEXT NOT NULL, field TEXT NOT NULL)`,
+			`CREATE TABLE IF NOT EXISTS ghsync.handoff (origin_seq BIGINT PRIMARY KEY, payload BYTEA NOT NULL)`,
+			pgFunction("insert", `
+				INSERT INTO ghsync.outbox (tbl, op, row_id, uid, new)
+				SELECT TG_TABLE_NAME, 'I', (j->>'id')::bigint, (j->>'create_uid')::bigint, j - `+pgAudit+`
+				FROM (SELECT to_jsonb(n) AS j FROM ghsync_new n) s;`),
+			// Only the columns that changed, old and new; a save that
+			// touched nothing but the audit columns leaves no row.
+			pgFunction("update", `
+				INSERT INTO ghsync.outbox (tbl, op, row_id, uid, old, new)
+				SELECT TG_TABLE_NAME, 'U', (r.nj->>'id')::bigint, (r.nj->>'write_uid')::bigint, c.old, c.new
+				FROM (SELECT to_jsonb(n) AS nj, to_jsonb(o) AS oj FROM ghsync_new n JOIN ghsync_old o ON o.id = n.id) r
+				CROSS JOIN LATERAL (
+					SELECT jsonb_object_agg(e.key, r.oj->e.key) AS old, jsonb_object_agg(e.key, e.value) AS new
+					FROM jsonb_each(r.nj - `+pgAudit+`) e
+					WHERE e.value IS DISTINCT FROM r.oj->e.key) c
+				WHERE c.new IS NOT NULL;`),
+			pgFunction("delete", `
+				INSERT INTO ghsync.outbox (tbl, op, row_id, old)
+				SELECT TG_TABLE_NAME, 'D', (j->>'id')::bigint, j - `+pgAudit+`
+				FROM (SELECT to_jsonb(o) AS j FROM ghsync_old o) s;`),
+			`CREATE OR REPLACE FUNCTION ghsync.capture_truncate() RETURNS trigger LANGUAGE plpgsql AS $f$
+			BEGIN
+				IF current_setting('ghsync.projecting', true) = 'on' THEN RETURN NULL; END IF;
+				RAISE EXCEPTION 'ghsync: TRUNCATE of synchronised table % cannot be captured; delete the rows instead, or run ghsync capture uninstall first', TG_TABLE_NAME;
+			END $f$`,
+		}
+	}
+	return []string{
+		`CREATE TABLE IF NOT EXISTS ghsync_outbox (
+			seq    INTEGER PRIMARY KEY AUTOINCREMENT,
+			tx     INTEGER NOT NULL DEFAULT 0,
+			at     TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+			tbl    TEXT NOT NULL,
+			op     TEXT NOT NULL,
+			row_id INTEGER NOT NULL,
+			uid    INTEGER,
+			old    TEXT,
+			new    TEXT)`,
+		`CREATE TABLE IF NOT EXISTS ghsync_capture_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)`,
+		`CREATE TABLE IF NOT EXISTS ghsync_capture_tables (tbl TEXT PRIMARY KEY, model TEXT NOT NULL, field TEXT NOT NULL)`,
+		`CREATE TABLE IF NOT EXISTS ghsync_handoff (origin_seq INTEGER PRIMARY KEY, payload BLOB NOT NULL)`,
+	}
+}
+
+// pgAudit is auditColumns as a PostgreSQL text[] literal.
+var pgAudit = `'{` + strings.Join(auditColumns, ",") + `}'::text[]`
+
+func pgFunction(kind, body string) string {
+	return `CREATE OR REPLACE FUNCTION ghsync.capture_` + kind + `() RETURNS trigger LANGUAGE plpgsql AS $f$
+	BEGIN
+		IF current_setting('ghsync.projecting', true) = 'on' THEN RETURN NULL; END IF;` + body + `
+		RETURN NULL;
+	END $f$`
+}
+
+// triggerDDL (re)creates the triggers of one table.
+//
+// PostgreSQL: statement-level AFTER triggers with transition tables, so a
+// statement touching many rows (a bulk load, a cascade) costs one
+// INSERT ... SELECT into the outbox rather than one per row; cascaded
+// deletes run as statements of their own and are captured the same way.
+// SQLite: row-level triggers whose column lists are generated from the
+// table (SQLite has no generic row-to-JSON).
+func triggerDDL(ctx context.Context, d *db, tx *sql.Tx, table string) ([]string, error) {
+	t := quoteIdent(table)
+	if d.dialect == models.Postgres {
+		return []string{
+			`DROP TRIGGER IF EXISTS ghsync_capture_insert ON ` + t,
+			`DROP TRIGGER IF EXISTS ghsync_capture_update ON ` + t,
+			`DROP TRIGGER IF EXISTS ghsync_capture_delete ON ` + t,
+			`DROP TRIGGER IF EXISTS ghsync_capture_truncate ON ` + t,
+			`CREATE TRIGGER ghsync_capture_insert AFTER INSERT ON ` + t + ` REFERENCING NEW TABLE AS ghsync_new FOR EACH STATEMENT EXECUTE FUNCTION ghsync.capture_insert()`,
+			`CREATE TRIGGER ghsync_capture_update AFTER UPDATE ON ` + t + ` REFERENCING OLD TABLE AS ghsync_old NEW TABLE AS ghsync_new FOR EACH STATEMENT EXECUTE FUNCTION ghsync.capture_update()`,
+			`CREATE TRIGGER ghsync_capture_delete AFTER DELETE ON ` + t + ` REFERENCING OLD TABLE AS ghsync_old FOR EACH STATEMENT EXECUTE FUNCTION ghsync.capture_delete()`,
+			`CREATE TRIGGER ghsync_capture_truncate BEFORE TRUNCATE ON ` + t + ` FOR EACH STATEMENT EXECUTE FUNCTION ghsync.capture_truncate()`,
+		}, nil
+	}
+	cols, err := sqliteColumns(ctx, tx, table)
+	if err != nil {
+		return nil, err
+	}
+	name := func(kind string) string { return quoteIdent("ghsync_capture_" + kind + "_" + table) }
+	lit := quoteLit(table)
+	obj := func(row string) string { // json_object('c', NEW.c, ...)
+		var parts []string
+		for _, c := range cols {
+			parts = append(parts, quoteLit(c.name)+", "+c.expr(row))
+		}
+		return "json_object(" + strings.Join(parts, ", ") + ")"
+	}
+	var changed, pairs []string
+	for _, c := range cols {
+		changed = append(changed, "NEW."+quoteIdent(c.name)+" IS NOT OLD."+quoteIdent(c.name))
+		pairs = append(pairs, "SELECT "+quoteLit(c.name)+" AS k, "+c.expr("OLD")+" AS o, "+c.expr("NEW")+" AS n WHERE NEW."+
+			quoteIdent(c.name)+" IS NOT OLD."+quoteIdent(c.name))
+	}
+	off := `NOT EXISTS (SELECT 1 FROM ghsync_capture_off)`
+	return []string{
+		`DROP TRIGGER IF EXISTS ` + name("insert"),
+		`DROP TRIGGER IF EXISTS ` + name("update"),
+		`DROP TRIGGER IF EXISTS ` + name("delete"),
+		`CREATE TRIGGER ` + name("insert") + ` AFTER INSERT ON ` + t + ` WHEN ` + off + ` BEGIN
+			INSERT INTO ghsync_outbox (tbl, op, row_id, uid, new) VALUES (` + lit + `, 'I', NEW.id, NEW.create_uid, ` + obj("NEW") + `);
+		END`,
+		`CREATE TRIGGER ` + name("update") + ` AFTER UPDATE ON ` + t + ` WHEN ` + off + ` AND (` + strings.Join(changed, " OR ") + `) BEGIN
+			INSERT INTO ghsync_outbox (tbl, op, row_id, uid, old, new)
+			SELECT ` + lit + `, 'U', NEW.id, NEW.write_uid, json_group_object(k, o), json_group_object(k, n)
+			FROM (` + strings.Join(pairs, " UNION ALL ") + `);
+		END`,
+		`CREATE TRIGGER ` + name("delete") + ` AFTER DELETE ON ` + t + ` WHEN ` + off + ` BEGIN
+			INSERT INTO ghsync_outbox (tbl, op, row_id, old) VALUES (` + lit + `, 'D', OLD.id, ` + obj("OLD") + `);
+		END`,
+	}, nil
+}
+
+// queryer is a *sql.DB or a *sql.Tx.
+type queryer interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// column is one SQLite column as a trigger reads it.
+type column struct{ name, typ string }
+
+// expr is how a trigger puts the column of row (NEW or OLD) into JSON:
+// blobs as hex (JSON cannot hold them).
+func (c column) expr(row string) string {
+	if strings.Contains(strings.ToUpper(c.typ), "BLOB") {
+		col := row + "." + quoteIdent(c.name)
+		return "CASE WHEN " + col + " IS NULL THEN NULL ELSE hex(" + col + ") END"
+	}
+	return row + "." + quoteIdent(c.name)
+}
+
+func sqliteColumns(ctx context.Context, tx queryer, table string) ([]column, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT name, type FROM pragma_table_info(?)`, table)
+	if err != nil {
+		return nil, fmt.Errorf("columns of %s: %w", table, err)
+	}
+	defer rows.Close()
+	var out []column
+	for rows.Next() {
+		var c column
+		if err := rows.Scan(&c.name, &c.typ); err != nil {
+			return nil, err
+		}
+		if !slices.Contains(auditColumns, c.name) {
+			out = append(out, c)
+		}
+	}
+	return out, rows.Err()
+}
+
+// Uninstall removes the triggers, the trigger functions and the capture
+// tables. It refuses while changes are still waiting to be drained (they
+// would be lost) unless force is set. The projector's tables (id map,
+// merge states) are the projector's and stay.
+func Uninstall(ctx context.Context, target string, force bool) error {
+	d, err := open(ctx, target)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	tx, err := d.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if ok, err := d.tableExists(ctx, tx, d.t("outbox")); err != nil {
+		return err
+	} else if ok && !force {
+		var pending, handoff int64
+		if err := tx.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM `+d.t("outbox")+`), (SELECT count(*) FROM `+d.t("handoff")+`)`).Scan(&pending, &handoff); err != nil {
+			return err
+		}
+		if pending+handoff > 0 {
+			return fmt.Errorf("uninstall capture: %d changes are not yet in the ledger (run ghsync capture drain first, or --force to discard them)", pending+handoff)
+		}
+	}
+	var drops []string
+	if d.dialect == models.Postgres {
+		rows, err := tx.QueryContext(ctx, `SELECT tgname, tgrelid::regclass::text FROM pg_trigger WHERE tgname LIKE 'ghsync\_capture\_%'`)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var name, table string
+			if err := rows.Scan(&name, &table); err != nil {
+				rows.Close()
+				return err
+			}
+			drops = append(drops, `DROP TRIGGER IF EXISTS `+quoteIdent(name)+` ON `+table)
+		}
+		rows.Close()
+		for _, f := range []string{"insert", "update", "delete", "truncate"} {
+			drops = append(drops, `DROP FUNCTION IF EXISTS ghsync.capture_`+f+`()`)
+		}
+	} else {
+		rows, err := tx.QueryContext(ctx, `SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'ghsync\_capture\_%' ESCAPE '\'`)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var name string
+			if err := rows.Scan(&name); err != nil {
+				rows.Close()
+				return err
+			}
+			drops = append(drops, `DROP TRIGGER IF EXISTS `+quoteIdent(name))
+		}
+		rows.Close()
+	}
+	for _, t := range []string{"outbox", "capture_meta", "capture_tables", "handoff"} {
+		drops = append(drops, `DROP TABLE IF EXISTS `+d.t(t))
+	}
+	for _, s := range drops {
+		if _, err := tx.ExecContext(ctx, s); err != nil {
+			return fmt.Errorf("uninstall capture: %s: %w", s, err)
+		}
+	}
+	return tx.Commit()
+}

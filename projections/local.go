@@ -1,0 +1,208 @@
+package projections
+
+import (
+	"context"
+	"encoding/json"
+
+	"github.com/ghsync/ghsync/clocks"
+	"github.com/ghsync/ghsync/ledger"
+	"github.com/ghsync/ghsync/models"
+)
+
+// What the projector does in a database whose own changes are captured
+// (package capture):
+//
+//   - A row with a local change still in the outbox is left as it is: the
+//     merged state would overwrite the user's edit until the capturer
+//     drained it. The record is listed in deferred, with the HLC of each
+//     value the row shows (the capturer names them as the change's Base),
+//     and re-derived once the outbox no longer holds a change to it.
+//   - A record whose unique key changed (models.RenamedFrom) keeps its row:
+//     the id map entry moves to the new key, and references to the old key
+//     resolve to the new one (alias).
+
+// loadLocal reads the outbox's pending rows and the aliases.
+func (b *batch) loadLocal(ctx context.Context) error {
+	b.pending = map[string]map[int64]bool{}
+	b.alias = map[recKey]string{}
+	probe := `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'ghsync_outbox'`
+	if b.p.d.name() == "postgres" {
+		probe = `SELECT count(*) FROM pg_class WHERE oid = to_regclass('ghsync.outbox')`
+	}
+	var n int64
+	if err := scanOne(ctx, b.tx, []any{&n}, probe); err != nil {
+		return err
+	}
+	if n > 0 {
+		rows, err := b.tx.query(ctx, `SELECT DISTINCT tbl, row_id FROM `+b.s+`outbox`)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var tbl string
+			var id int64
+			if err := rows.Scan(&tbl, &id); err != nil {
+				rows.Close()
+				return err
+			}
+			if b.pending[tbl] == nil {
+				b.pending[tbl] = map[int64]bool{}
+			}
+			b.pending[tbl][id] = true
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+	}
+	rows, err := b.tx.query(ctx, `SELECT model, old_key, new_key FROM `+b.s+`alias`)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var k recKey
+		var to string
+		if err := rows.Scan(&k.model, &k.key, &to); err != nil {
+			return err
+		}
+		b.alias[k] = to
+	}
+	return rows.Err()
+}
+
+// resolveAlias follows renames from k to the record's current key.
+func (b *batch) resolveAlias(k recKey) recKey {
+	for range 16 { // a rename chain longer than this is a loop
+		to, ok := b.alias[k]
+		if !ok {
+			break
+		}
+		k.key = to
+	}
+	return k
+}
+
+// aliased rewrites references to renamed records.
+func (b *batch) aliased(v ledger.Value) ledger.Value {
+	if len(b.alias) == 0 {
+		return v
+	}
+	if r, ok := v.AsRef(); ok {
+		if k := b.resolveAlias(recKey{r.Model, r.Key}); k.key != r.Key {
+			if nv, err := ledger.RefTo(k.model, k.key); err == nil {
+				return nv
+			}
+		}
+		return v
+	}
+	if rs, ok := v.AsRefSet(); ok {
+		out := make([]ledger.Ref, len(rs))
+		for i, r := range rs {
+			k := b.resolveAlias(recKey{r.Model, r.Key})
+			out[i] = ledger.Ref{Model: k.model, Key: k.key}
+		}
+		if nv, err := ledger.RefSet(out...); err == nil {
+			return nv
+		}
+	}
+	return v
+}
+
+// rename records that e moved a record's identity from the key it names,
+// and moves the id map entry so the row and what points at it stay.
+func (b *batch) rename(ctx context.Context, e *ledger.Event) error {
+	r, ok := e.Fields[models.RenamedFrom].AsRef()
+	if !ok || e.Op != ledger.OpCreate || r.Model != e.Model || r.Key == e.Key {
+		return nil
+	}
+	from, to := recKey{r.Model, r.Key}, recKey{e.Model, e.Key}
+	b.alias[from] = to.key
+	b.tx.queue(`INSERT INTO `+b.s+`alias (model, old_key, new_key) VALUES (?, ?, ?)
+		ON CONFLICT (model, old_key) DO UPDATE SET new_key = excluded.new_key`, from.model, from.key, to.key)
+	if err := b.lookupIDs(ctx, []recKey{from, to}); err != nil {
+		return err
+	}
+	id, has := b.ids[from]
+	if _, taken := b.ids[to]; !has || taken {
+		return nil
+	}
+	b.tx.queue(`UPDATE `+b.s+`idmap SET key = ? WHERE model = ? AND key = ?`, to.key, from.model, from.key)
+	b.ids[to] = id
+	delete(b.ids, from)
+	return nil
+}
+
+// keepsLocalChange reports whether rec's row has a change waiting in the
+// outbox; if so the row is left alone and the record deferred.
+func (b *batch) keepsLocalChange(rec *record, id int64) bool {
+	if !b.pending[rec.m.Table][id] {
+		return false
+	}
+	shown := rec.prior
+	if shown == nil {
+		shown = rec.st
+	}
+	bases := map[string]clocks.Timestamp{}
+	for f := range shown.Fields {
+		if w, ok := shown.Value(rec.m.Policy, f); ok {
+			bases[f] = w.Stamp.HLC
+		}
+	}
+	raw, _ := json.Marshal(bases)
+	b.tx.queue(`INSERT INTO `+b.s+`deferred (model, key, bases) VALUES (?, ?, ?) ON CONFLICT (model, key) DO NOTHING`,
+		rec.k.model, rec.k.key, string(raw))
+	return true
+}
+
+// redoDeferred returns the deferred records whose local change has been
+// captured since: their rows are derived again.
+func (b *batch) redoDeferred(ctx context.Context) ([]*record, error) {
+	rows, err := b.tx.query(ctx, `SELECT model, key FROM `+b.s+`deferred`)
+	if err != nil {
+		return nil, err
+	}
+	var keys []recKey
+	for rows.Next() {
+		var k recKey
+		if err := rows.Scan(&k.model, &k.key); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		if _, ok := b.p.reg.Lookup(k.model); ok {
+			keys = append(keys, k)
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil || len(keys) == 0 {
+		return nil, err
+	}
+	if err := b.load(ctx, keys); err != nil {
+		return nil, err
+	}
+	if err := b.lookupIDs(ctx, keys); err != nil {
+		return nil, err
+	}
+	var out []*record
+	for _, k := range keys {
+		rec := b.recs[k]
+		if id, has := b.ids[k]; has && b.pending[rec.m.Table][id] {
+			continue // still waiting for the capturer
+		}
+		b.tx.queue(`DELETE FROM `+b.s+`deferred WHERE model = ? AND key = ?`, k.model, k.key)
+		out = append(out, rec)
+	}
+	return out, nil
+}
+
+// hasDeferred reports whether any record waits to be derived again.
+func (p *Projector) hasDeferred(ctx context.Context) (bool, error) {
+	tx, err := p.d.begin(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer tx.rollback(ctx)
+	var n int64
+	err = scanOne(ctx, tx, []any{&n}, `SELECT count(*) FROM `+p.d.schemaPrefix()+`deferred`)
+	return n > 0, err
+}
