@@ -192,13 +192,20 @@ func (s *site) update(table string, id, uid int64, cols map[string]any) {
 	s.exec(fmt.Sprintf(`UPDATE %s SET %s WHERE id = ?`, table, strings.Join(sets, ", ")), args...)
 }
 
-// drain captures the outbox and returns the events it appended.
+// drain captures the outbox and returns the events it appended (this
+// site's own, not what it received meanwhile).
 func (s *site) drain() []*ledger.Event {
 	s.t.Helper()
 	if _, err := s.cap.Drain(ctx(s.t)); err != nil {
 		s.t.Fatalf("drain: %v", err)
 	}
-	return s.since()
+	var own []*ledger.Event
+	for _, e := range s.since() {
+		if e.Origin == s.origin {
+			own = append(own, e)
+		}
+	}
+	return own
 }
 
 // since returns the events appended after the last call.
