@@ -37,13 +37,15 @@ type stampAt struct {
 	at time.Time
 }
 
-// owner is a record whose Many2Many relation rows changed.
+// owner is a record whose Many2Many relation rows changed (or, in a
+// snapshot, may hold some).
 type owner struct {
-	ref   localRef
-	field string
-	at    time.Time
-	tx    int64
-	uid   sql.NullInt64
+	ref      localRef
+	field    string
+	at       time.Time
+	tx       int64
+	uid      sql.NullInt64
+	snapshot bool // an empty set is no change
 }
 
 // batch turns one batch of changes into events.
@@ -302,6 +304,13 @@ func (b *batch) record(ctx context.Context, m *models.Model, ch *change) error {
 		}
 		b.emit(m, key, ledger.OpCreate, fields, ch)
 		delete(b.gone, ref)
+		if ch.seq == 0 { // a snapshot row: its Many2Many sets too
+			for _, f := range m.Fields {
+				if f.Type == models.Many2Many && f.Relation != nil && b.c.tables[f.Relation.Table].Field == f.Name {
+					b.owners = append(b.owners, owner{ref: ref, field: f.Name, at: ch.at, uid: ch.uid, snapshot: true})
+				}
+			}
+		}
 	case "U":
 		known, err := b.known(ctx, ref)
 		if err != nil {
@@ -446,7 +455,7 @@ func (b *batch) flushOwners(ctx context.Context) error {
 	done := map[owner]bool{}
 	for i := len(b.owners) - 1; i >= 0; i-- { // the last change names the time
 		o := b.owners[i]
-		k := owner{ref: o.ref, field: o.field}
+		k := owner{ref: o.ref, field: o.field, snapshot: o.snapshot}
 		if done[k] || b.gone[o.ref] {
 			continue
 		}
@@ -461,6 +470,9 @@ func (b *batch) flushOwners(ctx context.Context) error {
 		set, err := b.c.relationSet(ctx, f, o.ref.id)
 		if err != nil {
 			return err
+		}
+		if len(set) == 0 && o.snapshot {
+			continue
 		}
 		var refs []ledger.Ref
 		for _, tid := range set {

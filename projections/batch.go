@@ -303,7 +303,7 @@ func (b *batch) materialize(ctx context.Context, todo []*record) ([]recKey, erro
 	// required references resolve to existing rows or to each other.
 	candidates := map[recKey]*record{}
 	for _, rec := range todo {
-		if _, has := b.ids[rec.k]; rec.st.Live() && !has {
+		if _, has := b.ids[rec.k]; rec.st.Live() && !has && b.p.hasTable(rec.m.Table) {
 			candidates[rec.k] = rec
 		}
 	}
@@ -496,7 +496,7 @@ func (b *batch) deleted(k recKey) bool {
 
 func (b *batch) deleteRow(rec *record, id int64) {
 	for _, f := range rec.m.Fields {
-		if f.Type == models.Many2Many && f.Relation != nil {
+		if f.Type == models.Many2Many && b.p.hasField(rec.m, &f) {
 			b.w.add(opDelete, quoteIdent(f.Relation.Table), []string{f.Relation.OriginColumn}, intType, "", id)
 		}
 	}
@@ -541,7 +541,7 @@ func (p *Projector) shapeOf(m *models.Model) *shape {
 	sh := &shape{updateCols: []string{"id"}, updateTypes: []string{"integer"}}
 	for i := range m.Fields {
 		f := &m.Fields[i]
-		if f.Type == models.Many2Many {
+		if f.Type == models.Many2Many || !p.hasField(m, f) {
 			continue
 		}
 		sh.fields = append(sh.fields, f)
@@ -635,7 +635,7 @@ func (b *batch) writeRelations(ctx context.Context, recs []*record, written map[
 		id := b.ids[rec.k]
 		for i := range rec.m.Fields {
 			f := &rec.m.Fields[i]
-			if f.Type != models.Many2Many || f.Relation == nil {
+			if f.Type != models.Many2Many || !b.p.hasField(rec.m, f) {
 				continue
 			}
 			b.w.add(opDelete, quoteIdent(f.Relation.Table), []string{f.Relation.OriginColumn}, intType, "", id)
@@ -689,7 +689,11 @@ func (b *batch) bookkeep(rec *record, resolvable func(recKey) bool) {
 		}
 	}
 	if _, has := b.ids[rec.k]; !has && len(waits) == 0 {
-		waits = append(waits, wait{rec.k, "not materialised"})
+		reason := "not materialised"
+		if !b.p.hasTable(rec.m.Table) {
+			reason = "table " + rec.m.Table + " does not exist here (module not activated)"
+		}
+		waits = append(waits, wait{rec.k, reason})
 	}
 	seen := map[recKey]bool{}
 	for _, w := range waits {

@@ -78,9 +78,12 @@ func sortedModels(reg *models.Registry) []*models.Model {
 func (p *Projector) dumpModel(ctx context.Context, tx dtx, m *models.Model, keyOf func(string, int64) string) ([]string, error) {
 	var cols []string
 	var fields []*models.Field
+	if !p.hasTable(m.Table) {
+		return nil, nil // the module is not activated here
+	}
 	for i := range m.Fields {
 		f := &m.Fields[i]
-		if f.Type == models.Many2Many {
+		if f.Type == models.Many2Many || !p.hasField(m, f) {
 			continue
 		}
 		fields = append(fields, f)
@@ -112,7 +115,7 @@ func (p *Projector) dumpModel(ctx context.Context, tx dtx, m *models.Model, keyO
 			b.WriteString(" " + f.Name + "=" + normalise(vals[i], f, keyOf))
 		}
 		for _, f := range m.Fields {
-			if f.Type == models.Many2Many {
+			if f.Type == models.Many2Many && p.hasField(m, &f) {
 				b.WriteString(" " + f.Name + "={" + strings.Join(links[f.Name][id], ",") + "}")
 			}
 		}
@@ -129,7 +132,7 @@ func (p *Projector) dumpModel(ctx context.Context, tx dtx, m *models.Model, keyO
 func (p *Projector) dumpRelations(ctx context.Context, tx dtx, m *models.Model, keyOf func(string, int64) string) (map[string]map[int64][]string, error) {
 	out := map[string]map[int64][]string{}
 	for _, f := range m.Fields {
-		if f.Type != models.Many2Many || f.Relation == nil {
+		if f.Type != models.Many2Many || !p.hasField(m, &f) {
 			continue
 		}
 		rows, err := tx.query(ctx, `SELECT `+quoteIdent(f.Relation.OriginColumn)+`, `+quoteIdent(f.Relation.TargetColumn)+` FROM `+quoteIdent(f.Relation.Table))

@@ -39,8 +39,9 @@ type Projector struct {
 	clock func() time.Time // apply time for write_date; replaceable in tests
 	// rebuilding makes new rows take their pre-rebuild ids (idmap_prior).
 	rebuilding bool
-	rank       map[string]int    // model → position in dependency order
-	shapes     map[string]*shape // model → its table's column lists
+	rank       map[string]int             // model → position in dependency order
+	shapes     map[string]*shape          // model → its table's column lists
+	columns    map[string]map[string]bool // table → columns the target has
 }
 
 // order ranks models so targets of required references come first.
@@ -119,6 +120,9 @@ func (p *Projector) init(ctx context.Context) error {
 		return fmt.Errorf("projection schema version %d is newer than this ghsync understands (%d)", v, schemaVersion)
 	}
 	if err := p.loadUsers(ctx, tx); err != nil {
+		return err
+	}
+	if err := p.loadColumns(ctx, tx); err != nil {
 		return err
 	}
 	return tx.commit(ctx)

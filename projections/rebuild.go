@@ -41,21 +41,33 @@ func (p *Projector) reset(ctx context.Context) error {
 		return err
 	}
 	defer tx.rollback(ctx)
+	b := newBatch(p, tx)
+	if err := b.loadLocal(ctx); err != nil {
+		return err
+	}
+	if len(b.pending) > 0 {
+		// Rebuilding would delete rows whose local edits the capturer has
+		// not yet turned into events.
+		return fmt.Errorf("the capture outbox holds changes to %d tables not yet in the ledger: run ghsync capture drain first", len(b.pending))
+	}
 	s := p.d.schemaPrefix()
 	tx.queue(`DELETE FROM ` + s + `idmap_prior`)
 	tx.queue(`INSERT INTO ` + s + `idmap_prior (model, key, local_id) SELECT model, key, local_id FROM ` + s + `idmap`)
 	ms := slices.Clone(p.reg.Models())
 	slices.Reverse(ms) // referrers first
 	for _, m := range ms {
+		if !p.hasTable(m.Table) {
+			continue
+		}
 		owned := `(SELECT local_id FROM ` + s + `idmap WHERE model = ?)`
 		for _, f := range m.Fields {
-			if f.Type == models.Many2Many && f.Relation != nil {
+			if f.Type == models.Many2Many && p.hasField(m, &f) {
 				tx.queue(`DELETE FROM `+quoteIdent(f.Relation.Table)+` WHERE `+quoteIdent(f.Relation.OriginColumn)+` IN `+owned, m.Name)
 			}
 		}
 		tx.queue(`DELETE FROM `+quoteIdent(m.Table)+` WHERE id IN `+owned, m.Name)
 	}
-	for _, t := range []string{"idmap", "state", "parked", "conflicts", "rejected"} {
+	for _, t := range []string{"idmap", "state", "parked", "conflicts", "rejected", "deferred", "alias"} {
 		tx.queue(`DELETE FROM ` + s + t)
 	}
 	tx.queue(`UPDATE `+s+`checkpoint SET position = 0 WHERE name = ?`, p.opts.Name)

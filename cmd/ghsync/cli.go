@@ -29,6 +29,11 @@ type CLI struct {
 	Rejected  RejectedCmd  `cmd:"" group:"Tryton database" help:"List events set aside because they do not fit the model registry."`
 	Schema    SchemaCmd    `cmd:"" group:"Tryton database" help:"Create empty GNU Health tables as Tryton 6 / GNU Health 4.0 create them, to try ghsync without a Tryton server."`
 	Dump      DumpCmd      `cmd:"" group:"Tryton database" help:"Print the synchronised tables in a canonical form (no local ids), with its SHA-256, to compare instances."`
+	Capture   CaptureCmd   `cmd:"" group:"Tryton database" help:"Record every change made in a GNU Health database as ledger events (install, status, drain, snapshot, uninstall)."`
+
+	Export ExportCmd `cmd:"" group:"Offline transfer" help:"Write ledger events to a signed bundle file, to carry to another instance (a USB stick)."`
+	Import ImportCmd `cmd:"" group:"Offline transfer" help:"Verify bundle files (checksum, signature, every event) and append their events to the ledger."`
+	Keygen KeygenCmd `cmd:"" group:"Offline transfer" help:"Make an Ed25519 key for signing bundles; print its public key for importers to trust."`
 }
 
 // Globals are the settings every command shares. Each can come from a

@@ -15,7 +15,7 @@ var errProblemsListed = errors.New("problems listed")
 
 // Target names the Tryton database the projector keeps up to date.
 type Target struct {
-	Target string `help:"The GNU Health (Tryton) database to materialise: a postgres:// URL or sqlite:PATH." required:"" env:"GHSYNC_TARGET"`
+	Target string `help:"The GNU Health (Tryton) database: a postgres:// URL or sqlite:PATH." required:"" aliases:"db" env:"GHSYNC_TARGET"`
 }
 
 func (t Target) open(env *Env) (*projections.Projector, func(), error) {

@@ -1,0 +1,169 @@
+package capture_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/ghsync/ghsync/capture"
+	"github.com/ghsync/ghsync/ledger"
+	"github.com/ghsync/ghsync/models"
+)
+
+// TestKeyChangeMovesIdentity: changing a party's code is a move of its
+// identity, not a delete plus an unrelated create. At the site that made
+// it and at a site that receives it, the row keeps its id and the address
+// still points at it; a late reference to the old code follows the alias.
+func TestKeyChangeMovesIdentity(t *testing.T) {
+	forEachLayout(t, func(t *testing.T, lay layout) {
+		a, b := newSite(t, lay, 1), newSite(t, lay, 2)
+		party := a.insert("party_party", 1, map[string]any{"code": "A-1", "name": "Ana", "active": true})
+		a.insert("party_address", 1, map[string]any{"party": party, "city": "Ocho Rios", "active": true})
+		a.drain()
+		b.receive(a)
+		b.project()
+		idB := b.int(`SELECT id FROM party_party WHERE code = 'A-1'`)
+
+		a.update("party_party", party, 1, map[string]any{"code": "A-0001"})
+		evs := a.drain()
+		if len(evs) != 2 || evs[0].Op != ledger.OpCreate || evs[0].Key != "A-0001" || evs[1].Op != ledger.OpDelete || evs[1].Key != "A-1" {
+			t.Fatalf("key change captured as %v, want create A-0001 then delete A-1", evs)
+		}
+		if from, ok := evs[0].Fields[models.RenamedFrom].AsRef(); !ok || from.Key != "A-1" {
+			t.Fatalf("create of the new key does not name the old one: %v", evs[0].Fields)
+		}
+		if evs[0].Fields["name"].String() != ledger.String("Ana").String() {
+			t.Fatalf("the moved record lost its fields: %v", evs[0].Fields)
+		}
+		// Later changes at a use the new identity.
+		a.update("party_party", party, 1, map[string]any{"name": "Ana M."})
+		if evs := a.drain(); len(evs) != 1 || evs[0].Key != "A-0001" {
+			t.Fatalf("write after the move captured as %v, want a write to A-0001", evs)
+		}
+		a.project()
+		b.receive(a)
+		b.project()
+		for _, s := range []*site{a, b} {
+			id := s.int(`SELECT id FROM party_party WHERE code = 'A-0001'`)
+			if s == b && id != idB {
+				t.Fatalf("origin %d: the moved party got id %d, had %d: identity was not kept", s.origin, id, idB)
+			}
+			if n := s.int(`SELECT count(*) FROM party_party`); n != 1 {
+				t.Fatalf("origin %d has %d parties, want 1", s.origin, n)
+			}
+			if n := s.int(s.q(`SELECT count(*) FROM party_address WHERE party = ?`), id); n != 1 {
+				t.Fatalf("origin %d: the address no longer points at the moved party", s.origin)
+			}
+		}
+		// b, not yet aware of the move when it made it, adds an address
+		// to the old code: it lands on the moved party.
+		old := ledgerEvent(t, 3, "party.address", "late-address", ledger.OpCreate, map[string]ledger.Value{
+			"party": ref(t, "party.party", "A-1"), "city": ledger.String("Negril"), "active": ledger.Bool(true)})
+		if _, err := b.store.Append(ctx(t), []*ledger.Event{old}); err != nil {
+			t.Fatal(err)
+		}
+		b.project()
+		if n := b.int(b.q(`SELECT count(*) FROM party_address WHERE party = ?`), idB); n != 2 {
+			t.Fatalf("a reference to the old code did not follow the move (%d addresses on the party)", n)
+		}
+	})
+}
+
+func ledgerEvent(t *testing.T, origin uint16, model, key string, op ledger.Op, fields map[string]ledger.Value) *ledger.Event {
+	t.Helper()
+	e := &ledger.Event{Model: model, Key: key, Op: op, Fields: fields, Origin: origin, OriginSeq: 1, HLC: 1 << 40}
+	e.ID = [16]byte{byte(origin), 1, 2, 3, 4, 5, 0x70, 7, 0x80, 9, 10, 11, 12, 13, 14, 15}
+	if err := e.Seal(ledger.Hash{}); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// TestStatusAndUninstall: status shows the outbox depth and the oldest
+// change; uninstall refuses while changes wait, then removes every trace
+// and leaves Tryton's tables as they were.
+func TestStatusAndUninstall(t *testing.T) {
+	forEachLayout(t, func(t *testing.T, lay layout) {
+		s := newSite(t, lay, 4)
+		s.insert("party_party", 1, map[string]any{"code": "U-1", "name": "Una", "active": true})
+		s.insert("party_party", 1, map[string]any{"code": "U-2", "name": "Dos", "active": true})
+		st, err := capture.Inspect(ctx(t), s.target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Pending != 2 || st.Oldest.IsZero() || st.Triggers != st.WantTriggers || len(st.Tables) == 0 || st.InstallID == "" {
+			t.Fatalf("status %+v: want 2 pending, an oldest time, all triggers", st)
+		}
+		s.cap.Close()
+		err = capture.Uninstall(ctx(t), s.target, false)
+		if err == nil || !strings.Contains(err.Error(), "2 changes") {
+			t.Fatalf("uninstall with 2 pending changes: %v, want a refusal naming them", err)
+		}
+		s.open(capture.Options{})
+		s.drain()
+		s.cap.Close()
+		if err := capture.Uninstall(ctx(t), s.target, false); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := capture.Inspect(ctx(t), s.target); !errors.Is(err, capture.ErrNotInstalled) {
+			t.Fatalf("status after uninstall: %v, want ErrNotInstalled", err)
+		}
+		traces := `SELECT count(*) FROM sqlite_master WHERE (name LIKE 'ghsync_capture%' AND name != 'ghsync_capture_off') OR name IN ('ghsync_outbox', 'ghsync_handoff')`
+		if lay.dialect == models.Postgres {
+			traces = `SELECT (SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'ghsync_capture%')
+				+ (SELECT count(*) FROM pg_proc WHERE proname LIKE 'capture_%' AND pronamespace = 'ghsync'::regnamespace)
+				+ (SELECT count(*) FROM pg_class WHERE relname IN ('outbox', 'handoff', 'capture_meta', 'capture_tables') AND relnamespace = 'ghsync'::regnamespace)`
+		}
+		if n := s.int(traces); n != 0 {
+			t.Fatalf("%d capture objects left after uninstall", n)
+		}
+		// Tryton keeps working, uncaptured.
+		s.insert("party_party", 1, map[string]any{"code": "U-3", "name": "Tres", "active": true})
+		if n := s.int(`SELECT count(*) FROM party_party`); n != 3 {
+			t.Fatalf("party_party has %d rows, want 3", n)
+		}
+	})
+}
+
+// TestSnapshotExistingRows: rows from before capture was installed become
+// create events once, references and Many2Many included; a second run
+// finds nothing new; changes made after the snapshot are drained as writes.
+func TestSnapshotExistingRows(t *testing.T) {
+	forEachLayout(t, func(t *testing.T, lay layout) {
+		s := newSite(t, lay, 9)
+		s.cap.Close()
+		if err := capture.Uninstall(ctx(t), s.target, true); err != nil {
+			t.Fatal(err)
+		}
+		var parties []int64
+		for i := range 25 {
+			id := s.insert("party_party", 1, map[string]any{"code": "OLD-" + string(rune('A'+i)), "name": "Old", "active": true})
+			s.insert("party_address", 1, map[string]any{"party": id, "city": "Spanish Town", "active": true})
+			parties = append(parties, id)
+		}
+		if _, err := capture.Install(ctx(t), s.target, s.reg); err != nil {
+			t.Fatal(err)
+		}
+		s.open(capture.Options{BatchSize: 7}) // several chunks per table
+		st, err := s.cap.Snapshot(ctx(t), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		evs := s.drain()
+		if st.Events != 50 || len(evs) != 50 {
+			t.Fatalf("snapshot made %d events (%d read back), want 50", st.Events, len(evs))
+		}
+		for _, e := range evs[25:] {
+			if r, ok := e.Fields["party"].AsRef(); e.Model != "party.address" || !ok || !strings.HasPrefix(r.Key, "OLD-") {
+				t.Fatalf("snapshot event %s: want addresses referencing their parties by code", e)
+			}
+		}
+		if again, err := s.cap.Snapshot(ctx(t), nil); err != nil || again.Events != 0 {
+			t.Fatalf("second snapshot: %+v %v, want nothing new", again, err)
+		}
+		s.update("party_party", parties[3], 1, map[string]any{"name": "Old but renamed"})
+		if evs := s.drain(); len(evs) != 1 || evs[0].Op != ledger.OpWrite || evs[0].Key != "OLD-D" {
+			t.Fatalf("after the snapshot an edit captured as %v, want one write to OLD-D", evs)
+		}
+	})
+}

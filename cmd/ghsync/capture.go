@@ -1,0 +1,144 @@
+package main
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/ghsync/ghsync/capture"
+	"github.com/ghsync/ghsync/models"
+)
+
+// CaptureCmd manages change capture in a GNU Health database.
+type CaptureCmd struct {
+	Install   CaptureInstallCmd   `cmd:"" help:"Install the outbox and triggers that record every change made in the database (idempotent)."`
+	Uninstall CaptureUninstallCmd `cmd:"" help:"Remove every trace of capture from the database (triggers, functions, outbox)."`
+	Status    CaptureStatusCmd    `cmd:"" help:"Show what is installed, how many changes wait in the outbox and the oldest one."`
+	Drain     CaptureDrainCmd     `cmd:"" help:"Turn the changes waiting in the outbox into ledger events (what sync does first)."`
+	Snapshot  CaptureSnapshotCmd  `cmd:"" help:"Turn the rows already in the database into create events, for an instance joining the network with data (resumable)."`
+}
+
+// Origin is this instance's synchronisation_id.
+type Origin struct {
+	ID uint16 `name:"id" help:"This instance's synchronisation_id (0 = central, 1..511 = satellites)." required:"" env:"GHSYNC_ID"`
+}
+
+type CaptureInstallCmd struct{ Target }
+
+func (c *CaptureInstallCmd) Run(env *Env) error {
+	rep, err := capture.Install(env.Ctx, c.Target.Target, models.GNUHealth())
+	if err != nil {
+		return err
+	}
+	rels := 0
+	for _, t := range rep.Tables {
+		if t.Field != "" {
+			rels++
+		}
+	}
+	fmt.Fprintf(env.Out, "capture installed in %s: %d tables (%d of them Many2Many relations) record their changes\n",
+		redact(c.Target.Target), len(rep.Tables), rels)
+	if len(rep.Missing) > 0 {
+		fmt.Fprintf(env.Out, "%d registered models have no table here (module not activated), nothing of theirs is captured: %s\n",
+			len(rep.Missing), abbreviate(rep.Missing, 6))
+	}
+	return nil
+}
+
+type CaptureUninstallCmd struct {
+	Target
+	Force bool `help:"Uninstall even though changes still wait in the outbox (they are lost)."`
+}
+
+func (c *CaptureUninstallCmd) Run(env *Env) error {
+	if err := capture.Uninstall(env.Ctx, c.Target.Target, c.Force); err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Out, "capture removed from %s\n", redact(c.Target.Target))
+	return nil
+}
+
+type CaptureStatusCmd struct{ Target }
+
+func (c *CaptureStatusCmd) Run(env *Env) error {
+	st, err := capture.Inspect(env.Ctx, c.Target.Target)
+	if err != nil {
+		return err
+	}
+	w := env.Out
+	fmt.Fprintf(w, "capture installed in %s (schema version %d, since %s, install %s)\n",
+		redact(c.Target.Target), st.Version, st.InstalledAt.Format(time.RFC3339), st.InstallID)
+	fmt.Fprintf(w, "tables:   %d captured, %d of %d triggers present\n", len(st.Tables), st.Triggers, st.WantTriggers)
+	if st.Triggers < st.WantTriggers {
+		fmt.Fprintf(w, "          some triggers are missing: run ghsync capture install again\n")
+	}
+	fmt.Fprintf(w, "outbox:   %d changes waiting", st.Pending)
+	if st.Pending > 0 {
+		fmt.Fprintf(w, ", oldest made %s (%s ago)", st.Oldest.Format(time.RFC3339), time.Since(st.Oldest).Round(time.Second))
+	}
+	fmt.Fprintln(w)
+	if st.HandedOff > 0 {
+		fmt.Fprintf(w, "hand-off: %d stamped events not yet confirmed in the ledger (the next drain appends them)\n", st.HandedOff)
+	}
+	return nil
+}
+
+type CaptureDrainCmd struct {
+	Target
+	Origin
+}
+
+func (c *CaptureDrainCmd) Run(env *Env) error {
+	cp, done, err := openCapturer(env, c.Target, c.Origin)
+	if err != nil {
+		return err
+	}
+	defer done()
+	st, err := cp.Drain(env.Ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Out, "captured %d changes as %d events in %d transactions\n", st.Changes, st.Events, st.Batches)
+	return nil
+}
+
+type CaptureSnapshotCmd struct {
+	Target
+	Origin
+}
+
+func (c *CaptureSnapshotCmd) Run(env *Env) error {
+	cp, done, err := openCapturer(env, c.Target, c.Origin)
+	if err != nil {
+		return err
+	}
+	defer done()
+	st, err := cp.Snapshot(env.Ctx, func(p capture.SnapshotProgress) {
+		env.Log.Info("snapshot", "model", p.Model, "rows", p.Rows, "events", p.Events)
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Out, "snapshot: %d existing rows became %d events; run ghsync capture drain for changes made meanwhile\n", st.Changes, st.Events)
+	return nil
+}
+
+func openCapturer(env *Env, t Target, o Origin) (*capture.Capturer, func(), error) {
+	store, err := openLedger(env.Ctx, env.Ledger)
+	if err != nil {
+		return nil, nil, err
+	}
+	cp, err := capture.Open(env.Ctx, t.Target, store, models.GNUHealth(), capture.Options{Origin: o.ID, Logger: env.Log})
+	if err != nil {
+		store.Close()
+		return nil, nil, err
+	}
+	return cp, func() { cp.Close(); store.Close() }, nil
+}
+
+// abbreviate lists up to n names and counts the rest.
+func abbreviate(names []string, n int) string {
+	if len(names) <= n {
+		return fmt.Sprint(names)
+	}
+	return fmt.Sprintf("%v and %d more", names[:n], len(names)-n)
+}
