@@ -27,7 +27,8 @@ type Options struct {
 	BatchSize int
 	Logger    hclog.Logger
 	// BeforeAppend, when set, runs after a batch is read and stamped and
-	// before it is appended. Crash tests kill the process there.
+	// just before it is appended (after the hand-off commit when the
+	// ledger lives elsewhere). Crash tests kill the process there.
 	BeforeAppend func()
 }
 

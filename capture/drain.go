@@ -104,11 +104,11 @@ func (c *Capturer) commit(ctx context.Context, chs []change, fromOutbox bool) (i
 			seqs = append(seqs, ch.seq)
 		}
 	}
-	if c.opts.BeforeAppend != nil {
-		c.opts.BeforeAppend()
-	}
 	var err error
 	if c.sameDB {
+		if c.opts.BeforeAppend != nil {
+			c.opts.BeforeAppend()
+		}
 		_, err = c.store.(ledger.HookAppender).AppendHook(ctx, evs, func(ctx context.Context, tx ledger.Tx) error {
 			return b.bookkeep(ctx, tx, seqs)
 		})
@@ -157,6 +157,9 @@ func (c *Capturer) handOff(ctx context.Context, b *batch, seqs []int64) error {
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("hand-off commit: %w", err)
+	}
+	if c.opts.BeforeAppend != nil {
+		c.opts.BeforeAppend()
 	}
 	return c.finishHandoff(ctx)
 }

@@ -20,7 +20,10 @@ import (
 	"github.com/ghsync/ghsync/projections"
 )
 
-func TestMain(m *testing.M) { pgtest.Main(m) }
+func TestMain(m *testing.M) {
+	runCrashChild()
+	pgtest.Main(m)
+}
 
 // layout is where a site keeps its Tryton tables and its ledger.
 type layout struct {
@@ -277,5 +280,25 @@ func (s *site) outbox() int64 {
 func forEachLayout(t *testing.T, fn func(t *testing.T, lay layout)) {
 	for _, lay := range layouts {
 		t.Run(lay.name, func(t *testing.T) { fn(t, lay) })
+	}
+}
+
+// allEvents reads the site's whole ledger.
+func (s *site) allEvents() []*ledger.Event {
+	s.t.Helper()
+	var out []*ledger.Event
+	after := uint64(0)
+	for {
+		recs, err := s.store.ReadAll(ctx(s.t), after, 1000, ledger.Filter{})
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		if len(recs) == 0 {
+			return out
+		}
+		for _, r := range recs {
+			out = append(out, r.Event)
+		}
+		after = recs[len(recs)-1].Position
 	}
 }

@@ -43,6 +43,14 @@ func TestTrytonScratch(t *testing.T) {
 		}
 	}
 	show("create")
+	s.project()
+	cs, err := s.proj.Conflicts(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cs {
+		t.Logf("conflict %+v", c)
+	}
 	p := db.ReadParty(t, ids[0])
 	db.As("clerk").WriteParty(t, ids[0], trytontest.Values{"name": "Ann B. Lee",
 		"addresses": []any{trytontest.ActionWrite([]int{p.Addresses[0].ID}, trytontest.Values{"city": "Spanish Town"})},
