@@ -393,3 +393,19 @@ func TestClockAt(t *testing.T) {
 		t.Fatalf("Now() after At = %v, want %v", got, ts(10_000, 2))
 	}
 }
+
+func TestCorrectedWallClock(t *testing.T) {
+	machine := clocks.NewManual(at(365 * 24 * 3600 * 1000)) // a year ahead
+	w := clocks.NewCorrected(machine, -365*24*time.Hour)
+	c := clocks.NewClock(w, clocks.DefaultMaxOffset)
+	if got := c.Now(); got != ts(0, 0) {
+		t.Fatalf("Now() with the year corrected = %v, want %v", got, ts(0, 0))
+	}
+	w.SetOffset(0)
+	if got := c.Now(); got != ts(365*24*3600*1000, 0) {
+		t.Fatalf("Now() without correction = %v", got)
+	}
+	if w.Offset() != 0 {
+		t.Fatalf("Offset() = %v", w.Offset())
+	}
+}

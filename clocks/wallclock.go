@@ -58,3 +58,42 @@ func (m *Manual) Advance(d time.Duration) {
 	defer m.mu.Unlock()
 	m.now = m.now.Add(d)
 }
+
+// Corrected is a WallClock that reads base shifted by an offset measured
+// against a reference (central's clock), so a satellite whose machine
+// clock is off by hours or years still stamps its events near true time
+// once it has talked to central. The offset can be replaced while in use.
+type Corrected struct {
+	base   WallClock
+	mu     sync.Mutex
+	offset time.Duration
+}
+
+// NewCorrected returns base (System if nil) shifted by offset.
+func NewCorrected(base WallClock, offset time.Duration) *Corrected {
+	if base == nil {
+		base = System
+	}
+	return &Corrected{base: base, offset: offset}
+}
+
+// Now is base's reading plus the offset.
+func (c *Corrected) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.base.Now().Add(c.offset)
+}
+
+// SetOffset replaces the correction, e.g. after a new measurement.
+func (c *Corrected) SetOffset(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.offset = d
+}
+
+// Offset is the correction in force.
+func (c *Corrected) Offset() time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.offset
+}
