@@ -2,23 +2,15 @@ package projections_test
 
 import (
 	"context"
-	"database/sql"
-	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net/url"
-	"os"
-	"strconv"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/ghsync/ghsync/clocks"
-	"github.com/ghsync/ghsync/fixtures"
-	"github.com/ghsync/ghsync/internal/pgtest"
+	"github.com/ghsync/ghsync/internal/pgbench"
 	"github.com/ghsync/ghsync/ledger"
 	"github.com/ghsync/ghsync/ledger/ledgertest"
 	"github.com/ghsync/ghsync/models"
@@ -133,234 +125,68 @@ func fileLedger(tb testing.TB, evs []*ledger.Event) ledger.Store {
 }
 
 // benchCluster is a durable throwaway cluster for one benchmark, able to
-// publish logical replication.
-type benchCluster struct {
-	admin string
-	port  string
-	conn  *pgx.Conn // to the postgres database
-	n     int
-
-	settings string // the server's version and durability, for logs
-}
+// publish logical replication (internal/pgbench, which the capture
+// benchmarks share).
+type benchCluster struct{ *pgbench.Cluster }
 
 func newBenchCluster(tb testing.TB) *benchCluster {
 	tb.Helper()
-	// wal_retrieve_retry_interval: the logical replication launcher
-	// starts a subscription's apply worker at most once per interval
-	// (default 5s) after its last look at the subscriptions, which any
-	// subscription DDL triggers; at the default, ENABLE waited up to 5s
-	// for its worker, at random, depending on how long ago the
-	// subscription was created or the last one dropped.
-	admin := pgtest.NewCluster(tb, "wal_level=logical", "max_replication_slots=10", "max_wal_senders=10",
-		"wal_retrieve_retry_interval=50ms")
-	u, err := url.Parse(admin)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	conn, err := pgx.Connect(context.Background(), admin)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { conn.Close(context.Background()) })
-	c := &benchCluster{admin: admin, port: u.Port(), conn: conn}
-	if err := conn.QueryRow(context.Background(), `SELECT concat_ws(' ', version(), 'fsync=' || current_setting('fsync'),
-		'synchronous_commit=' || current_setting('synchronous_commit'), 'full_page_writes=' || current_setting('full_page_writes'),
-		'wal_level=' || current_setting('wal_level'), 'shared_buffers=' || current_setting('shared_buffers'),
-		'wal_retrieve_retry_interval=' || current_setting('wal_retrieve_retry_interval'))`).Scan(&c.settings); err != nil {
-		tb.Fatal(err)
-	}
-	return c
+	return &benchCluster{pgbench.NewCluster(tb)}
 }
 
 // database creates a database on the cluster, with reg's Tryton schema
 // if reg is not nil, and returns its URL.
 func (c *benchCluster) database(tb testing.TB, prefix string, reg *models.Registry) (name, dbURL string) {
 	tb.Helper()
-	ctx := context.Background()
-	c.n++
-	name = fmt.Sprintf("%s_%d", prefix, c.n)
-	if _, err := c.conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()+" TEMPLATE template0 ENCODING 'UTF8'"); err != nil {
-		tb.Fatalf("create database %s: %v", name, err)
-	}
-	u, _ := url.Parse(c.admin)
-	u.Path = "/" + name
-	dbURL = u.String()
-	if reg != nil {
-		db, err := sql.Open("pgx", dbURL)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		defer db.Close()
-		if err := fixtures.CreateTrytonSchema(ctx, db, reg, models.Postgres); err != nil {
-			tb.Fatal(err)
-		}
-	}
-	return name, dbURL
+	return c.Database(tb, prefix, reg)
 }
 
 func (c *benchCluster) drop(tb testing.TB, name string) {
 	tb.Helper()
-	if _, err := c.conn.Exec(context.Background(), "DROP DATABASE "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
-		tb.Fatalf("drop database %s: %v", name, err)
-	}
+	c.Drop(tb, name)
 }
 
 // checkpoint flushes dirty pages so a timed run does not pay for the
 // previous one's.
 func (c *benchCluster) checkpoint(tb testing.TB) {
 	tb.Helper()
-	if _, err := c.conn.Exec(context.Background(), "CHECKPOINT"); err != nil {
-		tb.Fatalf("checkpoint: %v", err)
-	}
+	c.Checkpoint(tb)
 }
 
 // partyDigest summarises party_party's content (not ids, not audit
 // columns), to check that two databases hold the same parties.
 func partyDigest(tb testing.TB, dbURL string) (rows int, digest string) {
 	tb.Helper()
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, dbURL)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	err = conn.QueryRow(ctx, `SELECT count(*), coalesce(md5(string_agg(concat_ws('|', code, name, lastname, ref, dob, gender, active), ',' ORDER BY code)), '')
-		FROM party_party`).Scan(&rows, &digest)
-	if err != nil {
-		tb.Fatalf("digest party_party: %v", err)
-	}
-	return rows, digest
+	return pgbench.PartyDigest(tb, dbURL)
 }
 
-// cpuMeter sums the CPU time (user + system) of the server processes
-// working for some databases (backends, walsenders, apply workers: by
-// pg_stat_activity.datname) and, if self, of this process, over a timed
-// window. On a shared 2-core machine the wall-clock rates move with
-// whatever else runs; CPU time mostly does not.
-type cpuMeter struct {
-	c       *benchCluster
-	dbs     []string
-	self    bool
-	exclude map[int]bool // pids not to count (a poller's backend)
-	before  map[int]time.Duration
-	selfCPU time.Duration
-
-	// After stop: the CPU time of this process and of the server's.
-	ownUsed, serverUsed time.Duration
-}
+// cpuMeter is pgbench.CPUMeter: the CPU time of this process (if self)
+// and of the server processes of some databases over a timed window.
+type cpuMeter struct{ *pgbench.CPUMeter }
 
 func (c *benchCluster) meter(tb testing.TB, self bool, exclude []int, dbs ...string) *cpuMeter {
 	tb.Helper()
-	m := &cpuMeter{c: c, dbs: dbs, self: self, exclude: map[int]bool{}}
-	for _, pid := range exclude {
-		m.exclude[pid] = true
-	}
-	m.before = m.backends(tb)
-	m.selfCPU = selfCPU()
-	return m
+	return &cpuMeter{c.Meter(tb, self, exclude, dbs...)}
 }
 
 // stop returns the CPU time used since the meter was made, by the
 // processes alive now; call it before they exit.
 func (m *cpuMeter) stop(tb testing.TB) time.Duration {
 	tb.Helper()
-	m.ownUsed, m.serverUsed = 0, 0
-	if m.self {
-		m.ownUsed = selfCPU() - m.selfCPU
-	}
-	for pid, t := range m.backends(tb) {
-		m.serverUsed += t - m.before[pid]
-	}
-	return m.ownUsed + m.serverUsed
+	return m.Stop(tb)
 }
 
-func (m *cpuMeter) String() string {
-	return fmt.Sprintf("CPU: this process %v, server %v", m.ownUsed.Round(time.Millisecond), m.serverUsed.Round(time.Millisecond))
-}
-
-func (m *cpuMeter) backends(tb testing.TB) map[int]time.Duration {
-	tb.Helper()
-	rows, err := m.c.conn.Query(context.Background(), `SELECT pid FROM pg_stat_activity WHERE datname = ANY($1)`, m.dbs)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	pids, err := pgx.CollectRows(rows, pgx.RowTo[int32])
-	if err != nil {
-		tb.Fatal(err)
-	}
-	out := map[int]time.Duration{}
-	for _, pid := range pids {
-		if !m.exclude[int(pid)] {
-			out[int(pid)] = procCPU(int(pid))
-		}
-	}
-	return out
-}
-
-// procCPU is the user + system time of a process, from /proc (Linux; 0
-// elsewhere or once it has exited). Clock ticks are taken as 100 a
-// second (USER_HZ on every Linux port Go supports).
-func procCPU(pid int) time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	if len(f) < 13 {
-		return 0
-	}
-	u, _ := strconv.ParseInt(f[11], 10, 64)
-	k, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(u+k) * 10 * time.Millisecond
-}
-
-func selfCPU() time.Duration {
-	var ru syscall.Rusage
-	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// anchorRun is the logical replication anchor: a publisher database and a
-// subscriber database on the cluster, both with reg's Tryton schema; the
-// publisher makes the row changes evs describe (creates as INSERTs, writes
-// as UPDATEs, anchorTxRows per transaction) while the subscription is
-// disabled; then the subscription is enabled and timed until the
-// subscriber shows the last change.
+// anchorRun is the logical replication anchor (pgbench.Replication): a
+// publisher database and a subscriber database on the cluster, both with
+// reg's Tryton schema; the publisher makes the row changes evs describe
+// (creates as INSERTs, writes as UPDATEs, anchorTxRows per transaction)
+// while the subscription is disabled; then the subscription is enabled
+// and timed until the subscriber shows the last change.
 func anchorRun(b *testing.B, c *benchCluster, reg *models.Registry, evs []*ledger.Event) (_ time.Duration, changes int, digest string, cpu time.Duration) {
 	b.Helper()
 	ctx := context.Background()
-	pubName, pubURL := c.database(b, "anchor_pub", reg)
-	subName, subURL := c.database(b, "anchor_sub", reg)
-	pub, err := pgx.Connect(ctx, pubURL)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer pub.Close(ctx)
-	sub, err := pgx.Connect(ctx, subURL)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer sub.Close(ctx)
-	slot := "ghsync_anchor_" + fmt.Sprint(c.n)
-	exec := func(conn *pgx.Conn, q string, args ...any) {
-		b.Helper()
-		if _, err := conn.Exec(ctx, q, args...); err != nil {
-			b.Fatalf("%s: %v", q, err)
-		}
-	}
-	exec(pub, `CREATE PUBLICATION ghsync_anchor FOR TABLE party_party`)
-	// The slot is made apart from the subscription: CREATE SUBSCRIPTION
-	// waits for a slot it creates on its own cluster to become consistent,
-	// which needs its own transaction to end, and hangs.
-	exec(pub, `SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, slot)
-	pubConnInfo := fmt.Sprintf("host=127.0.0.1 port=%s user=postgres dbname=%s", c.port, pubName)
-	// synchronous_commit on: the apply worker's commits are as durable as
-	// the projector's (PostgreSQL's default for subscriptions is off).
-	exec(sub, fmt.Sprintf(`CREATE SUBSCRIPTION ghsync_anchor CONNECTION '%s' PUBLICATION ghsync_anchor
-		WITH (create_slot = false, slot_name = '%s', copy_data = false, enabled = false, synchronous_commit = 'on')`, pubConnInfo, slot))
+	r := c.Replication(b, reg, "party_party")
+	pub := r.Pub
 
 	// The publisher's row changes, the same the projector makes: ids in
 	// creation order, create_uid 1 (admin), create_date the create's HLC;
@@ -405,86 +231,12 @@ func anchorRun(b *testing.B, c *benchCluster, reg *models.Registry, evs []*ledge
 	if lastID == 0 {
 		b.Fatal("the party history has no writes")
 	}
-	var pending int64
-	if err := pub.QueryRow(ctx, `SELECT pg_current_wal_lsn() - restart_lsn FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&pending); err != nil {
-		b.Fatal(err)
-	}
 	b.Logf("anchor: %d row changes in %d publisher transactions, %.1f MiB of WAL behind the slot",
-		changes, (len(evs)+anchorTxRows-1)/anchorTxRows, float64(pending)/(1<<20))
-	c.checkpoint(b)
-	var subPID, pubPID int32
-	if err := sub.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&subPID); err != nil {
-		b.Fatal(err)
-	}
-	if err := pub.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&pubPID); err != nil {
-		b.Fatal(err)
-	}
-	meter := c.meter(b, false, []int{int(subPID), int(pubPID)}, pubName, subName)
+		changes, (len(evs)+anchorTxRows-1)/anchorTxRows, float64(r.PendingWAL(b))/(1<<20))
 
-	// The subscriber applies the publisher's transactions in commit
-	// order, so once the last update shows, everything before it is
-	// applied (and, with synchronous_commit on, flushed).
-	b.StartTimer()
-	start := time.Now()
-	exec(sub, `ALTER SUBSCRIPTION ghsync_anchor ENABLE`)
-	deadline := start.Add(5 * time.Minute)
-	var workerAt time.Duration
-	for {
-		if workerAt == 0 {
-			var n int
-			if err := sub.QueryRow(ctx, `SELECT count(pid) FROM pg_stat_subscription`).Scan(&n); err != nil {
-				b.Fatal(err)
-			}
-			if n > 0 {
-				workerAt = time.Since(start)
-			}
-		}
-		var got string
-		err := sub.QueryRow(ctx, `SELECT lastname FROM party_party WHERE id = $1`, lastID).Scan(&got)
-		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-			b.Fatal(err)
-		}
-		if got == lastName {
-			break
-		}
-		if time.Now().After(deadline) {
-			var state string
-			sub.QueryRow(ctx, `SELECT coalesce(string_agg(concat_ws(' ', pid, received_lsn, latest_end_lsn), '; '), 'no worker') FROM pg_stat_subscription`).Scan(&state)
-			b.Fatalf("the subscriber did not apply the last change within 5 minutes (pg_stat_subscription: %s)", state)
-		}
-		time.Sleep(10 * time.Millisecond) // ±10ms in ~1s; polling faster took CPU from the apply
-	}
-	d := time.Since(start)
-	b.StopTimer()
-	cpu = meter.stop(b)
-	b.Logf("anchor: the apply worker ran %v after ENABLE; the last change showed after %v; walsender and apply worker used %v of CPU",
-		workerAt.Round(time.Millisecond), d.Round(time.Millisecond), cpu.Round(time.Millisecond))
-
-	pubRows, pubDigest := partyDigest(b, pubURL)
-	subRows, subDigest := partyDigest(b, subURL)
-	if pubRows != len(ids) || subRows != pubRows || subDigest != pubDigest {
-		b.Fatalf("the subscriber holds %d parties (digest %s), the publisher %d (%s), want %d equal",
-			subRows, subDigest, pubRows, pubDigest, len(ids))
-	}
-	// Stop the apply worker and the walsender before anything else runs.
-	exec(sub, `ALTER SUBSCRIPTION ghsync_anchor DISABLE`)
-	exec(sub, `ALTER SUBSCRIPTION ghsync_anchor SET (slot_name = NONE)`)
-	exec(sub, `DROP SUBSCRIPTION ghsync_anchor`)
-	for i := 0; ; i++ {
-		_, err := pub.Exec(ctx, `SELECT pg_drop_replication_slot($1)`, slot)
-		if err == nil {
-			break
-		}
-		if i == 500 {
-			b.Fatalf("drop the anchor's slot: %v", err)
-		}
-		time.Sleep(10 * time.Millisecond) // the walsender is still exiting
-	}
-	pub.Close(ctx)
-	sub.Close(ctx)
-	c.drop(b, pubName)
-	c.drop(b, subName)
-	return d, changes, subDigest, cpu
+	res := r.CatchUp(b, pgbench.RowShows(`SELECT lastname FROM party_party WHERE id = $1`, lastName, lastID))
+	digest = r.Finish(b, len(ids))
+	return res.Wall, changes, digest, res.CPU
 }
 
 // catchUpRun projects the events of store into a fresh Tryton database on
@@ -543,7 +295,7 @@ func BenchmarkCatchUpVsAnchor(b *testing.B) {
 
 	b.Run("anchor=logical-replication", func(b *testing.B) {
 		b.StopTimer()
-		b.Logf("cluster: %s", c.settings)
+		b.Logf("cluster: %s", c.Settings)
 		var wall, cpu time.Duration
 		var changes int
 		for range b.N {

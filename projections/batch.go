@@ -54,6 +54,7 @@ type batch struct {
 	// alias: renamed records (old key → new key). See local.go.
 	pending map[string]map[int64]bool
 	alias   map[recKey]string
+	bounds  []ledger.ClockBound // see clockbound.go
 }
 
 func newBatch(p *Projector, tx dtx) *batch {
@@ -106,7 +107,9 @@ func (b *batch) load(ctx context.Context, keys []recKey) error {
 func (b *batch) apply(ctx context.Context, evs []ledger.Record) error {
 	var keys []recKey
 	for _, r := range evs {
-		keys = append(keys, recKey{r.Event.Model, r.Event.Key})
+		if r.Event.Model != ledger.ClockBoundModel {
+			keys = append(keys, recKey{r.Event.Model, r.Event.Key})
+		}
 		b.last = r.Position
 	}
 	if err := b.load(ctx, keys); err != nil {
@@ -114,6 +117,19 @@ func (b *batch) apply(ctx context.Context, evs []ledger.Record) error {
 	}
 	var todo []*record
 	for _, r := range evs {
+		if r.Event.Model == ledger.ClockBoundModel {
+			redo, err := b.bound(ctx, r.Event)
+			if err != nil {
+				return err
+			}
+			for _, rec := range redo {
+				if !rec.dirty {
+					rec.dirty = true
+					todo = append(todo, rec)
+				}
+			}
+			continue
+		}
 		rec := b.recs[recKey{r.Event.Model, r.Event.Key}]
 		if rec.pending {
 			// Only records about to change need their stored conflict set.
@@ -127,7 +143,7 @@ func (b *batch) apply(ctx context.Context, evs []ledger.Record) error {
 				return err
 			}
 		}
-		if rec.st.Apply(r.Event) {
+		if rec.st.Apply(b.clamp(r.Event)) {
 			if !rec.dirty {
 				todo = append(todo, rec)
 			}

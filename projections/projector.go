@@ -259,6 +259,9 @@ func (p *Projector) applyBatch(ctx context.Context, recs []ledger.Record) (rejec
 	if err := b.loadLocal(ctx); err != nil {
 		return 0, fmt.Errorf("read capture state: %w", err)
 	}
+	if err := b.loadBounds(ctx); err != nil {
+		return 0, fmt.Errorf("read clock bounds: %w", err)
+	}
 	var good []ledger.Record
 	for _, r := range recs {
 		if rej := p.validate(r.Event); rej != nil {
@@ -311,6 +314,12 @@ func (r *Rejection) Unwrap() error { return ErrRejected }
 func (p *Projector) validate(e *ledger.Event) *Rejection {
 	rej := func(field, format string, args ...any) *Rejection {
 		return &Rejection{EventID: e.ID.String(), Model: e.Model, Key: e.Key, Field: field, Problem: fmt.Sprintf(format, args...)}
+	}
+	if e.Model == ledger.ClockBoundModel {
+		if _, err := ledger.ParseClockBound(e); err != nil {
+			return rej("", "%v", err)
+		}
+		return nil
 	}
 	m, ok := p.reg.Lookup(e.Model)
 	if !ok {

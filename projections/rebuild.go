@@ -67,7 +67,7 @@ func (p *Projector) reset(ctx context.Context) error {
 		}
 		tx.queue(`DELETE FROM `+quoteIdent(m.Table)+` WHERE id IN `+owned, m.Name)
 	}
-	for _, t := range []string{"idmap", "state", "parked", "conflicts", "rejected", "deferred", "alias"} {
+	for _, t := range []string{"idmap", "state", "parked", "conflicts", "rejected", "deferred", "alias", "clock_bounds"} {
 		tx.queue(`DELETE FROM ` + s + t)
 	}
 	tx.queue(`UPDATE `+s+`checkpoint SET position = 0 WHERE name = ?`, p.opts.Name)

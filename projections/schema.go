@@ -84,6 +84,14 @@ var schemaTables = []string{
 		old_key TEXT NOT NULL,
 		new_key TEXT NOT NULL,
 		PRIMARY KEY (model, old_key))`,
+	// clock_bounds: central's clock corrections (ledger.ClockBound): events
+	// of origin from_seq..to_seq merge as if stamped at bound.
+	`CREATE TABLE IF NOT EXISTS {s}clock_bounds (
+		origin   INTEGER NOT NULL,
+		from_seq BIGINT NOT NULL,
+		to_seq   BIGINT NOT NULL,
+		bound    BIGINT NOT NULL,
+		PRIMARY KEY (origin, from_seq))`,
 	// rejected: events set aside because they break the registry's rules.
 	`CREATE TABLE IF NOT EXISTS {s}rejected (
 		position BIGINT PRIMARY KEY,
