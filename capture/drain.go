@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ghsync/ghsync/clocks"
 	"github.com/ghsync/ghsync/ledger"
 )
 
@@ -93,10 +94,8 @@ func (c *Capturer) commit(ctx context.Context, chs []change, fromOutbox bool) (i
 		return 0, err
 	}
 	evs := b.events
-	for _, p := range b.pending {
-		if err := c.seq.StampAt(p.e, p.at); err != nil {
-			return 0, err
-		}
+	if err := c.stamp(b); err != nil {
+		return 0, err
 	}
 	var seqs []int64
 	if fromOutbox {
@@ -130,6 +129,44 @@ func (c *Capturer) commit(ctx context.Context, chs []change, fromOutbox bool) (i
 		clear(c.stamped)
 	}
 	return len(evs), nil
+}
+
+// stamp stamps the batch's events in order. A write names as Base the
+// latest earlier write of the same field in this batch (Tryton often saves
+// a record twice in one transaction), and is stamped after every value it
+// replaced, even one from an instance whose clock runs a little ahead:
+// otherwise the user's edit would lose to the value it overwrote.
+func (c *Capturer) stamp(b *batch) error {
+	here := map[fieldKey]clocks.Timestamp{}
+	for _, p := range b.pending {
+		e := p.e
+		var floor clocks.Timestamp
+		if e.Op == ledger.OpWrite {
+			for f := range e.Fields {
+				base := max(e.Base[f], here[fieldKey{e.Model, e.Key, f}])
+				if base != 0 {
+					if e.Base == nil {
+						e.Base = map[string]clocks.Timestamp{}
+					}
+					e.Base[f] = base
+				}
+				floor = max(floor, base)
+			}
+		}
+		if floor != 0 && floor >= c.opts.Clock.Last() {
+			if _, err := c.opts.Clock.Observe(floor); err != nil {
+				c.log.Warn("a replaced value is stamped beyond the tolerated clock offset; stamping after it anyway", "model", e.Model, "key", e.Key, "error", err)
+				c.opts.Clock.Restore(floor)
+			}
+		}
+		if err := c.seq.StampAt(e, p.at); err != nil {
+			return err
+		}
+		for f := range e.Fields {
+			here[fieldKey{e.Model, e.Key, f}] = e.HLC
+		}
+	}
+	return nil
 }
 
 // handOff is the two-step commit for a ledger outside this database: the

@@ -56,7 +56,8 @@ const (
 	ExtraFields           Problem = "extra-fields"            // info: fields/columns the catalogue does not synchronise
 	NullKeys              Problem = "null-keys"               // warning: records without a network key
 	DuplicateKeys         Problem = "duplicate-keys"          // error (warning for reference data)
-	SequenceKeys          Problem = "sequence-keys"           // warning: keys that look like a per-instance sequence
+	SequenceKeys          Problem = "sequence-keys"           // error: keys that look like a per-instance sequence
+	KeyNotNetworkUnique   Problem = "key-not-network-unique"  // error: the key is filled from a sequence without an instance prefix
 )
 
 // Finding is one thing Check found about a model.
@@ -174,6 +175,9 @@ type snapshot struct {
 	models map[string]string             // ir_model: model → module
 	fields map[string]map[string]irField // model → field → ir_model_field row
 	tables map[string]map[string]column  // table → column → description
+	// modules is ir_module: module → state; nil when the database has no
+	// ir_module table (a test schema).
+	modules map[string]string
 }
 
 // Check compares a Tryton database with the registry, before the first
@@ -204,6 +208,9 @@ func Check(ctx context.Context, db *sql.DB, dialect string, reg *Registry) (*Che
 		mc := ModelCheck{Model: m.Name, Table: m.Table, Module: m.Module}
 		if complete := s.checkModel(m, dialect, &mc); complete {
 			if err := checkKeys(ctx, db, dialect, m, &mc); err != nil {
+				return nil, err
+			}
+			if err := s.checkKeySequences(ctx, db, m, &mc); err != nil {
 				return nil, err
 			}
 		}
@@ -492,7 +499,7 @@ func checkKeys(ctx context.Context, db *sql.DB, dialect string, m *Model, mc *Mo
 		return fmt.Errorf("count %s sequence-like keys: %w", m.Name, err)
 	}
 	if n > 0 {
-		mc.add(Warning, SequenceKeys, "", "%s a plain number as %s (\"1\", \"2\", ...), as a per-instance sequence generates: other instances generate the same ones, so different records would share a network key; give them network-unique codes (GNU Health's uuid-based party codes, or an instance prefix) before the first synchronisation", count(n, "record has", "records have"), keyText)
+		mc.add(Error, SequenceKeys, "", "%s a plain number as %s (\"1\", \"2\", ...), as a per-instance sequence generates: other instances generate the same ones, so different records would share a network key; give them network-unique codes (GNU Health's uuid-based party codes, or an instance prefix) before the first synchronisation", count(n, "record has", "records have"), keyText)
 	}
 	return nil
 }
@@ -569,7 +576,10 @@ func readSQLite(ctx context.Context, db *sql.DB, reg *Registry) (*snapshot, erro
 	if err := rows.Close(); err != nil {
 		return nil, fmt.Errorf("list tables: %w", err)
 	}
-	wanted := []string{"ir_model", "ir_model_field"}
+	wanted := []string{"ir_model", "ir_model_field", "ir_module", "ir_model_data", "ir_sequence"}
+	for _, ks := range keySequences {
+		wanted = append(wanted, ks.config)
+	}
 	for _, m := range reg.Models() {
 		wanted = append(wanted, m.Table)
 		for _, f := range m.Fields {
@@ -650,5 +660,179 @@ func (s *snapshot) readIR(ctx context.Context, db *sql.DB) error {
 	if err := rows.Close(); err != nil {
 		return fmt.Errorf("read ir_model_field: %w", err)
 	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read ir_model_field: %w", err)
+	}
+	return s.readModules(ctx, db)
+}
+
+// keySequence is where Tryton configures the ir.sequence that fills a
+// model's key field when a record is created without a value for it.
+type keySequence struct {
+	model, field string
+	// config is the configuration table (a MultiValue of a singleton
+	// configuration model) and column the column holding the ir_sequence
+	// id.
+	config, column string
+	// module and xmlID name the default sequence (ir_model_data) that
+	// Tryton uses while the configuration holds no row; "" if unknown.
+	module, xmlID string
+	// filledBy is a module that, when activated, fills the field itself
+	// so that the sequence is not used; "" if none.
+	filledBy string
+}
+
+// keySequences are the sequences known to fill catalogue keys. Plain
+// Tryton numbers party codes from the "Party" sequence ("1", "2", ...;
+// tryton_schema.txt); GNU Health's health module fills them with
+// "<uuid4>-<name>" instead, so its still unprefixed Party sequence is
+// harmless there. GNU Health's own per-instance sequences (appointments
+// "APP 2026/1", evaluations, prescriptions: gnuhealth.sequences,
+// health_schema.txt) fill fields of models the catalogue identifies by
+// UUID; they matter only to a registry that keys those models by that
+// field.
+var keySequences = []keySequence{
+	{model: "party.party", field: "code", config: "party_configuration_party_sequence", column: "party_sequence",
+		module: "party", xmlID: "sequence_party", filledBy: "health"},
+	{model: "gnuhealth.appointment", field: "name", config: "gnuhealth_sequences_appointment_sequence", column: "appointment_sequence"},
+	{model: "gnuhealth.patient.evaluation", field: "code", config: "gnuhealth_sequences_patient_evaluation_sequence", column: "patient_evaluation_sequence"},
+	{model: "gnuhealth.prescription.order", field: "prescription_id", config: "gnuhealth_sequences_prescription_sequence", column: "prescription_sequence"},
+}
+
+// irSequence is an ir_sequence row.
+type irSequence struct {
+	id             int64
+	name           string
+	prefix, suffix string
+}
+
+// checkKeySequences refuses a unique key that Tryton fills from a
+// per-database sequence without an instance marker: every instance then
+// generates the same keys ("1", "2", ...), so different records would
+// share one network identity. This is judged from the configuration, so
+// it is caught on an empty database, before the first record exists.
+//
+// Only a sequence with neither prefix nor suffix is refused: whether a
+// prefix is shared by several instances cannot be known from one
+// database (GNU Health's "APP ${year}/" is the same everywhere).
+func (s *snapshot) checkKeySequences(ctx context.Context, db *sql.DB, m *Model, mc *ModelCheck) error {
+	if m.Kind != UniqueKey {
+		return nil
+	}
+	for _, ks := range keySequences {
+		if ks.model != m.Name || m.Key[0] != ks.field {
+			continue
+		}
+		if ks.filledBy != "" && s.activated(ks.filledBy, m.Name) {
+			continue
+		}
+		seqs, err := s.keySequenceRows(ctx, db, ks)
+		if err != nil {
+			return fmt.Errorf("read the sequence of %s.%s: %w", m.Name, ks.field, err)
+		}
+		for _, seq := range seqs {
+			if strings.TrimSpace(seq.prefix) != "" || strings.TrimSpace(seq.suffix) != "" {
+				continue
+			}
+			mc.add(Error, KeyNotNetworkUnique, ks.field,
+				"key %s of %s is filled from the sequence %q (ir_sequence id %d), which has no prefix: every instance generates the same values from it (\"1\", \"2\", ...), so different records made on different instances would share one network key and be merged; before the first synchronisation either give that sequence a prefix unique to this instance (Tryton: Administration > Sequences > %s, e.g. \"A-\" here and \"B-\" on the next instance), or identify %s by UUID in ghsync's configuration (models.Registry.WithUUIDIdentity)",
+				ks.field, m.Name, seq.name, seq.id, seq.name, m.Name)
+		}
+	}
+	return nil
+}
+
+// activated reports whether module is activated: from ir_module when the
+// database has it, else from whether ir_model_field lists a field of
+// model declared by module.
+func (s *snapshot) activated(module, model string) bool {
+	if s.modules != nil {
+		switch s.modules[module] {
+		case "activated", "to upgrade", "to remove":
+			return true
+		}
+		return false
+	}
+	for _, f := range s.fields[model] {
+		if f.module == module {
+			return true
+		}
+	}
+	return false
+}
+
+// keySequenceRows reads the sequences ks's configuration names: every
+// configured one (a MultiValue may hold one per company), or the default
+// sequence while the configuration holds no row. A configuration row
+// naming no sequence means codes are typed by hand: nothing to judge.
+func (s *snapshot) keySequenceRows(ctx context.Context, db *sql.DB, ks keySequence) ([]irSequence, error) {
+	cfg, ok := s.tables[ks.config]
+	if _, col := cfg[ks.column]; !ok || !col {
+		return nil, nil
+	}
+	seqCols, ok := s.tables["ir_sequence"]
+	if !ok {
+		return nil, nil
+	}
+	fix := func(col string) string {
+		if _, ok := seqCols[col]; ok {
+			return "COALESCE(s." + quote(col) + ", '')"
+		}
+		return "''"
+	}
+	sel := "SELECT s.id, s.name, " + fix("prefix") + ", " + fix("suffix") + " FROM ir_sequence s "
+	var rows int64
+	if err := db.QueryRowContext(ctx, "SELECT count(*) FROM "+quote(ks.config)).Scan(&rows); err != nil {
+		return nil, err
+	}
+	var q string
+	switch {
+	case rows > 0:
+		q = sel + "JOIN " + quote(ks.config) + " c ON c." + quote(ks.column) + " = s.id ORDER BY s.id"
+	case ks.xmlID != "" && s.tables["ir_model_data"] != nil:
+		q = sel + "JOIN ir_model_data d ON d.db_id = s.id WHERE d.model = 'ir.sequence' AND d.module = " +
+			literal(ks.module) + " AND d.fs_id = " + literal(ks.xmlID)
+	default:
+		return nil, nil
+	}
+	r, err := db.QueryContext(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	var out []irSequence
+	for r.Next() {
+		var seq irSequence
+		if err := r.Scan(&seq.id, &seq.name, &seq.prefix, &seq.suffix); err != nil {
+			return nil, err
+		}
+		if len(out) == 0 || out[len(out)-1].id != seq.id {
+			out = append(out, seq)
+		}
+	}
+	return out, r.Err()
+}
+
+// readModules reads ir_module, if the database has it.
+func (s *snapshot) readModules(ctx context.Context, db *sql.DB) error {
+	if _, ok := s.tables["ir_module"]; !ok {
+		return nil
+	}
+	rows, err := db.QueryContext(ctx, `SELECT name, COALESCE(state, '') FROM ir_module`)
+	if err != nil {
+		return fmt.Errorf("read ir_module: %w", err)
+	}
+	defer rows.Close()
+	s.modules = map[string]string{}
+	for rows.Next() {
+		var name, state string
+		if err := rows.Scan(&name, &state); err != nil {
+			return fmt.Errorf("read ir_module: %w", err)
+		}
+		s.modules[name] = state
+	}
 	return rows.Err()
 }
+
+// literal quotes an SQL string literal (ghsync's own constants only).
+func literal(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }

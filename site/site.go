@@ -1,0 +1,246 @@
+// Package site is one GNU Health instance as ghsync runs it: its Tryton
+// database, its ledger, the capturer and projector working on them, and,
+// for a satellite, its link to central. Sync is the cycle the 2014
+// engine's three Celery tasks performed (push, pull, new), plus capture
+// and projection; Run repeats it as a service.
+package site
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/ghsync/ghsync/capture"
+	"github.com/ghsync/ghsync/clocks"
+	"github.com/ghsync/ghsync/ledger"
+	"github.com/ghsync/ghsync/models"
+	"github.com/ghsync/ghsync/projections"
+	"github.com/ghsync/ghsync/satellite"
+)
+
+// Config describes an instance.
+type Config struct {
+	Origin uint16 // synchronisation_id: 0 central, 1..511 satellites
+	// Target is the Tryton database (postgres:// URL or sqlite:PATH); empty
+	// for a ledger-only node. Capture runs if it is installed there.
+	Target string
+	Store  ledger.Store
+	// StoreLocation is where Store lives; the pull cursor persists there.
+	StoreLocation string
+	Registry      *models.Registry
+	// Central and Token link a satellite to central; empty at central.
+	Central    string
+	Token      string
+	HTTPClient *http.Client
+	// Wall is this machine's clock (default the system's). It is corrected
+	// by the offset measured against central.
+	Wall     clocks.WallClock
+	Logger   hclog.Logger
+	Progress func(satellite.Progress)
+}
+
+// Site runs the sync cycle of one instance. Not safe for concurrent use.
+type Site struct {
+	cfg    Config
+	log    hclog.Logger
+	wall   *clocks.Corrected
+	clock  *clocks.Clock
+	cap    *capture.Capturer // nil when capture is not installed
+	proj   *projections.Projector
+	client *satellite.Client // nil until central answered
+}
+
+// Open prepares an instance. Central need not be reachable.
+func Open(ctx context.Context, cfg Config) (*Site, error) {
+	if cfg.Registry == nil {
+		cfg.Registry = models.GNUHealth()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = hclog.NewNullLogger()
+	}
+	s := &Site{cfg: cfg, log: cfg.Logger.Named("site"), wall: clocks.NewCorrected(cfg.Wall, 0)}
+	s.clock = clocks.NewClock(s.wall, clocks.DefaultMaxOffset)
+	if cfg.Target == "" {
+		return s, nil
+	}
+	var err error
+	if _, err = capture.Inspect(ctx, cfg.Target); err == nil {
+		s.cap, err = capture.Open(ctx, cfg.Target, cfg.Store, cfg.Registry, capture.Options{Origin: cfg.Origin, Clock: s.clock, Logger: cfg.Logger})
+		if err != nil {
+			return nil, err
+		}
+	} else if !errors.Is(err, capture.ErrNotInstalled) {
+		return nil, err
+	} else {
+		s.log.Warn("capture is not installed: local changes are not recorded (ghsync capture install)", "target", cfg.Target)
+	}
+	if s.proj, err = projections.Open(ctx, cfg.Target, cfg.Store, cfg.Registry, projections.Options{Logger: cfg.Logger}); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Close releases what Open opened (not the Store).
+func (s *Site) Close() {
+	if s.cap != nil {
+		s.cap.Close()
+	}
+	if s.proj != nil {
+		s.proj.Close()
+	}
+	if s.client != nil {
+		s.client.Close()
+	}
+}
+
+// Projector is the instance's projector (nil without a target).
+func (s *Site) Projector() *projections.Projector { return s.proj }
+
+// Capturer is the instance's capturer (nil when capture is not installed).
+func (s *Site) Capturer() *capture.Capturer { return s.cap }
+
+// Client is the link to central, once it answered (nil at central).
+func (s *Site) Client() *satellite.Client { return s.client }
+
+// Report says what one Sync did.
+type Report struct {
+	Captured  int // events made from local changes
+	Pushed    int // events central newly accepted
+	Pulled    int // events newly appended from central
+	Projected int // events applied to the Tryton tables
+	Offset    time.Duration
+}
+
+// dial links to central, once.
+func (s *Site) dial(ctx context.Context) error {
+	if s.client != nil || s.cfg.Central == "" {
+		return nil
+	}
+	c, err := satellite.Dial(ctx, satellite.Config{URL: s.cfg.Central, Token: s.cfg.Token, Origin: s.cfg.Origin,
+		Store: s.cfg.Store, StateLocation: s.cfg.StoreLocation, HTTPClient: s.cfg.HTTPClient, Logger: s.cfg.Logger, Progress: s.cfg.Progress})
+	if err != nil {
+		return err
+	}
+	s.client = c
+	return nil
+}
+
+// Sync runs one cycle: link to central (measuring the clock offset),
+// capture local changes, push them, pull what central has, and project.
+// Local work (capture, projection) is done even when central cannot be
+// reached; the error then matches satellite.ErrUnavailable.
+func (s *Site) Sync(ctx context.Context) (Report, error) {
+	var r Report
+	netErr := s.dial(ctx)
+	if s.client != nil {
+		s.correct()
+		r.Offset = s.client.Offset()
+	}
+	if s.cap != nil {
+		st, err := s.cap.Drain(ctx)
+		if err != nil {
+			return r, fmt.Errorf("capture: %w", err)
+		}
+		r.Captured = st.Events
+	}
+	if netErr == nil && s.client != nil {
+		ps, err := s.client.Push(ctx)
+		r.Pushed = ps.Accepted
+		if err != nil && !errors.Is(err, satellite.ErrHeld) {
+			netErr = fmt.Errorf("push: %w", err)
+		}
+		if netErr == nil {
+			pl, err := s.client.Pull(ctx, 0)
+			r.Pulled = pl.Appended
+			if err != nil {
+				netErr = fmt.Errorf("pull: %w", err)
+			}
+			s.correct()
+		}
+	}
+	if s.proj != nil {
+		st, err := s.proj.CatchUp(ctx)
+		if err != nil {
+			return r, fmt.Errorf("project: %w", err)
+		}
+		r.Projected = st.Events
+	}
+	return r, netErr
+}
+
+// correctAbove is the smallest measured offset the clock is corrected
+// for: below it, network delay dominates the measurement.
+const correctAbove = time.Second
+
+// correct applies the offset last measured against central to the wall
+// clock the capturer stamps with.
+func (s *Site) correct() {
+	off := s.client.Offset()
+	if off < correctAbove && off > -correctAbove {
+		off = 0
+	}
+	if off != s.wall.Offset() {
+		s.log.Info("clock corrected by the offset measured against central", "offset", off.String())
+		s.wall.SetOffset(off)
+	}
+}
+
+// Backoff bounds Run's waits after central could not be reached.
+type Backoff struct {
+	Min, Max time.Duration
+}
+
+// Run syncs every interval until ctx ends. When central cannot be reached
+// it retries after a wait that doubles from b.Min up to b.Max, with
+// jitter, so hundreds of satellites do not all knock at once when central
+// comes back. Other errors are logged and retried at the next interval.
+func (s *Site) Run(ctx context.Context, every time.Duration, b Backoff) error {
+	if b.Min <= 0 {
+		b.Min = 5 * time.Second
+	}
+	if b.Max < b.Min {
+		b.Max = max(b.Min, every)
+	}
+	failures := 0
+	for {
+		r, err := s.Sync(ctx)
+		wait := every
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case err == nil:
+			failures = 0
+			s.log.Info("synchronised", "captured", r.Captured, "pushed", r.Pushed, "pulled", r.Pulled, "projected", r.Projected)
+		case errors.Is(err, satellite.ErrUnavailable):
+			failures++
+			wait = backoff(b, failures)
+			s.log.Warn("central unavailable; local work done, retrying", "error", err, "in", wait.Round(time.Millisecond).String())
+		default:
+			s.log.Error("sync failed", "error", err)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// backoff is the wait after n consecutive failures: Min·2^(n-1), capped at
+// Max, then spread over [d/2, d) ("equal jitter").
+func backoff(b Backoff, n int) time.Duration {
+	d := b.Min
+	for i := 1; i < n && d < b.Max; i++ {
+		d *= 2
+	}
+	d = min(d, b.Max)
+	return d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
+}
