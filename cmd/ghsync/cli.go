@@ -34,6 +34,12 @@ type CLI struct {
 	Export ExportCmd `cmd:"" group:"Offline transfer" help:"Write ledger events to a signed bundle file, to carry to another instance (a USB stick)."`
 	Import ImportCmd `cmd:"" group:"Offline transfer" help:"Verify bundle files (checksum, signature, every event) and append their events to the ledger."`
 	Keygen KeygenCmd `cmd:"" group:"Offline transfer" help:"Make an Ed25519 key for signing bundles; print its public key for importers to trust."`
+
+	Serve   ServeCmd   `cmd:"" group:"Network" help:"Serve central's side of the protocol (push, pull, new) over HTTP(S) to the satellites."`
+	Central CentralCmd `cmd:"" group:"Network" help:"Administer central: register, list and remove satellites; list and release held events."`
+	Push    PushCmd    `cmd:"" group:"Network" help:"Send this satellite's events that central does not hold yet."`
+	Pull    PullCmd    `cmd:"" group:"Network" help:"Fetch central's events for this satellite (long poll with --wait, or keep following with -f)."`
+	New     NewCmd     `cmd:"" group:"Network" help:"Fetch a patient (by PUID) or a record and everything about it from central, and follow it from then on."`
 }
 
 // Globals are the settings every command shares. Each can come from a

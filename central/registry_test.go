@@ -1,0 +1,193 @@
+package central_test
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/ghsync/ghsync/central"
+	"github.com/ghsync/ghsync/internal/pgtest"
+	"github.com/ghsync/ghsync/ledger"
+	"github.com/ghsync/ghsync/wire"
+)
+
+func TestRegistrySQLite(t *testing.T) {
+	runRegistryContract(t, func(t *testing.T) string { return "sqlite:" + filepath.Join(t.TempDir(), "central.db") })
+}
+
+func TestRegistryPostgres(t *testing.T) {
+	runRegistryContract(t, func(t *testing.T) string { return pgtest.NewDatabase(t) })
+}
+
+// runRegistryContract is the one contract both Registry backends pass.
+func runRegistryContract(t *testing.T, location func(t *testing.T) string) {
+	ctx := context.Background()
+	open := func(t *testing.T, loc string) central.Registry {
+		r, err := central.OpenRegistry(ctx, loc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { r.Close() })
+		return r
+	}
+	t.Run("Satellites", func(t *testing.T) {
+		loc := location(t)
+		r := open(t, loc)
+		tok, hash, err := central.NewToken()
+		if err != nil || len(tok) != 43 || central.HashToken(tok) != hash {
+			t.Fatalf("token %q: %v", tok, err)
+		}
+		created := time.Date(2026, 11, 30, 8, 0, 0, 123000, time.UTC)
+		if err := r.AddSatellite(ctx, central.Satellite{ID: 7, Name: "Kingston", Scope: wire.ScopeLocal, TokenHash: hash, Created: created}); err != nil {
+			t.Fatal(err)
+		}
+		_, other, _ := central.NewToken()
+		if err := r.AddSatellite(ctx, central.Satellite{ID: 7, Name: "again", Scope: wire.ScopeAll, TokenHash: other, Created: created}); !errors.Is(err, central.ErrExists) {
+			t.Fatalf("adding an active id twice: %v", err)
+		}
+		if err := r.AddSatellite(ctx, central.Satellite{ID: 0, Name: "central", Scope: wire.ScopeAll, TokenHash: other}); err == nil {
+			t.Fatal("satellite id 0 accepted")
+		}
+		// Reopened: it persisted.
+		r2 := open(t, loc)
+		s, err := r2.SatelliteByToken(ctx, hash)
+		if err != nil || s.ID != 7 || s.Name != "Kingston" || s.Scope != wire.ScopeLocal || !s.Created.Equal(created) || !s.Active() {
+			t.Fatalf("by token: %+v %v", s, err)
+		}
+		if _, err := r2.SatelliteByToken(ctx, other); !errors.Is(err, central.ErrNotFound) {
+			t.Fatalf("unknown token: %v", err)
+		}
+		if err := r2.RevokeSatellite(ctx, 7, created.Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		if err := r2.RevokeSatellite(ctx, 7, created.Add(time.Hour)); !errors.Is(err, central.ErrNotFound) {
+			t.Fatalf("revoking twice: %v", err)
+		}
+		if s, _ := r2.SatelliteByToken(ctx, hash); s.Active() || !s.Revoked.Equal(created.Add(time.Hour)) {
+			t.Fatalf("revoked satellite: %+v", s)
+		}
+		// A revoked id can be registered again, with a new token.
+		if err := r2.AddSatellite(ctx, central.Satellite{ID: 7, Name: "Kingston 2", Scope: wire.ScopeAll, TokenHash: other, Created: created}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r2.SatelliteByToken(ctx, hash); !errors.Is(err, central.ErrNotFound) {
+			t.Fatalf("the old token still resolves: %v", err)
+		}
+		all, err := r2.Satellites(ctx)
+		if err != nil || len(all) != 1 || all[0].Name != "Kingston 2" || !all[0].Active() {
+			t.Fatalf("list: %+v %v", all, err)
+		}
+	})
+	t.Run("HeldSet", func(t *testing.T) {
+		r := open(t, location(t))
+		var many []central.HeldStream
+		var want []ledger.Stream
+		for i := range 1000 { // more than one statement's batch
+			st := ledger.Stream{Model: "party.party", Key: "P" + uuid.NewString()}
+			many = append(many, central.HeldStream{Stream: st, Expand: i%2 == 0, Join: uint64(i + 1)})
+			want = append(want, st)
+		}
+		if err := r.Hold(ctx, 3, many); err != nil {
+			t.Fatal(err)
+		}
+		got, err := r.HeldAmong(ctx, 3, append(slices.Clone(want), ledger.Stream{Model: "party.party", Key: "absent"}))
+		if err != nil || len(got) != 1000 {
+			t.Fatalf("held among: %d, %v", len(got), err)
+		}
+		if h := got[want[10]]; !h.Expand || h.Join != 11 {
+			t.Fatalf("stream 10: %+v", h)
+		}
+		if other, _ := r.HeldAmong(ctx, 4, want); len(other) != 0 {
+			t.Fatal("another satellite's held set is not empty")
+		}
+		// Re-holding keeps the join position; expand only turns on.
+		if err := r.Hold(ctx, 3, []central.HeldStream{{Stream: want[1], Expand: true, Join: 999}, {Stream: want[2], Expand: false, Join: 999}}); err != nil {
+			t.Fatal(err)
+		}
+		got, _ = r.HeldAmong(ctx, 3, want[:3])
+		if h := got[want[1]]; !h.Expand || h.Join != 2 {
+			t.Fatalf("re-held stream 1: %+v", h)
+		}
+		if h := got[want[2]]; !h.Expand || h.Join != 3 {
+			t.Fatalf("re-held stream 2: %+v", h)
+		}
+		joined, err := r.JoinedBetween(ctx, 3, 10, 13)
+		if err != nil || len(joined) != 3 || joined[0].Join != 11 || joined[2].Join != 13 {
+			t.Fatalf("joined in (10, 13]: %+v %v", joined, err)
+		}
+		if n, err := r.HeldCount(ctx, 3); err != nil || n != 1000 {
+			t.Fatalf("count %d %v", n, err)
+		}
+	})
+	t.Run("HeldEvents", func(t *testing.T) {
+		r := open(t, location(t))
+		now := time.Date(2026, 11, 30, 8, 0, 0, 0, time.UTC)
+		ev := func(origin uint16, seq uint64) central.HeldEvent {
+			return central.HeldEvent{Origin: origin, Seq: seq, ID: uuid.Must(uuid.NewV7()), Model: "party.party", Key: "k",
+				HLC: 77, Payload: []byte{1, 2, byte(seq)}, Reason: "ahead", SkewMillis: 3600000, Received: now}
+		}
+		n, err := r.KeepEvents(ctx, []central.HeldEvent{ev(2, 5), ev(2, 6), ev(3, 1)})
+		if err != nil || n != 3 {
+			t.Fatalf("keep: %d %v", n, err)
+		}
+		if n, err := r.KeepEvents(ctx, []central.HeldEvent{ev(2, 6), ev(2, 7)}); err != nil || n != 1 {
+			t.Fatalf("keep again: %d %v", n, err)
+		}
+		all, err := r.HeldEvents(ctx, -1)
+		if err != nil || len(all) != 4 || all[3].Origin != 3 {
+			t.Fatalf("all held: %+v %v", all, err)
+		}
+		two, _ := r.HeldEvents(ctx, 2)
+		if len(two) != 3 || two[0].Seq != 5 || two[0].SkewMillis != 3600000 || !two[0].Received.Equal(now) || two[0].Payload[2] != 5 || two[0].HLC != 77 {
+			t.Fatalf("origin 2: %+v", two)
+		}
+		if err := r.ForgetEvents(ctx, 2, 6); err != nil {
+			t.Fatal(err)
+		}
+		if two, _ := r.HeldEvents(ctx, 2); len(two) != 1 || two[0].Seq != 7 {
+			t.Fatalf("after forget: %+v", two)
+		}
+	})
+	t.Run("Index", func(t *testing.T) {
+		r := open(t, location(t))
+		p := func(k string) ledger.Stream { return ledger.Stream{Model: "party.party", Key: k} }
+		pat := func(k string) ledger.Stream { return ledger.Stream{Model: "gnuhealth.patient", Key: k} }
+		id1, id2 := uuid.Must(uuid.NewV7()), uuid.Must(uuid.NewV7())
+		edges := []central.Edge{{From: pat("A"), To: p("A")}, {From: pat("B"), To: p("B")}, {From: pat("A"), To: p("A")}}
+		if err := r.AddToIndex(ctx, 0, 10, edges, []central.PUID{{Party: "A", Ref: "JM1", HLC: 5, Origin: 1, ID: id1}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.AddToIndex(ctx, 0, 20, nil, nil); !errors.Is(err, central.ErrIndexMoved) {
+			t.Fatalf("stale index position: %v", err)
+		}
+		// An older value does not replace a newer one; a newer one does.
+		if err := r.AddToIndex(ctx, 10, 20, nil, []central.PUID{{Party: "A", Ref: "OLD", HLC: 4, Origin: 9, ID: id2}, {Party: "B", Ref: "JM1", HLC: 1, Origin: 1, ID: id2}}); err != nil {
+			t.Fatal(err)
+		}
+		if pos, _ := r.IndexPosition(ctx); pos != 20 {
+			t.Fatalf("index position %d", pos)
+		}
+		if got, err := r.PartiesByPUID(ctx, "JM1"); err != nil || !slices.Equal(got, []string{"A", "B"}) {
+			t.Fatalf("by PUID: %v %v", got, err)
+		}
+		if err := r.AddToIndex(ctx, 20, 30, nil, []central.PUID{{Party: "B", Ref: "", HLC: 9, Origin: 1, ID: id1}}); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := r.PartiesByPUID(ctx, "JM1"); !slices.Equal(got, []string{"A"}) {
+			t.Fatalf("after clearing B's ref: %v", got)
+		}
+		in, err := r.Referrers(ctx, []ledger.Stream{p("A"), p("Z")})
+		if err != nil || len(in) != 1 || in[0].From != pat("A") {
+			t.Fatalf("referrers: %+v %v", in, err)
+		}
+		out, err := r.Targets(ctx, []ledger.Stream{pat("A"), pat("B")})
+		if err != nil || len(out) != 2 {
+			t.Fatalf("targets: %+v %v", out, err)
+		}
+	})
+}

@@ -1,0 +1,568 @@
+package central
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
+	_ "modernc.org/sqlite"             // database/sql driver "sqlite"
+
+	"github.com/ghsync/ghsync/clocks"
+	"github.com/ghsync/ghsync/ledger"
+)
+
+// OpenRegistry opens central's registry in the database a ledger location
+// names: "sqlite:PATH" (or a bare path) or a postgres:// URL. It creates
+// its tables if they are missing.
+func OpenRegistry(ctx context.Context, location string) (Registry, error) {
+	r := &sqlRegistry{}
+	var err error
+	switch {
+	case strings.HasPrefix(location, "postgres://"), strings.HasPrefix(location, "postgresql://"):
+		r.pg = true
+		r.db, err = sql.Open("pgx", location)
+	case strings.Contains(location, "://") && !strings.HasPrefix(location, "sqlite:"):
+		return nil, fmt.Errorf("registry %q: unknown scheme (want sqlite:PATH or postgres://...)", location)
+	default:
+		path := strings.TrimPrefix(strings.TrimPrefix(location, "sqlite:"), "//")
+		if path == "" {
+			return nil, fmt.Errorf("registry %q names no file", location)
+		}
+		name := strings.NewReplacer("%", "%25", "?", "%3F", "#", "%23").Replace(path)
+		// The same settings as the ledger's handle on this file; write
+		// transactions take the lock at BEGIN, so they queue (busy_timeout)
+		// instead of failing on a lock upgrade.
+		r.db, err = sql.Open("sqlite", "file:"+name+
+			"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_txlock=immediate")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open registry: %w", err)
+	}
+	if err := r.init(ctx); err != nil {
+		r.db.Close()
+		return nil, fmt.Errorf("open registry: %w", err)
+	}
+	return r, nil
+}
+
+type sqlRegistry struct {
+	db *sql.DB
+	pg bool
+}
+
+const sqliteSchema = `
+CREATE TABLE IF NOT EXISTS ghsync_satellites (
+	id         INTEGER PRIMARY KEY CHECK (id BETWEEN 1 AND 511),
+	name       TEXT    NOT NULL,
+	scope      TEXT    NOT NULL,
+	token_hash BLOB    NOT NULL UNIQUE,  -- sha256 of the bearer token; the token is never stored
+	created_us INTEGER NOT NULL,
+	revoked_us INTEGER
+) STRICT;
+CREATE TABLE IF NOT EXISTS ghsync_satellite_held (
+	satellite INTEGER NOT NULL,
+	model     TEXT    NOT NULL,
+	key       TEXT    NOT NULL,
+	expand    INTEGER NOT NULL,
+	join_pos  INTEGER NOT NULL,
+	PRIMARY KEY (satellite, model, key)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS ghsync_satellite_held_join ON ghsync_satellite_held (satellite, join_pos);
+CREATE TABLE IF NOT EXISTS ghsync_held_events (
+	origin      INTEGER NOT NULL,
+	seq         INTEGER NOT NULL,
+	id          BLOB    NOT NULL,
+	model       TEXT    NOT NULL,
+	key         TEXT    NOT NULL,
+	hlc         INTEGER NOT NULL,
+	payload     BLOB    NOT NULL,
+	reason      TEXT    NOT NULL,
+	skew_ms     INTEGER NOT NULL,
+	received_us INTEGER NOT NULL,
+	PRIMARY KEY (origin, seq)
+) STRICT;
+CREATE TABLE IF NOT EXISTS ghsync_central_refs (
+	src_model TEXT NOT NULL,
+	src_key   TEXT NOT NULL,
+	dst_model TEXT NOT NULL,
+	dst_key   TEXT NOT NULL,
+	PRIMARY KEY (src_model, src_key, dst_model, dst_key)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS ghsync_central_refs_dst ON ghsync_central_refs (dst_model, dst_key);
+CREATE TABLE IF NOT EXISTS ghsync_central_puid (
+	party  TEXT PRIMARY KEY,
+	ref    TEXT,
+	hlc    INTEGER NOT NULL,
+	origin INTEGER NOT NULL,
+	id     BLOB    NOT NULL
+) STRICT;
+CREATE INDEX IF NOT EXISTS ghsync_central_puid_ref ON ghsync_central_puid (ref);
+CREATE TABLE IF NOT EXISTS ghsync_central_state (
+	name  TEXT PRIMARY KEY,
+	value INTEGER NOT NULL
+) STRICT;
+INSERT OR IGNORE INTO ghsync_central_state (name, value) VALUES ('index_position', 0);
+`
+
+const pgSchema = `
+CREATE SCHEMA IF NOT EXISTS ghsync;
+CREATE TABLE IF NOT EXISTS ghsync.satellites (
+	id         smallint PRIMARY KEY CHECK (id BETWEEN 1 AND 511),
+	name       text     NOT NULL,
+	scope      text     NOT NULL,
+	token_hash bytea    NOT NULL UNIQUE,
+	created_us bigint   NOT NULL,
+	revoked_us bigint
+);
+CREATE TABLE IF NOT EXISTS ghsync.satellite_held (
+	satellite smallint NOT NULL,
+	model     text     NOT NULL,
+	key       text     NOT NULL,
+	expand    smallint NOT NULL,
+	join_pos  bigint   NOT NULL,
+	PRIMARY KEY (satellite, model, key)
+);
+CREATE INDEX IF NOT EXISTS satellite_held_join ON ghsync.satellite_held (satellite, join_pos);
+CREATE TABLE IF NOT EXISTS ghsync.held_events (
+	origin      smallint NOT NULL,
+	seq         bigint   NOT NULL,
+	id          bytea    NOT NULL,
+	model       text     NOT NULL,
+	key         text     NOT NULL,
+	hlc         bigint   NOT NULL,
+	payload     bytea    NOT NULL,
+	reason      text     NOT NULL,
+	skew_ms     bigint   NOT NULL,
+	received_us bigint   NOT NULL,
+	PRIMARY KEY (origin, seq)
+);
+CREATE TABLE IF NOT EXISTS ghsync.central_refs (
+	src_model text NOT NULL,
+	src_key   text NOT NULL,
+	dst_model text NOT NULL,
+	dst_key   text NOT NULL,
+	PRIMARY KEY (src_model, src_key, dst_model, dst_key)
+);
+CREATE INDEX IF NOT EXISTS central_refs_dst ON ghsync.central_refs (dst_model, dst_key);
+CREATE TABLE IF NOT EXISTS ghsync.central_puid (
+	party  text PRIMARY KEY,
+	ref    text,
+	hlc    bigint   NOT NULL,
+	origin smallint NOT NULL,
+	id     bytea    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS central_puid_ref ON ghsync.central_puid (ref);
+CREATE TABLE IF NOT EXISTS ghsync.central_state (
+	name  text PRIMARY KEY,
+	value bigint NOT NULL
+);
+INSERT INTO ghsync.central_state (name, value) VALUES ('index_position', 0) ON CONFLICT DO NOTHING;
+`
+
+func (r *sqlRegistry) init(ctx context.Context) error {
+	if !r.pg {
+		_, err := r.db.ExecContext(ctx, sqliteSchema)
+		return err
+	}
+	return r.tx(ctx, func(tx *sql.Tx) error {
+		// Concurrent first opens would race on CREATE ... IF NOT EXISTS.
+		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtext('ghsync.central'))`); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, pgSchema)
+		return err
+	})
+}
+
+func (r *sqlRegistry) Close() error { return r.db.Close() }
+
+// t names a table: ghsync_NAME in SQLite, ghsync.NAME in PostgreSQL.
+func (r *sqlRegistry) t(name string) string {
+	if r.pg {
+		return "ghsync." + name
+	}
+	return "ghsync_" + name
+}
+
+// q rewrites ? placeholders as $1, $2... for PostgreSQL. The queries here
+// hold no ? in literals.
+func (r *sqlRegistry) q(query string) string {
+	if !r.pg {
+		return query
+	}
+	var b strings.Builder
+	n := 0
+	for i := 0; i < len(query); i++ {
+		if query[i] == '?' {
+			n++
+			b.WriteString("$" + strconv.Itoa(n))
+			continue
+		}
+		b.WriteByte(query[i])
+	}
+	return b.String()
+}
+
+func (r *sqlRegistry) tx(ctx context.Context, f func(*sql.Tx) error) error {
+	tx, err := r.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := f(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+// batch is how many rows one multi-row statement carries: well under both
+// databases' parameter limits.
+const batch = 400
+
+func micros(t time.Time) int64 { return t.UnixMicro() }
+
+func fromMicros(us sql.NullInt64) time.Time {
+	if !us.Valid {
+		return time.Time{}
+	}
+	return time.UnixMicro(us.Int64).UTC()
+}
+
+const satCols = `id, name, scope, token_hash, created_us, revoked_us`
+
+func scanSatellite(row interface{ Scan(...any) error }) (Satellite, error) {
+	var s Satellite
+	var id int64
+	var hash []byte
+	var created int64
+	var revoked sql.NullInt64
+	if err := row.Scan(&id, &s.Name, &s.Scope, &hash, &created, &revoked); err != nil {
+		return s, err
+	}
+	s.ID = uint16(id)
+	copy(s.TokenHash[:], hash)
+	s.Created = time.UnixMicro(created).UTC()
+	s.Revoked = fromMicros(revoked)
+	return s, nil
+}
+
+func (r *sqlRegistry) AddSatellite(ctx context.Context, s Satellite) error {
+	if s.ID < 1 || s.ID > ledger.MaxOrigin {
+		return fmt.Errorf("satellite id %d outside 1..%d (0 is central)", s.ID, ledger.MaxOrigin)
+	}
+	return r.tx(ctx, func(tx *sql.Tx) error {
+		old, err := scanSatellite(tx.QueryRowContext(ctx, r.q(`SELECT `+satCols+` FROM `+r.t("satellites")+` WHERE id = ?`), s.ID))
+		switch {
+		case err == nil && old.Active():
+			return fmt.Errorf("%w: satellite %d (%s) is registered; remove it first", ErrExists, s.ID, old.Name)
+		case err == nil:
+			_, err = tx.ExecContext(ctx, r.q(`UPDATE `+r.t("satellites")+` SET name = ?, scope = ?, token_hash = ?, created_us = ?, revoked_us = NULL WHERE id = ?`),
+				s.Name, s.Scope, s.TokenHash[:], micros(s.Created), s.ID)
+		case errors.Is(err, sql.ErrNoRows):
+			_, err = tx.ExecContext(ctx, r.q(`INSERT INTO `+r.t("satellites")+` (id, name, scope, token_hash, created_us) VALUES (?, ?, ?, ?, ?)`),
+				s.ID, s.Name, s.Scope, s.TokenHash[:], micros(s.Created))
+		}
+		if err != nil {
+			return fmt.Errorf("add satellite %d: %w", s.ID, err)
+		}
+		return nil
+	})
+}
+
+func (r *sqlRegistry) Satellites(ctx context.Context) ([]Satellite, error) {
+	rows, err := r.db.QueryContext(ctx, `SELECT `+satCols+` FROM `+r.t("satellites")+` ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("list satellites: %w", err)
+	}
+	defer rows.Close()
+	var out []Satellite
+	for rows.Next() {
+		s, err := scanSatellite(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, rows.Err()
+}
+
+func (r *sqlRegistry) SatelliteByToken(ctx context.Context, h TokenHash) (Satellite, error) {
+	s, err := scanSatellite(r.db.QueryRowContext(ctx, r.q(`SELECT `+satCols+` FROM `+r.t("satellites")+` WHERE token_hash = ?`), h[:]))
+	if errors.Is(err, sql.ErrNoRows) {
+		return s, ErrNotFound
+	}
+	return s, err
+}
+
+func (r *sqlRegistry) RevokeSatellite(ctx context.Context, id uint16, at time.Time) error {
+	res, err := r.db.ExecContext(ctx, r.q(`UPDATE `+r.t("satellites")+` SET revoked_us = ? WHERE id = ? AND revoked_us IS NULL`), micros(at), id)
+	if err != nil {
+		return fmt.Errorf("revoke satellite %d: %w", id, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("%w: no active satellite %d", ErrNotFound, id)
+	}
+	return nil
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func (r *sqlRegistry) Hold(ctx context.Context, satellite uint16, streams []HeldStream) error {
+	if len(streams) == 0 {
+		return nil
+	}
+	return r.tx(ctx, func(tx *sql.Tx) error {
+		for len(streams) > 0 {
+			n := min(len(streams), batch)
+			var b strings.Builder
+			args := make([]any, 0, 5*n)
+			b.WriteString(`INSERT INTO ` + r.t("satellite_held") + ` AS h (satellite, model, key, expand, join_pos) VALUES `)
+			for i, s := range streams[:n] {
+				if i > 0 {
+					b.WriteByte(',')
+				}
+				b.WriteString("(?, ?, ?, ?, ?)")
+				args = append(args, satellite, s.Stream.Model, s.Stream.Key, b2i(s.Expand), int64(s.Join))
+			}
+			b.WriteString(` ON CONFLICT (satellite, model, key) DO UPDATE SET expand = CASE WHEN excluded.expand > h.expand THEN excluded.expand ELSE h.expand END`)
+			if _, err := tx.ExecContext(ctx, r.q(b.String()), args...); err != nil {
+				return fmt.Errorf("hold streams for satellite %d: %w", satellite, err)
+			}
+			streams = streams[n:]
+		}
+		return nil
+	})
+}
+
+// pairs writes "(?, ?), (?, ?)..." for streams and appends their args.
+func pairs(b *strings.Builder, args []any, streams []ledger.Stream) []any {
+	for i, s := range streams {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString("(?, ?)")
+		args = append(args, s.Model, s.Key)
+	}
+	return args
+}
+
+func (r *sqlRegistry) HeldAmong(ctx context.Context, satellite uint16, streams []ledger.Stream) (map[ledger.Stream]HeldStream, error) {
+	out := make(map[ledger.Stream]HeldStream)
+	for len(streams) > 0 {
+		n := min(len(streams), batch)
+		var b strings.Builder
+		b.WriteString(`SELECT model, key, expand, join_pos FROM ` + r.t("satellite_held") + ` WHERE satellite = ? AND (model, key) IN (VALUES `)
+		args := pairs(&b, []any{satellite}, streams[:n])
+		b.WriteByte(')')
+		if err := r.heldRows(ctx, b.String(), args, func(h HeldStream) { out[h.Stream] = h }); err != nil {
+			return nil, fmt.Errorf("read held set of satellite %d: %w", satellite, err)
+		}
+		streams = streams[n:]
+	}
+	return out, nil
+}
+
+func (r *sqlRegistry) heldRows(ctx context.Context, query string, args []any, f func(HeldStream)) error {
+	rows, err := r.db.QueryContext(ctx, r.q(query), args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var h HeldStream
+		var expand, join int64
+		if err := rows.Scan(&h.Stream.Model, &h.Stream.Key, &expand, &join); err != nil {
+			return err
+		}
+		h.Expand, h.Join = expand != 0, uint64(join)
+		f(h)
+	}
+	return rows.Err()
+}
+
+func (r *sqlRegistry) JoinedBetween(ctx context.Context, satellite uint16, after, through uint64) ([]HeldStream, error) {
+	var out []HeldStream
+	err := r.heldRows(ctx, `SELECT model, key, expand, join_pos FROM `+r.t("satellite_held")+
+		` WHERE satellite = ? AND join_pos > ? AND join_pos <= ? ORDER BY join_pos, model, key`,
+		[]any{satellite, int64(after), int64(through)}, func(h HeldStream) { out = append(out, h) })
+	if err != nil {
+		return nil, fmt.Errorf("read held set of satellite %d: %w", satellite, err)
+	}
+	return out, nil
+}
+
+func (r *sqlRegistry) HeldCount(ctx context.Context, satellite uint16) (int, error) {
+	var n int
+	err := r.db.QueryRowContext(ctx, r.q(`SELECT count(*) FROM `+r.t("satellite_held")+` WHERE satellite = ?`), satellite).Scan(&n)
+	return n, err
+}
+
+func (r *sqlRegistry) KeepEvents(ctx context.Context, events []HeldEvent) (int, error) {
+	added := 0
+	err := r.tx(ctx, func(tx *sql.Tx) error {
+		added = 0
+		for _, e := range events {
+			res, err := tx.ExecContext(ctx, r.q(`INSERT INTO `+r.t("held_events")+
+				` (origin, seq, id, model, key, hlc, payload, reason, skew_ms, received_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+				ON CONFLICT (origin, seq) DO NOTHING`),
+				e.Origin, int64(e.Seq), e.ID[:], e.Model, e.Key, int64(e.HLC), e.Payload, e.Reason, e.SkewMillis, micros(e.Received))
+			if err != nil {
+				return fmt.Errorf("keep event origin %d seq %d: %w", e.Origin, e.Seq, err)
+			}
+			n, _ := res.RowsAffected()
+			added += int(n)
+		}
+		return nil
+	})
+	return added, err
+}
+
+func (r *sqlRegistry) HeldEvents(ctx context.Context, origin int) ([]HeldEvent, error) {
+	query := `SELECT origin, seq, id, model, key, hlc, payload, reason, skew_ms, received_us FROM ` + r.t("held_events")
+	var args []any
+	if origin >= 0 {
+		query += ` WHERE origin = ?`
+		args = append(args, origin)
+	}
+	rows, err := r.db.QueryContext(ctx, r.q(query+` ORDER BY origin, seq`), args...)
+	if err != nil {
+		return nil, fmt.Errorf("list held events: %w", err)
+	}
+	defer rows.Close()
+	var out []HeldEvent
+	for rows.Next() {
+		var e HeldEvent
+		var o, seq, hlc, recv int64
+		var id []byte
+		if err := rows.Scan(&o, &seq, &id, &e.Model, &e.Key, &hlc, &e.Payload, &e.Reason, &e.SkewMillis, &recv); err != nil {
+			return nil, err
+		}
+		e.Origin, e.Seq, e.HLC, e.Received = uint16(o), uint64(seq), clocks.Timestamp(hlc), time.UnixMicro(recv).UTC()
+		e.ID, _ = uuid.FromBytes(id)
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+func (r *sqlRegistry) ForgetEvents(ctx context.Context, origin uint16, through uint64) error {
+	_, err := r.db.ExecContext(ctx, r.q(`DELETE FROM `+r.t("held_events")+` WHERE origin = ? AND seq <= ?`), origin, int64(through))
+	if err != nil {
+		return fmt.Errorf("forget held events of origin %d: %w", origin, err)
+	}
+	return nil
+}
+
+func (r *sqlRegistry) IndexPosition(ctx context.Context) (uint64, error) {
+	var p int64
+	err := r.db.QueryRowContext(ctx, `SELECT value FROM `+r.t("central_state")+` WHERE name = 'index_position'`).Scan(&p)
+	return uint64(p), err
+}
+
+func (r *sqlRegistry) AddToIndex(ctx context.Context, from, through uint64, edges []Edge, puids []PUID) error {
+	return r.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, r.q(`UPDATE `+r.t("central_state")+` SET value = ? WHERE name = 'index_position' AND value = ?`), int64(through), int64(from))
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			return ErrIndexMoved
+		}
+		for len(edges) > 0 {
+			n := min(len(edges), batch)
+			var b strings.Builder
+			args := make([]any, 0, 4*n)
+			b.WriteString(`INSERT INTO ` + r.t("central_refs") + ` (src_model, src_key, dst_model, dst_key) VALUES `)
+			for i, e := range edges[:n] {
+				if i > 0 {
+					b.WriteByte(',')
+				}
+				b.WriteString("(?, ?, ?, ?)")
+				args = append(args, e.From.Model, e.From.Key, e.To.Model, e.To.Key)
+			}
+			b.WriteString(` ON CONFLICT DO NOTHING`)
+			if _, err := tx.ExecContext(ctx, r.q(b.String()), args...); err != nil {
+				return fmt.Errorf("index references: %w", err)
+			}
+			edges = edges[n:]
+		}
+		for _, p := range puids {
+			var ref any
+			if p.Ref != "" {
+				ref = p.Ref
+			}
+			// Keep the latest value by the ledger's total order (hlc, origin, id).
+			if _, err := tx.ExecContext(ctx, r.q(`INSERT INTO `+r.t("central_puid")+` AS p (party, ref, hlc, origin, id) VALUES (?, ?, ?, ?, ?)
+				ON CONFLICT (party) DO UPDATE SET ref = excluded.ref, hlc = excluded.hlc, origin = excluded.origin, id = excluded.id
+				WHERE (excluded.hlc, excluded.origin, excluded.id) > (p.hlc, p.origin, p.id)`),
+				p.Party, ref, int64(p.HLC), p.Origin, p.ID[:]); err != nil {
+				return fmt.Errorf("index puid of party %s: %w", p.Party, err)
+			}
+		}
+		return nil
+	})
+}
+
+func (r *sqlRegistry) edges(ctx context.Context, col string, streams []ledger.Stream) ([]Edge, error) {
+	var out []Edge
+	for len(streams) > 0 {
+		n := min(len(streams), batch)
+		var b strings.Builder
+		b.WriteString(`SELECT src_model, src_key, dst_model, dst_key FROM ` + r.t("central_refs") + ` WHERE (` + col + `_model, ` + col + `_key) IN (VALUES `)
+		args := pairs(&b, nil, streams[:n])
+		b.WriteByte(')')
+		rows, err := r.db.QueryContext(ctx, r.q(b.String()), args...)
+		if err != nil {
+			return nil, fmt.Errorf("read reference index: %w", err)
+		}
+		for rows.Next() {
+			var e Edge
+			if err := rows.Scan(&e.From.Model, &e.From.Key, &e.To.Model, &e.To.Key); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			out = append(out, e)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+		streams = streams[n:]
+	}
+	return out, nil
+}
+
+func (r *sqlRegistry) Referrers(ctx context.Context, targets []ledger.Stream) ([]Edge, error) {
+	return r.edges(ctx, "dst", targets)
+}
+
+func (r *sqlRegistry) Targets(ctx context.Context, sources []ledger.Stream) ([]Edge, error) {
+	return r.edges(ctx, "src", sources)
+}
+
+func (r *sqlRegistry) PartiesByPUID(ctx context.Context, puid string) ([]string, error) {
+	rows, err := r.db.QueryContext(ctx, r.q(`SELECT party FROM `+r.t("central_puid")+` WHERE ref = ? ORDER BY party`), puid)
+	if err != nil {
+		return nil, fmt.Errorf("look up PUID: %w", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var k string
+		if err := rows.Scan(&k); err != nil {
+			return nil, err
+		}
+		out = append(out, k)
+	}
+	return out, rows.Err()
+}

@@ -1,0 +1,256 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ghsync/ghsync/internal/pgtest"
+)
+
+// keygen makes a key pair in a temporary folder and returns the private
+// key's path and the printed public key.
+func keygen(t *testing.T) (string, string) {
+	t.Helper()
+	key := filepath.Join(t.TempDir(), "bundle.key")
+	code, out, stderr := ghsync(t, "keygen", "--out", key)
+	if code != 0 {
+		t.Fatalf("keygen: exit %d: %s", code, stderr)
+	}
+	pub, _, _ := strings.Cut(out, "\n")
+	if !strings.HasPrefix(pub, "ed25519:") {
+		t.Fatalf("keygen printed %q", out)
+	}
+	return key, pub
+}
+
+func mustRun(t *testing.T, args ...string) string {
+	t.Helper()
+	code, out, stderr := ghsync(t, args...)
+	if code != 0 {
+		t.Fatalf("ghsync %s: exit %d\n%s%s", strings.Join(args, " "), code, out, stderr)
+	}
+	return out
+}
+
+// refused runs a command that must fail saying each of want, and returns its stderr.
+func refused(t *testing.T, want []string, args ...string) string {
+	t.Helper()
+	code, out, stderr := ghsync(t, args...)
+	if code == 0 {
+		t.Fatalf("ghsync %s succeeded:\n%s", strings.Join(args, " "), out)
+	}
+	for _, w := range want {
+		if !strings.Contains(out+stderr, w) {
+			t.Fatalf("ghsync %s: exit %d, want an error saying %q; got\n%s%s", strings.Join(args, " "), code, w, out, stderr)
+		}
+	}
+	return stderr
+}
+
+func logJSON(t *testing.T, ledger string, extra ...string) string {
+	t.Helper()
+	return mustRun(t, append([]string{"log", "--ledger", ledger, "--json"}, extra...)...)
+}
+
+func TestKeygen(t *testing.T) {
+	key, pub := keygen(t)
+	fi, err := os.Stat(key)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("private key file: %v %v", fi.Mode(), err)
+	}
+	data, _ := os.ReadFile(key)
+	if !strings.HasPrefix(string(data), "-----BEGIN PRIVATE KEY-----") {
+		t.Fatalf("private key file holds %q", data)
+	}
+	if data, _ := os.ReadFile(key + ".pub"); strings.TrimSpace(string(data)) != pub {
+		t.Fatalf("%s.pub holds %q, keygen printed %q", key, data, pub)
+	}
+	refused(t, []string{"exists", "--force"}, "keygen", "--out", key)
+	if code, out, _ := ghsync(t, "keygen", "--out", key, "--force"); code != 0 || strings.HasPrefix(out, pub) {
+		t.Fatalf("keygen --force: exit %d, %q", code, out)
+	}
+}
+
+// Export a generated ledger, import it into an empty one: the same log,
+// byte for byte; a second import changes nothing.
+func TestExportImport(t *testing.T) {
+	src := "sqlite:" + generated(t) // origins 0, 1, 2: 120 events each
+	key, pub := keygen(t)
+	file := filepath.Join(t.TempDir(), "clinic.bundle")
+	out := mustRun(t, "export", "--ledger", src, "--id", "2", "--key", key, "--out", file)
+	for _, w := range []string{"exported 360 events (from the start, all origins, all models) of instance 2", "origin   1: 120 events, seq 1..120", "signed by " + pub, "continues with --since 360"} {
+		if !strings.Contains(out, w) {
+			t.Fatalf("export output lacks %q:\n%s", w, out)
+		}
+	}
+	if fi, _ := os.Stat(file); fi.Mode().Perm() != 0o600 {
+		t.Fatalf("bundle mode %v, want 0600 (it holds patient data)", fi.Mode())
+	}
+	if m, _ := filepath.Glob(filepath.Join(filepath.Dir(file), ".*tmp")); len(m) != 0 {
+		t.Fatalf("temporary files left: %v", m)
+	}
+
+	dst := "sqlite:" + filepath.Join(t.TempDir(), "central.db")
+	out = mustRun(t, "import", "--ledger", dst, "--trust", key+".pub", file)
+	for _, w := range []string{"bundle " + file + ": format 1, exported by instance 2", "signed by a trusted key " + pub, "origin   2: 120 events, seq 1..120", "360 events: 360 new, 0 duplicates (ledger head 360)"} {
+		if !strings.Contains(out, w) {
+			t.Fatalf("import output lacks %q:\n%s", w, out)
+		}
+	}
+	if logJSON(t, src) != logJSON(t, dst) {
+		t.Fatal("the imported ledger's log differs from the exported one's")
+	}
+	if out := mustRun(t, "verify", "--ledger", dst, "--complete", "0,1,2"); !strings.Contains(out, "verify: OK") {
+		t.Fatalf("verify after import:\n%s", out)
+	}
+	// Twice: nothing new. The key given as text this time.
+	out = mustRun(t, "import", "--ledger", dst, "--trust", pub, file)
+	if !strings.Contains(out, "360 events: 0 new, 360 duplicates (ledger head 360)") {
+		t.Fatalf("second import:\n%s", out)
+	}
+}
+
+func TestExportFiltersAndStdout(t *testing.T) {
+	src := "sqlite:" + generated(t)
+	key, _ := keygen(t)
+	dir := t.TempDir()
+	// To standard output, the default.
+	code, bundleBytes, stderr := ghsync(t, "export", "--ledger", src, "--id", "0", "--key", key, "--since", "100", "--origin", "1,2")
+	if code != 0 || !strings.HasPrefix(bundleBytes, "GHSYNCB1") {
+		t.Fatalf("export to stdout: exit %d: %s", code, stderr)
+	}
+	file := filepath.Join(dir, "since100.bundle")
+	os.WriteFile(file, []byte(bundleBytes), 0o600)
+	dst := "sqlite:" + filepath.Join(dir, "dst.db")
+	out := mustRun(t, "import", "--ledger", dst, "--trust", key+".pub", file)
+	want := strings.Count(logJSON(t, src, "--after", "100", "--origin", "1,2"), "\n")
+	if got := strings.Count(logJSON(t, dst), "\n"); got != want || want == 0 || !strings.Contains(out, "after position 100, origins 1,2, all models") {
+		t.Fatalf("imported %d events, want %d:\n%s", got, want, out)
+	}
+
+	// Since a time, one model.
+	first := logJSON(t, src, "--after", "200", "--limit", "1")
+	hlc := first[strings.Index(first, `"hlc":"`)+7:]
+	hlc = hlc[:strings.Index(hlc, `"`)]
+	wall, _, _ := strings.Cut(hlc, "/") // an HLC prints as its wall time, a slash and its logical counter
+	file = filepath.Join(dir, "sincetime.bundle")
+	out = mustRun(t, "export", "--ledger", src, "--id", "0", "--key", key, "--since", wall, "--model", "gnuhealth.patient", "--out", file)
+	if !strings.Contains(out, "since ") || !strings.Contains(out, "models gnuhealth.patient") {
+		t.Fatalf("export --since TIME:\n%s", out)
+	}
+	dst = "sqlite:" + filepath.Join(dir, "dst2.db")
+	mustRun(t, "import", "--ledger", dst, "--trust", key+".pub", file)
+	for _, line := range strings.Split(strings.TrimSpace(logJSON(t, dst)), "\n") {
+		if !strings.Contains(line, `"model":"gnuhealth.patient"`) {
+			t.Fatalf("an event of another model was exported: %s", line)
+		}
+	}
+}
+
+func TestImportRefusesBadBundles(t *testing.T) {
+	src := "sqlite:" + generated(t)
+	key, _ := keygen(t)
+	other, _ := keygen(t)
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.bundle")
+	mustRun(t, "export", "--ledger", src, "--id", "0", "--key", key, "--out", good)
+	unsigned := filepath.Join(dir, "unsigned.bundle")
+	mustRun(t, "export", "--ledger", src, "--id", "0", "--unsigned", "--out", unsigned)
+	data, _ := os.ReadFile(good)
+	truncated := filepath.Join(dir, "truncated.bundle")
+	os.WriteFile(truncated, data[:len(data)/2], 0o600)
+	flipped := filepath.Join(dir, "flipped.bundle")
+	d := []byte(string(data))
+	d[len(d)/3] ^= 0x04
+	os.WriteFile(flipped, d, 0o600)
+	newer := filepath.Join(dir, "newer.bundle")
+	d = []byte(string(data))
+	d[9] = 2
+	os.WriteFile(newer, d, 0o600)
+
+	dst := "sqlite:" + filepath.Join(dir, "dst.db")
+	trust := "--trust=" + key + ".pub"
+	for _, c := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{unsigned, trust}, []string{"unsigned.bundle", "not signed", "--insecure-skip-signature", "nothing was appended"}},
+		{[]string{good, "--trust", other + ".pub"}, []string{"good.bundle", "not among the 1 trusted key"}},
+		{[]string{good}, []string{"good.bundle", "not among the 0 trusted key"}},
+		{[]string{truncated, trust}, []string{"truncated.bundle", "truncated", "byte offset"}},
+		{[]string{flipped, trust}, []string{"flipped.bundle", "checksum does not match", "first inconsistency found: ", "event "}},
+		{[]string{newer, trust}, []string{"newer.bundle", "format version 2", "upgrade ghsync"}},
+		{[]string{good, flipped, trust}, []string{"flipped.bundle", "nothing was appended"}}, // the good one first: still nothing
+		{[]string{filepath.Join(dir, "missing.bundle"), trust}, []string{"missing.bundle", "no such file"}},
+		{[]string{good, "--trust", "ed25519:nonsense"}, []string{"--trust ed25519:nonsense", "not an Ed25519 public key"}},
+	} {
+		refused(t, c.want, append([]string{"import", "--ledger", dst}, c.args...)...)
+		if out := logJSON(t, dst); out != "" {
+			t.Fatalf("import %v stored events:\n%s", c.args, out)
+		}
+	}
+	out := mustRun(t, "import", "--ledger", dst, "--insecure-skip-signature", unsigned)
+	if !strings.Contains(out, "unsigned (accepted: --insecure-skip-signature)") || !strings.Contains(out, "360 new") {
+		t.Fatalf("import --insecure-skip-signature:\n%s", out)
+	}
+}
+
+func TestExportBadFlags(t *testing.T) {
+	src := "sqlite:" + generated(t)
+	key, _ := keygen(t)
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"export", "--ledger", src}, "missing flags: --id"},
+		{[]string{"export", "--ledger", src, "--id", "0"}, "give --key FILE"},
+		{[]string{"export", "--ledger", src, "--id", "0", "--key", key, "--unsigned"}, "exclude each other"},
+		{[]string{"export", "--ledger", src, "--id", "600", "--unsigned"}, "outside 0..511"},
+		{[]string{"export", "--ledger", src, "--id", "0", "--unsigned", "--since", "yesterday"}, "RFC 3339"},
+		{[]string{"export", "--ledger", src, "--id", "0", "--unsigned", "--since", "999999"}, "past this ledger's head 360"},
+		{[]string{"export", "--ledger", src, "--id", "0", "--key", strings.TrimPrefix(src, "sqlite:")}, "not a PEM PRIVATE KEY"},
+		{[]string{"export", "--ledger", src, "--id", "0", "--unsigned", "--model", "Bad"}, "model"},
+		{[]string{"import", "--ledger", src}, "expected \"<file> ...\""},
+	} {
+		refused(t, []string{c.want}, c.args...)
+	}
+}
+
+// The PostgreSQL backend, and a bundle read from standard input.
+func TestExportImportPostgres(t *testing.T) {
+	src := "sqlite:" + generated(t)
+	key, _ := keygen(t)
+	file := filepath.Join(t.TempDir(), "b.bundle")
+	mustRun(t, "export", "--ledger", src, "--id", "0", "--key", key, "--out", file)
+	url := pgtest.NewDatabase(t)
+	in, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	stdin := os.Stdin
+	os.Stdin = in
+	out := mustRun(t, "import", "--ledger", url, "--trust", key+".pub", "-")
+	os.Stdin = stdin
+	if !strings.Contains(out, "bundle (standard input)") || !strings.Contains(out, "360 new, 0 duplicates") {
+		t.Fatalf("import into PostgreSQL from stdin:\n%s", out)
+	}
+	if logJSON(t, src) != logJSON(t, url) {
+		t.Fatal("the PostgreSQL ledger's log differs from the exported one's")
+	}
+	// And back out of PostgreSQL: the same bundle content.
+	file2 := filepath.Join(t.TempDir(), "b2.bundle")
+	mustRun(t, "export", "--ledger", url, "--id", "0", "--key", key, "--out", file2)
+	a, _ := os.ReadFile(file)
+	b, _ := os.ReadFile(file2)
+	// The header's creation time (bytes 16..23) differs; nothing else may.
+	if len(a) != len(b) || string(a[:16]) != string(b[:16]) || string(a[24:len(a)-137]) != string(b[24:len(b)-137]) {
+		t.Fatal("re-exported events differ")
+	}
+	out = mustRun(t, "import", "--ledger", url, "--trust", key+".pub", file, file2)
+	if !strings.Contains(out, "import: 2 bundles, 720 events: 0 new, 720 duplicates") {
+		t.Fatalf("importing both again:\n%s", out)
+	}
+}

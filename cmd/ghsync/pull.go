@@ -1,0 +1,91 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/ghsync/ghsync/satellite"
+	"github.com/ghsync/ghsync/wire"
+)
+
+// PullCmd fetches central's events for this satellite.
+type PullCmd struct {
+	Remote
+	Wait   time.Duration `help:"When central has nothing new, wait up to this long for something to arrive (at most 60s)." default:"0s"`
+	Follow bool          `short:"f" help:"Keep pulling (long polls) until interrupted, as a service would, backing off while central is unavailable."`
+}
+
+func (c *PullCmd) Run(env *Env) error {
+	if c.Wait < 0 || c.Wait > wire.MaxPullWait {
+		return fmt.Errorf("--wait %v outside 0..%v", c.Wait, wire.MaxPullWait)
+	}
+	cl, store, err := c.dial(env, "pull")
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	defer cl.Close()
+	if !c.Follow {
+		st, err := cl.Pull(env.Ctx, c.Wait)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(env.Out, "pulled %d events (%d new here) in %d requests; at central position %d of %d; clock offset to central %v\n",
+			st.Received, st.Appended, st.Requests, st.Cursor, st.Head, cl.Offset().Round(time.Millisecond))
+		return nil
+	}
+	wait := c.Wait
+	if wait == 0 {
+		wait = 30 * time.Second
+	}
+	backoff := time.Second
+	for env.Ctx.Err() == nil {
+		st, err := cl.Pull(env.Ctx, wait)
+		switch {
+		case env.Ctx.Err() != nil:
+			return nil
+		case errors.Is(err, satellite.ErrUnavailable):
+			env.Log.Warn("central unavailable; retrying", "in", backoff.String(), "error", err)
+			select {
+			case <-env.Ctx.Done():
+				return nil
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, time.Minute)
+			continue
+		case err != nil:
+			return err
+		}
+		backoff = time.Second
+		if st.Received > 0 {
+			env.Log.Info("pulled", "events", st.Received, "new", st.Appended, "cursor", st.Cursor, "head", st.Head)
+		}
+	}
+	return nil
+}
+
+// NewCmd fetches a patient (or any record) and everything about it from
+// central, for a patient who arrives at this clinic for the first time.
+type NewCmd struct {
+	Remote
+	Patient string `help:"The patient's PUID (party.party's ref field)." xor:"what" required:""`
+	Model   string `help:"Or a record by model (with --key)." xor:"what" required:""`
+	Key     string `help:"The record's network key (with --model)."`
+	Depth   int    `help:"How many steps of 'records referring to it' to follow from the record (default 4, at most 8)." default:"0"`
+}
+
+func (c *NewCmd) Run(env *Env) error {
+	cl, store, err := c.dial(env, "new")
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	defer cl.Close()
+	st, err := cl.New(env.Ctx, satellite.NewRequest{Patient: c.Patient, Model: c.Model, Key: c.Key, Depth: c.Depth})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Out, "fetched %d records' history: %d events (%d new here); they now come with every pull\n", st.Streams, st.Received, st.Appended)
+	return nil
+}

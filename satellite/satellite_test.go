@@ -1,0 +1,460 @@
+package satellite_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/ghsync/ghsync/central"
+	"github.com/ghsync/ghsync/internal/pgtest"
+	"github.com/ghsync/ghsync/ledger"
+	"github.com/ghsync/ghsync/ledger/ledgertest"
+	"github.com/ghsync/ghsync/ledger/postgres"
+	"github.com/ghsync/ghsync/ledger/sqlite"
+	"github.com/ghsync/ghsync/satellite"
+	"github.com/ghsync/ghsync/wire"
+)
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+
+// origin makes events for id stamped at the real time, so central's real
+// clock finds them neither ahead nor behind.
+func origin(id uint16) *ledgertest.Origin {
+	o := ledgertest.NewOrigin(id)
+	o.Wall.Set(time.Now())
+	return o
+}
+
+// open opens a ledger on SQLite (in a temporary folder) or PostgreSQL and
+// returns it with its location.
+func open(t testing.TB, pg bool) (ledger.Store, string) {
+	t.Helper()
+	ctx := context.Background()
+	var s ledger.Store
+	var loc string
+	var err error
+	if pg {
+		loc = pgtest.NewDatabase(t)
+		s, err = postgres.Open(ctx, loc, postgres.Options{PollInterval: 100 * time.Millisecond})
+	} else {
+		path := filepath.Join(t.TempDir(), "ledger.db")
+		loc = "sqlite:" + path
+		s, err = sqlite.Open(ctx, path, sqlite.Options{})
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, loc
+}
+
+// hub is a central behind an httptest server, with a switch that makes it
+// answer 503 and a filter that can cut responses.
+type hub struct {
+	store ledger.Store
+	reg   central.Registry
+	srv   *central.Server
+	ts    *httptest.Server
+	down  atomic.Bool
+	// cut, when set, decides how many bytes of a response body to let
+	// through before breaking the connection (-1: all).
+	cut func(r *http.Request) int
+	mu  sync.Mutex
+}
+
+func newHub(t testing.TB, pg bool, clock func() time.Time) *hub {
+	t.Helper()
+	h := &hub{}
+	var loc string
+	h.store, loc = open(t, pg)
+	var err error
+	if h.reg, err = central.OpenRegistry(context.Background(), loc); err != nil {
+		t.Fatal(err)
+	}
+	if h.srv, err = central.New(central.Config{Store: h.store, Registry: h.reg, Clock: clock, Logger: hclog.NewNullLogger()}); err != nil {
+		t.Fatal(err)
+	}
+	h.ts = httptest.NewServer(http.HandlerFunc(h.serve))
+	t.Cleanup(func() {
+		h.ts.Close()
+		h.srv.Close()
+		h.reg.Close()
+	})
+	return h
+}
+
+func (h *hub) serve(w http.ResponseWriter, r *http.Request) {
+	if h.down.Load() {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		io.WriteString(w, `{"error":"down for maintenance"}`)
+		return
+	}
+	h.mu.Lock()
+	cut := h.cut
+	h.mu.Unlock()
+	n := -1
+	if cut != nil {
+		n = cut(r)
+	}
+	if n < 0 {
+		h.srv.ServeHTTP(w, r)
+		return
+	}
+	rec := httptest.NewRecorder()
+	h.srv.ServeHTTP(rec, r)
+	for k, v := range rec.Header() {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(rec.Code)
+	w.(http.Flusher).Flush() // the headers go out: the client sees an answer, then a cut
+	body := rec.Body.Bytes()
+	w.Write(body[:min(n, len(body))])
+	panic(http.ErrAbortHandler) // break the connection mid-body
+}
+
+func (h *hub) add(t testing.TB, id uint16, scope string) string {
+	t.Helper()
+	tok, hash, err := central.NewToken()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.reg.AddSatellite(context.Background(), central.Satellite{ID: id, Name: "clinic", Scope: scope, TokenHash: hash, Created: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+type site struct {
+	store ledger.Store
+	loc   string
+	c     *satellite.Client
+	cfg   satellite.Config
+}
+
+func (h *hub) dial(t testing.TB, id uint16, scope string, pg bool) *site {
+	t.Helper()
+	store, loc := open(t, pg)
+	s := &site{store: store, loc: loc}
+	s.cfg = satellite.Config{URL: h.ts.URL, Token: h.add(t, id, scope), Origin: id, Store: store, StateLocation: loc,
+		HTTPClient: h.ts.Client(), PullLimit: 50, PushEvents: 40}
+	s.redial(t)
+	return s
+}
+
+func (s *site) redial(t testing.TB) {
+	t.Helper()
+	if s.c != nil {
+		s.c.Close()
+	}
+	var err error
+	if s.c, err = satellite.Dial(context.Background(), s.cfg); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.c.Close() })
+}
+
+func appendAll(t testing.TB, s ledger.Store, evs []*ledger.Event) {
+	t.Helper()
+	if _, err := s.Append(context.Background(), evs); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func count(t testing.TB, s ledger.Store) map[uint16]uint64 {
+	t.Helper()
+	heads, err := s.Origins(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[uint16]uint64{}
+	for _, h := range heads {
+		out[h.Origin] = h.Count
+	}
+	return out
+}
+
+func verify(t testing.TB, s ledger.Store) {
+	t.Helper()
+	r, err := ledger.Verify(context.Background(), s)
+	if err != nil || len(r.Corrupt) > 0 || len(r.Positions) > 0 {
+		t.Fatalf("verify: %v %+v", err, r)
+	}
+	for _, o := range r.Origins {
+		if o.Break != nil {
+			t.Fatalf("origin %d breaks: %v", o.Origin, o.Break)
+		}
+	}
+}
+
+func TestRoundTripSQLite(t *testing.T)   { testRoundTrip(t, false, false) }
+func TestRoundTripPostgres(t *testing.T) { testRoundTrip(t, true, true) }
+
+// Central and two satellites exchange their events both ways; pushing or
+// pulling again changes nothing; the cursor and offset survive a restart.
+func testRoundTrip(t *testing.T, centralPG, satellitePG bool) {
+	ctx := context.Background()
+	rng := ledgertest.Rand(t)
+	h := newHub(t, centralPG, time.Now)
+	s1 := h.dial(t, 1, wire.ScopeAll, satellitePG)
+	s2 := h.dial(t, 2, wire.ScopeAll, false)
+	var progress []satellite.Progress
+	s1.cfg.Progress = func(p satellite.Progress) { progress = append(progress, p) }
+	s1.redial(t)
+
+	o0, o1, o2 := origin(0), origin(1), origin(2)
+	appendAll(t, h.store, o0.Patients(t, rng, 30))
+	appendAll(t, s1.store, o1.Patients(t, rng, 250))
+	appendAll(t, s2.store, o2.Patients(t, rng, 120))
+
+	st, err := s1.c.Push(ctx)
+	if err != nil || st.Accepted != 250 || st.HighWater != 250 || st.Requests != 7 { // 40 per request
+		t.Fatalf("push 1: %+v %v", st, err)
+	}
+	if st, err := s2.c.Push(ctx); err != nil || st.Accepted != 120 {
+		t.Fatalf("push 2: %+v %v", st, err)
+	}
+	if n := count(t, h.store); n[0] != 30 || n[1] != 250 || n[2] != 120 {
+		t.Fatalf("central holds %v", n)
+	}
+	ps, err := s1.c.Pull(ctx, 0)
+	if err != nil || ps.Appended != 150 || ps.Cursor != 400 || ps.Head != 400 {
+		t.Fatalf("pull 1: %+v %v", ps, err)
+	}
+	if ps, err := s2.c.Pull(ctx, 0); err != nil || ps.Appended != 280 {
+		t.Fatalf("pull 2: %+v %v", ps, err)
+	}
+	if n := count(t, s1.store); n[0] != 30 || n[1] != 250 || n[2] != 120 {
+		t.Fatalf("satellite 1 holds %v", n)
+	}
+	if n := count(t, s2.store); n[0] != 30 || n[1] != 250 || n[2] != 120 {
+		t.Fatalf("satellite 2 holds %v", n)
+	}
+	verify(t, s1.store)
+	verify(t, s2.store)
+	verify(t, h.store)
+	if len(progress) == 0 || progress[len(progress)-1].Op != "pull" || progress[len(progress)-1].Position != 400 {
+		t.Fatalf("progress: %+v", progress)
+	}
+	// Again: nothing to send, nothing to receive.
+	if st, err := s1.c.Push(ctx); err != nil || st.Requests != 0 {
+		t.Fatalf("push again: %+v %v", st, err)
+	}
+	before, _ := h.store.Head(ctx)
+	if ps, err := s1.c.Pull(ctx, 0); err != nil || ps.Received != 0 || ps.Cursor != 400 {
+		t.Fatalf("pull again: %+v %v", ps, err)
+	}
+	if after, _ := h.store.Head(ctx); after != before {
+		t.Fatal("central's head moved")
+	}
+	// More of each, after a restart of satellite 1: it resumes from its
+	// persisted cursor.
+	appendAll(t, s2.store, o2.Patients(t, rng, 10))
+	appendAll(t, s1.store, o1.Patients(t, rng, 5))
+	s1.redial(t)
+	if s1.c.Cursor() != 400 {
+		t.Fatalf("cursor after restart: %d", s1.c.Cursor())
+	}
+	if _, err := s2.c.Push(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := s1.c.Push(ctx); err != nil || st.Accepted != 5 || st.Sent != 5 {
+		t.Fatalf("push after restart: %+v %v", st, err)
+	}
+	if ps, err := s1.c.Pull(ctx, 0); err != nil || ps.Received != 10 || ps.Appended != 10 {
+		t.Fatalf("pull after restart: %+v %v", ps, err)
+	}
+	verify(t, s1.store)
+}
+
+// A pull answer cut at any byte is an error that leaves the cursor and the
+// store as they were; the next pull completes, and nothing is stored twice.
+func TestTruncatedPullResumes(t *testing.T) {
+	ctx := context.Background()
+	rng := ledgertest.Rand(t)
+	h := newHub(t, false, time.Now)
+	s := h.dial(t, 1, wire.ScopeAll, false)
+	appendAll(t, h.store, origin(0).Patients(t, rng, 120)) // 3 pages of 50
+	// First page whole, second cut at a random byte, then all whole.
+	var pulls atomic.Int32
+	h.mu.Lock()
+	h.cut = func(r *http.Request) int {
+		if r.URL.Path != wire.PathPull {
+			return -1
+		}
+		switch pulls.Add(1) {
+		case 2:
+			return 1 + rand.IntN(2000)
+		case 3:
+			return 0 // headers, no body
+		}
+		return -1
+	}
+	h.mu.Unlock()
+	_, err := s.c.Pull(ctx, 0)
+	if !errors.Is(err, satellite.ErrUnavailable) || !strings.Contains(err.Error(), "pull after position 50") {
+		t.Fatalf("cut pull: %v", err)
+	}
+	if s.c.Cursor() != 50 || count(t, s.store)[0] != 50 {
+		t.Fatalf("after a cut: cursor %d, %d events", s.c.Cursor(), count(t, s.store)[0])
+	}
+	if _, err := s.c.Pull(ctx, 0); !errors.Is(err, satellite.ErrUnavailable) {
+		t.Fatalf("empty body: %v", err)
+	}
+	// The persisted cursor is the last whole page's.
+	s.redial(t)
+	if s.c.Cursor() != 50 {
+		t.Fatalf("persisted cursor %d", s.c.Cursor())
+	}
+	ps, err := s.c.Pull(ctx, 0)
+	if err != nil || ps.Appended != 70 || ps.Duplicates != 0 || ps.Cursor != 120 {
+		t.Fatalf("resumed pull: %+v %v", ps, err)
+	}
+	if n := count(t, s.store); n[0] != 120 {
+		t.Fatalf("holds %v", n)
+	}
+	verify(t, s.store)
+}
+
+// Every answer carries central's time; the satellite measures its offset
+// from the request's midpoint and keeps it with the cursor.
+func TestClockOffset(t *testing.T) {
+	ctx := context.Background()
+	h := newHub(t, false, func() time.Time { return time.Now().Add(90 * time.Second) })
+	s := h.dial(t, 3, wire.ScopeAll, false)
+	if off := s.c.Offset(); (off - 90*time.Second).Abs() > time.Second {
+		t.Fatalf("offset %v, want 90s", off)
+	}
+	if _, err := s.c.Pull(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("sqlite", strings.TrimPrefix(s.loc, "sqlite:"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var ns int64
+	if err := db.QueryRow(`SELECT offset_ns FROM ghsync_sync_state`).Scan(&ns); err != nil || (time.Duration(ns)-90*time.Second).Abs() > time.Second {
+		t.Fatalf("persisted offset %v: %v", time.Duration(ns), err)
+	}
+}
+
+// Retryable failures (central down, 5xx) match ErrUnavailable; refusals
+// (a revoked token) match ErrRefused.
+func TestErrors(t *testing.T) {
+	ctx := context.Background()
+	h := newHub(t, false, time.Now)
+	s := h.dial(t, 4, wire.ScopeAll, false)
+	appendAll(t, s.store, origin(4).Patients(t, ledgertest.Rand(t), 3))
+	h.down.Store(true)
+	_, err := s.c.Push(ctx)
+	var ae *satellite.APIError
+	if !errors.Is(err, satellite.ErrUnavailable) || !errors.As(err, &ae) || ae.Status != 503 || !strings.Contains(err.Error(), "down for maintenance") {
+		t.Fatalf("503: %v", err)
+	}
+	h.down.Store(false)
+	if err := h.reg.RevokeSatellite(ctx, 4, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.c.Pull(ctx, 0); !errors.Is(err, satellite.ErrRefused) || errors.Is(err, satellite.ErrUnavailable) {
+		t.Fatalf("revoked: %v", err)
+	}
+	h.ts.Close()
+	if _, err := s.c.Pull(ctx, 0); !errors.Is(err, satellite.ErrUnavailable) {
+		t.Fatalf("central gone: %v", err)
+	}
+	// A token of another satellite: Dial says so.
+	cfg := s.cfg
+	cfg.Origin = 9
+	h2 := newHub(t, false, time.Now)
+	cfg.URL, cfg.HTTPClient, cfg.Token = h2.ts.URL, h2.ts.Client(), h2.add(t, 8, wire.ScopeAll)
+	if _, err := satellite.Dial(ctx, cfg); err == nil || !strings.Contains(err.Error(), "belongs to satellite 8") {
+		t.Fatalf("dial with another's token: %v", err)
+	}
+}
+
+// Events stamped by a clock far ahead of central's are held there: Push
+// says so (ErrHeld), and they arrive once released.
+func TestPushHeld(t *testing.T) {
+	ctx := context.Background()
+	h := newHub(t, false, time.Now)
+	s := h.dial(t, 5, wire.ScopeAll, false)
+	o := origin(5)
+	appendAll(t, s.store, o.Patients(t, ledgertest.Rand(t), 2))
+	o.Wall.Advance(time.Hour)
+	appendAll(t, s.store, o.Patients(t, ledgertest.Rand(t), 2))
+	st, err := s.c.Push(ctx)
+	if !errors.Is(err, satellite.ErrHeld) || st.Accepted != 2 || st.Held != 2 || !strings.Contains(err.Error(), "seq 3") {
+		t.Fatalf("push: %+v %v", st, err)
+	}
+	if n, err := central.Release(ctx, h.store, h.reg, 5); err != nil || n != 2 {
+		t.Fatalf("release: %d %v", n, err)
+	}
+	if st, err := s.c.Push(ctx); err != nil || st.Requests != 0 || st.HighWater != 4 {
+		t.Fatalf("push after release: %+v %v", st, err)
+	}
+}
+
+// New fetches a patient's graph by PUID into the store; later changes to
+// it come with pulls (scope local).
+func TestNewPatient(t *testing.T) {
+	ctx := context.Background()
+	h := newHub(t, false, time.Now)
+	s := h.dial(t, 6, wire.ScopeLocal, false)
+	o0 := origin(0)
+	ref := func(m, k string) ledger.Value { v, _ := ledger.RefTo(m, k); return v }
+	appendAll(t, h.store, []*ledger.Event{
+		o0.Event(t, "party.party", "PX", ledger.OpCreate, map[string]ledger.Value{"name": ledger.String("Ann"), "ref": ledger.String("JM1")}),
+		o0.Event(t, "gnuhealth.patient", "PX", ledger.OpCreate, map[string]ledger.Value{"name": ref("party.party", "PX")}),
+		o0.Event(t, "party.address", "AD", ledger.OpCreate, map[string]ledger.Value{"party": ref("party.party", "PX")}),
+		o0.Event(t, "party.party", "PY", ledger.OpCreate, map[string]ledger.Value{"name": ledger.String("Bob"), "ref": ledger.String("JM2")}),
+	})
+	st, err := s.c.New(ctx, satellite.NewRequest{Patient: "JM1"})
+	if err != nil || st.Appended != 3 || st.Streams != 3 {
+		t.Fatalf("new: %+v %v", st, err)
+	}
+	if _, err := s.c.New(ctx, satellite.NewRequest{Patient: "JM9"}); !errors.Is(err, satellite.ErrRefused) || !strings.Contains(err.Error(), "404") {
+		t.Fatalf("unknown PUID: %v", err)
+	}
+	appendAll(t, h.store, []*ledger.Event{
+		o0.Event(t, "gnuhealth.patient", "PX", ledger.OpWrite, map[string]ledger.Value{"notes": ledger.String("x")}),
+		o0.Event(t, "party.party", "PY", ledger.OpWrite, map[string]ledger.Value{"name": ledger.String("Robert")}),
+	})
+	ps, err := s.c.Pull(ctx, 0)
+	if err != nil || ps.Appended != 1 {
+		t.Fatalf("pull after new: %+v %v", ps, err)
+	}
+	// The three events new brought are among those the pull did not send again.
+	if n := count(t, s.store); n[0] != 4 {
+		t.Fatalf("holds %v", n)
+	}
+}
+
+// A long poll returns as soon as central has something.
+func TestPullWaits(t *testing.T) {
+	ctx := context.Background()
+	h := newHub(t, false, time.Now)
+	s := h.dial(t, 7, wire.ScopeAll, false)
+	go func() {
+		time.Sleep(200 * time.Millisecond)
+		h.store.Append(ctx, origin(0).Patients(t, ledgertest.Rand(t), 1))
+	}()
+	start := time.Now()
+	ps, err := s.c.Pull(ctx, 10*time.Second)
+	if err != nil || ps.Appended != 1 || time.Since(start) > 5*time.Second {
+		t.Fatalf("long poll: %+v %v after %v", ps, err, time.Since(start))
+	}
+}

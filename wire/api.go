@@ -1,0 +1,143 @@
+package wire
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// Paths of the protocol, version 1.
+const (
+	PathHeads = "/v1/heads" // GET: the caller's high-water mark at central, and central's head
+	PathPush  = "/v1/push"  // POST: frames of the caller's own events, in origin_seq order
+	PathPull  = "/v1/pull"  // GET ?after=POS&limit=N&wait=DUR: central's events after POS
+	PathNew   = "/v1/new"   // POST NewRequest: a record graph's full history, added to the caller's held set
+)
+
+// Media types and headers.
+const (
+	// ContentType is the media type of a frame stream (push bodies, pull
+	// and new responses); the body is gzip-compressed (Content-Encoding: gzip).
+	ContentType = "application/vnd.ghsync.events"
+	// HeaderTime carries the sender's wall clock (RFC 3339, nanoseconds) on
+	// every central response, so a satellite can measure its clock offset.
+	HeaderTime = "X-Ghsync-Time"
+	// HeaderHead is central's ledger head position.
+	HeaderHead = "X-Ghsync-Head"
+	// HeaderNext is the pull cursor to use next: the last position central
+	// examined for this caller (events filtered out are not scanned again).
+	HeaderNext = "X-Ghsync-Next"
+	// HeaderStreams counts the streams a new response carries.
+	HeaderStreams = "X-Ghsync-Streams"
+)
+
+// Pull bounds.
+const (
+	DefaultPullLimit = 2_000
+	MaxPullLimit     = 10_000
+	MaxPullWait      = 60 * time.Second
+)
+
+// Scopes say which of central's events a satellite receives.
+const (
+	ScopeAll   = "all"   // every event but the satellite's own
+	ScopeLocal = "local" // reference data, held records, and records referencing them
+)
+
+// ValidScope reports whether s is a scope name.
+func ValidScope(s string) bool { return s == ScopeAll || s == ScopeLocal }
+
+// Error is the JSON body of every refused request.
+type Error struct {
+	Error string `json:"error"`
+	// Frame is the index of the frame at fault, when one is.
+	Frame *int `json:"frame,omitempty"`
+}
+
+// Heads answers GET /v1/heads.
+type Heads struct {
+	Origin      uint16    `json:"origin"`     // the caller's synchronisation id
+	Name        string    `json:"name"`       // the caller's registered name
+	Scope       string    `json:"scope"`      // the caller's scope
+	HighWater   uint64    `json:"high_water"` // highest origin_seq of the caller central holds
+	Count       uint64    `json:"count"`      // events of the caller central holds
+	Hash        string    `json:"hash,omitempty"`
+	Head        uint64    `json:"head"` // central's ledger head
+	HeldEvents  int       `json:"held_events"`
+	CentralTime time.Time `json:"central_time"`
+}
+
+// Push statuses, per event.
+const (
+	StatusAccepted   = "accepted"    // newly stored
+	StatusDuplicate  = "duplicate"   // already held; nothing changed
+	StatusRejected   = "rejected"    // refused: Error says why
+	StatusNotApplied = "not-applied" // follows a rejected or held event of the chain: send it again later
+	StatusHeld       = "held"        // stored aside at central (clock too far ahead), not in the ledger
+)
+
+// PushResult is the answer about one event that was not simply accepted.
+type PushResult struct {
+	Index  int    `json:"index"`
+	ID     string `json:"id"`
+	Seq    uint64 `json:"seq"`
+	Status string `json:"status"`
+	Error  string `json:"error,omitempty"`
+	// SkewMillis is how far the event's clock is ahead of central's, for held events.
+	SkewMillis int64 `json:"skew_ms,omitempty"`
+}
+
+// PushResponse answers POST /v1/push.
+type PushResponse struct {
+	Origin      uint16       `json:"origin"`
+	HighWater   uint64       `json:"high_water"` // the caller's high-water mark at central after the push
+	Accepted    int          `json:"accepted"`
+	Duplicates  int          `json:"duplicates"`
+	Held        int          `json:"held"`
+	Rejected    int          `json:"rejected"`
+	NotApplied  int          `json:"not_applied"`
+	Results     []PushResult `json:"results"` // every event not accepted, in index order
+	CentralTime time.Time    `json:"central_time"`
+}
+
+// NewRequest asks central for a record graph (POST /v1/new): either a
+// patient by PUID (party.party's ref) or one record by model and key.
+type NewRequest struct {
+	Patient string `json:"patient,omitempty"`
+	Model   string `json:"model,omitempty"`
+	Key     string `json:"key,omitempty"`
+	// Depth bounds how many steps of "records referencing it" are
+	// followed from the root (default 4, at most 8).
+	Depth int `json:"depth,omitempty"`
+}
+
+// Validate checks the request's shape.
+func (r NewRequest) Validate() error {
+	switch {
+	case r.Patient != "" && (r.Model != "" || r.Key != ""):
+		return fmt.Errorf("give either patient or model and key, not both")
+	case r.Patient == "" && (r.Model == "" || r.Key == ""):
+		return fmt.Errorf("give a patient (PUID) or a model and key")
+	case r.Depth < 0 || r.Depth > 8:
+		return fmt.Errorf("depth %d outside 0..8", r.Depth)
+	}
+	return nil
+}
+
+// BearerToken extracts the token of an "Authorization: Bearer <token>" header.
+func BearerToken(h http.Header) (string, bool) {
+	v := h.Get("Authorization")
+	scheme, tok, ok := strings.Cut(v, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	tok = strings.TrimSpace(tok)
+	return tok, tok != ""
+}
+
+// FormatTime writes a time as HeaderTime carries it.
+func FormatTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+
+// ParseTime reads HeaderTime.
+func ParseTime(s string) (time.Time, error) { return time.Parse(time.RFC3339Nano, s) }
