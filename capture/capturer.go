@@ -26,6 +26,10 @@ type Options struct {
 	Clock     *clocks.Clock
 	BatchSize int
 	Logger    hclog.Logger
+	// Sequencer, when set, stamps the events (shared with another writer
+	// of the same origin in this process: central's server). Default: one
+	// resumed from the ledger.
+	Sequencer *ledger.Sequencer
 	// BeforeAppend, when set, runs after a batch is read and stamped and
 	// just before it is appended (after the hand-off commit when the
 	// ledger lives elsewhere). Crash tests kill the process there.
@@ -67,6 +71,9 @@ type Stats struct {
 // store. It finishes a hand-off an earlier run left half done before
 // anything else.
 func Open(ctx context.Context, target string, store ledger.Store, reg *models.Registry, opts Options) (*Capturer, error) {
+	if opts.Sequencer != nil {
+		opts.Clock = opts.Sequencer.Clock()
+	}
 	if opts.Clock == nil {
 		opts.Clock = clocks.NewClock(nil, clocks.DefaultMaxOffset)
 	}
@@ -140,6 +147,12 @@ func (c *Capturer) init(ctx context.Context) error {
 // resume rebuilds the sequencer from the ledger: after Open, and after an
 // append failed (the sequence numbers it took are not held).
 func (c *Capturer) resume(ctx context.Context) error {
+	if c.seq == nil && c.opts.Sequencer != nil {
+		c.seq = c.opts.Sequencer
+	}
+	if c.seq != nil {
+		return c.seq.Resync(ctx, c.store)
+	}
 	seq, err := ledger.Resume(ctx, c.store, c.opts.Origin, c.opts.Clock)
 	if err != nil {
 		return err

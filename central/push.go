@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/ghsync/ghsync/clocks"
 	"github.com/ghsync/ghsync/ledger"
 	"github.com/ghsync/ghsync/wire"
 )
@@ -129,11 +130,15 @@ func (s *Server) apply(ctx context.Context, sat Satellite, events []*ledger.Even
 		reason[0] = fmt.Sprintf("gap: central holds origin %d up to seq %d, so the next push must start at seq %d, not %d", sat.ID, h.Seq, h.Seq+1, first)
 		end = 0
 	}
-	heldFrom := -1
+	heldFrom, boundFrom := -1, -1
 	if s.cfg.MaxAhead > 0 {
 		for i := 0; i < end; i++ {
 			if ahead := events[i].HLC.WallMillis() - now.UnixMilli(); ahead > s.cfg.MaxAhead.Milliseconds() {
-				heldFrom, end = i, i
+				if s.cfg.Skew == SkewHold {
+					heldFrom, end = i, i
+				} else {
+					boundFrom = i
+				}
 				break
 			}
 		}
@@ -160,6 +165,20 @@ func (s *Server) apply(ctx context.Context, sat Satellite, events []*ledger.Even
 	if err := s.cfg.Registry.Hold(ctx, sat.ID, hold); err != nil {
 		return nil, err
 	}
+	if boundFrom >= 0 {
+		// The bound goes first: appended events are never unbounded, and
+		// a bound whose events then fail to append covers them when they
+		// come again.
+		k := boundFrom
+		for k < end && dup[k] {
+			k++ // bounded when first pushed
+		}
+		if k < end {
+			if err := s.bound(ctx, sat.ID, events[k:end], now); err != nil {
+				return nil, err
+			}
+		}
+	}
 	for good := events[:end]; len(good) > 0; {
 		res, err := s.cfg.Store.Append(ctx, good)
 		if err == nil {
@@ -181,6 +200,11 @@ func (s *Server) apply(ctx context.Context, sat Satellite, events []*ledger.Even
 		switch {
 		case i < end && dup[i]:
 			status[i] = wire.StatusDuplicate
+		case i < end && boundFrom >= 0 && i >= boundFrom:
+			status[i] = wire.StatusBounded
+			skew[i] = events[i].HLC.WallMillis() - now.UnixMilli()
+			reason[i] = fmt.Sprintf("clock %v ahead of central's (limit %v): stored, and merged as if stamped at central's time of receipt",
+				(time.Duration(max(skew[i], 0)) * time.Millisecond).Round(time.Second), s.cfg.MaxAhead)
 		case i < end:
 			status[i] = wire.StatusAccepted
 		case status[i] != "":
@@ -226,6 +250,9 @@ func (s *Server) apply(ctx context.Context, sat Satellite, events []*ledger.Even
 		case wire.StatusAccepted:
 			accepted++
 			continue
+		case wire.StatusBounded:
+			accepted++
+			resp.Bounded++
 		case wire.StatusHeld:
 			resp.Held++
 		case wire.StatusRejected:
@@ -240,6 +267,19 @@ func (s *Server) apply(ctx context.Context, sat Satellite, events []*ledger.Even
 		s.log.Warn("push: the store's count of new events differs from central's view", "satellite", sat.ID, "store", resp.Accepted, "central", accepted)
 	}
 	return resp, nil
+}
+
+// bound appends a clock bound covering events (consecutive, one origin),
+// stamped by central as origin 0.
+func (s *Server) bound(ctx context.Context, origin uint16, events []*ledger.Event, now time.Time) error {
+	cb := ledger.ClockBound{Origin: origin, FromSeq: events[0].OriginSeq, ToSeq: events[len(events)-1].OriginSeq,
+		Bound: clocks.New(now.UnixMilli(), 0)}
+	if _, err := s.cfg.Sequencer.AppendOwn(ctx, s.cfg.Store, []*ledger.Event{cb.Event()}); err != nil {
+		return fmt.Errorf("append clock bound for origin %d seq %d..%d: %w", origin, cb.FromSeq, cb.ToSeq, err)
+	}
+	s.log.Warn("satellite clock ahead of central's: its events are stored behind a clock bound", "satellite", origin,
+		"from_seq", cb.FromSeq, "to_seq", cb.ToSeq, "ahead", (time.Duration(events[0].HLC.WallMillis()-now.UnixMilli()) * time.Millisecond).String())
+	return nil
 }
 
 // alreadyHeld says which of events (consecutive, one origin) central's

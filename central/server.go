@@ -37,9 +37,15 @@ type Config struct {
 	// MaxPushEvents bounds the events of one push. Default 10,000.
 	MaxPushEvents int
 	// MaxAhead is how far ahead of central's clock an event's HLC may be
-	// and still be appended; later ones are held. Default
-	// clocks.DefaultMaxOffset; negative disables the check.
+	// and still merge as stamped; later ones are bounded or held (Skew).
+	// Default clocks.DefaultMaxOffset; negative disables the check.
 	MaxAhead time.Duration
+	// Skew is what becomes of events beyond MaxAhead. Default SkewBound.
+	Skew SkewPolicy
+	// Sequencer stamps central's own events (clock bounds). Default: one
+	// resumed from Store for origin 0, on a clock reading Clock. Share
+	// it with central's capturer when both run in one process.
+	Sequencer *ledger.Sequencer
 	// MaxPageBytes bounds the event bytes of one pull page. Default 8 MiB.
 	MaxPageBytes int
 	// MaxNewStreams and MaxNewBytes bound the record graph a /v1/new
@@ -81,6 +87,26 @@ type Server struct {
 	closeOnce sync.Once
 }
 
+// SkewPolicy is what central does with events stamped too far ahead of
+// its clock.
+type SkewPolicy int
+
+const (
+	// SkewBound appends them behind a clock bound (ledger.ClockBound):
+	// every projector merges them at central's reading, so they cannot
+	// win merges they should not, and nothing waits for an administrator.
+	SkewBound SkewPolicy = iota
+	// SkewHold keeps them (and the rest of the origin's chain) out of the
+	// ledger, in held_events, until central's clock catches up or an
+	// administrator releases them.
+	SkewHold
+)
+
+// wallFunc adapts a func to clocks.WallClock.
+type wallFunc func() time.Time
+
+func (f wallFunc) Now() time.Time { return f() }
+
 // New checks cfg and returns a Server. Call Close when done.
 func New(cfg Config) (*Server, error) {
 	if cfg.Store == nil || cfg.Registry == nil {
@@ -112,6 +138,13 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
+	}
+	if cfg.Sequencer == nil && cfg.Skew == SkewBound {
+		var err error
+		clock := clocks.NewClock(wallFunc(cfg.Clock), clocks.DefaultMaxOffset)
+		if cfg.Sequencer, err = ledger.Resume(context.Background(), cfg.Store, 0, clock); err != nil {
+			return nil, fmt.Errorf("central: %w", err)
+		}
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.NewNullLogger()

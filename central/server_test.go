@@ -269,12 +269,12 @@ func gzipStream(frame []byte, n int64, level int, raw ...byte) io.Reader {
 	return pr
 }
 
-// Events whose clock is far ahead of central's are held, not appended:
-// with the rest of their chain, durably, listed, and releasable by an
-// administrator. Nothing is lost, and once central's clock catches up
-// the same push goes in by itself.
+// With the hold policy, events whose clock is far ahead of central's are
+// held, not appended: with the rest of their chain, durably, listed, and
+// releasable by an administrator. Nothing is lost, and once central's
+// clock catches up the same push goes in by itself.
 func TestSkewedEventsHeld(t *testing.T) {
-	r := newRig(t, false)
+	r := newRig(t, false, func(c *central.Config) { c.Skew = central.SkewHold })
 	tok := r.add(t, 2, wire.ScopeAll)
 	r.clock.Set(epoch.Add(time.Minute))
 	o := ledgertest.NewOrigin(2)
@@ -473,5 +473,41 @@ func TestMalformedBodiesRefused(t *testing.T) {
 	// And the good body goes in.
 	if pr := r.push(t, tok, events); pr.Accepted != 3 {
 		t.Fatalf("good push: %+v", pr)
+	}
+}
+
+// With the default bound policy, events whose clock is far ahead are
+// stored behind a clock bound that central appends first (as origin 0):
+// nothing waits for an administrator, and every projector merges them at
+// central's time of receipt.
+func TestSkewedEventsBounded(t *testing.T) {
+	r := newRig(t, false)
+	tok := r.add(t, 2, wire.ScopeAll)
+	r.clock.Set(epoch.Add(time.Minute))
+	o := ledgertest.NewOrigin(2)
+	events := o.Patients(t, rng(t), 3)
+	o.Wall.Advance(365 * 24 * time.Hour) // a year ahead
+	events = append(events, o.Patients(t, rng(t), 3)...)
+	pr := r.push(t, tok, events)
+	if pr.Accepted != 6 || pr.Bounded != 3 || pr.HighWater != 6 || r.head(t) != 7 {
+		t.Fatalf("skewed push: %+v, head %d; want 6 accepted, 3 bounded, head 7 (with the bound)", pr, r.head(t))
+	}
+	if first := pr.Results[0]; first.Index != 3 || first.Status != wire.StatusBounded || first.SkewMillis < int64(300*24*time.Hour/time.Millisecond) {
+		t.Fatalf("bounded answer: %+v", first)
+	}
+	recs, err := r.store.ReadAll(context.Background(), 0, 10, ledger.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cb, err := ledger.ParseClockBound(recs[0].Event)
+	if err != nil || cb.Origin != 2 || cb.FromSeq != 4 || cb.ToSeq != 6 || cb.Bound.WallMillis()-epoch.Add(time.Minute).UnixMilli() > 1000 {
+		t.Fatalf("position 1 holds %v (%+v, %v), want the bound of origin 2 seq 4..6 at central's time", recs[0].Event, cb, err)
+	}
+	if recs[4].Event.OriginSeq != 4 || recs[4].Event.Origin != 2 {
+		t.Fatalf("the bounded events do not follow their bound: %v", recs[4].Event)
+	}
+	// A replay changes nothing, not even another bound.
+	if pr := r.push(t, tok, events); pr.Duplicates != 6 || r.head(t) != 7 {
+		t.Fatalf("replayed skewed push: %+v, head %d", pr, r.head(t))
 	}
 }

@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -77,3 +78,53 @@ func (q *Sequencer) Head() (uint64, Hash) {
 	defer q.mu.Unlock()
 	return q.seq, q.prev
 }
+
+// Resync reloads the high-water mark from the store: after stamped events
+// failed to append, or when another writer of the same origin (central's
+// server and its capturer both write origin 0) appended meanwhile. The
+// clock is restored past what the store holds.
+func (q *Sequencer) Resync(ctx context.Context, s Store) error {
+	heads, err := s.Origins(ctx)
+	if err != nil {
+		return fmt.Errorf("resync origin %d: %w", q.origin, err)
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.seq, q.prev = 0, Hash{}
+	for _, h := range heads {
+		if h.Origin == q.origin {
+			q.seq, q.prev = h.Seq, h.Hash
+			q.clock.Restore(h.MaxHLC)
+		}
+	}
+	return nil
+}
+
+// AppendOwn stamps and appends events of the sequencer's origin, and
+// stamps again after a Resync if another writer of the origin took the
+// sequence numbers first (ErrConflict or ErrChainBroken), a few times.
+func (q *Sequencer) AppendOwn(ctx context.Context, s Store, events []*Event) (AppendResult, error) {
+	var lastErr error
+	for range 5 {
+		for _, e := range events {
+			if err := q.Stamp(e); err != nil {
+				return AppendResult{}, err
+			}
+		}
+		res, err := s.Append(ctx, events)
+		if err == nil {
+			return res, nil
+		}
+		lastErr = err
+		if rerr := q.Resync(ctx, s); rerr != nil {
+			return AppendResult{}, rerr
+		}
+		if !errors.Is(err, ErrConflict) && !errors.Is(err, ErrChainBroken) {
+			return AppendResult{}, err
+		}
+	}
+	return AppendResult{}, fmt.Errorf("origin %d: other writers kept taking the next sequence number: %w", q.origin, lastErr)
+}
+
+// Clock is the clock the sequencer stamps with.
+func (q *Sequencer) Clock() *clocks.Clock { return q.clock }

@@ -37,6 +37,9 @@ type Config struct {
 	Central    string
 	Token      string
 	HTTPClient *http.Client
+	// Sequencer, when set, stamps this instance's events (shared with
+	// central's server, which writes origin 0 too).
+	Sequencer *ledger.Sequencer
 	// Wall is this machine's clock (default the system's). It is corrected
 	// by the offset measured against central.
 	Wall     clocks.WallClock
@@ -70,7 +73,8 @@ func Open(ctx context.Context, cfg Config) (*Site, error) {
 	}
 	var err error
 	if _, err = capture.Inspect(ctx, cfg.Target); err == nil {
-		s.cap, err = capture.Open(ctx, cfg.Target, cfg.Store, cfg.Registry, capture.Options{Origin: cfg.Origin, Clock: s.clock, Logger: cfg.Logger})
+		s.cap, err = capture.Open(ctx, cfg.Target, cfg.Store, cfg.Registry, capture.Options{Origin: cfg.Origin, Clock: s.clock,
+			Sequencer: cfg.Sequencer, Logger: cfg.Logger})
 		if err != nil {
 			return nil, err
 		}

@@ -75,6 +75,7 @@ const (
 	StatusRejected   = "rejected"    // refused: Error says why
 	StatusNotApplied = "not-applied" // follows a rejected or held event of the chain: send it again later
 	StatusHeld       = "held"        // stored aside at central (clock too far ahead), not in the ledger
+	StatusBounded    = "bounded"     // stored behind a clock bound (clock too far ahead): merges at central's time
 )
 
 // PushResult is the answer about one event that was not simply accepted.
@@ -95,6 +96,7 @@ type PushResponse struct {
 	Accepted    int          `json:"accepted"`
 	Duplicates  int          `json:"duplicates"`
 	Held        int          `json:"held"`
+	Bounded     int          `json:"bounded"` // accepted, behind a clock bound
 	Rejected    int          `json:"rejected"`
 	NotApplied  int          `json:"not_applied"`
 	Results     []PushResult `json:"results"` // every event not accepted, in index order

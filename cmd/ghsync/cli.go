@@ -40,6 +40,8 @@ type CLI struct {
 	Push    PushCmd    `cmd:"" group:"Network" help:"Send this satellite's events that central does not hold yet."`
 	Pull    PullCmd    `cmd:"" group:"Network" help:"Fetch central's events for this satellite (long poll with --wait, or keep following with -f)."`
 	New     NewCmd     `cmd:"" group:"Network" help:"Fetch a patient (by PUID) or a record and everything about it from central, and follow it from then on."`
+	Sync    SyncCmd    `cmd:"" group:"Network" help:"One full cycle at a satellite: capture local changes, push, pull, project."`
+	Run     RunCmd     `cmd:"" group:"Network" help:"Keep synchronising every --every, backing off while central is unreachable (a service; stops cleanly on SIGTERM)."`
 }
 
 // Globals are the settings every command shares. Each can come from a

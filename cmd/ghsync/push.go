@@ -15,51 +15,97 @@ import (
 	"github.com/ghsync/ghsync/wire"
 )
 
-// Remote is how a satellite reaches central.
+// Remote is how a satellite reaches central. What the flags leave unset
+// comes from the instance's trytond.conf when --trytond-conf names it.
 type Remote struct {
-	Central string `help:"Central's URL (http(s)://host:port)." required:"" env:"GHSYNC_CENTRAL" placeholder:"URL"`
-	Token   string `help:"This satellite's token, from ghsync central satellite add (better set in the environment or the configuration file than on the command line)." required:"" env:"GHSYNC_TOKEN"`
-	Origin  uint16 `help:"This instance's synchronisation id (1..511)." required:"" env:"GHSYNC_ORIGIN"`
-	CACert  string `name:"ca-cert" help:"PEM file of the authority that signed central's certificate (default: the system's)." placeholder:"FILE" env:"GHSYNC_CA_CERT"`
+	Central     string `help:"Central's URL (http(s)://host:port); default: [synchronisation] url of --trytond-conf." env:"GHSYNC_CENTRAL" placeholder:"URL"`
+	Token       string `help:"This satellite's token, from ghsync central satellite add (better set in the environment or the configuration file than on the command line)." env:"GHSYNC_TOKEN"`
+	ID          uint16 `name:"id" help:"This instance's synchronisation id (1..511); default: [synchronisation] id of --trytond-conf." env:"GHSYNC_ID"`
+	CACert      string `name:"ca-cert" help:"PEM file of the authority that signed central's certificate (default: the system's)." placeholder:"FILE" env:"GHSYNC_CA_CERT"`
+	TrytondConf string `name:"trytond-conf" help:"The instance's trytond.conf: [synchronisation] id, url, token and database, [database] uri." placeholder:"FILE" env:"GHSYNC_TRYTOND_CONF"`
+}
+
+// resolve fills what the flags left unset from trytond.conf, and checks
+// that a satellite's identity is complete. It returns the instance's
+// database from [database] uri, if any.
+func (r *Remote) resolve() (database string, err error) {
+	if r.TrytondConf != "" {
+		tc, err := readTrytondConf(r.TrytondConf)
+		if err != nil {
+			return "", err
+		}
+		if r.ID == 0 && tc.ID > 0 {
+			r.ID = uint16(tc.ID)
+		}
+		if r.Central == "" {
+			r.Central = tc.Central
+		}
+		if r.Token == "" {
+			r.Token = tc.Token
+		}
+		database = tc.Database
+	}
+	switch {
+	case r.ID == 0:
+		return "", errors.New("no synchronisation id: give --id (1..511) or a trytond.conf with [synchronisation] id")
+	case r.Central == "":
+		return "", errors.New("no central URL: give --central or a trytond.conf with [synchronisation] url")
+	case r.Token == "":
+		return "", errors.New("no token: set GHSYNC_TOKEN (from ghsync central satellite add) or [synchronisation] token in trytond.conf")
+	}
+	return database, nil
+}
+
+// httpClient trusts --ca-cert when given.
+func (r *Remote) httpClient() (*http.Client, error) {
+	if r.CACert == "" {
+		return http.DefaultClient, nil
+	}
+	pem, err := os.ReadFile(r.CACert)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s holds no PEM certificate", r.CACert)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	return &http.Client{Transport: tr}, nil
+}
+
+// progress logs a long transfer's advance every two seconds.
+func progressLog(env *Env, op string) func(satellite.Progress) {
+	var mu sync.Mutex
+	var last time.Time
+	return func(p satellite.Progress) {
+		mu.Lock()
+		defer mu.Unlock()
+		if time.Since(last) < 2*time.Second {
+			return
+		}
+		last = time.Now()
+		env.Log.Info(op+" progress", "events", p.Events, "bytes", p.Bytes, "position", p.Position, "head", p.Head,
+			"rate", fmt.Sprintf("%.0f/s", p.Rate), "eta", p.ETA.Round(time.Second).String())
+	}
 }
 
 // dial opens the satellite's ledger and connects to central; the cursor
 // persists beside the ledger.
 func (r *Remote) dial(env *Env, op string) (*satellite.Client, ledger.Store, error) {
+	if _, err := r.resolve(); err != nil {
+		return nil, nil, err
+	}
+	hc, err := r.httpClient()
+	if err != nil {
+		return nil, nil, err
+	}
 	store, err := openLedger(env.Ctx, env.Ledger)
 	if err != nil {
 		return nil, nil, err
 	}
-	hc := http.DefaultClient
-	if r.CACert != "" {
-		pem, err := os.ReadFile(r.CACert)
-		if err != nil {
-			store.Close()
-			return nil, nil, err
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			store.Close()
-			return nil, nil, fmt.Errorf("%s holds no PEM certificate", r.CACert)
-		}
-		tr := http.DefaultTransport.(*http.Transport).Clone()
-		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-		hc = &http.Client{Transport: tr}
-	}
-	var mu sync.Mutex
-	var last time.Time
-	c, err := satellite.Dial(env.Ctx, satellite.Config{URL: r.Central, Token: r.Token, Origin: r.Origin, Store: store,
-		StateLocation: env.Ledger, HTTPClient: hc, Logger: env.Log,
-		Progress: func(p satellite.Progress) {
-			mu.Lock()
-			defer mu.Unlock()
-			if time.Since(last) < 2*time.Second {
-				return
-			}
-			last = time.Now()
-			env.Log.Info(op+" progress", "events", p.Events, "bytes", p.Bytes, "position", p.Position, "head", p.Head,
-				"rate", fmt.Sprintf("%.0f/s", p.Rate), "eta", p.ETA.Round(time.Second).String())
-		}})
+	c, err := satellite.Dial(env.Ctx, satellite.Config{URL: r.Central, Token: r.Token, Origin: r.ID, Store: store,
+		StateLocation: env.Ledger, HTTPClient: hc, Logger: env.Log, Progress: progressLog(env, op)})
 	if err != nil {
 		store.Close()
 		return nil, nil, err
@@ -81,7 +127,7 @@ func (c *PushCmd) Run(env *Env) error {
 	defer cl.Close()
 	st, err := cl.Push(env.Ctx)
 	fmt.Fprintf(env.Out, "pushed %d events in %d requests (%d new at central, %d already there); central holds origin %d through seq %d\n",
-		st.Sent, st.Requests, st.Accepted, st.Duplicates, c.Origin, st.HighWater)
+		st.Sent, st.Requests, st.Accepted, st.Duplicates, c.ID, st.HighWater)
 	for _, r := range st.Results {
 		if r.Status == wire.StatusRejected || r.Status == wire.StatusHeld {
 			fmt.Fprintf(env.Out, "  %s: event %s (seq %d): %s\n", r.Status, r.ID, r.Seq, r.Error)

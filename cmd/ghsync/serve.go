@@ -11,7 +11,10 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/ghsync/ghsync/central"
+	"github.com/ghsync/ghsync/clocks"
+	"github.com/ghsync/ghsync/ledger"
 	"github.com/ghsync/ghsync/models"
+	"github.com/ghsync/ghsync/site"
 )
 
 // ServeCmd runs central's side of the protocol over HTTP(S).
@@ -19,8 +22,13 @@ type ServeCmd struct {
 	Listen   string        `help:"Address to listen on (host:port)." default:"127.0.0.1:7420" env:"GHSYNC_LISTEN"`
 	TLSCert  string        `name:"tls-cert" help:"PEM certificate (chain) to serve HTTPS with; give --tls-key too." placeholder:"FILE" env:"GHSYNC_TLS_CERT"`
 	TLSKey   string        `name:"tls-key" help:"PEM private key of --tls-cert." placeholder:"FILE" env:"GHSYNC_TLS_KEY"`
-	MaxAhead time.Duration `help:"Events whose clock is further ahead of this machine's are held, not appended (see ghsync central held)." default:"5m"`
+	MaxAhead time.Duration `help:"How far ahead of this machine's clock a satellite's events may be stamped and still merge as stamped." default:"5m"`
+	Skew     string        `help:"What becomes of events stamped further ahead: bound (stored, merged at central's time of receipt) or hold (kept out of the ledger until released: ghsync central held)." enum:"bound,hold" default:"bound"`
 	Grace    time.Duration `help:"On SIGTERM or interrupt, how long requests in flight may take to finish." default:"30s"`
+	// Central is a GNU Health instance too: with a target, its own changes
+	// are captured and the ledger projected into it while serving.
+	Target string        `help:"Central's own GNU Health database (postgres:// URL or sqlite:PATH): its changes are captured and the network's projected into it while serving." aliases:"db" env:"GHSYNC_TARGET"`
+	Every  time.Duration `help:"With --target, how often central captures and projects." default:"30s"`
 }
 
 func (c *ServeCmd) Run(env *Env) error {
@@ -37,11 +45,34 @@ func (c *ServeCmd) Run(env *Env) error {
 		return err
 	}
 	defer reg.Close()
-	srv, err := central.New(central.Config{Store: store, Registry: reg, Models: models.GNUHealth(), MaxAhead: c.MaxAhead, Logger: env.Log})
+	skew := central.SkewBound
+	if c.Skew == "hold" {
+		skew = central.SkewHold
+	}
+	// Central's server (clock bounds) and its capturer both write origin 0.
+	seq, err := ledger.Resume(env.Ctx, store, 0, clocks.NewClock(nil, clocks.DefaultMaxOffset))
+	if err != nil {
+		return err
+	}
+	srv, err := central.New(central.Config{Store: store, Registry: reg, Models: models.GNUHealth(), MaxAhead: c.MaxAhead,
+		Skew: skew, Sequencer: seq, Logger: env.Log})
 	if err != nil {
 		return err
 	}
 	defer srv.Close()
+	if c.Target != "" {
+		st, err := site.Open(env.Ctx, site.Config{Origin: 0, Target: c.Target, Store: store, StoreLocation: env.Ledger,
+			Sequencer: seq, Logger: env.Log})
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		go func() {
+			if err := st.Run(env.Ctx, c.Every, site.Backoff{}); err != nil {
+				env.Log.Error("central's own capture and projection stopped", "error", err)
+			}
+		}()
+	}
 	ln, err := net.Listen("tcp", c.Listen)
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)

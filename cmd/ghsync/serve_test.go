@@ -37,7 +37,9 @@ func serving(t *testing.T, ledgerLoc string) (url string, stop func() (error, ti
 	var out bytes.Buffer
 	env := &Env{Globals: &Globals{Ledger: ledgerLoc}, Ctx: ctx, Out: &out, Log: hclog.NewNullLogger()}
 	done := make(chan error, 1)
-	go func() { done <- (&ServeCmd{Listen: addr, MaxAhead: 5 * time.Minute, Grace: 10 * time.Second}).Run(env) }()
+	go func() {
+		done <- (&ServeCmd{Listen: addr, MaxAhead: 5 * time.Minute, Skew: "hold", Grace: 10 * time.Second, Every: time.Second}).Run(env)
+	}()
 	for i := 0; ; i++ {
 		if c, err := net.Dial("tcp", addr); err == nil {
 			c.Close()
@@ -97,11 +99,11 @@ func TestServePushPullNew(t *testing.T) {
 
 	t.Setenv("GHSYNC_CENTRAL", url)
 	t.Setenv("GHSYNC_TOKEN", tok1)
-	code, out, stderr := ghsync(t, "push", "--ledger", "sqlite:"+sat1, "--origin", "1")
+	code, out, stderr := ghsync(t, "push", "--ledger", "sqlite:"+sat1, "--id", "1")
 	if code != 0 || !strings.Contains(out, "pushed 40 events") || !strings.Contains(out, "through seq 40") {
 		t.Fatalf("push: exit %d\n%s%s", code, out, stderr)
 	}
-	code, out, stderr = ghsync(t, "pull", "--ledger", "sqlite:"+sat1, "--origin", "1")
+	code, out, stderr = ghsync(t, "pull", "--ledger", "sqlite:"+sat1, "--id", "1")
 	if code != 0 || !strings.Contains(out, "pulled 60 events (60 new here)") || !strings.Contains(out, "position 100 of 100") {
 		t.Fatalf("pull: exit %d\n%s%s", code, out, stderr)
 	}
@@ -119,7 +121,7 @@ func TestServePushPullNew(t *testing.T) {
 		t.Fatal(err)
 	}
 	store.Close()
-	code, out, stderr = ghsync(t, "push", "--ledger", "sqlite:"+sat1, "--origin", "1")
+	code, out, stderr = ghsync(t, "push", "--ledger", "sqlite:"+sat1, "--id", "1")
 	if code != 1 || !strings.Contains(out, "held: event") || !strings.Contains(out, "central holds 2 events back") || !strings.Contains(stderr, "events held by central") {
 		t.Fatalf("push ahead of central's clock: exit %d\n%s%s", code, out, stderr)
 	}
@@ -130,12 +132,12 @@ func TestServePushPullNew(t *testing.T) {
 	if code, out, _ := ghsync(t, "central", "held", "release", "--origin", "1", "--ledger", centralDB); code != 0 || !strings.Contains(out, "released 2 held events of origin 1") {
 		t.Fatalf("release: exit %d\n%s", code, out)
 	}
-	if code, out, stderr := ghsync(t, "push", "--ledger", "sqlite:"+sat1, "--origin", "1"); code != 0 || !strings.Contains(out, "through seq 42") {
+	if code, out, stderr := ghsync(t, "push", "--ledger", "sqlite:"+sat1, "--id", "1"); code != 0 || !strings.Contains(out, "through seq 42") {
 		t.Fatalf("push after the release: exit %d\n%s%s", code, out, stderr)
 	}
 
 	// The wrong origin for the token: refused before anything is sent.
-	if code, _, stderr := ghsync(t, "push", "--ledger", "sqlite:"+sat1, "--origin", "2"); code == 0 || !strings.Contains(stderr, "belongs to satellite 1") {
+	if code, _, stderr := ghsync(t, "push", "--ledger", "sqlite:"+sat1, "--id", "2"); code == 0 || !strings.Contains(stderr, "belongs to satellite 1") {
 		t.Fatalf("push as origin 2 with satellite 1's token: exit %d %s", code, stderr)
 	}
 
@@ -143,21 +145,21 @@ func TestServePushPullNew(t *testing.T) {
 	puid := findPUID(t, strings.TrimPrefix(centralDB, "sqlite:"))
 	sat2 := "sqlite:" + filepath.Join(dir, "sat2.db")
 	t.Setenv("GHSYNC_TOKEN", tok2)
-	code, out, stderr = ghsync(t, "new", "--ledger", sat2, "--origin", "2", "--patient", puid)
+	code, out, stderr = ghsync(t, "new", "--ledger", sat2, "--id", "2", "--patient", puid)
 	if code != 0 || !strings.Contains(out, "records' history") {
 		t.Fatalf("new --patient %s: exit %d\n%s%s", puid, code, out, stderr)
 	}
-	if code, _, stderr := ghsync(t, "new", "--ledger", sat2, "--origin", "2", "--patient", "nobody"); code == 0 || !strings.Contains(stderr, "no party has PUID") {
+	if code, _, stderr := ghsync(t, "new", "--ledger", sat2, "--id", "2", "--patient", "nobody"); code == 0 || !strings.Contains(stderr, "no party has PUID") {
 		t.Fatalf("new for an unknown PUID: exit %d %s", code, stderr)
 	}
-	if code, _, stderr := ghsync(t, "new", "--ledger", sat2, "--origin", "2"); code == 0 || !strings.Contains(stderr, "--patient") {
+	if code, _, stderr := ghsync(t, "new", "--ledger", sat2, "--id", "2"); code == 0 || !strings.Contains(stderr, "--patient") {
 		t.Fatalf("new without a patient: exit %d %s", code, stderr)
 	}
 
 	// A long poll is pending when central shuts down: it ends at once.
 	polled := make(chan string)
 	go func() {
-		code, out, stderr := ghsync(t, "pull", "--ledger", sat2, "--origin", "2", "--wait", "60s")
+		code, out, stderr := ghsync(t, "pull", "--ledger", sat2, "--id", "2", "--wait", "60s")
 		polled <- strings.Join([]string{string(rune('0' + code)), out, stderr}, "\n")
 	}()
 	time.Sleep(500 * time.Millisecond)

@@ -1,0 +1,83 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/ghsync/ghsync/satellite"
+	"github.com/ghsync/ghsync/site"
+)
+
+// Instance is a satellite with its GNU Health database: what sync and
+// run work on.
+type Instance struct {
+	Remote
+	Target string `help:"This instance's GNU Health database (postgres:// URL or sqlite:PATH); default: [database] uri of --trytond-conf. Without it only the ledger is synchronised." aliases:"db" env:"GHSYNC_TARGET"`
+}
+
+func (in *Instance) open(env *Env) (*site.Site, func(), error) {
+	db, err := in.resolve()
+	if err != nil {
+		return nil, nil, err
+	}
+	if in.Target == "" {
+		in.Target = db
+	}
+	hc, err := in.httpClient()
+	if err != nil {
+		return nil, nil, err
+	}
+	store, err := openLedger(env.Ctx, env.Ledger)
+	if err != nil {
+		return nil, nil, err
+	}
+	s, err := site.Open(env.Ctx, site.Config{Origin: in.ID, Target: in.Target, Store: store, StoreLocation: env.Ledger,
+		Central: in.Central, Token: in.Token, HTTPClient: hc, Logger: env.Log, Progress: progressLog(env, "sync")})
+	if err != nil {
+		store.Close()
+		return nil, nil, err
+	}
+	return s, func() { s.Close(); store.Close() }, nil
+}
+
+// SyncCmd runs one cycle: capture, push, pull, project.
+type SyncCmd struct{ Instance }
+
+func (c *SyncCmd) Run(env *Env) error {
+	s, done, err := c.open(env)
+	if err != nil {
+		return err
+	}
+	defer done()
+	r, err := s.Sync(env.Ctx)
+	fmt.Fprintf(env.Out, "captured %d local changes, pushed %d events, pulled %d, projected %d", r.Captured, r.Pushed, r.Pulled, r.Projected)
+	if r.Offset != 0 {
+		fmt.Fprintf(env.Out, "; clock offset to central %v", r.Offset.Round(time.Millisecond))
+	}
+	fmt.Fprintln(env.Out)
+	if errors.Is(err, satellite.ErrUnavailable) {
+		fmt.Fprintln(env.Out, "central could not be reached: local changes are captured and kept; they go at the next sync")
+	}
+	return err
+}
+
+// RunCmd keeps synchronising, as a service (replaces the 2014 engine's
+// cron + Celery tasks).
+type RunCmd struct {
+	Instance
+	Every      time.Duration `help:"How often to synchronise." default:"5m"`
+	BackoffMin time.Duration `help:"First wait after central could not be reached; it doubles up to --every, with jitter." default:"5s"`
+}
+
+func (c *RunCmd) Run(env *Env) error {
+	s, done, err := c.open(env)
+	if err != nil {
+		return err
+	}
+	defer done()
+	env.Log.Info("running", "id", c.ID, "central", c.Central, "every", c.Every.String())
+	err = s.Run(env.Ctx, c.Every, site.Backoff{Min: c.BackoffMin, Max: c.Every})
+	env.Log.Info("stopped")
+	return err
+}
