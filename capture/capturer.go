@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -26,6 +27,11 @@ type Options struct {
 	Clock     *clocks.Clock
 	BatchSize int
 	Logger    hclog.Logger
+	// Correct, when set, corrects the time a change was made (the outbox's,
+	// read from the database server's clock) by what the instance has
+	// measured against central: on a satellite whose machine clock is
+	// wrong, the database's clock is wrong alike.
+	Correct func(time.Time) time.Time
 	// Sequencer, when set, stamps the events (shared with another writer
 	// of the same origin in this process: central's server). Default: one
 	// resumed from the ledger.

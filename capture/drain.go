@@ -74,6 +74,9 @@ func (c *Capturer) read(ctx context.Context) ([]change, error) {
 		if ch.at, err = parseAt(at); err != nil {
 			return nil, fmt.Errorf("outbox seq %d: time %q: %w", ch.seq, at, err)
 		}
+		if c.opts.Correct != nil {
+			ch.at = c.opts.Correct(ch.at)
+		}
 		if ch.old, err = parseRow([]byte(old.String)); err != nil {
 			return nil, fmt.Errorf("outbox seq %d: old values: %w", ch.seq, err)
 		}

@@ -74,7 +74,8 @@ func Open(ctx context.Context, cfg Config) (*Site, error) {
 	var err error
 	if _, err = capture.Inspect(ctx, cfg.Target); err == nil {
 		s.cap, err = capture.Open(ctx, cfg.Target, cfg.Store, cfg.Registry, capture.Options{Origin: cfg.Origin, Clock: s.clock,
-			Sequencer: cfg.Sequencer, Logger: cfg.Logger})
+			Sequencer: cfg.Sequencer, Logger: cfg.Logger,
+			Correct: func(t time.Time) time.Time { return t.Add(s.wall.Offset()) }})
 		if err != nil {
 			return nil, err
 		}
