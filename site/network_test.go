@@ -28,7 +28,10 @@ import (
 	"github.com/ghsync/ghsync/wire"
 )
 
-func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+func TestMain(m *testing.M) {
+	runChild()
+	os.Exit(pgtest.Main(m))
+}
 
 func seedOf(t *testing.T) uint64 {
 	seed := rand.Uint64()
