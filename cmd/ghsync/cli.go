@@ -18,6 +18,7 @@ type CLI struct {
 
 	Version  VersionCmd  `cmd:"" help:"Print the ghsync version and the ledger format it writes."`
 	Log      LogCmd      `cmd:"" help:"Print the events of a ledger: what changed, where, when and by whom."`
+	History  HistoryCmd  `cmd:"" help:"Replay one record's history, or a patient's whole record graph (--patient PUID), for an audit."`
 	Verify   VerifyCmd   `cmd:"" help:"Check a ledger's hash chains and report the first break of each origin."`
 	Generate GenerateCmd `cmd:"" help:"Write a ledger of realistic clinic activity (a few health centres), for trying ghsync out."`
 	Models   ModelsCmd   `cmd:"" help:"List the synchronised Tryton models, or check a GNU Health database against them before the first sync."`
