@@ -16,6 +16,7 @@ import (
 type CLI struct {
 	Globals
 
+	Demo     DemoCmd     `cmd:"" help:"Run a small network on this machine (central and three health centres on SQLite, over loopback HTTP): offline work, conflicts, convergence, a patient's history."`
 	Version  VersionCmd  `cmd:"" help:"Print the ghsync version and the ledger format it writes."`
 	Log      LogCmd      `cmd:"" help:"Print the events of a ledger: what changed, where, when and by whom."`
 	History  HistoryCmd  `cmd:"" help:"Replay one record's history, or a patient's whole record graph (--patient PUID), for an audit."`

@@ -137,3 +137,31 @@ func TestVersion(t *testing.T) {
 		t.Fatalf("version: %d %q", code, out)
 	}
 }
+
+// TestDemo runs the README's first command: it must converge, show the
+// conflicts it staged, and leave instances the other commands can open.
+func TestDemo(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "demo")
+	code, out, stderr := ghsync(t, "demo", "--dir", dir, "--events", "120", "--log-level", "warn")
+	if code != 0 {
+		t.Fatalf("demo: exit %d\n%s%s", code, out, stderr)
+	}
+	if strings.Contains(out, "DIFFERENT") || strings.Count(out, "identical") != 8 {
+		t.Fatalf("demo did not show four identical instances twice:\n%s", out)
+	}
+	for _, want := range []string{"conflicts found (every instance lists the same): 4", "record deleted", "concurrent write", "== party.party-"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("demo output lacks %q:\n%s", want, out)
+		}
+	}
+	conf := filepath.Join(dir, "clinic-2.conf")
+	if code, out, _ := ghsync(t, "--config", conf, "conflicts"); code != 0 || !strings.Contains(out, "4 conflicts") {
+		t.Fatalf("conflicts at clinic-2: exit %d\n%s", code, out)
+	}
+	if code, out, _ := ghsync(t, "--config", filepath.Join(dir, "central.conf"), "verify"); code != 0 {
+		t.Fatalf("verify central: exit %d\n%s", code, out)
+	}
+	if code, _, _ := ghsync(t, "demo", "--dir", dir); code == 0 {
+		t.Fatal("a second demo into the same folder was not refused")
+	}
+}
