@@ -157,10 +157,12 @@ func (c *Capturer) stamp(b *batch) error {
 			}
 		}
 		if floor != 0 && floor >= c.opts.Clock.Last() {
-			if _, err := c.opts.Clock.Observe(floor); err != nil {
-				c.log.Warn("a replaced value is stamped beyond the tolerated clock offset; stamping after it anyway", "model", e.Model, "key", e.Key, "error", err)
-				c.opts.Clock.Restore(floor)
+			// Restore, not Observe: the receive rule would also move the
+			// clock to now, and the change keeps the time it was made.
+			if max := c.opts.Clock.MaxOffset(); max > 0 && time.Until(floor.Time()) > max {
+				c.log.Warn("a replaced value is stamped beyond the tolerated clock offset; stamping after it anyway", "model", e.Model, "key", e.Key, "replaced", floor.String())
 			}
+			c.opts.Clock.Restore(floor)
 		}
 		if err := c.seq.StampAt(e, p.at); err != nil {
 			return err
