@@ -1,0 +1,73 @@
+package central_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strconv"
+	"testing"
+
+	"github.com/ghsync/ghsync/ledger/ledgertest"
+	"github.com/ghsync/ghsync/wire"
+)
+
+// BenchmarkIdleCursors: 512 satellites whose cursors are at central's head
+// ask for news, as `ghsync run` does every cycle. The cost per satellite
+// must not grow with the ledger: compare the sub-benchmarks (1k and 50k
+// events in the ledger, on PostgreSQL). Reported: ns per satellite per
+// cycle and the ledger reads beyond Head per cycle (0).
+//
+//	go test -run '^$' -bench IdleCursors -benchtime 3x ./central
+func BenchmarkIdleCursors(b *testing.B) {
+	for _, size := range []int{1_000, 50_000} {
+		b.Run(fmt.Sprintf("ledger=%d", size), func(b *testing.B) {
+			r := newRig(b, true)
+			writer := r.add(b, 511, wire.ScopeAll)
+			o := ledgertest.NewOrigin(511)
+			rnd := rng(b)
+			for done := 0; done < size; done += 2000 {
+				r.push(b, writer, o.Patients(b, rnd, min(2000, size-done)))
+			}
+			head := strconv.FormatUint(r.head(b), 10)
+			tokens := make([]string, 510)
+			for i := range tokens {
+				tokens[i] = r.add(b, uint16(i+1), []string{wire.ScopeAll, wire.ScopeLocal}[i%2])
+			}
+			tokens = append(tokens, writer, writer) // 512 cursors
+			client := r.ts.Client()
+			pull := func(tok string) {
+				req, _ := http.NewRequestWithContext(context.Background(), http.MethodGet, r.ts.URL+wire.PathPull+"?after="+head, nil)
+				req.Header.Set("Authorization", "Bearer "+tok)
+				resp, err := client.Do(req)
+				if err != nil {
+					b.Fatal(err)
+				}
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusNoContent {
+					b.Fatalf("idle pull: %d", resp.StatusCode)
+				}
+			}
+			for _, tok := range tokens { // warm connections
+				pull(tok)
+			}
+			r.store.reset()
+			b.ResetTimer()
+			for range b.N {
+				for _, tok := range tokens {
+					pull(tok)
+				}
+			}
+			b.StopTimer()
+			calls := r.store.reset()
+			reads := 0
+			for m, n := range calls {
+				if m != "Head" {
+					reads += n
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(tokens)), "ns/satellite-cycle")
+			b.ReportMetric(float64(reads)/float64(b.N), "ledger-reads/cycle")
+			b.ReportMetric(float64(calls["Head"])/float64(b.N*len(tokens)), "head-calls/satellite")
+		})
+	}
+}
