@@ -75,7 +75,7 @@ type hub struct {
 	mu  sync.Mutex
 }
 
-func newHub(t testing.TB, pg bool, clock func() time.Time) *hub {
+func newHub(t testing.TB, pg bool, clock func() time.Time, opts ...func(*central.Config)) *hub {
 	t.Helper()
 	h := &hub{}
 	var loc string
@@ -84,7 +84,11 @@ func newHub(t testing.TB, pg bool, clock func() time.Time) *hub {
 	if h.reg, err = central.OpenRegistry(context.Background(), loc); err != nil {
 		t.Fatal(err)
 	}
-	if h.srv, err = central.New(central.Config{Store: h.store, Registry: h.reg, Clock: clock, Logger: hclog.NewNullLogger()}); err != nil {
+	cfg := central.Config{Store: h.store, Registry: h.reg, Clock: clock, Logger: hclog.NewNullLogger()}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if h.srv, err = central.New(cfg); err != nil {
 		t.Fatal(err)
 	}
 	h.ts = httptest.NewServer(http.HandlerFunc(h.serve))
@@ -386,11 +390,12 @@ func TestErrors(t *testing.T) {
 	}
 }
 
-// Events stamped by a clock far ahead of central's are held there: Push
-// says so (ErrHeld), and they arrive once released.
+// With central's hold policy, events stamped by a clock far ahead of
+// central's are held there: Push says so (ErrHeld), and they arrive once
+// released. (The default policy bounds them: see site's TestClockSkew.)
 func TestPushHeld(t *testing.T) {
 	ctx := context.Background()
-	h := newHub(t, false, time.Now)
+	h := newHub(t, false, time.Now, func(c *central.Config) { c.Skew = central.SkewHold })
 	s := h.dial(t, 5, wire.ScopeAll, false)
 	o := origin(5)
 	appendAll(t, s.store, o.Patients(t, ledgertest.Rand(t), 2))
