@@ -128,10 +128,17 @@ func (c *PushCmd) Run(env *Env) error {
 	st, err := cl.Push(env.Ctx)
 	fmt.Fprintf(env.Out, "pushed %d events in %d requests (%d new at central, %d already there); central holds origin %d through seq %d\n",
 		st.Sent, st.Requests, st.Accepted, st.Duplicates, c.ID, st.HighWater)
+	bounded := 0
 	for _, r := range st.Results {
-		if r.Status == wire.StatusRejected || r.Status == wire.StatusHeld {
+		switch r.Status {
+		case wire.StatusRejected, wire.StatusHeld:
 			fmt.Fprintf(env.Out, "  %s: event %s (seq %d): %s\n", r.Status, r.ID, r.Seq, r.Error)
+		case wire.StatusBounded:
+			bounded++
 		}
+	}
+	if bounded > 0 {
+		fmt.Fprintf(env.Out, "%d events were stamped ahead of central's clock: central stored them behind a clock bound (they merge at its time of receipt); fix this machine's clock (NTP)\n", bounded)
 	}
 	if errors.Is(err, satellite.ErrHeld) {
 		fmt.Fprintf(env.Out, "central holds %d events back: this machine's clock is ahead of central's by about %v; fix the clock (NTP), then push again, or ask central's administrator to release them\n",
