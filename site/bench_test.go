@@ -1,0 +1,176 @@
+package site_test
+
+import (
+	"context"
+	"net/http/httptest"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/ghsync/ghsync/central"
+	"github.com/ghsync/ghsync/clocks"
+	"github.com/ghsync/ghsync/fixtures"
+	"github.com/ghsync/ghsync/internal/pgbench"
+	"github.com/ghsync/ghsync/ledger"
+	"github.com/ghsync/ghsync/ledger/postgres"
+	"github.com/ghsync/ghsync/models"
+	"github.com/ghsync/ghsync/projections"
+	"github.com/ghsync/ghsync/satellite"
+	"github.com/ghsync/ghsync/wire"
+)
+
+// BenchmarkCatchUpAfterOffline: a satellite that missed N events of a busy
+// network (four instances' clinic activity: registrations, appointments,
+// evaluations, edits, cancellations) pulls them from central over
+// loopback HTTP and projects them into its GNU Health tables. In the same
+// run, on the same durable cluster, the anchor: PostgreSQL logical
+// replication catching up the same row changes (the projection of the
+// same ledger into a publisher, replayed into a subscriber).
+//
+//	GHSYNC_BENCH_EVENTS=1000000 go test -run '^$' -bench CatchUpAfterOffline -benchtime 1x -timeout 60m ./site
+func BenchmarkCatchUpAfterOffline(b *testing.B) {
+	n := 200_000
+	if s := os.Getenv("GHSYNC_BENCH_EVENTS"); s != "" {
+		n, _ = strconv.Atoi(s)
+	}
+	ctx := context.Background()
+	reg := models.GNUHealth()
+	c := pgbench.NewCluster(b)
+	b.Logf("cluster: %s", c.Settings)
+
+	// Central's ledger: four instances' activity.
+	_, centralURL := c.Database(b, "central", reg)
+	cstore, err := postgres.Open(ctx, centralURL, postgres.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cstore.Close()
+	var clinics []*fixtures.Clinic
+	for origin := uint16(0); origin < 4; origin++ {
+		seq, err := ledger.Resume(ctx, cstore, origin, clocks.NewClock(nil, clocks.DefaultMaxOffset))
+		if err != nil {
+			b.Fatal(err)
+		}
+		clinics = append(clinics, fixtures.NewClinic(origin, seq, 42))
+	}
+	if err := fixtures.Fill(ctx, cstore, clinics, n/4, 2000); err != nil {
+		b.Fatal(err)
+	}
+	head, _ := cstore.Head(ctx)
+
+	// The anchor: the same row changes, replicated.
+	var tables []string
+	for _, m := range reg.Models() {
+		tables = append(tables, m.Table)
+		for _, f := range m.Fields {
+			if f.Relation != nil {
+				tables = append(tables, f.Relation.Table)
+			}
+		}
+	}
+	rep := c.Replication(b, reg, tables...)
+	pub, err := projections.Open(ctx, rep.PubURL, cstore, reg, projections.Options{Name: "anchor-publisher"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := pub.CatchUp(ctx); err != nil {
+		b.Fatal(err)
+	}
+	pub.Close()
+	if _, err := rep.Pub.Exec(ctx, `INSERT INTO party_party (code, name, active) VALUES ('ZZ-END', 'end of the anchor', true)`); err != nil {
+		b.Fatal(err)
+	}
+	var rowChanges int64
+	if err := rep.Pub.QueryRow(ctx, `SELECT sum(n_tup_ins + n_tup_upd + n_tup_del) FROM pg_stat_user_tables WHERE schemaname = 'public'`).Scan(&rowChanges); err != nil {
+		b.Fatal(err)
+	}
+	var parties int
+	rep.Pub.QueryRow(ctx, `SELECT count(*) FROM party_party`).Scan(&parties)
+	anchor := rep.CatchUp(b, nil, pgbench.RowShows(`SELECT count(*) FROM party_party WHERE code = 'ZZ-END'`, "1"))
+	rep.Finish(b, parties)
+	anchorRate := float64(rowChanges) / anchor.Wall.Seconds()
+
+	// ghsync: central serves, the satellite pulls and projects.
+	creg, err := central.OpenRegistry(ctx, centralURL)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer creg.Close()
+	tok, hash, _ := central.NewToken()
+	if err := creg.AddSatellite(ctx, central.Satellite{ID: 9, Name: "offline clinic", Scope: wire.ScopeAll, TokenHash: hash, Created: time.Now()}); err != nil {
+		b.Fatal(err)
+	}
+	srv, err := central.New(central.Config{Store: cstore, Registry: creg, Logger: hclog.NewNullLogger()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer srv.Close()
+	ts := httptest.NewServer(srv)
+	defer ts.Close()
+	_, satURL := c.Database(b, "satellite", reg)
+	sstore, err := postgres.Open(ctx, satURL, postgres.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sstore.Close()
+	client, err := satellite.Dial(ctx, satellite.Config{URL: ts.URL, Token: tok, Origin: 9, Store: sstore, StateLocation: satURL})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer client.Close()
+	proj, err := projections.Open(ctx, satURL, sstore, reg, projections.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer proj.Close()
+	c.Checkpoint(b)
+	os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) // reset the peak RSS (Linux)
+	cpu0 := pgbench.SelfCPU()
+	b.ResetTimer()
+	start := time.Now()
+	pl, err := client.Pull(ctx, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	pulled := time.Since(start)
+	st, err := proj.CatchUp(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	took := time.Since(start)
+	b.StopTimer()
+	cpu := pgbench.SelfCPU() - cpu0
+	if uint64(pl.Received) != head || uint64(st.Events) != head {
+		b.Fatalf("pulled %d and projected %d events, central holds %d", pl.Received, st.Events, head)
+	}
+	rate := float64(head) / took.Seconds()
+	b.ReportMetric(rate, "events/s")
+	b.ReportMetric(float64(head)/pulled.Seconds(), "pull-events/s")
+	b.ReportMetric(float64(pl.Bytes)/float64(head), "wire-bytes/event")
+	b.ReportMetric(anchorRate, "anchor-rows/s")
+	b.ReportMetric(rate/anchorRate, "ratio")
+	b.ReportMetric(float64(peakRSS())/(1<<20), "peak-RSS-MiB")
+	b.Logf("%d events (%d anchor row changes): ghsync %v (pull %v, project %v; this process's CPU %v, central in it), %.0f events/s; anchor %v, %.0f rows/s; ratio %.2f; %.0f wire bytes/event; peak RSS %d MiB",
+		head, rowChanges, took.Round(time.Millisecond), pulled.Round(time.Millisecond), (took - pulled).Round(time.Millisecond), cpu.Round(time.Millisecond),
+		rate, anchor.Wall.Round(time.Millisecond), anchorRate, rate/anchorRate, float64(pl.Bytes)/float64(head), peakRSS()>>20)
+}
+
+// peakRSS is this process's peak resident set (VmHWM), in bytes; 0 where
+// /proc is not.
+func peakRSS() int64 {
+	raw, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmHWM:" {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
