@@ -4,12 +4,12 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"strconv"
 	"strings"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // PostgreSQL through database/sql
 	_ "modernc.org/sqlite"             // the embedded store
 
+	"github.com/ghsync/ghsync/internal/sqltext"
 	"github.com/ghsync/ghsync/models"
 )
 
@@ -58,22 +58,11 @@ func (d *db) t(name string) string {
 }
 
 // q rewrites '?' placeholders for the dialect ($1, $2... on PostgreSQL).
-// ghsync's statements never hold a literal '?'.
 func (d *db) q(query string) string {
-	if d.dialect != models.Postgres || !strings.Contains(query, "?") {
+	if d.dialect != models.Postgres {
 		return query
 	}
-	var b strings.Builder
-	n := 0
-	for i := 0; i < len(query); i++ {
-		if query[i] == '?' {
-			n++
-			b.WriteString("$" + strconv.Itoa(n))
-			continue
-		}
-		b.WriteByte(query[i])
-	}
-	return b.String()
+	return sqltext.Dollarize(query)
 }
 
 // tableExists reports whether a table of that name exists (PostgreSQL:
@@ -91,10 +80,8 @@ func (d *db) tableExists(ctx context.Context, q interface {
 	return n > 0, err
 }
 
-// quoteIdent quotes a table or column name taken from the registry or the
-// catalogue.
-func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
-
-// quoteLit quotes a string literal for DDL (trigger bodies take no
-// parameters).
-func quoteLit(s string) string { return `'` + strings.ReplaceAll(s, `'`, `''`) + `'` }
+// quoteIdent and quoteLit are the shared SQL text helpers.
+var (
+	quoteIdent = sqltext.Ident
+	quoteLit   = sqltext.Literal
+)

@@ -194,7 +194,7 @@ func (c *Capturer) handOff(ctx context.Context, b *batch, seqs []int64) error {
 			return fmt.Errorf("hand-off: %w", err)
 		}
 	}
-	if err := b.bookkeep(ctx, sqlTx{tx}, seqs); err != nil {
+	if err := b.bookkeep(ctx, ledger.SQLTx(tx), seqs); err != nil {
 		return err
 	}
 	if err := tx.Commit(); err != nil {
@@ -204,21 +204,6 @@ func (c *Capturer) handOff(ctx context.Context, b *batch, seqs []int64) error {
 		c.opts.BeforeAppend()
 	}
 	return c.finishHandoff(ctx)
-}
-
-// sqlTx lets bookkeep run on this package's own transaction too.
-type sqlTx struct{ tx *sql.Tx }
-
-func (t sqlTx) Exec(ctx context.Context, q string, args ...any) (int64, error) {
-	r, err := t.tx.ExecContext(ctx, q, args...)
-	if err != nil {
-		return 0, err
-	}
-	return r.RowsAffected()
-}
-
-func (t sqlTx) QueryRow(ctx context.Context, q string, args ...any) ledger.Row {
-	return t.tx.QueryRowContext(ctx, q, args...)
 }
 
 // intList renders ids as a literal IN list (they are integers we read).

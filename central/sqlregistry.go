@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -14,6 +13,7 @@ import (
 	_ "modernc.org/sqlite"             // database/sql driver "sqlite"
 
 	"github.com/ghsync/ghsync/clocks"
+	"github.com/ghsync/ghsync/internal/sqltext"
 	"github.com/ghsync/ghsync/ledger"
 )
 
@@ -190,23 +190,12 @@ func (r *sqlRegistry) t(name string) string {
 	return "ghsync_" + name
 }
 
-// q rewrites ? placeholders as $1, $2... for PostgreSQL. The queries here
-// hold no ? in literals.
+// q rewrites ? placeholders as $1, $2... for PostgreSQL.
 func (r *sqlRegistry) q(query string) string {
 	if !r.pg {
 		return query
 	}
-	var b strings.Builder
-	n := 0
-	for i := 0; i < len(query); i++ {
-		if query[i] == '?' {
-			n++
-			b.WriteString("$" + strconv.Itoa(n))
-			continue
-		}
-		b.WriteByte(query[i])
-	}
-	return b.String()
+	return sqltext.Dollarize(query)
 }
 
 func (r *sqlRegistry) tx(ctx context.Context, f func(*sql.Tx) error) error {

@@ -1,6 +1,9 @@
 package ledger
 
-import "context"
+import (
+	"context"
+	"database/sql"
+)
 
 // Tx is the part of an append transaction that a TxHook may use. A
 // caller whose own bookkeeping lives in the ledger's database (the
@@ -26,4 +29,23 @@ type TxHook func(ctx context.Context, tx Tx) error
 type HookAppender interface {
 	Store
 	AppendHook(ctx context.Context, events []*Event, hook TxHook) (AppendResult, error)
+}
+
+// SQLTx lends a database/sql transaction as a Tx: the SQLite backend's
+// append transactions, or a caller's own where it runs the same
+// bookkeeping outside an append.
+func SQLTx(tx *sql.Tx) Tx { return sqlTx{tx} }
+
+type sqlTx struct{ tx *sql.Tx }
+
+func (t sqlTx) Exec(ctx context.Context, q string, args ...any) (int64, error) {
+	r, err := t.tx.ExecContext(ctx, q, args...)
+	if err != nil {
+		return 0, err
+	}
+	return r.RowsAffected()
+}
+
+func (t sqlTx) QueryRow(ctx context.Context, q string, args ...any) Row {
+	return t.tx.QueryRowContext(ctx, q, args...)
 }

@@ -234,7 +234,7 @@ func anchorRun(b *testing.B, c *benchCluster, reg *models.Registry, evs []*ledge
 	b.Logf("anchor: %d row changes in %d publisher transactions, %.1f MiB of WAL behind the slot",
 		changes, (len(evs)+anchorTxRows-1)/anchorTxRows, float64(r.PendingWAL(b))/(1<<20))
 
-	res := r.CatchUp(b, pgbench.RowShows(`SELECT lastname FROM party_party WHERE id = $1`, lastName, lastID))
+	res := r.CatchUp(b, b, pgbench.RowShows(`SELECT lastname FROM party_party WHERE id = $1`, lastName, lastID))
 	digest = r.Finish(b, len(ids))
 	return res.Wall, changes, digest, res.CPU
 }

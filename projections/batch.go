@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ghsync/ghsync/internal/sqltext"
 	"github.com/ghsync/ghsync/ledger"
 	"github.com/ghsync/ghsync/merge"
 	"github.com/ghsync/ghsync/models"
@@ -634,7 +635,7 @@ func joinIdents(cols []string) string {
 	return strings.Join(q, ", ")
 }
 
-func placeholders(n int) string { return strings.TrimSuffix(strings.Repeat("?, ", n), ", ") }
+var placeholders = sqltext.Placeholders
 
 // writeRelations rewrites the Many2Many relation rows of written records.
 func (b *batch) writeRelations(ctx context.Context, recs []*record, written map[recKey]bool) error {

@@ -2,9 +2,8 @@ package projections
 
 import (
 	"context"
-	"strconv"
-	"strings"
 
+	"github.com/ghsync/ghsync/internal/sqltext"
 	"github.com/ghsync/ghsync/ledger"
 	"github.com/ghsync/ghsync/models"
 )
@@ -61,28 +60,12 @@ type rowIter interface {
 // recKey names one record.
 type recKey struct{ model, key string }
 
-// dollarize rewrites '?' placeholders as $1, $2... for PostgreSQL. Our
-// statements never hold a literal '?'.
-func dollarize(q string) string {
-	if !strings.Contains(q, "?") {
-		return q
-	}
-	var b strings.Builder
-	n := 0
-	for i := 0; i < len(q); i++ {
-		if q[i] == '?' {
-			n++
-			b.WriteByte('$')
-			b.WriteString(strconv.Itoa(n))
-			continue
-		}
-		b.WriteByte(q[i])
-	}
-	return b.String()
-}
-
-// quoteIdent quotes a table or column name taken from the registry.
-func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
+// dollarize and quoteIdent are the shared SQL text helpers, under the
+// short names this package's statements use.
+var (
+	dollarize  = sqltext.Dollarize
+	quoteIdent = sqltext.Ident
+)
 
 // native is a value as a Go driver value: bool, int64, string (decimals
 // too, to stay exact), time.Time, []byte or nil. References never reach a

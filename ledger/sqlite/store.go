@@ -150,7 +150,7 @@ func (s *Store) append(ctx context.Context, b *ledger.Batch, hook ledger.TxHook)
 		if hook == nil {
 			return res, tx.Rollback()
 		}
-		if err = hook(ctx, sqlTx{tx}); err != nil {
+		if err = hook(ctx, ledger.SQLTx(tx)); err != nil {
 			return res, err
 		}
 		return res, tx.Commit()
@@ -183,7 +183,7 @@ func (s *Store) append(ctx context.Context, b *ledger.Batch, hook ledger.TxHook)
 		}
 	}
 	if hook != nil {
-		if err = hook(ctx, sqlTx{tx}); err != nil {
+		if err = hook(ctx, ledger.SQLTx(tx)); err != nil {
 			return res, err
 		}
 	}
@@ -193,21 +193,6 @@ func (s *Store) append(ctx context.Context, b *ledger.Batch, hook ledger.TxHook)
 		}
 	}
 	return res, tx.Commit()
-}
-
-// sqlTx lends an append transaction to a ledger.TxHook.
-type sqlTx struct{ tx *sql.Tx }
-
-func (t sqlTx) Exec(ctx context.Context, q string, args ...any) (int64, error) {
-	r, err := t.tx.ExecContext(ctx, q, args...)
-	if err != nil {
-		return 0, err
-	}
-	return r.RowsAffected()
-}
-
-func (t sqlTx) QueryRow(ctx context.Context, q string, args ...any) ledger.Row {
-	return t.tx.QueryRowContext(ctx, q, args...)
 }
 
 func isUnique(err error) bool {
