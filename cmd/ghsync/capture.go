@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/ghsync/ghsync/capture"
@@ -25,7 +26,34 @@ type Origin struct {
 type CaptureInstallCmd struct{ Target }
 
 func (c *CaptureInstallCmd) Run(env *Env) error {
-	rep, err := capture.Install(env.Ctx, c.Target.Target, models.GNUHealth())
+	reg, err := env.registry()
+	if err != nil {
+		return err
+	}
+	// Two different people must never be merged because their local
+	// counters agree: keys that are not network-unique are refused first.
+	db, dialect, err := openTryton(c.Target.Target)
+	if err != nil {
+		return err
+	}
+	check, err := models.Check(env.Ctx, db, dialect, reg)
+	db.Close()
+	if err != nil {
+		return fmt.Errorf("check %s: %w", redact(c.Target.Target), err)
+	}
+	var refused []string
+	for _, mc := range check.Models {
+		for _, f := range mc.Findings {
+			if f.Problem == models.KeyNotNetworkUnique || f.Problem == models.SequenceKeys {
+				refused = append(refused, fmt.Sprintf("  %s: %s", mc.Model, f.Message))
+			}
+		}
+	}
+	if len(refused) > 0 {
+		fmt.Fprintln(env.Out, strings.Join(refused, "\n"))
+		return fmt.Errorf("capture install: %d models have keys that are not network-unique (above); give their sequences an instance prefix in Tryton, or identify them by UUID (--uuid-identity), then install again", len(refused))
+	}
+	rep, err := capture.Install(env.Ctx, c.Target.Target, reg)
 	if err != nil {
 		return err
 	}
@@ -127,7 +155,12 @@ func openCapturer(env *Env, t Target, o Origin) (*capture.Capturer, func(), erro
 	if err != nil {
 		return nil, nil, err
 	}
-	cp, err := capture.Open(env.Ctx, t.Target, store, models.GNUHealth(), capture.Options{Origin: o.ID, Logger: env.Log})
+	reg, err := env.registry()
+	if err != nil {
+		store.Close()
+		return nil, nil, err
+	}
+	cp, err := capture.Open(env.Ctx, t.Target, store, reg, capture.Options{Origin: o.ID, Logger: env.Log})
 	if err != nil {
 		store.Close()
 		return nil, nil, err

@@ -10,6 +10,8 @@ import (
 
 	"github.com/alecthomas/kong"
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/ghsync/ghsync/models"
 )
 
 // CLI is the command tree. Each command lives in its own file.
@@ -54,6 +56,18 @@ type Globals struct {
 	Ledger    string          `help:"Ledger location: sqlite:PATH (embedded, the default) or a postgres:// URL of the GNU Health database." default:"sqlite:ghsync.db" env:"GHSYNC_LEDGER"`
 	LogLevel  string          `help:"Log level: trace, debug, info, warn, error." default:"info" enum:"trace,debug,info,warn,error" env:"GHSYNC_LOG_LEVEL"`
 	LogFormat string          `help:"Log format: text, json, or auto (text on a terminal, json otherwise)." default:"auto" enum:"auto,text,json" env:"GHSYNC_LOG_FORMAT"`
+	// UUIDIdentity is network-wide: every instance must say the same.
+	UUIDIdentity []string `name:"uuid-identity" sep:"," placeholder:"MODEL,..." env:"GHSYNC_UUID_IDENTITY" help:"Identify these models by UUID instead of their natural key, e.g. party.party (and the models keyed by it) when party codes come from a per-instance sequence. Must be the same on every instance of the network."`
+}
+
+// registry is the model registry the settings describe: the GNU Health
+// catalogue, with the administrator's UUID identities.
+func (g *Globals) registry() (*models.Registry, error) {
+	reg := models.GNUHealth()
+	if len(g.UUIDIdentity) == 0 {
+		return reg, nil
+	}
+	return reg.WithUUIDIdentity(g.UUIDIdentity...)
 }
 
 // Env is what every command's Run receives.

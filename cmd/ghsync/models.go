@@ -148,7 +148,11 @@ func (c *ModelsCheckCmd) Run(env *Env) error {
 		return err
 	}
 	defer db.Close()
-	r, err := models.Check(env.Ctx, db, dialect, models.GNUHealth())
+	reg, err := env.registry()
+	if err != nil {
+		return err
+	}
+	r, err := models.Check(env.Ctx, db, dialect, reg)
 	if err != nil {
 		return fmt.Errorf("check %s: %w", redact(c.DB), err)
 	}

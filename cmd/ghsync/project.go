@@ -6,7 +6,6 @@ import (
 	"io"
 	"text/tabwriter"
 
-	"github.com/ghsync/ghsync/models"
 	"github.com/ghsync/ghsync/projections"
 )
 
@@ -23,7 +22,12 @@ func (t Target) open(env *Env) (*projections.Projector, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	p, err := projections.Open(env.Ctx, t.Target, store, models.GNUHealth(), projections.Options{Logger: env.Log})
+	reg, err := env.registry()
+	if err != nil {
+		store.Close()
+		return nil, nil, err
+	}
+	p, err := projections.Open(env.Ctx, t.Target, store, reg, projections.Options{Logger: env.Log})
 	if err != nil {
 		store.Close()
 		return nil, nil, err

@@ -13,7 +13,6 @@ import (
 	"github.com/ghsync/ghsync/central"
 	"github.com/ghsync/ghsync/clocks"
 	"github.com/ghsync/ghsync/ledger"
-	"github.com/ghsync/ghsync/models"
 	"github.com/ghsync/ghsync/site"
 )
 
@@ -54,14 +53,18 @@ func (c *ServeCmd) Run(env *Env) error {
 	if err != nil {
 		return err
 	}
-	srv, err := central.New(central.Config{Store: store, Registry: reg, Models: models.GNUHealth(), MaxAhead: c.MaxAhead,
+	mreg, err := env.registry()
+	if err != nil {
+		return err
+	}
+	srv, err := central.New(central.Config{Store: store, Registry: reg, Models: mreg, MaxAhead: c.MaxAhead,
 		Skew: skew, Sequencer: seq, Logger: env.Log})
 	if err != nil {
 		return err
 	}
 	defer srv.Close()
 	if c.Target != "" {
-		st, err := site.Open(env.Ctx, site.Config{Origin: 0, Target: c.Target, Store: store, StoreLocation: env.Ledger,
+		st, err := site.Open(env.Ctx, site.Config{Origin: 0, Target: c.Target, Store: store, StoreLocation: env.Ledger, Registry: mreg,
 			Sequencer: seq, Logger: env.Log})
 		if err != nil {
 			return err

@@ -32,7 +32,12 @@ func (in *Instance) open(env *Env) (*site.Site, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	s, err := site.Open(env.Ctx, site.Config{Origin: in.ID, Target: in.Target, Store: store, StoreLocation: env.Ledger,
+	reg, err := env.registry()
+	if err != nil {
+		store.Close()
+		return nil, nil, err
+	}
+	s, err := site.Open(env.Ctx, site.Config{Origin: in.ID, Target: in.Target, Store: store, StoreLocation: env.Ledger, Registry: reg,
 		Central: in.Central, Token: in.Token, HTTPClient: hc, Logger: env.Log, Progress: progressLog(env, "sync")})
 	if err != nil {
 		store.Close()
