@@ -216,6 +216,11 @@ func Check(ctx context.Context, db *sql.DB, dialect string, reg *Registry) (*Che
 		}
 		rep.Models = append(rep.Models, mc)
 	}
+	if dialect == Postgres {
+		if err := checkReferenceIndexes(ctx, db, reg, rep); err != nil {
+			return nil, err
+		}
+	}
 	return rep, nil
 }
 

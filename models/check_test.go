@@ -113,8 +113,11 @@ func TestCheck_FixtureIsClean(t *testing.T) {
 		t.Run(dialect, func(t *testing.T) {
 			r := check(t, trytonDB(t, dialect), dialect)
 			for _, m := range r.Models {
-				if len(m.Findings) > 0 {
-					t.Errorf("%s: %+v", m.Model, m.Findings)
+				// GNU Health itself leaves some deleted-through references
+				// unindexed; the fixture is faithful to it.
+				findings := slices.DeleteFunc(slices.Clone(m.Findings), func(f models.Finding) bool { return f.Problem == models.UnindexedReference })
+				if len(findings) > 0 {
+					t.Errorf("%s: %+v", m.Model, findings)
 				}
 			}
 			if len(r.Models) != models.GNUHealth().Len() || !r.OK() || !strings.Contains(r.Text(), "READY: this database matches the catalogue") {
@@ -456,4 +459,29 @@ func mustLookup(t *testing.T, r *models.Registry, name string) *models.Model {
 		t.Fatalf("%s not registered", name)
 	}
 	return m
+}
+
+// A deleted-through reference without an index is noted with the
+// statement that fixes it (GNU Health's evaluations point at appointments
+// so); with the index, the note goes.
+func TestCheck_UnindexedReference(t *testing.T) {
+	db := trytonDB(t, models.Postgres)
+	notes := func() []string {
+		var out []string
+		for _, f := range check(t, db, models.Postgres).Find("gnuhealth.patient.evaluation", models.UnindexedReference) {
+			out = append(out, f.Field)
+		}
+		return out
+	}
+	got := notes()
+	if !slices.Contains(got, "appointment") || !slices.Contains(got, "next_evaluation") {
+		t.Fatalf("notes on gnuhealth.patient.evaluation: %v, want appointment and next_evaluation", got)
+	}
+	if f := check(t, db, models.Postgres).Find("gnuhealth.patient.evaluation", models.UnindexedReference)[0]; f.Severity != models.Info || !strings.Contains(f.Message, "CREATE INDEX ON") {
+		t.Fatalf("note: %+v", f)
+	}
+	run(t, db, `CREATE INDEX ON gnuhealth_patient_evaluation (appointment)`)
+	if got := notes(); slices.Contains(got, "appointment") {
+		t.Fatalf("still noted after the index was made: %v", got)
+	}
 }
