@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"strings"
 
-	_ "github.com/jackc/pgx/v5/stdlib" // PostgreSQL through database/sql
-	_ "modernc.org/sqlite"             // the embedded store
-
+	"github.com/ghsync/ghsync/internal/dbopen"
 	"github.com/ghsync/ghsync/internal/sqltext"
 	"github.com/ghsync/ghsync/models"
 )
@@ -25,21 +23,10 @@ type db struct {
 func open(ctx context.Context, target string) (*db, error) {
 	var d db
 	var err error
-	switch {
-	case strings.HasPrefix(target, "postgres://"), strings.HasPrefix(target, "postgresql://"):
-		d.dialect = models.Postgres
-		d.DB, err = sql.Open("pgx", target)
-	case strings.HasPrefix(target, "sqlite:"):
-		d.dialect = models.SQLite
-		d.path = strings.TrimPrefix(strings.TrimPrefix(target, "sqlite:"), "//")
-		if d.path == "" {
-			return nil, fmt.Errorf("target %q names no file", target)
-		}
-		d.DB, err = sql.Open("sqlite", "file:"+d.path+"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)&_txlock=immediate")
-	default:
+	if !strings.HasPrefix(target, "sqlite:") && !strings.HasPrefix(target, "postgres://") && !strings.HasPrefix(target, "postgresql://") {
 		return nil, fmt.Errorf("unknown target %q (want postgres://... or sqlite:PATH)", target)
 	}
-	if err != nil {
+	if d.DB, d.dialect, d.path, err = dbopen.Open(target); err != nil {
 		return nil, err
 	}
 	if err := d.PingContext(ctx); err != nil {

@@ -9,10 +9,9 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
-	_ "modernc.org/sqlite"             // database/sql driver "sqlite"
 
 	"github.com/ghsync/ghsync/clocks"
+	"github.com/ghsync/ghsync/internal/dbopen"
 	"github.com/ghsync/ghsync/internal/sqltext"
 	"github.com/ghsync/ghsync/ledger"
 )
@@ -22,25 +21,8 @@ import (
 // its tables if they are missing.
 func OpenRegistry(ctx context.Context, location string) (Registry, error) {
 	r := &sqlRegistry{}
-	var err error
-	switch {
-	case strings.HasPrefix(location, "postgres://"), strings.HasPrefix(location, "postgresql://"):
-		r.pg = true
-		r.db, err = sql.Open("pgx", location)
-	case strings.Contains(location, "://") && !strings.HasPrefix(location, "sqlite:"):
-		return nil, fmt.Errorf("registry %q: unknown scheme (want sqlite:PATH or postgres://...)", location)
-	default:
-		path := strings.TrimPrefix(strings.TrimPrefix(location, "sqlite:"), "//")
-		if path == "" {
-			return nil, fmt.Errorf("registry %q names no file", location)
-		}
-		name := strings.NewReplacer("%", "%25", "?", "%3F", "#", "%23").Replace(path)
-		// The same settings as the ledger's handle on this file; write
-		// transactions take the lock at BEGIN, so they queue (busy_timeout)
-		// instead of failing on a lock upgrade.
-		r.db, err = sql.Open("sqlite", "file:"+name+
-			"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_txlock=immediate")
-	}
+	db, dialect, _, err := dbopen.Open(location)
+	r.db, r.pg = db, dialect == dbopen.Postgres
 	if err != nil {
 		return nil, fmt.Errorf("open registry: %w", err)
 	}

@@ -8,8 +8,7 @@ import (
 	"strings"
 	"time"
 
-	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
-	_ "modernc.org/sqlite"             // database/sql driver "sqlite"
+	"github.com/ghsync/ghsync/internal/dbopen"
 )
 
 // State is what a satellite remembers about one central between runs:
@@ -30,22 +29,8 @@ type stateDB struct {
 
 func openState(ctx context.Context, location string) (*stateDB, error) {
 	s := &stateDB{}
-	var err error
-	switch {
-	case strings.HasPrefix(location, "postgres://"), strings.HasPrefix(location, "postgresql://"):
-		s.pg = true
-		s.db, err = sql.Open("pgx", location)
-	case strings.Contains(location, "://") && !strings.HasPrefix(location, "sqlite:"):
-		return nil, fmt.Errorf("state %q: unknown scheme (want sqlite:PATH or postgres://...)", location)
-	default:
-		path := strings.TrimPrefix(strings.TrimPrefix(location, "sqlite:"), "//")
-		if path == "" {
-			return nil, fmt.Errorf("state %q names no file", location)
-		}
-		name := strings.NewReplacer("%", "%25", "?", "%3F", "#", "%23").Replace(path)
-		s.db, err = sql.Open("sqlite", "file:"+name+
-			"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_txlock=immediate")
-	}
+	db, dialect, _, err := dbopen.Open(location)
+	s.db, s.pg = db, dialect == dbopen.Postgres
 	if err != nil {
 		return nil, fmt.Errorf("open sync state: %w", err)
 	}
