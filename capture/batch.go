@@ -52,6 +52,7 @@ type owner struct {
 type batch struct {
 	c       *Capturer
 	keys    map[localRef]string // identities known: the id map, then this batch's
+	looked  map[localRef]bool   // refs the id map was asked for, found or not
 	gone    map[localRef]bool   // deleted in this batch
 	ids     []idChange
 	events  []*ledger.Event
@@ -60,7 +61,7 @@ type batch struct {
 }
 
 func newBatch(c *Capturer) *batch {
-	return &batch{c: c, keys: map[localRef]string{}, gone: map[localRef]bool{}}
+	return &batch{c: c, keys: map[localRef]string{}, gone: map[localRef]bool{}, looked: map[localRef]bool{}}
 }
 
 // build makes the batch's events from chs, in order.
@@ -139,7 +140,8 @@ func (b *batch) refsOf(chs []change) []localRef {
 func (b *batch) loadKeys(ctx context.Context, refs []localRef) error {
 	byModel := map[string][]int64{}
 	for _, r := range refs {
-		if _, ok := b.keys[r]; !ok {
+		if _, ok := b.keys[r]; !ok && !b.looked[r] {
+			b.looked[r] = true // a row the id map lacks is not asked for again
 			byModel[r.model] = append(byModel[r.model], r.id)
 		}
 	}
@@ -614,11 +616,32 @@ func (c *Capturer) eachKeyRow(ctx context.Context, table, col, model string, key
 func (b *batch) bookkeep(ctx context.Context, tx ledger.Tx, seqs []int64) error {
 	d := b.c.d
 	idmap, alias := d.t("idmap"), d.t("alias")
+	// Runs of new entries go in one statement each (in order with the
+	// deletes and moves around them): one round trip, not one per row.
+	var run []any
+	flushRun := func() error {
+		if len(run) == 0 {
+			return nil
+		}
+		rows := strings.TrimSuffix(strings.Repeat("(?, ?, ?), ", len(run)/3), ", ")
+		_, err := tx.Exec(ctx, d.q(`INSERT INTO `+idmap+` (model, key, local_id) VALUES `+rows+` ON CONFLICT DO NOTHING`), run...)
+		run = run[:0]
+		return err
+	}
 	for _, ic := range b.ids {
+		if ic.op == 'i' {
+			if run = append(run, ic.model, ic.key, ic.id); len(run) >= 3*300 {
+				if err := flushRun(); err != nil {
+					return fmt.Errorf("id map: %w", err)
+				}
+			}
+			continue
+		}
+		if err := flushRun(); err != nil {
+			return fmt.Errorf("id map: %w", err)
+		}
 		var err error
 		switch ic.op {
-		case 'i':
-			_, err = tx.Exec(ctx, d.q(`INSERT INTO `+idmap+` (model, key, local_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`), ic.model, ic.key, ic.id)
 		case 'd':
 			_, err = tx.Exec(ctx, d.q(`DELETE FROM `+idmap+` WHERE model = ? AND key = ?`), ic.model, ic.key)
 		case 'm':
@@ -633,6 +656,9 @@ func (b *batch) bookkeep(ctx context.Context, tx ledger.Tx, seqs []int64) error 
 		if err != nil {
 			return fmt.Errorf("id map %s/%s: %w", ic.model, ic.key, err)
 		}
+	}
+	if err := flushRun(); err != nil {
+		return fmt.Errorf("id map: %w", err)
 	}
 	for len(seqs) > 0 {
 		n := min(len(seqs), 1000)

@@ -3,7 +3,6 @@ package capture_test
 import (
 	"context"
 	"database/sql"
-	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -39,12 +38,6 @@ func bulkCode(n int) string {
 // codes, each once; an empty outbox; an id map entry per party; a ledger
 // that verifies. It logs how long each step took.
 func TestBulkLoadMillionRows(t *testing.T) {
-	// TEMPORARY: the drain takes ~7 minutes for 1M rows until the id map
-	// round trips of capture/batch.go are batched (docs/capture-benchmarks.md),
-	// which would push `go test ./capture` past its 10-minute timeout.
-	if os.Getenv("GHSYNC_TEST_BULK") == "" {
-		t.Skip("set GHSYNC_TEST_BULK=1 to run (1M rows; about 8 minutes until the capture drain is faster)")
-	}
 	c, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	reg := models.GNUHealth()

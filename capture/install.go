@@ -142,25 +142,29 @@ func outboxDDL(d *db) []string {
 			`CREATE TABLE IF NOT EXISTS ghsync.capture_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)`,
 			`CREATE TABLE IF NOT EXISTS ghsync.capture_tables (tbl TEXT PRIMARY KEY, model TEXT NOT NULL, field TEXT NOT NULL)`,
 			`CREATE TABLE IF NOT EXISTS ghsync.handoff (origin_seq BIGINT PRIMARY KEY, payload BYTEA NOT NULL)`,
+			// Columns are read directly and each image is made once: the
+			// planner would otherwise recompute to_jsonb of the row for every
+			// reference to it (per column in the update diff: 10× slower).
 			pgFunction("insert", `
 				INSERT INTO ghsync.outbox (tbl, op, row_id, uid, new)
-				SELECT TG_TABLE_NAME, 'I', (j->>'id')::bigint, (j->>'create_uid')::bigint, j - `+pgAudit+`
-				FROM (SELECT to_jsonb(n) AS j FROM ghsync_new n) s;`),
+				SELECT TG_TABLE_NAME, 'I', n.id, n.create_uid, to_jsonb(n) - `+pgAudit+`
+				FROM ghsync_new n;`),
 			// Only the columns that changed, old and new; a save that
 			// touched nothing but the audit columns leaves no row.
 			pgFunction("update", `
 				INSERT INTO ghsync.outbox (tbl, op, row_id, uid, old, new)
-				SELECT TG_TABLE_NAME, 'U', (r.nj->>'id')::bigint, (r.nj->>'write_uid')::bigint, c.old, c.new
-				FROM (SELECT to_jsonb(n) AS nj, to_jsonb(o) AS oj FROM ghsync_new n JOIN ghsync_old o ON o.id = n.id) r
+				SELECT TG_TABLE_NAME, 'U', r.id, r.write_uid, c.old, c.new
+				FROM (SELECT n.id, n.write_uid, to_jsonb(n) - `+pgAudit+` AS nj, to_jsonb(o) AS oj
+				      FROM ghsync_new n JOIN ghsync_old o ON o.id = n.id OFFSET 0) r
 				CROSS JOIN LATERAL (
 					SELECT jsonb_object_agg(e.key, r.oj->e.key) AS old, jsonb_object_agg(e.key, e.value) AS new
-					FROM jsonb_each(r.nj - `+pgAudit+`) e
+					FROM jsonb_each(r.nj) e
 					WHERE e.value IS DISTINCT FROM r.oj->e.key) c
 				WHERE c.new IS NOT NULL;`),
 			pgFunction("delete", `
 				INSERT INTO ghsync.outbox (tbl, op, row_id, old)
-				SELECT TG_TABLE_NAME, 'D', (j->>'id')::bigint, j - `+pgAudit+`
-				FROM (SELECT to_jsonb(o) AS j FROM ghsync_old o) s;`),
+				SELECT TG_TABLE_NAME, 'D', o.id, to_jsonb(o) - `+pgAudit+`
+				FROM ghsync_old o;`),
 			`CREATE OR REPLACE FUNCTION ghsync.capture_truncate() RETURNS trigger LANGUAGE plpgsql AS $f$
 			BEGIN
 				IF current_setting('ghsync.projecting', true) = 'on' THEN RETURN NULL; END IF;
