@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/ghsync/ghsync/capture"
+	"github.com/ghsync/ghsync/ledger"
 	"github.com/ghsync/ghsync/models"
 )
 
@@ -151,21 +152,13 @@ func (c *CaptureSnapshotCmd) Run(env *Env) error {
 }
 
 func openCapturer(env *Env, t Target, o Origin) (*capture.Capturer, func(), error) {
-	store, err := openLedger(env.Ctx, env.Ledger)
-	if err != nil {
-		return nil, nil, err
-	}
-	reg, err := env.registry()
-	if err != nil {
-		store.Close()
-		return nil, nil, err
-	}
-	cp, err := capture.Open(env.Ctx, t.Target, store, reg, capture.Options{Origin: o.ID, Logger: env.Log})
-	if err != nil {
-		store.Close()
-		return nil, nil, err
-	}
-	return cp, func() { cp.Close(); store.Close() }, nil
+	return openOnLedger(env, func(store ledger.Store, reg *models.Registry) (*capture.Capturer, func(), error) {
+		cp, err := capture.Open(env.Ctx, t.Target, store, reg, capture.Options{Origin: o.ID, Logger: env.Log})
+		if err != nil {
+			return nil, nil, err
+		}
+		return cp, func() { cp.Close() }, nil
+	})
 }
 
 // abbreviate lists up to n names and counts the rest.

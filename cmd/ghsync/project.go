@@ -6,6 +6,8 @@ import (
 	"io"
 	"text/tabwriter"
 
+	"github.com/ghsync/ghsync/ledger"
+	"github.com/ghsync/ghsync/models"
 	"github.com/ghsync/ghsync/projections"
 )
 
@@ -18,21 +20,13 @@ type Target struct {
 }
 
 func (t Target) open(env *Env) (*projections.Projector, func(), error) {
-	store, err := openLedger(env.Ctx, env.Ledger)
-	if err != nil {
-		return nil, nil, err
-	}
-	reg, err := env.registry()
-	if err != nil {
-		store.Close()
-		return nil, nil, err
-	}
-	p, err := projections.Open(env.Ctx, t.Target, store, reg, projections.Options{Logger: env.Log})
-	if err != nil {
-		store.Close()
-		return nil, nil, err
-	}
-	return p, func() { p.Close(); store.Close() }, nil
+	return openOnLedger(env, func(store ledger.Store, reg *models.Registry) (*projections.Projector, func(), error) {
+		p, err := projections.Open(env.Ctx, t.Target, store, reg, projections.Options{Logger: env.Log})
+		if err != nil {
+			return nil, nil, err
+		}
+		return p, p.Close, nil
+	})
 }
 
 // ProjectCmd applies the ledger to a Tryton database.

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/ghsync/ghsync/ledger"
+	"github.com/ghsync/ghsync/models"
 	"github.com/ghsync/ghsync/satellite"
 	"github.com/ghsync/ghsync/site"
 )
@@ -28,22 +30,14 @@ func (in *Instance) open(env *Env) (*site.Site, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	store, err := openLedger(env.Ctx, env.Ledger)
-	if err != nil {
-		return nil, nil, err
-	}
-	reg, err := env.registry()
-	if err != nil {
-		store.Close()
-		return nil, nil, err
-	}
-	s, err := site.Open(env.Ctx, site.Config{Origin: in.ID, Target: in.Target, Store: store, StoreLocation: env.Ledger, Registry: reg,
-		Central: in.Central, Token: in.Token, HTTPClient: hc, Logger: env.Log, Progress: progressLog(env, "sync")})
-	if err != nil {
-		store.Close()
-		return nil, nil, err
-	}
-	return s, func() { s.Close(); store.Close() }, nil
+	return openOnLedger(env, func(store ledger.Store, reg *models.Registry) (*site.Site, func(), error) {
+		s, err := site.Open(env.Ctx, site.Config{Origin: in.ID, Target: in.Target, Store: store, StoreLocation: env.Ledger, Registry: reg,
+			Central: in.Central, Token: in.Token, HTTPClient: hc, Logger: env.Log, Progress: progressLog(env, "sync")})
+		if err != nil {
+			return nil, nil, err
+		}
+		return s, s.Close, nil
+	})
 }
 
 // SyncCmd runs one cycle: capture, push, pull, project.
