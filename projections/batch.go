@@ -32,6 +32,25 @@ type record struct {
 	// prior is the state before this batch, kept for records whose row
 	// may have a local change pending (see local.go).
 	prior *merge.State
+	// touched is the fields this batch's events changed, so an update of
+	// an existing row sets only their columns; whole says the row is
+	// derived again for another reason (unparked, re-merged, deferred) and
+	// every column is written.
+	touched map[string]bool
+	whole   bool
+}
+
+// touch notes that e changed rec's state.
+func (rec *record) touch(e *ledger.Event) {
+	if rec.whole {
+		return
+	}
+	if rec.touched == nil {
+		rec.touched = make(map[string]bool, len(e.Fields))
+	}
+	for name := range e.Fields {
+		rec.touched[name] = true
+	}
 }
 
 // wait is something a record needs before its row can be (fully) written.
@@ -124,6 +143,7 @@ func (b *batch) apply(ctx context.Context, evs []ledger.Record) error {
 				return err
 			}
 			for _, rec := range redo {
+				rec.whole = true
 				if !rec.dirty {
 					rec.dirty = true
 					todo = append(todo, rec)
@@ -149,6 +169,7 @@ func (b *batch) apply(ctx context.Context, evs []ledger.Record) error {
 				todo = append(todo, rec)
 			}
 			rec.dirty = true
+			rec.touch(r.Event)
 		}
 		rec.user, rec.pos = r.Event.User, r.Position
 	}
@@ -160,6 +181,7 @@ func (b *batch) apply(ctx context.Context, evs []ledger.Record) error {
 		if rec.pending {
 			rec.before, rec.pending = rec.st.Conflicts(rec.m.Policy), false
 		}
+		rec.whole = true
 		if !rec.dirty {
 			rec.dirty = true
 			todo = append(todo, rec)
@@ -213,7 +235,9 @@ func (b *batch) unpark(ctx context.Context, keys []recKey) ([]*record, error) {
 	}
 	out := make([]*record, 0, len(waiting))
 	for _, k := range waiting {
-		out = append(out, b.recs[k])
+		rec := b.recs[k]
+		rec.whole = true
+		out = append(out, rec)
 	}
 	return out, nil
 }
@@ -399,7 +423,7 @@ func (b *batch) materialize(ctx context.Context, todo []*record) ([]recKey, erro
 	for _, f := range deferred {
 		f()
 	}
-	if err := b.writeRelations(ctx, sorted, written); err != nil {
+	if err := b.writeRelations(ctx, sorted, written, candidates); err != nil {
 		return nil, err
 	}
 	// Learn whether unresolved targets are still to come or were deleted:
@@ -583,8 +607,12 @@ func (p *Projector) shapeOf(m *models.Model) *shape {
 func (b *batch) writeRow(rec *record, id int64, isNew bool, later func(recKey) bool) (deferred []func()) {
 	m := rec.m
 	sh := b.p.shapeOf(m)
-	args := make([]any, 0, len(sh.fields)+3)
-	for _, f := range sh.fields {
+	fields, cols, types := sh.fields, sh.updateCols, sh.updateTypes
+	if !isNew && !rec.whole && rec.touched != nil {
+		fields, cols, types = b.p.partialShape(m, sh, rec.touched)
+	}
+	args := make([]any, 0, len(fields)+3)
+	for _, f := range fields {
 		v, set := rec.vals[f.Name]
 		var a any
 		switch {
@@ -623,8 +651,47 @@ func (b *batch) writeRow(rec *record, id int64, isNew bool, later func(recKey) b
 	now, _ := ledger.DateTime(b.p.clock().UTC().Truncate(time.Microsecond))
 	row := append([]any{id}, args...)
 	row = append(row, uid, b.tx.arg(now, nil))
-	b.w.add(opUpdate, quoteIdent(m.Table), sh.updateCols, sh.updateTypes, "", row...)
+	b.w.add(opUpdate, quoteIdent(m.Table), cols, types, "", row...)
 	return deferred
+}
+
+// partialShape is the column lists of an update that sets only the
+// touched fields' columns, every reference column and the audit columns:
+// the row's other columns already hold the merged state's values, while a
+// reference can resolve in this batch (its target's row arriving) without
+// an event of the record touching it.
+func (p *Projector) partialShape(m *models.Model, sh *shape, touched map[string]bool) ([]*models.Field, []string, []string) {
+	mask := make([]byte, len(sh.fields))
+	n := 0
+	for i, f := range sh.fields {
+		mask[i] = '0'
+		if touched[f.Name] || f.Type == models.Many2One {
+			mask[i] = '1'
+			n++
+		}
+	}
+	if n == len(sh.fields) {
+		return sh.fields, sh.updateCols, sh.updateTypes
+	}
+	key := m.Name + "\x00" + string(mask)
+	if ps, ok := p.partials[key]; ok {
+		return ps.fields, ps.updateCols, ps.updateTypes
+	}
+	ps := &shape{updateCols: []string{"id"}, updateTypes: []string{"integer"}}
+	for i, f := range sh.fields {
+		if mask[i] == '1' {
+			ps.fields = append(ps.fields, f)
+			ps.updateCols = append(ps.updateCols, sh.updateCols[i+1])
+			ps.updateTypes = append(ps.updateTypes, sh.updateTypes[i+1])
+		}
+	}
+	ps.updateCols = append(ps.updateCols, "write_uid", "write_date")
+	ps.updateTypes = append(ps.updateTypes, "integer", "timestamp(6) without time zone")
+	if p.partials == nil {
+		p.partials = map[string]*shape{}
+	}
+	p.partials[key] = ps
+	return ps.fields, ps.updateCols, ps.updateTypes
 }
 
 func joinIdents(cols []string) string {
@@ -638,7 +705,7 @@ func joinIdents(cols []string) string {
 var placeholders = sqltext.Placeholders
 
 // writeRelations rewrites the Many2Many relation rows of written records.
-func (b *batch) writeRelations(ctx context.Context, recs []*record, written map[recKey]bool) error {
+func (b *batch) writeRelations(ctx context.Context, recs []*record, written map[recKey]bool, fresh map[recKey]*record) error {
 	type relRow struct {
 		f              *models.Field
 		origin, target int64
@@ -655,7 +722,12 @@ func (b *batch) writeRelations(ctx context.Context, recs []*record, written map[
 			if f.Type != models.Many2Many || !b.p.hasField(rec.m, f) {
 				continue
 			}
-			b.w.add(opDelete, quoteIdent(f.Relation.Table), []string{f.Relation.OriginColumn}, intType, "", id)
+			if _, isNew := fresh[rec.k]; !isNew {
+				if refs, _ := rec.vals[f.Name].AsRefSet(); !rec.whole && rec.touched != nil && !rec.touched[f.Name] && len(refs) == 0 {
+					continue // an empty set, unchanged: no relation rows to rewrite
+				}
+				b.w.add(opDelete, quoteIdent(f.Relation.Table), []string{f.Relation.OriginColumn}, intType, "", id)
+			}
 			refs, _ := rec.vals[f.Name].AsRefSet()
 			for _, r := range refs {
 				if tid, ok := b.ids[recKey{r.Model, r.Key}]; ok {

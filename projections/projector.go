@@ -41,6 +41,7 @@ type Projector struct {
 	rebuilding bool
 	rank       map[string]int             // model → position in dependency order
 	shapes     map[string]*shape          // model → its table's column lists
+	partials   map[string]*shape          // model and touched fields → an update's column lists
 	columns    map[string]map[string]bool // table → columns the target has
 }
 
@@ -187,7 +188,9 @@ func (p *Projector) Checkpoint(ctx context.Context) (uint64, error) {
 }
 
 // CatchUp applies every event after the checkpoint, one batch per
-// transaction, until it reaches the ledger's head.
+// transaction, until it reaches the ledger's head. The next page is read
+// from the ledger while the current one is applied: reading and decoding
+// is the projector's own CPU work, applying mostly waits on the target.
 func (p *Projector) CatchUp(ctx context.Context) (Stats, error) {
 	var st Stats
 	cp, err := p.Checkpoint(ctx)
@@ -195,11 +198,20 @@ func (p *Projector) CatchUp(ctx context.Context) (Stats, error) {
 		return st, err
 	}
 	st.Checkpoint = cp
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	pages := p.readAhead(ctx, cp)
 	for {
-		recs, err := p.store.ReadAll(ctx, cp, p.opts.BatchSize, ledger.Filter{})
-		if err != nil {
-			return st, fmt.Errorf("read ledger after %d: %w", cp, err)
+		var pg page
+		select {
+		case pg = <-pages:
+		case <-ctx.Done():
+			return st, ctx.Err()
 		}
+		if pg.err != nil {
+			return st, pg.err
+		}
+		recs := pg.recs
 		if len(recs) == 0 {
 			// Rows left alone for a local change the capturer has
 			// drained since are derived again, even with no new events.
@@ -220,6 +232,36 @@ func (p *Projector) CatchUp(ctx context.Context) (Stats, error) {
 		st.Checkpoint = cp
 		p.log.Debug("batch applied", "events", len(recs), "rejected", rejected, "checkpoint", cp)
 	}
+}
+
+// page is one read of the ledger; an empty one ends a catch-up.
+type page struct {
+	recs []ledger.Record
+	err  error
+}
+
+// readAhead reads the ledger after position in pages of the batch size,
+// one page ahead of the consumer, until an empty page, an error or ctx's end.
+func (p *Projector) readAhead(ctx context.Context, after uint64) <-chan page {
+	out := make(chan page, 1)
+	go func() {
+		for {
+			recs, err := p.store.ReadAll(ctx, after, p.opts.BatchSize, ledger.Filter{})
+			if err != nil {
+				err = fmt.Errorf("read ledger after %d: %w", after, err)
+			}
+			select {
+			case out <- page{recs, err}:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil || len(recs) == 0 {
+				return
+			}
+			after = recs[len(recs)-1].Position
+		}
+	}()
+	return out
 }
 
 // Run keeps the target up to date until ctx ends: it catches up, then
