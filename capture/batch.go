@@ -150,8 +150,8 @@ func (b *batch) loadKeys(ctx context.Context, refs []localRef) error {
 		ids = slices.Compact(ids)
 		for len(ids) > 0 {
 			n := min(len(ids), 500)
-			rows, err := b.c.d.QueryContext(ctx, b.c.d.q(`SELECT key, local_id FROM `+b.c.d.t("idmap")+
-				` WHERE model = ? AND local_id IN (`+intList(ids[:n])+`)`), model)
+			q, args := keyedBy(b.c.d, "key, local_id", "idmap", "local_id", "bigint", model, ids[:n])
+			rows, err := b.c.d.QueryContext(ctx, q, args...)
 			if err != nil {
 				return fmt.Errorf("read id map: %w", err)
 			}
@@ -250,7 +250,7 @@ func (b *batch) naturalKey(ctx context.Context, m *models.Model, id int64, img r
 // a full image) into event fields. Nulls are kept when keepNull (a write
 // that cleared a field), dropped otherwise (a create).
 func (b *batch) fields(ctx context.Context, m *models.Model, img row, keepNull bool) (map[string]ledger.Value, error) {
-	out := map[string]ledger.Value{}
+	out := make(map[string]ledger.Value, len(img))
 	for i := range m.Fields {
 		f := &m.Fields[i]
 		if f.Type == models.Many2Many {
@@ -516,7 +516,7 @@ func (b *batch) setBases(ctx context.Context) error {
 		}
 		for f := range e.Fields {
 			base := seen[recKeyOf{e.Model, e.Key}][f]
-			base = max(base, b.c.stamped[fieldKey{e.Model, e.Key, f}])
+			base = max(base, b.c.stamped[recKeyOf{e.Model, e.Key}].get(f))
 			if base != 0 {
 				if e.Base == nil {
 					e.Base = map[string]clocks.Timestamp{}
@@ -581,12 +581,8 @@ func ptr[T any](v T) *T { return &v }
 func (c *Capturer) eachKeyRow(ctx context.Context, table, col, model string, keys []string, fn func(key string, raw []byte) error) error {
 	for len(keys) > 0 {
 		n := min(len(keys), 500)
-		args := []any{model}
-		for _, k := range keys[:n] {
-			args = append(args, k)
-		}
-		rows, err := c.d.QueryContext(ctx, c.d.q(`SELECT key, `+col+` FROM `+c.d.t(table)+` WHERE model = ? AND key IN (`+
-			strings.TrimSuffix(strings.Repeat("?, ", n), ", ")+`)`), args...)
+		q, args := keyedBy(c.d, "key, "+col, table, "key", "text", model, keys[:n])
+		rows, err := c.d.QueryContext(ctx, q, args...)
 		if err != nil {
 			return fmt.Errorf("read %s of %s: %w", table, model, err)
 		}

@@ -52,6 +52,27 @@ func (d *db) q(query string) string {
 	return sqltext.Dollarize(query)
 }
 
+// keyedBy reads cols of one of ghsync's tables, which has model and col
+// columns and at most one row for a (model, col), for the rows of model
+// whose col is among vals. On PostgreSQL the values travel as one array
+// and each is looked up through the index: left to itself, the planner
+// hashes the whole table while it has no statistics yet (a first snapshot
+// or bulk capture fills it from empty) — 40 ms a batch instead of 2 at
+// 100,000 rows, and growing with the table.
+func keyedBy[T int64 | string](d *db, cols, table, col, typ, model string, vals []T) (string, []any) {
+	if d.dialect == models.Postgres {
+		return `SELECT t.* FROM unnest($2::` + typ + `[]) AS u(v) CROSS JOIN LATERAL (SELECT ` + cols + ` FROM ` + d.t(table) +
+			` WHERE model = $1 AND ` + col + ` = u.v LIMIT 1) t`, []any{model, vals}
+	}
+	args := make([]any, 0, len(vals)+1)
+	args = append(args, model)
+	for _, v := range vals {
+		args = append(args, v)
+	}
+	return `SELECT ` + cols + ` FROM ` + d.t(table) + ` WHERE model = ? AND ` + col + ` IN (` +
+		strings.TrimSuffix(strings.Repeat("?, ", len(vals)), ", ") + `)`, args
+}
+
 // tableExists reports whether a table of that name exists (PostgreSQL:
 // on the search path, or schema-qualified).
 func (d *db) tableExists(ctx context.Context, q interface {

@@ -67,7 +67,7 @@ func (c *Capturer) read(ctx context.Context) ([]change, error) {
 	for rows.Next() {
 		var ch change
 		var at string
-		var old, new sql.NullString
+		var old, new []byte // nil for NULL; the parsed images keep slices of them
 		if err := rows.Scan(&ch.seq, &ch.tx, &at, &ch.table, &ch.op, &ch.id, &ch.uid, &old, &new); err != nil {
 			return nil, fmt.Errorf("read outbox: %w", err)
 		}
@@ -77,10 +77,10 @@ func (c *Capturer) read(ctx context.Context) ([]change, error) {
 		if c.opts.Correct != nil {
 			ch.at = c.opts.Correct(ch.at)
 		}
-		if ch.old, err = parseRow([]byte(old.String)); err != nil {
+		if ch.old, err = parseRow(old); err != nil {
 			return nil, fmt.Errorf("outbox seq %d: old values: %w", ch.seq, err)
 		}
-		if ch.new, err = parseRow([]byte(new.String)); err != nil {
+		if ch.new, err = parseRow(new); err != nil {
 			return nil, fmt.Errorf("outbox seq %d: new values: %w", ch.seq, err)
 		}
 		out = append(out, ch)
@@ -124,11 +124,14 @@ func (c *Capturer) commit(ctx context.Context, chs []change, fromOutbox bool) (i
 		return 0, err
 	}
 	for _, e := range evs {
+		k := recKeyOf{e.Model, e.Key}
+		s := c.stamped[k]
 		for f := range e.Fields {
-			c.stamped[fieldKey{e.Model, e.Key, f}] = e.HLC
+			s = s.set(f, e.HLC)
 		}
+		c.stamped[k] = s
 	}
-	if len(c.stamped) > 1<<20 { // bounded: the projector's state takes over
+	if len(c.stamped) > 1<<18 { // bounded: the projector's state takes over
 		clear(c.stamped)
 	}
 	return len(evs), nil
@@ -140,13 +143,14 @@ func (c *Capturer) commit(ctx context.Context, chs []change, fromOutbox bool) (i
 // replaced, even one from an instance whose clock runs a little ahead:
 // otherwise the user's edit would lose to the value it overwrote.
 func (c *Capturer) stamp(b *batch) error {
-	here := map[fieldKey]clocks.Timestamp{}
+	here := map[recKeyOf]fieldStamps{}
 	for _, p := range b.pending {
 		e := p.e
 		var floor clocks.Timestamp
 		if e.Op == ledger.OpWrite {
+			earlier := here[recKeyOf{e.Model, e.Key}]
 			for f := range e.Fields {
-				base := max(e.Base[f], here[fieldKey{e.Model, e.Key, f}])
+				base := max(e.Base[f], earlier.get(f))
 				if base != 0 {
 					if e.Base == nil {
 						e.Base = map[string]clocks.Timestamp{}
@@ -167,9 +171,12 @@ func (c *Capturer) stamp(b *batch) error {
 		if err := c.seq.StampAt(e, p.at); err != nil {
 			return err
 		}
+		k := recKeyOf{e.Model, e.Key}
+		s := here[k]
 		for f := range e.Fields {
-			here[fieldKey{e.Model, e.Key, f}] = e.HLC
+			s = s.set(f, e.HLC)
 		}
+		here[k] = s
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package capture
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"database/sql"
 	"encoding/hex"
 	"errors"
@@ -28,6 +29,8 @@ type Captured struct {
 	Table string
 	Model string
 	Field string // the Many2Many field, for a relation table
+	// columns is what the triggers read, comma-separated, as at install.
+	columns string
 }
 
 // InstallReport says what Install did.
@@ -80,12 +83,18 @@ func Install(ctx context.Context, target string, reg *models.Registry) (*Install
 	}
 	stmts := slices.Clone(projections.DDL(d.dialect))
 	stmts = append(stmts, outboxDDL(d)...)
+	compared := map[string][]string{} // table → the columns its update trigger compares
 	for _, c := range rep.Tables {
-		ts, err := triggerDDL(ctx, d, tx, c.Table)
+		ts, cols, err := triggerDDL(ctx, d, tx, c.Table)
 		if err != nil {
 			return nil, err
 		}
 		stmts = append(stmts, ts...)
+		compared[c.Table] = cols
+	}
+	if d.dialect == models.Postgres {
+		// Installs before the per-table update functions had one for all.
+		stmts = append(stmts, `DROP FUNCTION IF EXISTS ghsync.capture_update()`)
 	}
 	for _, s := range stmts {
 		if _, err := tx.ExecContext(ctx, s); err != nil {
@@ -110,11 +119,9 @@ func Install(ctx context.Context, target string, reg *models.Registry) (*Install
 			return nil, err
 		}
 	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM `+d.t("capture_tables")); err != nil {
-		return nil, err
-	}
 	for _, c := range rep.Tables {
-		if _, err := tx.ExecContext(ctx, d.q(`INSERT INTO `+d.t("capture_tables")+` (tbl, model, field) VALUES (?, ?, ?)`), c.Table, c.Model, c.Field); err != nil {
+		if _, err := tx.ExecContext(ctx, d.q(`INSERT INTO `+d.t("capture_tables")+` (tbl, model, field, cols) VALUES (?, ?, ?, ?)`),
+			c.Table, c.Model, c.Field, strings.Join(compared[c.Table], ",")); err != nil {
 			return nil, err
 		}
 	}
@@ -140,7 +147,10 @@ func outboxDDL(d *db) []string {
 				old    JSONB,
 				new    JSONB)`,
 			`CREATE TABLE IF NOT EXISTS ghsync.capture_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)`,
-			`CREATE TABLE IF NOT EXISTS ghsync.capture_tables (tbl TEXT PRIMARY KEY, model TEXT NOT NULL, field TEXT NOT NULL)`,
+			// Rewritten by every install: what it captures, and the columns
+			// each table's update trigger compares (see Status.Outdated).
+			`DROP TABLE IF EXISTS ghsync.capture_tables`,
+			`CREATE TABLE ghsync.capture_tables (tbl TEXT PRIMARY KEY, model TEXT NOT NULL, field TEXT NOT NULL, cols TEXT NOT NULL)`,
 			`CREATE TABLE IF NOT EXISTS ghsync.handoff (origin_seq BIGINT PRIMARY KEY, payload BYTEA NOT NULL)`,
 			// Columns are read directly and each image is made once: the
 			// planner would otherwise recompute to_jsonb of the row for every
@@ -152,18 +162,7 @@ func outboxDDL(d *db) []string {
 				INSERT INTO ghsync.outbox (tbl, op, row_id, uid, new)
 				SELECT TG_TABLE_NAME, 'I', n.id, n.create_uid, jsonb_strip_nulls(to_jsonb(n) - `+pgAudit+`)
 				FROM ghsync_new n;`),
-			// Only the columns that changed, old and new; a save that
-			// touched nothing but the audit columns leaves no row.
-			pgFunction("update", `
-				INSERT INTO ghsync.outbox (tbl, op, row_id, uid, old, new)
-				SELECT TG_TABLE_NAME, 'U', r.id, r.write_uid, c.old, c.new
-				FROM (SELECT n.id, n.write_uid, to_jsonb(n) - `+pgAudit+` AS nj, to_jsonb(o) AS oj
-				      FROM ghsync_new n JOIN ghsync_old o ON o.id = n.id OFFSET 0) r
-				CROSS JOIN LATERAL (
-					SELECT jsonb_object_agg(e.key, r.oj->e.key) AS old, jsonb_object_agg(e.key, e.value) AS new
-					FROM jsonb_each(r.nj) e
-					WHERE e.value IS DISTINCT FROM r.oj->e.key) c
-				WHERE c.new IS NOT NULL;`),
+
 			pgFunction("delete", `
 				INSERT INTO ghsync.outbox (tbl, op, row_id, old)
 				SELECT TG_TABLE_NAME, 'D', o.id, jsonb_strip_nulls(to_jsonb(o) - `+pgAudit+`)
@@ -187,7 +186,8 @@ func outboxDDL(d *db) []string {
 			old    TEXT,
 			new    TEXT)`,
 		`CREATE TABLE IF NOT EXISTS ghsync_capture_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)`,
-		`CREATE TABLE IF NOT EXISTS ghsync_capture_tables (tbl TEXT PRIMARY KEY, model TEXT NOT NULL, field TEXT NOT NULL)`,
+		`DROP TABLE IF EXISTS ghsync_capture_tables`,
+		`CREATE TABLE ghsync_capture_tables (tbl TEXT PRIMARY KEY, model TEXT NOT NULL, field TEXT NOT NULL, cols TEXT NOT NULL)`,
 		`CREATE TABLE IF NOT EXISTS ghsync_handoff (origin_seq INTEGER PRIMARY KEY, payload BLOB NOT NULL)`,
 	}
 }
@@ -205,29 +205,45 @@ func pgFunction(kind, body string) string {
 
 // triggerDDL (re)creates the triggers of one table.
 //
-// PostgreSQL: statement-level AFTER triggers with transition tables, so a
-// statement touching many rows (a bulk load, a cascade) costs one
-// INSERT ... SELECT into the outbox rather than one per row; cascaded
-// deletes run as statements of their own and are captured the same way.
+// PostgreSQL: inserts and deletes fire statement-level AFTER triggers
+// with transition tables, so a statement touching many rows (a bulk load,
+// a cascade) costs one INSERT ... SELECT into the outbox rather than one
+// per row; cascaded deletes run as statements of their own and are
+// captured the same way. Updates fire a row-level trigger generated for
+// the table (pgUpdateFunction), whose WHEN clause skips the projector's
+// own writes.
 // SQLite: row-level triggers whose column lists are generated from the
 // table (SQLite has no generic row-to-JSON).
-func triggerDDL(ctx context.Context, d *db, tx *sql.Tx, table string) ([]string, error) {
+func triggerDDL(ctx context.Context, d *db, tx *sql.Tx, table string) (stmts, compared []string, err error) {
 	t := quoteIdent(table)
 	if d.dialect == models.Postgres {
+		cols, err := pgColumns(ctx, tx, table)
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, c := range cols {
+			compared = append(compared, c.name)
+		}
 		return []string{
+			pgUpdateFunction(table, cols),
 			`DROP TRIGGER IF EXISTS ghsync_capture_insert ON ` + t,
 			`DROP TRIGGER IF EXISTS ghsync_capture_update ON ` + t,
 			`DROP TRIGGER IF EXISTS ghsync_capture_delete ON ` + t,
 			`DROP TRIGGER IF EXISTS ghsync_capture_truncate ON ` + t,
 			`CREATE TRIGGER ghsync_capture_insert AFTER INSERT ON ` + t + ` REFERENCING NEW TABLE AS ghsync_new FOR EACH STATEMENT EXECUTE FUNCTION ghsync.capture_insert()`,
-			`CREATE TRIGGER ghsync_capture_update AFTER UPDATE ON ` + t + ` REFERENCING OLD TABLE AS ghsync_old NEW TABLE AS ghsync_new FOR EACH STATEMENT EXECUTE FUNCTION ghsync.capture_update()`,
+			`CREATE TRIGGER ghsync_capture_update AFTER UPDATE ON ` + t + ` FOR EACH ROW
+				WHEN (current_setting('ghsync.projecting', true) IS DISTINCT FROM 'on')
+				EXECUTE FUNCTION ` + pgUpdateFunctionName(table) + `()`,
 			`CREATE TRIGGER ghsync_capture_delete AFTER DELETE ON ` + t + ` REFERENCING OLD TABLE AS ghsync_old FOR EACH STATEMENT EXECUTE FUNCTION ghsync.capture_delete()`,
 			`CREATE TRIGGER ghsync_capture_truncate BEFORE TRUNCATE ON ` + t + ` FOR EACH STATEMENT EXECUTE FUNCTION ghsync.capture_truncate()`,
-		}, nil
+		}, compared, nil
 	}
 	cols, err := sqliteColumns(ctx, tx, table)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	for _, c := range cols {
+		compared = append(compared, c.name)
 	}
 	name := func(kind string) string { return quoteIdent("ghsync_capture_" + kind + "_" + table) }
 	lit := quoteLit(table)
@@ -260,7 +276,107 @@ func triggerDDL(ctx context.Context, d *db, tx *sql.Tx, table string) ([]string,
 		`CREATE TRIGGER ` + name("delete") + ` AFTER DELETE ON ` + t + ` WHEN ` + off + ` BEGIN
 			INSERT INTO ghsync_outbox (tbl, op, row_id, old) VALUES (` + lit + `, 'D', OLD.id, ` + obj("OLD") + `);
 		END`,
-	}, nil
+	}, compared, nil
+}
+
+// columnNames lists the columns of table that capture triggers read (all
+// but the audit ones), as they are now.
+func columnNames(ctx context.Context, d *db, q queryer, table string) ([]string, error) {
+	var names []string
+	if d.dialect == models.Postgres {
+		cols, err := pgColumns(ctx, q, table)
+		for _, c := range cols {
+			names = append(names, c.name)
+		}
+		return names, err
+	}
+	cols, err := sqliteColumns(ctx, q, table)
+	for _, c := range cols {
+		names = append(names, c.name)
+	}
+	return names, err
+}
+
+// pgColumn is one PostgreSQL column as an update trigger compares it.
+type pgColumn struct {
+	name string
+	eq   bool // its type has an equality operator (json, for one, has none)
+}
+
+// pgColumns lists a table's columns but the audit ones, in table order.
+func pgColumns(ctx context.Context, tx queryer, table string) ([]pgColumn, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT a.attname, EXISTS (SELECT 1 FROM pg_operator o
+			WHERE o.oprname = '=' AND o.oprleft = a.atttypid AND o.oprright = a.atttypid)
+		FROM pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped
+		ORDER BY a.attnum`, quoteIdent(table))
+	if err != nil {
+		return nil, fmt.Errorf("columns of %s: %w", table, err)
+	}
+	defer rows.Close()
+	var out []pgColumn
+	for rows.Next() {
+		var c pgColumn
+		if err := rows.Scan(&c.name, &c.eq); err != nil {
+			return nil, fmt.Errorf("columns of %s: %w", table, err)
+		}
+		if !slices.Contains(auditColumns, c.name) {
+			out = append(out, c)
+		}
+	}
+	return out, rows.Err()
+}
+
+// pgUpdateFunctionName is the update trigger function of table, within
+// PostgreSQL's 63-byte identifiers.
+func pgUpdateFunctionName(table string) string {
+	name := "capture_update_" + table
+	if len(name) > 63 {
+		sum := sha256.Sum256([]byte(table))
+		name = name[:50] + "_" + hex.EncodeToString(sum[:6])
+	}
+	return "ghsync." + quoteIdent(name)
+}
+
+// pgUpdateFunction generates the update trigger function of a table: it
+// records only the columns that changed, old and new, and leaves no
+// outbox row for a save that changed nothing but the audit columns.
+//
+// Comparing the columns one by one costs a fifth of turning both rows
+// into jsonb and diffing those (on GNU Health's 37-column party_party,
+// +10 µs against +50 µs an update), which matters on the clinic's write
+// path. The price is that the function knows the table's columns as
+// they were at install: a column dropped since makes the comparison
+// fail, and the function then falls back on the generic jsonb diff (so
+// the clinic's write still succeeds and is still captured); a column
+// added since is not compared until capture install runs again, which
+// capture status reports (Status.Outdated).
+func pgUpdateFunction(table string, cols []pgColumn) string {
+	var cmp strings.Builder
+	for _, c := range cols {
+		n, o := "NEW."+quoteIdent(c.name), "OLD."+quoteIdent(c.name)
+		if !c.eq {
+			n, o = n+"::text", o+"::text"
+		}
+		fmt.Fprintf(&cmp, "\t\t\tIF %s IS DISTINCT FROM %s THEN o := o || jsonb_build_object(%s, OLD.%s); n := n || jsonb_build_object(%[3]s, NEW.%[4]s); END IF;\n",
+			n, o, quoteLit(c.name), quoteIdent(c.name))
+	}
+	return `CREATE OR REPLACE FUNCTION ` + pgUpdateFunctionName(table) + `() RETURNS trigger LANGUAGE plpgsql AS $f$
+	DECLARE
+		o jsonb := '{}';
+		n jsonb := '{}';
+	BEGIN
+		BEGIN
+` + cmp.String() + `		EXCEPTION WHEN OTHERS THEN
+			-- The table changed since install: diff the whole rows.
+			SELECT coalesce(jsonb_object_agg(e.key, to_jsonb(OLD)->e.key), '{}'), coalesce(jsonb_object_agg(e.key, e.value), '{}') INTO o, n
+			FROM jsonb_each(to_jsonb(NEW) - ` + pgAudit + `) e
+			WHERE e.value IS DISTINCT FROM to_jsonb(OLD)->e.key;
+		END;
+		IF n <> '{}' THEN
+			INSERT INTO ghsync.outbox (tbl, op, row_id, uid, old, new) VALUES (TG_TABLE_NAME, 'U', NEW.id, NEW.write_uid, o, n);
+		END IF;
+		RETURN NULL;
+	END $f$`
 }
 
 // queryer is a *sql.DB or a *sql.Tx.
@@ -342,9 +458,20 @@ func Uninstall(ctx context.Context, target string, force bool) error {
 			drops = append(drops, `DROP TRIGGER IF EXISTS `+quoteIdent(name)+` ON `+table)
 		}
 		rows.Close()
-		for _, f := range []string{"insert", "update", "delete", "truncate"} {
-			drops = append(drops, `DROP FUNCTION IF EXISTS ghsync.capture_`+f+`()`)
+		rows, err = tx.QueryContext(ctx, `SELECT p.oid::regprocedure::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+			WHERE n.nspname = 'ghsync' AND p.proname LIKE 'capture\_%'`)
+		if err != nil {
+			return err
 		}
+		for rows.Next() {
+			var fn string
+			if err := rows.Scan(&fn); err != nil {
+				rows.Close()
+				return err
+			}
+			drops = append(drops, `DROP FUNCTION IF EXISTS `+fn)
+		}
+		rows.Close()
 	} else {
 		rows, err := tx.QueryContext(ctx, `SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'ghsync\_capture\_%' ESCAPE '\'`)
 		if err != nil {

@@ -2,6 +2,7 @@ package capture_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/ghsync/ghsync/ledger"
 	"github.com/ghsync/ghsync/models"
@@ -90,6 +91,10 @@ func TestLocalChangeNotOverwritten(t *testing.T) {
 
 		// b's user edits; not yet captured. a edits later, and it reaches b.
 		b.update("party_party", idB, 1, map[string]any{"name": "Ana (b)"})
+		// SQLite's outbox times changes to the millisecond: a's edit must
+		// fall in a later one to be the later write, not an equal-clock tie
+		// (which origin 2 wins).
+		time.Sleep(2 * time.Millisecond)
 		idA := a.int(`SELECT id FROM party_party WHERE code = 'A-1'`)
 		a.update("party_party", idA, 1, map[string]any{"name": "Ana (a)"})
 		a.drain()

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/ghsync/ghsync/models"
@@ -20,9 +21,13 @@ type Status struct {
 	// than the tables need means someone dropped some (reinstall).
 	Triggers     int
 	WantTriggers int
-	Pending      int64     // changes in the outbox
-	Oldest       time.Time // when the oldest pending change was made; zero if none
-	HandedOff    int64     // stamped events not yet confirmed in the ledger
+	// Outdated lists tables whose columns changed since install (a module
+	// updated): their triggers compare the columns they had, so changes
+	// to a new column are missed until capture install runs again.
+	Outdated  []string
+	Pending   int64     // changes in the outbox
+	Oldest    time.Time // when the oldest pending change was made; zero if none
+	HandedOff int64     // stamped events not yet confirmed in the ledger
 }
 
 // Inspect reads the capture state of the database at target; it returns
@@ -71,6 +76,15 @@ func Inspect(ctx context.Context, target string) (*Status, error) {
 	if err := d.QueryRowContext(ctx, countTriggers).Scan(&st.Triggers); err != nil {
 		return nil, err
 	}
+	for _, c := range st.Tables {
+		now, err := columnNames(ctx, d, d.DB, c.Table)
+		if err != nil {
+			return nil, err
+		}
+		if strings.Join(now, ",") != c.columns {
+			st.Outdated = append(st.Outdated, c.Table)
+		}
+	}
 	var oldest sql.NullString
 	if err := d.QueryRowContext(ctx, `SELECT count(*), min(`+d.textAt()+`) FROM `+d.t("outbox")).Scan(&st.Pending, &oldest); err != nil {
 		return nil, fmt.Errorf("read outbox: %w", err)
@@ -88,7 +102,7 @@ func Inspect(ctx context.Context, target string) (*Status, error) {
 func capturedTables(ctx context.Context, d *db, q interface {
 	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
 }) ([]Captured, error) {
-	rows, err := q.QueryContext(ctx, `SELECT tbl, model, field FROM `+d.t("capture_tables")+` ORDER BY tbl`)
+	rows, err := q.QueryContext(ctx, `SELECT tbl, model, field, cols FROM `+d.t("capture_tables")+` ORDER BY tbl`)
 	if err != nil {
 		return nil, fmt.Errorf("read captured tables: %w", err)
 	}
@@ -96,7 +110,7 @@ func capturedTables(ctx context.Context, d *db, q interface {
 	var out []Captured
 	for rows.Next() {
 		var c Captured
-		if err := rows.Scan(&c.Table, &c.Model, &c.Field); err != nil {
+		if err := rows.Scan(&c.Table, &c.Model, &c.Field, &c.columns); err != nil {
 			return nil, err
 		}
 		out = append(out, c)

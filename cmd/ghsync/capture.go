@@ -100,6 +100,9 @@ func (c *CaptureStatusCmd) Run(env *Env) error {
 	if st.Triggers < st.WantTriggers {
 		fmt.Fprintf(w, "          some triggers are missing: run ghsync capture install again\n")
 	}
+	if len(st.Outdated) > 0 {
+		fmt.Fprintf(w, "          columns changed since install in %s: run ghsync capture install again\n", strings.Join(st.Outdated, ", "))
+	}
 	fmt.Fprintf(w, "outbox:   %d changes waiting", st.Pending)
 	if st.Pending > 0 {
 		fmt.Fprintf(w, ", oldest made %s (%s ago)", st.Oldest.Format(time.RFC3339), time.Since(st.Oldest).Round(time.Second))

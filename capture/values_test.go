@@ -1,0 +1,59 @@
+package capture
+
+import (
+	"bytes"
+	"encoding/json"
+	"testing"
+)
+
+// rowSeeds are row images as the triggers write them, and near misses.
+var rowSeeds = []string{
+	``, `null`, `{}`, ` { } `,
+	`{"id": 7, "code": "P-1", "name": "Ana \"Nan\" O\u2019Neil", "active": true, "dob": null}`,
+	`{"amount": -12.50e+3, "zero": 0, "frac": 0.25, "photo": "\\x89504e47", "dt": "2026-11-30T11:05:52.40864"}`,
+	`{"extra": {"a": [1, {"b": "}"}], "c": null}, "list": [], "obj": {}}`,
+	`{"k\u00e9y": 1, "dup": 1, "dup": 2}`,
+	`{"a": 01}`, `{"a": 1.}`, `{"a": .5}`, `{"a": -}`, `{"a": 1e}`, `{"a": tru}`, `{"a": "x` + "\x01" + `"}`,
+	`{"a": 1,}`, `{"a" 1}`, `{"a": 1} x`, `[1, 2]`, `"x"`, `{"a": {"b": 1}`, `{"a": [1, 2}]}`, `{"a": "\q"}`, `{"a": "\u12"}`,
+}
+
+// TestParseRowMatchesEncodingJSON: the hand-written scanner accepts and
+// yields exactly what json.Unmarshal into a row does, on the seeds.
+func TestParseRowMatchesEncodingJSON(t *testing.T) {
+	for _, s := range rowSeeds {
+		checkParseRow(t, []byte(s))
+	}
+}
+
+// FuzzParseRow holds parseRow to json.Unmarshal on any input:
+//
+//	go test -fuzz FuzzParseRow ./capture
+func FuzzParseRow(f *testing.F) {
+	for _, s := range rowSeeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(checkParseRow)
+}
+
+func checkParseRow(t *testing.T, in []byte) {
+	got, err := parseRow(in)
+	var want row
+	var wantErr error
+	if len(in) > 0 {
+		wantErr = json.Unmarshal(in, &want)
+	}
+	if (err != nil) != (wantErr != nil) {
+		t.Fatalf("parseRow(%q): error %v, encoding/json: %v", in, err, wantErr)
+	}
+	if err != nil {
+		return
+	}
+	if len(got) != len(want) || (got == nil) != (want == nil) {
+		t.Fatalf("parseRow(%q) = %v, encoding/json %v", in, got, want)
+	}
+	for k, v := range want {
+		if g, ok := got[k]; !ok || !bytes.Equal(g, v) {
+			t.Fatalf("parseRow(%q)[%q] = %q, encoding/json %q", in, k, g, v)
+		}
+	}
+}
