@@ -3,6 +3,7 @@ package merge
 import (
 	"cmp"
 	"maps"
+	"math"
 	"slices"
 	"sort"
 
@@ -155,7 +156,19 @@ func compareConflicts(a, b Conflict) int {
 func ruleConflicts(out []Conflict, field string, r Rule, el []Write, win Write) []Conflict {
 	switch r {
 	case LastWriterWins:
+		// minBase[i] is the earliest Base among el[i:]: a write whose HLC
+		// is at or before it was seen by every later write, and is skipped
+		// without a scan, so a field's usual history, each write replacing
+		// the one before, costs linear time, not quadratic.
+		minBase := make([]clocks.Timestamp, len(el)+1)
+		minBase[len(el)] = math.MaxUint64
+		for i := len(el) - 1; i >= 0; i-- {
+			minBase[i] = min(minBase[i+1], el[i].Base)
+		}
 		for i := range el {
+			if minBase[i+1] >= el[i].Stamp.HLC {
+				continue
+			}
 			if j := firstUnseeing(el, i, el[i+1:]); j >= 0 {
 				out = append(out, Conflict{Field: field, Loser: el[i], Winner: el[i+1+j], Reason: ConcurrentWrite})
 			}

@@ -1,6 +1,7 @@
 package merge
 
 import (
+	"math/rand/v2"
 	"testing"
 
 	"github.com/ghsync/ghsync/clocks"
@@ -422,5 +423,53 @@ func TestSameStampDifferentContent(t *testing.T) {
 	}
 	if v, _ := ab.Value(Policy{}, "f"); !v.Value.Equal(ledger.Int(1)) {
 		t.Errorf("kept %s", v.Value)
+	}
+}
+
+// TestLastWriterWinsConflictsSkipSeenWrites checks the linear-time pass
+// of ruleConflicts against the plain quadratic one (each write against
+// every later write) on random sorted histories: same conflicts.
+func TestLastWriterWinsConflictsSkipSeenWrites(t *testing.T) {
+	const seed = 20261130
+	rng := rand.New(rand.NewPCG(seed, seed))
+	values := []ledger.Value{ledger.String("a"), ledger.String("b"), ledger.String("c"), ledger.Null()}
+	for round := range 2000 {
+		n := rng.IntN(12)
+		el := make([]Write, n)
+		hlc := clocks.Timestamp(1000)
+		for i := range el {
+			hlc += clocks.Timestamp(1 + rng.IntN(3))
+			el[i] = Write{Stamp: Stamp{HLC: hlc, Origin: uint16(rng.IntN(3)), ID: seqID(uint64(i + 1))}, Value: values[rng.IntN(len(values))]}
+			switch k := rng.IntN(4); {
+			case i == 0 || k == 0:
+				// Base 0: saw nothing.
+			case k == 1:
+				el[i].Base = el[rng.IntN(i)].Stamp.HLC // an older value
+			default:
+				el[i].Base = el[i-1].Stamp.HLC // replaced the one before
+			}
+		}
+		var win Write
+		if n > 0 {
+			win = el[n-1]
+		}
+		got := ruleConflicts(nil, "f", LastWriterWins, el, win)
+		var want []Conflict
+		for i := range el {
+			for j := i + 1; j < n; j++ {
+				if el[j].Base < el[i].Stamp.HLC && !el[j].Value.Equal(el[i].Value) {
+					want = append(want, Conflict{Field: "f", Loser: el[i], Winner: el[j], Reason: ConcurrentWrite})
+					break
+				}
+			}
+		}
+		if len(got) != len(want) {
+			t.Fatalf("seed %d round %d: %d conflicts, the plain pass finds %d:\n%v\n%v", seed, round, len(got), len(want), got, want)
+		}
+		for i := range got {
+			if got[i].Loser.Stamp != want[i].Loser.Stamp || got[i].Winner.Stamp != want[i].Winner.Stamp {
+				t.Fatalf("seed %d round %d: conflict %d is %v, the plain pass finds %v", seed, round, i, got[i], want[i])
+			}
+		}
 	}
 }
