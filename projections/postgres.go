@@ -147,8 +147,8 @@ func splitKeys(keys []recKey) (models, ks []string) {
 	return models, ks
 }
 
-// keyed runs q, which joins a table to unnest($1 models, $2 keys) AS k,
-// and hands each row to scan.
+// keyed runs q, which looks rows up for each k of unnest($1 models,
+// $2 keys) AS k, and hands each row to scan.
 func (t *pgTx) keyed(ctx context.Context, what, q string, keys []recKey, scan func(pgx.Rows) error) error {
 	ms, ks := splitKeys(keys)
 	rows, err := t.tx.Query(ctx, q, ms, ks)
@@ -164,11 +164,18 @@ func (t *pgTx) keyed(ctx context.Context, what, q string, keys []recKey, scan fu
 	return rows.Err()
 }
 
-const unnestKeys = ` JOIN unnest($1::text[], $2::text[]) AS k(model, key) ON `
+// perKey looks up the rows of a ghsync table matching each key (cond
+// joins the table, aliased t, to k): one index probe a key. A plain join
+// lets the planner hash the whole table while it lacks statistics (it
+// fills from empty during a first catch-up), once a batch.
+func perKey(cols, table, cond string) string {
+	return `SELECT r.* FROM unnest($1::text[], $2::text[]) AS k(model, key) CROSS JOIN LATERAL (SELECT ` + cols +
+		` FROM ghsync.` + table + ` t WHERE ` + cond + ` OFFSET 0) r`
+}
 
 func (t *pgTx) loadStates(ctx context.Context, keys []recKey) (map[recKey][]byte, error) {
 	out := make(map[recKey][]byte, len(keys))
-	err := t.keyed(ctx, "load merge states", `SELECT s.model, s.key, s.state FROM ghsync.state s`+unnestKeys+`s.model = k.model AND s.key = k.key`, keys,
+	err := t.keyed(ctx, "load merge states", perKey("t.model, t.key, t.state", "state", "t.model = k.model AND t.key = k.key"), keys,
 		func(r pgx.Rows) error {
 			var k recKey
 			var b []byte
@@ -181,7 +188,7 @@ func (t *pgTx) loadStates(ctx context.Context, keys []recKey) (map[recKey][]byte
 
 func (t *pgTx) loadIDs(ctx context.Context, table string, keys []recKey) (map[recKey]int64, error) {
 	out := make(map[recKey]int64, len(keys))
-	err := t.keyed(ctx, "load "+table, `SELECT i.model, i.key, i.local_id FROM ghsync.`+table+` i`+unnestKeys+`i.model = k.model AND i.key = k.key`, keys,
+	err := t.keyed(ctx, "load "+table, perKey("t.model, t.key, t.local_id", table, "t.model = k.model AND t.key = k.key"), keys,
 		func(r pgx.Rows) error {
 			var k recKey
 			var id int64
@@ -194,7 +201,7 @@ func (t *pgTx) loadIDs(ctx context.Context, table string, keys []recKey) (map[re
 
 func (t *pgTx) parkedOn(ctx context.Context, targets []recKey) ([]recKey, error) {
 	var out []recKey
-	err := t.keyed(ctx, "find parked records", `SELECT DISTINCT p.model, p.key FROM ghsync.parked p`+unnestKeys+`p.waits_model = k.model AND p.waits_key = k.key`, targets,
+	err := t.keyed(ctx, "find parked records", `SELECT DISTINCT model, key FROM (`+perKey("t.model, t.key", "parked", "t.waits_model = k.model AND t.waits_key = k.key")+`) p`, targets,
 		func(r pgx.Rows) error {
 			var k recKey
 			err := r.Scan(&k.model, &k.key)
