@@ -93,9 +93,15 @@ func (b *batch) reject(r ledger.Record, rej *Rejection) {
 func (b *batch) load(ctx context.Context, keys []recKey) error {
 	var missing []recKey
 	for _, k := range keys {
-		if _, ok := b.recs[k]; !ok {
-			missing = append(missing, k)
+		if _, ok := b.recs[k]; ok {
+			continue
 		}
+		if c, ok := b.p.cache.take(k); ok {
+			m, _ := b.p.reg.Lookup(k.model) // it was when cached
+			b.recs[k] = &record{k: k, m: m, st: c.st, before: c.before, pending: !c.known, pos: b.last}
+			continue
+		}
+		missing = append(missing, k)
 	}
 	if len(missing) == 0 {
 		return nil

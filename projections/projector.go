@@ -24,7 +24,10 @@ type Options struct {
 	// (e.g. a test's) can share a database. Default "tryton".
 	Name      string
 	BatchSize int
-	Logger    hclog.Logger
+	// StateCache is how many records' merge states are kept decoded
+	// between batches: 0 means DefaultStateCache, negative none.
+	StateCache int
+	Logger     hclog.Logger
 }
 
 // Projector keeps a Tryton database equal to the merged state of a ledger.
@@ -43,6 +46,7 @@ type Projector struct {
 	shapes     map[string]*shape          // model → its table's column lists
 	partials   map[string]*shape          // model and touched fields → an update's column lists
 	columns    map[string]map[string]bool // table → columns the target has
+	cache      *stateCache                // decoded merge states between batches
 }
 
 // order ranks models so targets of required references come first.
@@ -73,6 +77,9 @@ func Open(ctx context.Context, target string, store ledger.Store, reg *models.Re
 	if opts.BatchSize <= 0 {
 		opts.BatchSize = DefaultBatchSize
 	}
+	if opts.StateCache == 0 {
+		opts.StateCache = DefaultStateCache
+	}
 	if opts.Logger == nil {
 		opts.Logger = hclog.NewNullLogger()
 	}
@@ -89,7 +96,8 @@ func Open(ctx context.Context, target string, store ledger.Store, reg *models.Re
 	if err != nil {
 		return nil, fmt.Errorf("open projection target: %w", err)
 	}
-	p := &Projector{d: d, store: store, reg: reg, opts: opts, log: opts.Logger.Named("projector"), clock: time.Now}
+	p := &Projector{d: d, store: store, reg: reg, opts: opts, log: opts.Logger.Named("projector"), clock: time.Now,
+		cache: newStateCache(opts.StateCache)}
 	if err := p.init(ctx); err != nil {
 		d.close()
 		return nil, fmt.Errorf("open projection target: %w", err)
@@ -297,6 +305,9 @@ func (p *Projector) applyBatch(ctx context.Context, recs []ledger.Record) (rejec
 			tx.rollback(ctx)
 		}
 	}()
+	if err := p.cache.verify(ctx, p, tx); err != nil {
+		return 0, fmt.Errorf("read checkpoint: %w", err)
+	}
 	b := newBatch(p, tx)
 	if err := b.loadLocal(ctx); err != nil {
 		return 0, fmt.Errorf("read capture state: %w", err)
@@ -327,6 +338,9 @@ func (p *Projector) applyBatch(ctx context.Context, recs []ledger.Record) (rejec
 	}
 	if err := tx.commit(ctx); err != nil {
 		return 0, fmt.Errorf("commit projection: %w", err)
+	}
+	if len(recs) > 0 {
+		p.cache.keep(b.recs, recs[len(recs)-1].Position)
 	}
 	return rejected, nil
 }

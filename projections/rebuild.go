@@ -36,6 +36,7 @@ func (p *Projector) Rebuild(ctx context.Context) (Stats, error) {
 }
 
 func (p *Projector) reset(ctx context.Context) error {
+	p.cache.reset()
 	tx, err := p.d.begin(ctx)
 	if err != nil {
 		return err
