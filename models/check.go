@@ -66,6 +66,9 @@ type Finding struct {
 	Problem  Problem
 	Field    string // field or column concerned, "" for the model as a whole
 	Message  string // one line for an administrator; names no record values
+	// Fix is the SQL statement that resolves the finding, where one
+	// statement does (ghsync models check --create-indexes runs them).
+	Fix string
 }
 
 // ModelCheck is what Check found about one catalogue model.

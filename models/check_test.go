@@ -484,4 +484,23 @@ func TestCheck_UnindexedReference(t *testing.T) {
 	if got := notes(); slices.Contains(got, "appointment") {
 		t.Fatalf("still noted after the index was made: %v", got)
 	}
+	// CreateIndexes runs the fixes of the others.
+	r := check(t, db, models.Postgres)
+	want := 0
+	for _, mc := range r.Models {
+		for _, f := range mc.Findings {
+			if f.Problem == models.UnindexedReference {
+				want++
+				if !strings.HasPrefix(f.Fix, "CREATE INDEX ON ") || !strings.Contains(f.Message, f.Fix) {
+					t.Fatalf("%s.%s: fix %q, message %q", mc.Model, f.Field, f.Fix, f.Message)
+				}
+			}
+		}
+	}
+	if n, err := models.CreateIndexes(context.Background(), db, r); err != nil || n != want || want == 0 {
+		t.Fatalf("CreateIndexes made %d indexes (%v), want %d", n, err, want)
+	}
+	if got := notes(); len(got) != 0 {
+		t.Fatalf("still noted after CreateIndexes: %v", got)
+	}
 }

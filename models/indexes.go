@@ -57,9 +57,31 @@ func checkReferenceIndexes(ctx context.Context, db *sql.DB, reg *Registry, rep *
 		if field == "" {
 			continue
 		}
+		fix := fmt.Sprintf("CREATE INDEX ON %s (%s)", quote(table), quote(col))
 		mc.add(Info, UnindexedReference, field,
-			"deleting a %s row makes PostgreSQL scan all of %s to %s this column, which no index leads with; catching up many deletes becomes slow: CREATE INDEX ON %s (%s)",
-			target, table, action, quote(table), quote(col))
+			"deleting a %s row makes PostgreSQL scan all of %s to %s this column, which no index leads with; catching up many deletes becomes slow: %s",
+			target, table, action, fix)
+		mc.Findings[len(mc.Findings)-1].Fix = fix
 	}
 	return rows.Err()
+}
+
+// CreateIndexes runs the fixes of a report's UnindexedReference findings,
+// one statement each, and returns how many indexes it created. Each
+// index is built with a plain CREATE INDEX, which blocks writes to its
+// table while it is built: run it when the clinic is quiet.
+func CreateIndexes(ctx context.Context, db *sql.DB, r *CheckReport) (int, error) {
+	n := 0
+	for _, mc := range r.Models {
+		for _, f := range mc.Findings {
+			if f.Problem != UnindexedReference || f.Fix == "" {
+				continue
+			}
+			if _, err := db.ExecContext(ctx, f.Fix); err != nil {
+				return n, fmt.Errorf("%s: %w", f.Fix, err)
+			}
+			n++
+		}
+	}
+	return n, nil
 }

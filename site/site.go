@@ -161,12 +161,27 @@ func (s *Site) Sync(ctx context.Context) (Report, error) {
 			netErr = fmt.Errorf("push: %w", err)
 		}
 		if netErr == nil {
+			var pulled chan struct{}
+			var projected chan followed
+			if s.proj != nil {
+				pulled, projected = make(chan struct{}), make(chan followed, 1)
+				go func() { projected <- s.follow(ctx, pulled) }()
+			}
 			pl, err := s.client.Pull(ctx, 0)
 			r.Pulled = pl.Appended
 			if err != nil {
 				netErr = fmt.Errorf("pull: %w", err)
 			}
 			s.correct()
+			if s.proj != nil {
+				close(pulled)
+				f := <-projected
+				r.Projected = f.events
+				if f.err != nil {
+					return r, fmt.Errorf("project: %w", f.err)
+				}
+				return r, netErr
+			}
 		}
 	}
 	if s.proj != nil {
@@ -177,6 +192,50 @@ func (s *Site) Sync(ctx context.Context) (Report, error) {
 		r.Projected = st.Events
 	}
 	return r, netErr
+}
+
+// followed is what follow did.
+type followed struct {
+	events int
+	err    error
+}
+
+// followPoll is how long follow waits for the pull's next page when it has
+// applied everything there is.
+const followPoll = 20 * time.Millisecond
+
+// follow projects the events a pull appends while it runs, until pulled is
+// closed, then catches up once more: a long catch-up's transfer and
+// projection overlap instead of taking turns (the pull is network and
+// decoding, the projection mostly the target database's work).
+func (s *Site) follow(ctx context.Context, pulled <-chan struct{}) followed {
+	var f followed
+	for {
+		st, err := s.proj.CatchUp(ctx)
+		f.events += st.Events
+		if err != nil {
+			f.err = err
+			return f
+		}
+		select {
+		case <-pulled:
+			st, err := s.proj.CatchUp(ctx)
+			f.events += st.Events
+			f.err = err
+			return f
+		case <-ctx.Done():
+			f.err = ctx.Err()
+			return f
+		default:
+		}
+		if st.Events == 0 {
+			select {
+			case <-pulled:
+			case <-ctx.Done():
+			case <-time.After(followPoll):
+			}
+		}
+	}
 }
 
 // correctAbove is the smallest measured offset the clock is corrected

@@ -139,7 +139,8 @@ func listFields(env *Env, m *models.Model) error {
 
 // ModelsCheckCmd checks a Tryton database against the registry.
 type ModelsCheckCmd struct {
-	DB string `name:"db" required:"" placeholder:"URL" help:"The GNU Health database: a postgres:// URL, or sqlite:PATH for a Tryton SQLite file."`
+	DB            string `name:"db" required:"" placeholder:"URL" help:"The GNU Health database: a postgres:// URL, or sqlite:PATH for a Tryton SQLite file."`
+	CreateIndexes bool   `name:"create-indexes" help:"Create the indexes the check recommends (unindexed-reference findings), then check again. The database user needs the right to create indexes on those tables."`
 }
 
 func (c *ModelsCheckCmd) Run(env *Env) error {
@@ -155,6 +156,16 @@ func (c *ModelsCheckCmd) Run(env *Env) error {
 	r, err := models.Check(env.Ctx, db, dialect, reg)
 	if err != nil {
 		return fmt.Errorf("check %s: %w", redact(c.DB), err)
+	}
+	if c.CreateIndexes {
+		n, err := models.CreateIndexes(env.Ctx, db, r)
+		fmt.Fprintf(env.Out, "created %d indexes\n", n)
+		if err != nil {
+			return fmt.Errorf("create indexes in %s: %w", redact(c.DB), err)
+		}
+		if r, err = models.Check(env.Ctx, db, dialect, reg); err != nil {
+			return fmt.Errorf("check %s: %w", redact(c.DB), err)
+		}
 	}
 	fmt.Fprint(env.Out, r.Text())
 	if !r.OK() {
