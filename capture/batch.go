@@ -676,7 +676,7 @@ func (c *Capturer) readRow(ctx context.Context, table string, id int64) (row, er
 	if c.d.dialect == models.Postgres {
 		q = `SELECT to_jsonb(t)::text FROM ` + quoteIdent(table) + ` t WHERE id = $1`
 	} else {
-		cols, err := sqliteColumns(ctx, c.d.DB, table)
+		cols, err := c.d.columns(ctx, c.d.DB, table)
 		if err != nil {
 			return nil, err
 		}

@@ -162,7 +162,7 @@ func outboxDDL(d *db) []string {
 				INSERT INTO ghsync.outbox (tbl, op, row_id, uid, new)
 				SELECT TG_TABLE_NAME, 'I', n.id, n.create_uid, jsonb_strip_nulls(to_jsonb(n) - `+pgAudit+`)
 				FROM ghsync_new n;`),
-
+			// Updates: pgUpdateFunction, one function per table.
 			pgFunction("delete", `
 				INSERT INTO ghsync.outbox (tbl, op, row_id, old)
 				SELECT TG_TABLE_NAME, 'D', o.id, jsonb_strip_nulls(to_jsonb(o) - `+pgAudit+`)
@@ -216,14 +216,14 @@ func pgFunction(kind, body string) string {
 // table (SQLite has no generic row-to-JSON).
 func triggerDDL(ctx context.Context, d *db, tx *sql.Tx, table string) (stmts, compared []string, err error) {
 	t := quoteIdent(table)
+	cols, err := d.columns(ctx, tx, table)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, c := range cols {
+		compared = append(compared, c.name)
+	}
 	if d.dialect == models.Postgres {
-		cols, err := pgColumns(ctx, tx, table)
-		if err != nil {
-			return nil, nil, err
-		}
-		for _, c := range cols {
-			compared = append(compared, c.name)
-		}
 		return []string{
 			pgUpdateFunction(table, cols),
 			`DROP TRIGGER IF EXISTS ghsync_capture_insert ON ` + t,
@@ -237,13 +237,6 @@ func triggerDDL(ctx context.Context, d *db, tx *sql.Tx, table string) (stmts, co
 			`CREATE TRIGGER ghsync_capture_delete AFTER DELETE ON ` + t + ` REFERENCING OLD TABLE AS ghsync_old FOR EACH STATEMENT EXECUTE FUNCTION ghsync.capture_delete()`,
 			`CREATE TRIGGER ghsync_capture_truncate BEFORE TRUNCATE ON ` + t + ` FOR EACH STATEMENT EXECUTE FUNCTION ghsync.capture_truncate()`,
 		}, compared, nil
-	}
-	cols, err := sqliteColumns(ctx, tx, table)
-	if err != nil {
-		return nil, nil, err
-	}
-	for _, c := range cols {
-		compared = append(compared, c.name)
 	}
 	name := func(kind string) string { return quoteIdent("ghsync_capture_" + kind + "_" + table) }
 	lit := quoteLit(table)
@@ -282,48 +275,12 @@ func triggerDDL(ctx context.Context, d *db, tx *sql.Tx, table string) (stmts, co
 // columnNames lists the columns of table that capture triggers read (all
 // but the audit ones), as they are now.
 func columnNames(ctx context.Context, d *db, q queryer, table string) ([]string, error) {
-	var names []string
-	if d.dialect == models.Postgres {
-		cols, err := pgColumns(ctx, q, table)
-		for _, c := range cols {
-			names = append(names, c.name)
-		}
-		return names, err
-	}
-	cols, err := sqliteColumns(ctx, q, table)
-	for _, c := range cols {
-		names = append(names, c.name)
+	cols, err := d.columns(ctx, q, table)
+	names := make([]string, len(cols))
+	for i, c := range cols {
+		names[i] = c.name
 	}
 	return names, err
-}
-
-// pgColumn is one PostgreSQL column as an update trigger compares it.
-type pgColumn struct {
-	name string
-	eq   bool // its type has an equality operator (json, for one, has none)
-}
-
-// pgColumns lists a table's columns but the audit ones, in table order.
-func pgColumns(ctx context.Context, tx queryer, table string) ([]pgColumn, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT a.attname, EXISTS (SELECT 1 FROM pg_operator o
-			WHERE o.oprname = '=' AND o.oprleft = a.atttypid AND o.oprright = a.atttypid)
-		FROM pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped
-		ORDER BY a.attnum`, quoteIdent(table))
-	if err != nil {
-		return nil, fmt.Errorf("columns of %s: %w", table, err)
-	}
-	defer rows.Close()
-	var out []pgColumn
-	for rows.Next() {
-		var c pgColumn
-		if err := rows.Scan(&c.name, &c.eq); err != nil {
-			return nil, fmt.Errorf("columns of %s: %w", table, err)
-		}
-		if !slices.Contains(auditColumns, c.name) {
-			out = append(out, c)
-		}
-	}
-	return out, rows.Err()
 }
 
 // pgUpdateFunctionName is the update trigger function of table, within
@@ -350,7 +307,7 @@ func pgUpdateFunctionName(table string) string {
 // the clinic's write still succeeds and is still captured); a column
 // added since is not compared until capture install runs again, which
 // capture status reports (Status.Outdated).
-func pgUpdateFunction(table string, cols []pgColumn) string {
+func pgUpdateFunction(table string, cols []column) string {
 	var cmp strings.Builder
 	for _, c := range cols {
 		n, o := "NEW."+quoteIdent(c.name), "OLD."+quoteIdent(c.name)
@@ -385,8 +342,11 @@ type queryer interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
-// column is one SQLite column as a trigger reads it.
-type column struct{ name, typ string }
+// column is one column as a trigger reads it.
+type column struct {
+	name, typ string
+	eq        bool // PostgreSQL: its type has an equality operator (json, for one, has none)
+}
 
 // expr is how a trigger puts the column of row (NEW or OLD) into JSON:
 // blobs as hex (JSON cannot hold them).
@@ -398,8 +358,16 @@ func (c column) expr(row string) string {
 	return row + "." + quoteIdent(c.name)
 }
 
-func sqliteColumns(ctx context.Context, tx queryer, table string) ([]column, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT name, type FROM pragma_table_info(?)`, table)
+// columns lists a table's columns but the audit ones, in table order.
+func (d *db) columns(ctx context.Context, q queryer, table string) ([]column, error) {
+	query, arg := `SELECT name, type, 1 FROM pragma_table_info(?)`, table
+	if d.dialect == models.Postgres {
+		query, arg = `SELECT a.attname, format_type(a.atttypid, a.atttypmod), EXISTS (SELECT 1 FROM pg_operator o
+				WHERE o.oprname = '=' AND o.oprleft = a.atttypid AND o.oprright = a.atttypid)
+			FROM pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped
+			ORDER BY a.attnum`, quoteIdent(table)
+	}
+	rows, err := q.QueryContext(ctx, query, arg)
 	if err != nil {
 		return nil, fmt.Errorf("columns of %s: %w", table, err)
 	}
@@ -407,8 +375,8 @@ func sqliteColumns(ctx context.Context, tx queryer, table string) ([]column, err
 	var out []column
 	for rows.Next() {
 		var c column
-		if err := rows.Scan(&c.name, &c.typ); err != nil {
-			return nil, err
+		if err := rows.Scan(&c.name, &c.typ, &c.eq); err != nil {
+			return nil, fmt.Errorf("columns of %s: %w", table, err)
 		}
 		if !slices.Contains(auditColumns, c.name) {
 			out = append(out, c)

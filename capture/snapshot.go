@@ -73,7 +73,7 @@ func (c *Capturer) Snapshot(ctx context.Context, progress func(SnapshotProgress)
 func (c *Capturer) snapshotChunk(ctx context.Context, tx *sql.Tx, m *models.Model, after int64) ([]change, error) {
 	img := `to_jsonb(t)::text`
 	if c.d.dialect == models.SQLite {
-		cols, err := sqliteColumns(ctx, tx, m.Table)
+		cols, err := c.d.columns(ctx, tx, m.Table)
 		if err != nil {
 			return nil, err
 		}
