@@ -141,8 +141,8 @@ func (c *Capturer) init(ctx context.Context) error {
 		(SELECT value FROM `+c.d.t("capture_meta")+` WHERE name = 'install_id')`).Scan(&version, &installID); err != nil {
 		return err
 	}
-	if v, _ := strconv.Atoi(version); v > schemaVersion {
-		return fmt.Errorf("capture schema version %s is newer than this ghsync understands (%d)", version, schemaVersion)
+	if err := checkVersion(version); err != nil {
+		return err
 	}
 	unlock, err := c.d.lock(ctx)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -17,7 +18,20 @@ import (
 )
 
 // schemaVersion is the capture schema's version, kept in capture_meta.
-const schemaVersion = 1
+// 2: per-table update trigger functions, capture_tables.cols.
+const schemaVersion = 2
+
+// checkVersion refuses a capture schema this binary cannot work with.
+func checkVersion(version string) error {
+	v, _ := strconv.Atoi(version)
+	switch {
+	case v > schemaVersion:
+		return fmt.Errorf("capture schema version %s is newer than this ghsync understands (%d)", version, schemaVersion)
+	case v < schemaVersion:
+		return fmt.Errorf("capture schema version %s was installed by an older ghsync (this one needs %d): run ghsync capture install again, which keeps the changes waiting in the outbox", version, schemaVersion)
+	}
+	return nil
+}
 
 // auditColumns are written by Tryton on every save; they are neither
 // captured as changes nor enough to make one.

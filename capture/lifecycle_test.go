@@ -223,3 +223,37 @@ func TestColumnsChangedSinceInstall(t *testing.T) {
 		}
 	})
 }
+
+// TestOlderInstallAsksForReinstall: a capture schema installed by an older
+// ghsync is refused with the command that upgrades it, and install
+// upgrades it in place, keeping the changes waiting in the outbox.
+func TestOlderInstallAsksForReinstall(t *testing.T) {
+	forEachLayout(t, func(t *testing.T, lay layout) {
+		s := newSite(t, lay, 6)
+		s.insert("party_party", 1, map[string]any{"code": "O-1", "name": "Olga", "active": true})
+		s.cap.Close()
+		meta := "ghsync_capture_meta"
+		if lay.dialect == models.Postgres {
+			meta = "ghsync.capture_meta"
+		}
+		s.exec(`UPDATE ` + meta + ` SET value = '1' WHERE name = 'version'`)
+		for what, err := range map[string]error{
+			"open": func() error {
+				_, err := capture.Open(ctx(t), s.target, s.store, s.reg, capture.Options{Origin: 6})
+				return err
+			}(),
+			"status": func() error { _, err := capture.Inspect(ctx(t), s.target); return err }(),
+		} {
+			if err == nil || !strings.Contains(err.Error(), "run ghsync capture install again") {
+				t.Fatalf("%s on a version 1 install: %v, want a refusal naming the command", what, err)
+			}
+		}
+		if _, err := capture.Install(ctx(t), s.target, s.reg); err != nil {
+			t.Fatal(err)
+		}
+		s.open(capture.Options{})
+		if evs := s.drain(); len(evs) != 1 || evs[0].Key != "O-1" {
+			t.Fatalf("after the upgrade the waiting change drained as %v, want the create of O-1", evs)
+		}
+	})
+}
