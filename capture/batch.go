@@ -249,32 +249,20 @@ func (b *batch) naturalKey(ctx context.Context, m *models.Model, id int64, img r
 // fields converts the synchronised columns present in img (all of them for
 // a full image) into event fields. Nulls are kept when keepNull (a write
 // that cleared a field), dropped otherwise (a create).
+//
+// It walks the image, which holds a few columns for a write, rather than
+// the model's fields (dozens for a party); a bad value is reported for
+// the first bad field in the model's order, whatever the image's.
 func (b *batch) fields(ctx context.Context, m *models.Model, img row, keepNull bool) (map[string]ledger.Value, error) {
 	out := make(map[string]ledger.Value, len(img))
-	for i := range m.Fields {
-		f := &m.Fields[i]
-		if f.Type == models.Many2Many {
+	for col, raw := range img {
+		f, ok := m.FieldByColumn(col)
+		if !ok || f.Type == models.Many2Many {
 			continue
 		}
-		raw, ok := img[f.Column]
-		if !ok {
-			continue
-		}
-		var v ledger.Value
-		var err error
-		if f.Type == models.Many2One {
-			v = ledger.Null()
-			if tid, ok := img.int(f.Column); ok {
-				var key string
-				if key, err = b.identity(ctx, localRef{f.Target, tid}, nil); err == nil {
-					v, err = ledger.RefTo(f.Target, key)
-				}
-			}
-		} else {
-			v, err = valueOf(raw, f)
-		}
+		v, err := b.fieldValue(ctx, f, img, raw)
 		if err != nil {
-			return nil, fmt.Errorf("field %s: %w", f.Name, err)
+			return nil, b.firstBadField(ctx, m, img)
 		}
 		if v.IsNull() && !keepNull {
 			continue
@@ -282,6 +270,37 @@ func (b *batch) fields(ctx context.Context, m *models.Model, img row, keepNull b
 		out[f.Name] = v
 	}
 	return out, nil
+}
+
+// fieldValue converts one column of img to f's ledger value; a Many2One
+// becomes a reference to the target's network key.
+func (b *batch) fieldValue(ctx context.Context, f *models.Field, img row, raw json.RawMessage) (ledger.Value, error) {
+	if f.Type != models.Many2One {
+		return valueOf(raw, f)
+	}
+	tid, ok := img.int(f.Column)
+	if !ok {
+		return ledger.Null(), nil
+	}
+	key, err := b.identity(ctx, localRef{f.Target, tid}, nil)
+	if err != nil {
+		return ledger.Value{}, err
+	}
+	return ledger.RefTo(f.Target, key)
+}
+
+// firstBadField is the error of the first field, in the model's order,
+// whose column in img does not convert.
+func (b *batch) firstBadField(ctx context.Context, m *models.Model, img row) error {
+	for i := range m.Fields {
+		f := &m.Fields[i]
+		if raw, ok := img[f.Column]; ok && f.Type != models.Many2Many {
+			if _, err := b.fieldValue(ctx, f, img, raw); err != nil {
+				return fmt.Errorf("field %s: %w", f.Name, err)
+			}
+		}
+	}
+	return errors.New("a field does not convert") // not reached: fields found one
 }
 
 // emit queues an event, stamped later at the change's time.

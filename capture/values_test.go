@@ -3,7 +3,11 @@ package capture
 import (
 	"bytes"
 	"encoding/json"
+	"strings"
 	"testing"
+
+	"github.com/ghsync/ghsync/ledger"
+	"github.com/ghsync/ghsync/models"
 )
 
 // rowSeeds are row images as the triggers write them, and near misses.
@@ -55,5 +59,36 @@ func checkParseRow(t *testing.T, in []byte) {
 		if g, ok := got[k]; !ok || !bytes.Equal(g, v) {
 			t.Fatalf("parseRow(%q)[%q] = %q, encoding/json %q", in, k, g, v)
 		}
+	}
+}
+
+// TestFieldsReportsFirstBadField: fields walks a row image in map order,
+// but a bad value is reported for the first bad field in the model's
+// order, the same every time.
+func TestFieldsReportsFirstBadField(t *testing.T) {
+	m, ok := models.GNUHealth().Lookup("party.party")
+	if !ok {
+		t.Fatal("no party.party")
+	}
+	img := row{"name": json.RawMessage(`"Ana"`), "active": json.RawMessage(`"maybe"`), "dob": json.RawMessage(`"not a date"`),
+		"gender": json.RawMessage(`"f"`), "code": json.RawMessage(`"P-1"`)}
+	var want string
+	for _, f := range m.Fields {
+		if f.Column == "active" || f.Column == "dob" {
+			want = "field " + f.Name + ": "
+			break
+		}
+	}
+	b := &batch{}
+	for range 50 {
+		_, err := b.fields(t.Context(), m, img, false)
+		if err == nil || !strings.HasPrefix(err.Error(), want) {
+			t.Fatalf("fields: %v, want an error starting %q", err, want)
+		}
+	}
+	img["active"], img["dob"] = json.RawMessage(`true`), json.RawMessage(`"1970-01-02"`)
+	got, err := b.fields(t.Context(), m, img, false)
+	if err != nil || len(got) != len(img) || got["active"].String() != ledger.Bool(true).String() {
+		t.Fatalf("fields of a good image: %v, %v", got, err)
 	}
 }

@@ -273,7 +273,8 @@ type Model struct {
 	// instance (country, subdivision, product, company).
 	Reference bool
 
-	index map[string]int // field name → position in Fields
+	index    map[string]int // field name → position in Fields
+	byColumn map[string]int // column → position in Fields
 }
 
 // Field returns the synchronised field called name.
@@ -287,6 +288,24 @@ func (m *Model) Field(name string) (*Field, bool) {
 	}
 	for i := range m.Fields {
 		if m.Fields[i].Name == name {
+			return &m.Fields[i], true
+		}
+	}
+	return nil, false
+}
+
+// FieldByColumn returns the synchronised field stored in column col, so
+// a row image (column → value) is read without trying every field.
+func (m *Model) FieldByColumn(col string) (*Field, bool) {
+	if m.byColumn != nil {
+		i, ok := m.byColumn[col]
+		if !ok {
+			return nil, false
+		}
+		return &m.Fields[i], true
+	}
+	for i := range m.Fields {
+		if m.Fields[i].Column == col {
 			return &m.Fields[i], true
 		}
 	}
@@ -310,8 +329,12 @@ func (m *Model) Rule(field string) merge.Rule { return m.Policy.Rule(field) }
 
 func (m *Model) buildIndex() {
 	m.index = make(map[string]int, len(m.Fields))
+	m.byColumn = make(map[string]int, len(m.Fields))
 	for i := range m.Fields {
 		m.index[m.Fields[i].Name] = i
+		if f := &m.Fields[i]; f.Column != "" && f.Type != Many2Many {
+			m.byColumn[f.Column] = i
+		}
 	}
 }
 

@@ -138,6 +138,7 @@ func (r *Registry) checkModel(m *Model, p *problems) {
 		p.add(m.Name, "table %q, Tryton names it %q", m.Table, want)
 	}
 	seen := map[string]bool{}
+	columns := map[string]string{} // column → the field stored in it
 	hasActive := false
 	for i := range m.Fields {
 		f := &m.Fields[i]
@@ -149,6 +150,11 @@ func (r *Registry) checkModel(m *Model, p *problems) {
 			p.add(m.Name, "field %s declared twice", f.Name)
 		}
 		seen[f.Name] = true
+		if other, dup := columns[f.Column]; dup && other != f.Name && f.Type != Many2Many {
+			p.add(m.Name, "fields %s and %s share column %s", other, f.Name, f.Column)
+		} else if f.Type != Many2Many {
+			columns[f.Column] = f.Name
+		}
 		if IsAuditColumn(f.Name) {
 			p.add(m.Name, "field %s is an audit column Tryton manages itself", f.Name)
 		}

@@ -139,6 +139,11 @@ func TestNewRegistry_Rejects(t *testing.T) {
 		{"unregistered target", func(ms []*Model) []*Model {
 			return append(ms, Define("gnuhealth.patient", "health", ByUUID, M2O("user", "res.user")))
 		}, "targets res.user, which is not registered"},
+		{"shared column", func(ms []*Model) []*Model {
+			m := Define("x.y", "x", ByUUID, F("a", Char), F("b", Char))
+			m.Fields[1].Column = "a"
+			return append(ms, m)
+		}, "fields a and b share column a"},
 		{"audit column", func(ms []*Model) []*Model {
 			return append(ms, Define("x.y", "x", ByUUID, F("write_date", Timestamp)))
 		}, "audit column"},
