@@ -425,49 +425,33 @@ func Uninstall(ctx context.Context, target string, force bool) error {
 			return fmt.Errorf("uninstall capture: %d changes are not yet in the ledger (run ghsync capture drain first, or --force to discard them)", pending+handoff)
 		}
 	}
-	var drops []string
+	// The database lists the DROP statements, names quoted: the triggers
+	// first, then the functions they call.
+	list := `SELECT 'DROP TRIGGER IF EXISTS "' || replace(name, '"', '""') || '"' FROM sqlite_master
+		WHERE type = 'trigger' AND name LIKE 'ghsync\_capture\_%' ESCAPE '\'`
 	if d.dialect == models.Postgres {
-		rows, err := tx.QueryContext(ctx, `SELECT tgname, tgrelid::regclass::text FROM pg_trigger WHERE tgname LIKE 'ghsync\_capture\_%'`)
-		if err != nil {
+		list = `SELECT 1, format('DROP TRIGGER IF EXISTS %I ON %s', tgname, tgrelid::regclass) FROM pg_trigger WHERE tgname LIKE 'ghsync\_capture\_%'
+			UNION ALL
+			SELECT 2, format('DROP FUNCTION IF EXISTS %s', p.oid::regprocedure) FROM pg_proc p
+			JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'ghsync' AND p.proname LIKE 'capture\_%'`
+		list = `SELECT stmt FROM (` + list + `) AS s(kind, stmt) ORDER BY kind`
+	}
+	rows, err := tx.QueryContext(ctx, list)
+	if err != nil {
+		return err
+	}
+	var drops []string
+	for rows.Next() {
+		var stmt string
+		if err := rows.Scan(&stmt); err != nil {
+			rows.Close()
 			return err
 		}
-		for rows.Next() {
-			var name, table string
-			if err := rows.Scan(&name, &table); err != nil {
-				rows.Close()
-				return err
-			}
-			drops = append(drops, `DROP TRIGGER IF EXISTS `+quoteIdent(name)+` ON `+table)
-		}
-		rows.Close()
-		rows, err = tx.QueryContext(ctx, `SELECT p.oid::regprocedure::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-			WHERE n.nspname = 'ghsync' AND p.proname LIKE 'capture\_%'`)
-		if err != nil {
-			return err
-		}
-		for rows.Next() {
-			var fn string
-			if err := rows.Scan(&fn); err != nil {
-				rows.Close()
-				return err
-			}
-			drops = append(drops, `DROP FUNCTION IF EXISTS `+fn)
-		}
-		rows.Close()
-	} else {
-		rows, err := tx.QueryContext(ctx, `SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'ghsync\_capture\_%' ESCAPE '\'`)
-		if err != nil {
-			return err
-		}
-		for rows.Next() {
-			var name string
-			if err := rows.Scan(&name); err != nil {
-				rows.Close()
-				return err
-			}
-			drops = append(drops, `DROP TRIGGER IF EXISTS `+quoteIdent(name))
-		}
-		rows.Close()
+		drops = append(drops, stmt)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
 	}
 	for _, t := range []string{"outbox", "capture_meta", "capture_tables", "handoff"} {
 		drops = append(drops, `DROP TABLE IF EXISTS `+d.t(t))
