@@ -279,33 +279,27 @@ type Model struct {
 
 // Field returns the synchronised field called name.
 func (m *Model) Field(name string) (*Field, bool) {
-	if m.index != nil {
-		i, ok := m.index[name]
-		if !ok {
-			return nil, false
-		}
-		return &m.Fields[i], true
-	}
-	for i := range m.Fields {
-		if m.Fields[i].Name == name {
-			return &m.Fields[i], true
-		}
-	}
-	return nil, false
+	return m.find(m.index, name, func(f *Field) string { return f.Name })
 }
 
 // FieldByColumn returns the synchronised field stored in column col, so
 // a row image (column → value) is read without trying every field.
 func (m *Model) FieldByColumn(col string) (*Field, bool) {
-	if m.byColumn != nil {
-		i, ok := m.byColumn[col]
+	return m.find(m.byColumn, col, func(f *Field) string { return f.Column })
+}
+
+// find looks want up in index, or, for a model built without Define (no
+// index), compares key of every field.
+func (m *Model) find(index map[string]int, want string, key func(*Field) string) (*Field, bool) {
+	if index != nil {
+		i, ok := index[want]
 		if !ok {
 			return nil, false
 		}
 		return &m.Fields[i], true
 	}
 	for i := range m.Fields {
-		if m.Fields[i].Column == col {
+		if key(&m.Fields[i]) == want {
 			return &m.Fields[i], true
 		}
 	}
