@@ -83,6 +83,16 @@ func (s fieldStamps) get(field string) clocks.Timestamp {
 	return 0
 }
 
+// noteStamps records e's HLC as the latest of each field it carries.
+func noteStamps(m map[recKeyOf]fieldStamps, e *ledger.Event) {
+	k := recKeyOf{e.Model, e.Key}
+	s := m[k]
+	for f := range e.Fields {
+		s = s.set(f, e.HLC)
+	}
+	m[k] = s
+}
+
 func (s fieldStamps) set(field string, hlc clocks.Timestamp) fieldStamps {
 	for i := range s {
 		if s[i].field == field {

@@ -124,12 +124,7 @@ func (c *Capturer) commit(ctx context.Context, chs []change, fromOutbox bool) (i
 		return 0, err
 	}
 	for _, e := range evs {
-		k := recKeyOf{e.Model, e.Key}
-		s := c.stamped[k]
-		for f := range e.Fields {
-			s = s.set(f, e.HLC)
-		}
-		c.stamped[k] = s
+		noteStamps(c.stamped, e)
 	}
 	if len(c.stamped) > 1<<18 { // bounded: the projector's state takes over
 		clear(c.stamped)
@@ -171,12 +166,7 @@ func (c *Capturer) stamp(b *batch) error {
 		if err := c.seq.StampAt(e, p.at); err != nil {
 			return err
 		}
-		k := recKeyOf{e.Model, e.Key}
-		s := here[k]
-		for f := range e.Fields {
-			s = s.set(f, e.HLC)
-		}
-		here[k] = s
+		noteStamps(here, e)
 	}
 	return nil
 }
