@@ -52,7 +52,11 @@ var ErrInvalidState = errors.New("merge: invalid state encoding")
 // State that breaks its invariants (writes out of stamp order or repeated),
 // which Apply and Merge never produce.
 func (s *State) MarshalBinary() ([]byte, error) {
-	b := []byte{StateFormat, 0}
+	writes := 2
+	for _, ws := range s.Fields {
+		writes += len(ws)
+	}
+	b := append(make([]byte, 0, 64*writes), StateFormat, 0) // ~ a stamp, a base and a short value each
 	if s.Created != nil {
 		b[1] |= flagCreated
 		b = appendStamp(b, *s.Created)

@@ -2,7 +2,6 @@ package merge
 
 import (
 	"cmp"
-	"maps"
 	"math"
 	"slices"
 	"sort"
@@ -118,8 +117,10 @@ func (s *State) Conflicts(p Policy) []Conflict {
 	if s.Deleted != nil {
 		tomb.Stamp = *s.Deleted
 	}
-	for _, name := range slices.Sorted(maps.Keys(s.Fields)) {
-		ws := s.Fields[name]
+	for name, ws := range s.Fields { // any order: sorted below
+		if len(ws) == 1 && s.Deleted == nil && !p.OriginOwned {
+			continue // one eligible write: no rule finds a conflict in it
+		}
 		r := p.Rule(name)
 		el := s.eligible(p, ws)
 		win, _ := winner(r, el)

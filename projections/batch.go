@@ -68,8 +68,14 @@ type batch struct {
 	ids    map[recKey]int64 // id map: records that have a row
 	looked map[recKey]bool  // id map lookups done (hit or miss)
 	parked map[recKey][]recKey
-	last   uint64 // the batch's last ledger position
-	w      writes // this round's set-based writes
+	// rebooked is the records whose parked entries this batch rewrote,
+	// waits what each of them waits for now.
+	rebooked map[recKey]bool
+	waits    map[recKey][]recKey
+	deferred map[recKey]bool // the deferred table, as this batch leaves it
+	prev     *carry          // what the batch still committing changed (pipeline.go)
+	last     uint64          // the batch's last ledger position
+	w        writes          // this round's set-based writes
 	// pending: rows with a local change in the capture outbox (table → ids);
 	// alias: renamed records (old key → new key). See local.go.
 	pending map[string]map[int64]bool
@@ -77,9 +83,10 @@ type batch struct {
 	bounds  []ledger.ClockBound // see clockbound.go
 }
 
-func newBatch(p *Projector, tx dtx) *batch {
+func newBatch(p *Projector, tx dtx, prev *carry) *batch {
 	return &batch{p: p, tx: tx, s: p.d.schemaPrefix(), recs: map[recKey]*record{}, ids: map[recKey]int64{},
-		looked: map[recKey]bool{}, parked: map[recKey][]recKey{}}
+		looked: map[recKey]bool{}, parked: map[recKey][]recKey{}, rebooked: map[recKey]bool{},
+		waits: map[recKey][]recKey{}, deferred: map[recKey]bool{}, prev: prev}
 }
 
 func (b *batch) reject(r ledger.Record, rej *Rejection) {
@@ -96,6 +103,11 @@ func (b *batch) load(ctx context.Context, keys []recKey) error {
 		if _, ok := b.recs[k]; ok {
 			continue
 		}
+		if r, ok := b.prev.record(k); ok {
+			b.p.cache.take(k) // the same state, or an older one
+			b.recs[k] = &record{k: k, m: r.m, st: r.st, before: r.before, pending: r.pending, pos: b.last}
+			continue
+		}
 		if c, ok := b.p.cache.take(k); ok {
 			m, _ := b.p.reg.Lookup(k.model) // it was when cached
 			b.recs[k] = &record{k: k, m: m, st: c.st, before: c.before, pending: !c.known, pos: b.last}
@@ -106,7 +118,7 @@ func (b *batch) load(ctx context.Context, keys []recKey) error {
 	if len(missing) == 0 {
 		return nil
 	}
-	stored, err := b.tx.loadStates(ctx, missing)
+	got, err := b.tx.loadStates(ctx, missing)
 	if err != nil {
 		return err
 	}
@@ -116,7 +128,14 @@ func (b *batch) load(ctx context.Context, keys []recKey) error {
 			return fmt.Errorf("load %s/%s: model left the registry", k.model, k.key)
 		}
 		rec := &record{k: k, m: m, st: &merge.State{}}
-		if raw, ok := stored[k]; ok {
+		s := got[k]
+		if !b.looked[k] {
+			b.looked[k] = true
+			if s.hasID {
+				b.ids[k] = s.id
+			}
+		}
+		if raw := s.state; raw != nil {
 			if rec.st, err = merge.DecodeState(raw); err != nil {
 				return fmt.Errorf("load %s/%s: merge state: %w", k.model, k.key, err)
 			}
@@ -226,7 +245,7 @@ func (b *batch) unpark(ctx context.Context, keys []recKey) ([]*record, error) {
 	if len(keys) == 0 {
 		return nil, nil
 	}
-	waiting, err := b.tx.parkedOn(ctx, keys)
+	waiting, err := b.parkedOn(ctx, keys)
 	if err != nil {
 		return nil, err
 	}
@@ -311,10 +330,17 @@ func refsOf(rec *record) []recKey {
 func (b *batch) lookupIDs(ctx context.Context, keys []recKey) error {
 	var need []recKey
 	for _, k := range keys {
-		if !b.looked[k] {
-			b.looked[k] = true
-			need = append(need, k)
+		if b.looked[k] {
+			continue
 		}
+		b.looked[k] = true
+		if id, has, known := b.prev.id(k); known {
+			if has {
+				b.ids[k] = id
+			}
+			continue
+		}
+		need = append(need, k)
 	}
 	if len(need) == 0 {
 		return nil
@@ -773,6 +799,8 @@ func (b *batch) bookkeep(rec *record, resolvable func(recKey) bool) {
 		b.writeConflicts(rec)
 	}
 	b.w.add(opDelete, s+"parked", keyCols, keyTypes, "", rec.k.model, rec.k.key)
+	b.rebooked[rec.k] = true
+	delete(b.waits, rec.k)
 	if !rec.st.Live() {
 		return
 	}
@@ -797,6 +825,7 @@ func (b *batch) bookkeep(rec *record, resolvable func(recKey) bool) {
 		}
 		seen[w.target] = true
 		b.parked[w.target] = append(b.parked[w.target], rec.k)
+		b.waits[rec.k] = append(b.waits[rec.k], w.target)
 		b.w.add(opInsert, s+"parked", parkCols, parkTypes, "ON CONFLICT (model, key, waits_model, waits_key) DO NOTHING",
 			rec.k.model, rec.k.key, w.target.model, w.target.key, w.reason, int64(rec.pos))
 	}

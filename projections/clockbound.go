@@ -3,6 +3,7 @@ package projections
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/ghsync/ghsync/clocks"
 	"github.com/ghsync/ghsync/ledger"
@@ -18,6 +19,10 @@ import (
 
 // loadBounds reads the bounds recorded so far.
 func (b *batch) loadBounds(ctx context.Context) error {
+	if b.prev != nil {
+		b.bounds = slices.Clone(b.prev.bounds)
+		return nil
+	}
 	rows, err := b.tx.query(ctx, `SELECT origin, from_seq, to_seq, bound FROM `+b.s+`clock_bounds`)
 	if err != nil {
 		return err

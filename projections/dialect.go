@@ -35,8 +35,9 @@ type dtx interface {
 	// queueOp defers a set-based write to flush.
 	queueOp(o *op)
 	flush(ctx context.Context) error
-	// loadStates returns the stored state rows of keys that have one.
-	loadStates(ctx context.Context, keys []recKey) (map[recKey][]byte, error)
+	// loadStates returns what is stored for the keys that have anything:
+	// merge state and local id, read together since a batch needs both.
+	loadStates(ctx context.Context, keys []recKey) (map[recKey]stored, error)
 	// loadIDs returns the local ids of keys in an id map table
 	// ("idmap", or "idmap_prior" during a rebuild).
 	loadIDs(ctx context.Context, table string, keys []recKey) (map[recKey]int64, error)
@@ -50,11 +51,34 @@ type dtx interface {
 	rollback(ctx context.Context) error
 }
 
+// splitter is a dialect whose batches can be prepared while the previous
+// one commits (pipeline.go): PostgreSQL, where the server's work on one
+// batch then overlaps the projector's on the next.
+type splitter interface {
+	beginSplit() splitTx
+}
+
+// splitTx is a dtx whose reads run at once and whose writes wait for
+// commitIf; flush keeps them.
+type splitTx interface {
+	dtx
+	// commitIf writes everything in one transaction; cond, a statement
+	// that must change exactly one row, guards it (errMoved if not).
+	commitIf(ctx context.Context, cond string, args ...any) error
+}
+
 type rowIter interface {
 	Next() bool
 	Scan(dest ...any) error
 	Err() error
 	Close()
+}
+
+// stored is what the target holds for a record.
+type stored struct {
+	state []byte // nil: no merge state
+	id    int64
+	hasID bool // the record has a row (id map entry)
 }
 
 // recKey names one record.

@@ -3,6 +3,8 @@ package projections
 import (
 	"context"
 	"encoding/json"
+	"maps"
+	"slices"
 
 	"github.com/ghsync/ghsync/clocks"
 	"github.com/ghsync/ghsync/ledger"
@@ -54,6 +56,10 @@ func (b *batch) loadLocal(ctx context.Context) error {
 		if err := rows.Err(); err != nil {
 			return err
 		}
+	}
+	if b.prev != nil {
+		b.alias = maps.Clone(b.prev.alias)
+		return nil
 	}
 	rows, err := b.tx.query(ctx, `SELECT model, old_key, new_key FROM `+b.s+`alias`)
 	if err != nil {
@@ -150,6 +156,7 @@ func (b *batch) keepsLocalChange(rec *record, id int64) bool {
 		}
 	}
 	raw, _ := json.Marshal(bases)
+	b.deferred[rec.k] = true
 	b.tx.queue(`INSERT INTO `+b.s+`deferred (model, key, bases) VALUES (?, ?, ?) ON CONFLICT (model, key) DO NOTHING`,
 		rec.k.model, rec.k.key, string(raw))
 	return true
@@ -158,25 +165,19 @@ func (b *batch) keepsLocalChange(rec *record, id int64) bool {
 // redoDeferred returns the deferred records whose local change has been
 // captured since: their rows are derived again.
 func (b *batch) redoDeferred(ctx context.Context) ([]*record, error) {
-	rows, err := b.tx.query(ctx, `SELECT model, key FROM `+b.s+`deferred`)
-	if err != nil {
+	if err := b.loadDeferred(ctx); err != nil {
 		return nil, err
 	}
 	var keys []recKey
-	for rows.Next() {
-		var k recKey
-		if err := rows.Scan(&k.model, &k.key); err != nil {
-			rows.Close()
-			return nil, err
-		}
+	for k := range b.deferred {
 		if _, ok := b.p.reg.Lookup(k.model); ok {
 			keys = append(keys, k)
 		}
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil || len(keys) == 0 {
-		return nil, err
+	if len(keys) == 0 {
+		return nil, nil
 	}
+	slices.SortFunc(keys, compareKeys)
 	if err := b.load(ctx, keys); err != nil {
 		return nil, err
 	}
@@ -190,9 +191,33 @@ func (b *batch) redoDeferred(ctx context.Context) ([]*record, error) {
 			continue // still waiting for the capturer
 		}
 		b.tx.queue(`DELETE FROM `+b.s+`deferred WHERE model = ? AND key = ?`, k.model, k.key)
+		delete(b.deferred, k)
 		out = append(out, rec)
 	}
 	return out, nil
+}
+
+// loadDeferred reads the deferred table's keys, or takes them from the
+// batch still committing.
+func (b *batch) loadDeferred(ctx context.Context) error {
+	if b.prev != nil {
+		b.deferred = maps.Clone(b.prev.deferred)
+		return nil
+	}
+	b.deferred = map[recKey]bool{}
+	rows, err := b.tx.query(ctx, `SELECT model, key FROM `+b.s+`deferred`)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var k recKey
+		if err := rows.Scan(&k.model, &k.key); err != nil {
+			return err
+		}
+		b.deferred[k] = true
+	}
+	return rows.Err()
 }
 
 // hasDeferred reports whether any record waits to be derived again.

@@ -61,6 +61,12 @@ type pgTx struct {
 	batch pgx.Batch
 }
 
+// querier is where a projection transaction's reads run: its own
+// transaction, or (split) the pool.
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
 type pgRows struct{ pgx.Rows }
 
 func (r pgRows) Close() { r.Rows.Close() }
@@ -83,7 +89,9 @@ func (t *pgTx) queue(q string, args ...any) { t.batch.Queue(dollarize(q), args..
 // queueOp sends an op as one statement: each column travels as one array
 // (text, cast on the server, or bytea), so a thousand rows cost one
 // statement, not a thousand.
-func (t *pgTx) queueOp(o *op) {
+func (t *pgTx) queueOp(o *op) { queueOp(&t.batch, o) }
+
+func queueOp(b *pgx.Batch, o *op) {
 	if len(o.rows) == 0 {
 		return
 	}
@@ -103,7 +111,7 @@ func (t *pgTx) queueOp(o *op) {
 		}
 		args[i] = col
 	}
-	t.batch.Queue(o.postgresSet(), args...)
+	b.Queue(o.postgresSet(), args...)
 }
 
 // pgText is a value's text form for a server-side cast.
@@ -149,9 +157,9 @@ func splitKeys(keys []recKey) (models, ks []string) {
 
 // keyed runs q, which looks rows up for each k of unnest($1 models,
 // $2 keys) AS k, and hands each row to scan.
-func (t *pgTx) keyed(ctx context.Context, what, q string, keys []recKey, scan func(pgx.Rows) error) error {
+func keyed(ctx context.Context, on querier, what, q string, keys []recKey, scan func(pgx.Rows) error) error {
 	ms, ks := splitKeys(keys)
-	rows, err := t.tx.Query(ctx, q, ms, ks)
+	rows, err := on.Query(ctx, q, ms, ks)
 	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
@@ -173,22 +181,40 @@ func perKey(cols, table, cond string) string {
 		` FROM ghsync.` + table + ` t WHERE ` + cond + ` OFFSET 0) r`
 }
 
-func (t *pgTx) loadStates(ctx context.Context, keys []recKey) (map[recKey][]byte, error) {
-	out := make(map[recKey][]byte, len(keys))
-	err := t.keyed(ctx, "load merge states", perKey("t.model, t.key, t.state", "state", "t.model = k.model AND t.key = k.key"), keys,
+func (t *pgTx) loadStates(ctx context.Context, keys []recKey) (map[recKey]stored, error) {
+	return loadStates(ctx, t.tx, keys)
+}
+
+// statesAndIDs probes the state and the id map once a key, as perKey does.
+const statesAndIDs = `SELECT k.model, k.key, s.state, i.local_id FROM unnest($1::text[], $2::text[]) AS k(model, key)
+	LEFT JOIN LATERAL (SELECT t.state FROM ghsync.state t WHERE t.model = k.model AND t.key = k.key OFFSET 0) s ON true
+	LEFT JOIN LATERAL (SELECT t.local_id FROM ghsync.idmap t WHERE t.model = k.model AND t.key = k.key OFFSET 0) i ON true
+	WHERE s.state IS NOT NULL OR i.local_id IS NOT NULL`
+
+func loadStates(ctx context.Context, on querier, keys []recKey) (map[recKey]stored, error) {
+	out := make(map[recKey]stored, len(keys))
+	err := keyed(ctx, on, "load merge states", statesAndIDs, keys,
 		func(r pgx.Rows) error {
 			var k recKey
-			var b []byte
-			err := r.Scan(&k.model, &k.key, &b)
-			out[k] = b
+			var s stored
+			var id *int64
+			err := r.Scan(&k.model, &k.key, &s.state, &id)
+			if id != nil {
+				s.id, s.hasID = *id, true
+			}
+			out[k] = s
 			return err
 		})
 	return out, err
 }
 
 func (t *pgTx) loadIDs(ctx context.Context, table string, keys []recKey) (map[recKey]int64, error) {
+	return loadIDs(ctx, t.tx, table, keys)
+}
+
+func loadIDs(ctx context.Context, on querier, table string, keys []recKey) (map[recKey]int64, error) {
 	out := make(map[recKey]int64, len(keys))
-	err := t.keyed(ctx, "load "+table, perKey("t.model, t.key, t.local_id", table, "t.model = k.model AND t.key = k.key"), keys,
+	err := keyed(ctx, on, "load "+table, perKey("t.model, t.key, t.local_id", table, "t.model = k.model AND t.key = k.key"), keys,
 		func(r pgx.Rows) error {
 			var k recKey
 			var id int64
@@ -200,8 +226,12 @@ func (t *pgTx) loadIDs(ctx context.Context, table string, keys []recKey) (map[re
 }
 
 func (t *pgTx) parkedOn(ctx context.Context, targets []recKey) ([]recKey, error) {
+	return parkedOn(ctx, t.tx, targets)
+}
+
+func parkedOn(ctx context.Context, on querier, targets []recKey) ([]recKey, error) {
 	var out []recKey
-	err := t.keyed(ctx, "find parked records", `SELECT DISTINCT model, key FROM (`+perKey("t.model, t.key", "parked", "t.waits_model = k.model AND t.waits_key = k.key")+`) p`, targets,
+	err := keyed(ctx, on, "find parked records", `SELECT DISTINCT model, key FROM (`+perKey("t.model, t.key", "parked", "t.waits_model = k.model AND t.waits_key = k.key")+`) p`, targets,
 		func(r pgx.Rows) error {
 			var k recKey
 			err := r.Scan(&k.model, &k.key)
@@ -212,7 +242,11 @@ func (t *pgTx) parkedOn(ctx context.Context, targets []recKey) ([]recKey, error)
 }
 
 func (t *pgTx) reserveIDs(ctx context.Context, table string, n int) ([]int64, error) {
-	rows, err := t.tx.Query(ctx, `SELECT nextval($1::regclass) FROM generate_series(1, $2)`, quoteIdent(table+"_id_seq"), n)
+	return reserveIDs(ctx, t.tx, table, n)
+}
+
+func reserveIDs(ctx context.Context, on querier, table string, n int) ([]int64, error) {
+	rows, err := on.Query(ctx, `SELECT nextval($1::regclass) FROM generate_series(1, $2)`, quoteIdent(table+"_id_seq"), n)
 	if err != nil {
 		return nil, fmt.Errorf("take ids from %s_id_seq: %w", table, err)
 	}

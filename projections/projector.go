@@ -27,6 +27,9 @@ type Options struct {
 	// StateCache is how many records' merge states are kept decoded
 	// between batches: 0 means DefaultStateCache, negative none.
 	StateCache int
+	// NoPipeline prepares each batch only once the previous one has
+	// committed, for comparison and debugging (see pipeline.go).
+	NoPipeline bool
 	Logger     hclog.Logger
 }
 
@@ -199,6 +202,8 @@ func (p *Projector) Checkpoint(ctx context.Context) (uint64, error) {
 // transaction, until it reaches the ledger's head. The next page is read
 // from the ledger while the current one is applied: reading and decoding
 // is the projector's own CPU work, applying mostly waits on the target.
+// On PostgreSQL the next batch is also prepared while the current one
+// commits (pipeline.go).
 func (p *Projector) CatchUp(ctx context.Context) (Stats, error) {
 	var st Stats
 	cp, err := p.Checkpoint(ctx)
@@ -206,40 +211,57 @@ func (p *Projector) CatchUp(ctx context.Context) (Stats, error) {
 		return st, err
 	}
 	st.Checkpoint = cp
+	if sp, ok := p.d.(splitter); ok && !p.opts.NoPipeline {
+		err := p.catchUpPipelined(ctx, sp, &st)
+		if !errors.Is(err, errMoved) {
+			return st, err
+		}
+		p.log.Debug("checkpoints moved while a batch was prepared: going on batch by batch")
+	}
+	return st, p.catchUp(ctx, &st)
+}
+
+// catchUp applies one batch after another, each prepared in the
+// transaction that commits it.
+func (p *Projector) catchUp(ctx context.Context, st *Stats) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	pages := p.readAhead(ctx, cp)
+	pages := p.readAhead(ctx, st.Checkpoint)
 	for {
 		var pg page
 		select {
 		case pg = <-pages:
 		case <-ctx.Done():
-			return st, ctx.Err()
+			return ctx.Err()
 		}
 		if pg.err != nil {
-			return st, pg.err
+			return pg.err
 		}
 		recs := pg.recs
 		if len(recs) == 0 {
-			// Rows left alone for a local change the capturer has
-			// drained since are derived again, even with no new events.
-			if again, err := p.hasDeferred(ctx); err != nil || !again {
-				return st, err
-			}
-			_, err := p.applyBatch(ctx, nil)
-			return st, err
+			return p.finish(ctx)
 		}
 		rejected, err := p.applyBatch(ctx, recs)
 		if err != nil {
-			return st, err
+			return err
 		}
-		cp = recs[len(recs)-1].Position
 		st.Events += len(recs)
 		st.Rejected += rejected
 		st.Batches++
-		st.Checkpoint = cp
-		p.log.Debug("batch applied", "events", len(recs), "rejected", rejected, "checkpoint", cp)
+		st.Checkpoint = recs[len(recs)-1].Position
+		p.log.Debug("batch applied", "events", len(recs), "rejected", rejected, "checkpoint", st.Checkpoint)
 	}
+}
+
+// finish ends a catch-up at the ledger's head: rows left alone for a
+// local change the capturer has drained since are derived again, even
+// with no new events.
+func (p *Projector) finish(ctx context.Context) error {
+	if again, err := p.hasDeferred(ctx); err != nil || !again {
+		return err
+	}
+	_, err := p.applyBatch(ctx, nil)
+	return err
 }
 
 // page is one read of the ledger; an empty one ends a catch-up.
@@ -305,26 +327,8 @@ func (p *Projector) applyBatch(ctx context.Context, recs []ledger.Record) (rejec
 			tx.rollback(ctx)
 		}
 	}()
-	if err := p.cache.verify(ctx, p, tx); err != nil {
-		return 0, fmt.Errorf("read checkpoint: %w", err)
-	}
-	b := newBatch(p, tx)
-	if err := b.loadLocal(ctx); err != nil {
-		return 0, fmt.Errorf("read capture state: %w", err)
-	}
-	if err := b.loadBounds(ctx); err != nil {
-		return 0, fmt.Errorf("read clock bounds: %w", err)
-	}
-	var good []ledger.Record
-	for _, r := range recs {
-		if rej := p.validate(r.Event); rej != nil {
-			b.reject(r, rej)
-			rejected++
-			continue
-		}
-		good = append(good, r)
-	}
-	if err := b.apply(ctx, good); err != nil {
+	b, rejected, err := p.prepare(ctx, tx, recs, nil)
+	if err != nil {
 		return 0, err
 	}
 	if len(recs) > 0 {
@@ -343,6 +347,38 @@ func (p *Projector) applyBatch(ctx context.Context, recs []ledger.Record) (rejec
 		p.cache.keep(b.recs, recs[len(recs)-1].Position)
 	}
 	return rejected, nil
+}
+
+// prepare merges a batch's events and queues its writes on tx (all but
+// the checkpoint's). prev is what the batch still committing changed, if
+// one is (pipeline.go); without one, the state cache is checked first.
+func (p *Projector) prepare(ctx context.Context, tx dtx, recs []ledger.Record, prev *carry) (*batch, int, error) {
+	if prev == nil {
+		if err := p.cache.verify(ctx, p, tx); err != nil {
+			return nil, 0, fmt.Errorf("read checkpoint: %w", err)
+		}
+	}
+	b := newBatch(p, tx, prev)
+	if err := b.loadLocal(ctx); err != nil {
+		return nil, 0, fmt.Errorf("read capture state: %w", err)
+	}
+	if err := b.loadBounds(ctx); err != nil {
+		return nil, 0, fmt.Errorf("read clock bounds: %w", err)
+	}
+	var good []ledger.Record
+	rejected := 0
+	for _, r := range recs {
+		if rej := p.validate(r.Event); rej != nil {
+			b.reject(r, rej)
+			rejected++
+			continue
+		}
+		good = append(good, r)
+	}
+	if err := b.apply(ctx, good); err != nil {
+		return nil, 0, err
+	}
+	return b, rejected, nil
 }
 
 // Rejection says why an event was set aside: it names the model, key,

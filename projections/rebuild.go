@@ -42,7 +42,7 @@ func (p *Projector) reset(ctx context.Context) error {
 		return err
 	}
 	defer tx.rollback(ctx)
-	b := newBatch(p, tx)
+	b := newBatch(p, tx, nil)
 	if err := b.loadLocal(ctx); err != nil {
 		return err
 	}

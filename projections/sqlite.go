@@ -137,14 +137,19 @@ func (t *sqliteTx) each(ctx context.Context, q string, keys []recKey, fn func(re
 	return nil
 }
 
-func (t *sqliteTx) loadStates(ctx context.Context, keys []recKey) (map[recKey][]byte, error) {
-	out := make(map[recKey][]byte, len(keys))
-	err := t.each(ctx, `SELECT state FROM ghsync_state WHERE model = ? AND key = ?`, keys, func(k recKey, r *sql.Row) error {
-		var b []byte
-		if err := r.Scan(&b); err != nil {
+func (t *sqliteTx) loadStates(ctx context.Context, keys []recKey) (map[recKey]stored, error) {
+	out := make(map[recKey]stored, len(keys))
+	err := t.each(ctx, `SELECT (SELECT state FROM ghsync_state WHERE model = ?1 AND key = ?2),
+		(SELECT local_id FROM ghsync_idmap WHERE model = ?1 AND key = ?2)`, keys, func(k recKey, r *sql.Row) error {
+		var s stored
+		var id sql.NullInt64
+		if err := r.Scan(&s.state, &id); err != nil {
 			return err
 		}
-		out[k] = b
+		s.id, s.hasID = id.Int64, id.Valid
+		if s.state != nil || s.hasID {
+			out[k] = s
+		}
 		return nil
 	})
 	if err != nil {
