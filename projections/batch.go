@@ -20,10 +20,13 @@ type record struct {
 	k     recKey
 	m     *models.Model
 	st    *merge.State
-	dirty bool   // the state changed: save it, re-derive the row
-	user  string // login of the last event applied here
-	pos   uint64 // position of that event
-	vals  map[string]ledger.Value
+	dirty bool // the state changed: save it, re-derive the row
+	// stored says the target holds a state row for the record, so saving
+	// it is an UPDATE (cheaper than an upsert).
+	stored bool
+	user   string // login of the last event applied here
+	pos    uint64 // position of that event
+	vals   map[string]ledger.Value
 	// before is the stored conflict set, so only its changes are written
 	// (a busy record can carry hundreds of conflicts); pending says it is
 	// still to be computed, before the batch's first change.
@@ -105,12 +108,12 @@ func (b *batch) load(ctx context.Context, keys []recKey) error {
 		}
 		if r, ok := b.prev.record(k); ok {
 			b.p.cache.take(k) // the same state, or an older one
-			b.recs[k] = &record{k: k, m: r.m, st: r.st, before: r.before, pending: r.pending, pos: b.last}
+			b.recs[k] = &record{k: k, m: r.m, st: r.st, before: r.before, pending: r.pending, pos: b.last, stored: r.stored}
 			continue
 		}
 		if c, ok := b.p.cache.take(k); ok {
 			m, _ := b.p.reg.Lookup(k.model) // it was when cached
-			b.recs[k] = &record{k: k, m: m, st: c.st, before: c.before, pending: !c.known, pos: b.last}
+			b.recs[k] = &record{k: k, m: m, st: c.st, before: c.before, pending: !c.known, pos: b.last, stored: true}
 			continue
 		}
 		missing = append(missing, k)
@@ -136,6 +139,7 @@ func (b *batch) load(ctx context.Context, keys []recKey) error {
 			}
 		}
 		if raw := s.state; raw != nil {
+			rec.stored = true
 			if rec.st, err = merge.DecodeState(raw); err != nil {
 				return fmt.Errorf("load %s/%s: merge state: %w", k.model, k.key, err)
 			}
@@ -793,9 +797,14 @@ func (b *batch) bookkeep(rec *record, resolvable func(recKey) bool) {
 	s := b.s
 	if rec.dirty {
 		raw, _ := rec.st.MarshalBinary()
-		b.w.add(opInsert, s+"state", stateCols, stateTypes,
-			"ON CONFLICT (model, key) DO UPDATE SET live = excluded.live, state = excluded.state",
-			rec.k.model, rec.k.key, rec.st.Live(), raw)
+		if rec.stored {
+			b.w.updateBy(2, s+"state", stateCols, stateTypes, rec.k.model, rec.k.key, rec.st.Live(), raw)
+		} else {
+			b.w.add(opInsert, s+"state", stateCols, stateTypes,
+				"ON CONFLICT (model, key) DO UPDATE SET live = excluded.live, state = excluded.state",
+				rec.k.model, rec.k.key, rec.st.Live(), raw)
+			rec.stored = true
+		}
 		b.writeConflicts(rec)
 	}
 	b.w.add(opDelete, s+"parked", keyCols, keyTypes, "", rec.k.model, rec.k.key)

@@ -9,7 +9,7 @@ type opKind uint8
 
 const (
 	opInsert opKind = iota // INSERT rows (cols) [suffix]
-	opUpdate               // UPDATE rows: cols[0] identifies the row, the rest are set
+	opUpdate               // UPDATE rows: the first keys cols identify the row, the rest are set
 	opDelete               // DELETE the rows whose cols equal a row's values
 )
 
@@ -21,6 +21,7 @@ type op struct {
 	cols   []string // column names
 	types  []string // PostgreSQL types of cols, for casts ("bytea" travels as bytes)
 	suffix string   // e.g. ON CONFLICT ... for inserts
+	keys   int      // opUpdate: how many leading cols identify the row
 	rows   [][]any
 }
 
@@ -34,13 +35,22 @@ type writes struct {
 }
 
 func (w *writes) add(kind opKind, table string, cols, types []string, suffix string, row ...any) {
-	sig := string(rune('0'+kind)) + "\x00" + table + "\x00" + strings.Join(cols, ",") + "\x00" + suffix
+	w.addOp(kind, 1, table, cols, types, suffix, row)
+}
+
+// updateBy adds a row to an UPDATE whose first keys cols identify rows.
+func (w *writes) updateBy(keys int, table string, cols, types []string, row ...any) {
+	w.addOp(opUpdate, keys, table, cols, types, "", row)
+}
+
+func (w *writes) addOp(kind opKind, keys int, table string, cols, types []string, suffix string, row []any) {
+	sig := string(rune('0'+kind)) + string(rune('0'+keys)) + "\x00" + table + "\x00" + strings.Join(cols, ",") + "\x00" + suffix
 	o := w.by[sig]
 	if o == nil {
 		if w.by == nil {
 			w.by = map[string]*op{}
 		}
-		o = &op{kind: kind, table: table, cols: cols, types: types, suffix: suffix}
+		o = &op{kind: kind, table: table, cols: cols, types: types, suffix: suffix, keys: keys}
 		w.by[sig] = o
 		w.order = append(w.order, o)
 	}
@@ -57,11 +67,15 @@ func (o *op) sqlitePerRow() string {
 	case opInsert:
 		return "INSERT INTO " + o.table + " (" + joinIdents(o.cols) + ") VALUES (" + strings.Join(q, ", ") + ") " + o.suffix
 	case opUpdate:
-		set := make([]string, len(o.cols)-1)
-		for i, c := range o.cols[1:] {
+		set := make([]string, len(o.cols)-o.keys)
+		for i, c := range o.cols[o.keys:] {
 			set[i] = quoteIdent(c) + " = ?"
 		}
-		return "UPDATE " + o.table + " SET " + strings.Join(set, ", ") + " WHERE " + quoteIdent(o.cols[0]) + " = ?"
+		where := make([]string, o.keys)
+		for i, c := range o.cols[:o.keys] {
+			where[i] = quoteIdent(c) + " = ?"
+		}
+		return "UPDATE " + o.table + " SET " + strings.Join(set, ", ") + " WHERE " + strings.Join(where, " AND ")
 	default:
 		where := make([]string, len(o.cols))
 		for i, c := range o.cols {
@@ -74,7 +88,7 @@ func (o *op) sqlitePerRow() string {
 // sqliteArgs orders a row's values for sqlitePerRow's placeholders.
 func (o *op) sqliteArgs(row []any) []any {
 	if o.kind == opUpdate {
-		return append(append([]any{}, row[1:]...), row[0])
+		return append(append([]any{}, row[o.keys:]...), row[:o.keys]...)
 	}
 	return row
 }
@@ -100,11 +114,15 @@ func (o *op) postgresSet() string {
 	case opInsert:
 		return "INSERT INTO " + o.table + " (" + joinIdents(o.cols) + ") SELECT " + strings.Join(cast, ", ") + from + " " + o.suffix
 	case opUpdate:
-		set := make([]string, len(o.cols)-1)
-		for i, c := range o.cols[1:] {
-			set[i] = quoteIdent(c) + " = " + cast[i+1]
+		set := make([]string, len(o.cols)-o.keys)
+		for i, c := range o.cols[o.keys:] {
+			set[i] = quoteIdent(c) + " = " + cast[o.keys+i]
 		}
-		return "UPDATE " + o.table + " AS t SET " + strings.Join(set, ", ") + from + " WHERE t." + quoteIdent(o.cols[0]) + " = " + cast[0]
+		where := make([]string, o.keys)
+		for i, c := range o.cols[:o.keys] {
+			where[i] = "t." + quoteIdent(c) + " = " + cast[i]
+		}
+		return "UPDATE " + o.table + " AS t SET " + strings.Join(set, ", ") + from + " WHERE " + strings.Join(where, " AND ")
 	default:
 		return "DELETE FROM " + o.table + " WHERE (" + joinIdents(o.cols) + ") IN (SELECT " + strings.Join(cast, ", ") + from + ")"
 	}
