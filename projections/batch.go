@@ -477,6 +477,9 @@ func (b *batch) materialize(ctx context.Context, todo []*record) ([]recKey, erro
 	if err := b.load(ctx, unresolved); err != nil {
 		return nil, err
 	}
+	// Parked entries are deleted before any is inserted, whichever record
+	// has the first of either (bookkeep skips records that cannot have any).
+	b.w.declare(opDelete, 1, b.s+"parked", keyCols, keyTypes, "")
 	for _, rec := range sorted {
 		b.bookkeep(rec, resolvable)
 	}
@@ -795,6 +798,7 @@ func (b *batch) writeRelations(ctx context.Context, recs []*record, written map[
 // conflict set.
 func (b *batch) bookkeep(rec *record, resolvable func(recKey) bool) {
 	s := b.s
+	hadState := rec.stored // parked entries are only ever written with a state
 	if rec.dirty {
 		raw, _ := rec.st.MarshalBinary()
 		if rec.stored {
@@ -807,7 +811,9 @@ func (b *batch) bookkeep(rec *record, resolvable func(recKey) bool) {
 		}
 		b.writeConflicts(rec)
 	}
-	b.w.add(opDelete, s+"parked", keyCols, keyTypes, "", rec.k.model, rec.k.key)
+	if hadState || b.rebooked[rec.k] {
+		b.w.add(opDelete, s+"parked", keyCols, keyTypes, "", rec.k.model, rec.k.key)
+	}
 	b.rebooked[rec.k] = true
 	delete(b.waits, rec.k)
 	if !rec.st.Live() {

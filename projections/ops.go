@@ -44,6 +44,14 @@ func (w *writes) updateBy(keys int, table string, cols, types []string, row ...a
 }
 
 func (w *writes) addOp(kind opKind, keys int, table string, cols, types []string, suffix string, row []any) {
+	o := w.declare(kind, keys, table, cols, types, suffix)
+	o.rows = append(o.rows, row)
+}
+
+// declare returns the op, giving it its place in the order if it has none
+// yet: an op declared early runs before ops first added to later, even if
+// its own rows come after theirs.
+func (w *writes) declare(kind opKind, keys int, table string, cols, types []string, suffix string) *op {
 	sig := string(rune('0'+kind)) + string(rune('0'+keys)) + "\x00" + table + "\x00" + strings.Join(cols, ",") + "\x00" + suffix
 	o := w.by[sig]
 	if o == nil {
@@ -54,7 +62,7 @@ func (w *writes) addOp(kind opKind, keys int, table string, cols, types []string
 		w.by[sig] = o
 		w.order = append(w.order, o)
 	}
-	o.rows = append(o.rows, row)
+	return o
 }
 
 // sqlitePerRow renders an op as one statement with ? placeholders, run per row.
@@ -124,6 +132,9 @@ func (o *op) postgresSet() string {
 		}
 		return "UPDATE " + o.table + " AS t SET " + strings.Join(set, ", ") + from + " WHERE " + strings.Join(where, " AND ")
 	default:
+		if len(o.cols) == 1 { // no join: one scan or index probe whatever the planner's settings
+			return "DELETE FROM " + o.table + " WHERE " + quoteIdent(o.cols[0]) + " = ANY (" + arrays[0] + "::" + o.types[0] + "[])"
+		}
 		return "DELETE FROM " + o.table + " WHERE (" + joinIdents(o.cols) + ") IN (SELECT " + strings.Join(cast, ", ") + from + ")"
 	}
 }

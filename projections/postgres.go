@@ -48,13 +48,22 @@ func (d *pgDialect) begin(ctx context.Context) (dtx, error) {
 	if err != nil {
 		return nil, err
 	}
-	// No echo: capture triggers skip what this transaction writes.
-	if _, err := tx.Exec(ctx, `SELECT set_config('ghsync.projecting', 'on', true)`); err != nil {
+	if _, err := tx.Exec(ctx, txSettings); err != nil {
 		tx.Rollback(ctx)
 		return nil, err
 	}
 	return &pgTx{tx: tx}, nil
 }
+
+// txSettings starts every projection transaction. No echo: capture
+// triggers skip what it writes. No hash or merge joins: an op joins its
+// unnest of a batch's rows to a table by an indexed key, and with the
+// array's size known the planner prefers hashing the whole table, once a
+// statement, to probing it once a row (a batch's cost would grow with the
+// table). Ops on columns that may lack an index do not join (opDelete on
+// one column is an = ANY).
+const txSettings = `SELECT set_config('ghsync.projecting', 'on', true),
+	set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true)`
 
 type pgTx struct {
 	tx    pgx.Tx

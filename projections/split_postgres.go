@@ -28,8 +28,7 @@ type pgSplit struct {
 
 func (d *pgDialect) beginSplit() splitTx {
 	t := &pgSplit{d: d}
-	// No echo: capture triggers skip what the transaction writes.
-	t.batch.Queue(`SELECT set_config('ghsync.projecting', 'on', true)`)
+	t.batch.Queue(txSettings)
 	return t
 }
 
