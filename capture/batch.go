@@ -144,7 +144,7 @@ func opName(op string) string {
 
 // refsOf lists the rows whose identity the batch needs.
 func (b *batch) refsOf(chs []change) []localRef {
-	var out []localRef
+	out := make([]localRef, 0, len(chs))
 	for _, ch := range chs {
 		t, ok := b.c.tables[ch.table]
 		if !ok {
@@ -161,11 +161,12 @@ func (b *batch) refsOf(chs []change) []localRef {
 			continue
 		}
 		out = append(out, localRef{m.Name, ch.id})
-		for _, f := range m.Fields {
-			if f.Type != models.Many2One {
+		for col := range ch.new { // an update's image holds a few of the model's columns
+			f, ok := m.FieldByColumn(col)
+			if !ok || f.Type != models.Many2One {
 				continue
 			}
-			if id, ok := ch.new.int(f.Column); ok {
+			if id, ok := ch.new.int(col); ok {
 				out = append(out, localRef{f.Target, id})
 			}
 		}

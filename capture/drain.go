@@ -247,8 +247,14 @@ func (c *Capturer) append(ctx context.Context, p *prepared) error {
 // committed notes an appended batch: its stamps become the Base of this
 // capturer's next writes of the same fields, and it counts in st.
 func (c *Capturer) committed(p *prepared, st *Stats) {
-	for _, e := range p.b.events {
-		noteStamps(c.stamped, e)
+	for k, fs := range p.b.stamps { // stamp gathered them per record already
+		if old, ok := c.stamped[k]; ok {
+			for _, f := range fs {
+				old = old.set(f.field, f.hlc)
+			}
+			fs = old
+		}
+		c.stamped[k] = fs
 	}
 	if len(c.stamped) > 1<<18 { // bounded: the projector's state takes over
 		clear(c.stamped)
