@@ -207,7 +207,8 @@ func (c *Capturer) prepare(ctx context.Context, chs []change, fromOutbox bool, f
 		return nil, err
 	}
 	b.fl = nil // only the build reads it; holding it would chain the batches
-	if c.stale { // never while a batch is appended: a failure ends the drain first
+	// Stale never while a batch is appended: a failure ends the drain first.
+	if c.stale {
 		if err := c.resume(ctx); err != nil {
 			return nil, fmt.Errorf("resume the sequencer: %w", err)
 		}
