@@ -58,6 +58,43 @@ type batch struct {
 	events  []*ledger.Event
 	pending []stampAt
 	owners  []owner
+	stamps  map[recKeyOf]fieldStamps // each field's HLC in this batch, once stamped
+	fl      *inflight                // the batch appended meanwhile, while this one builds
+}
+
+// inflight is what a batch being appended will have written once it
+// commits, for the batch built meanwhile (Drain overlaps them). Its id map
+// writes are not visible to other connections until then, and may become
+// visible at any moment of the next build: rows it touches are answered
+// from here, never from the database, and entries it removes are ignored
+// in what the database returns, so the answer is the same before and
+// after the commit. (The alternative, building only after the commit,
+// would leave the build, most of the process's work, out of the overlap.)
+type inflight struct {
+	keys map[localRef]string // the entry of each row it maps, moves or unmaps ("" for none)
+	// taken: keys a rename moved its row to; bookkeep deletes the entry
+	// of any other row holding one.
+	taken  map[recKeyOf]bool
+	stamps map[recKeyOf]fieldStamps // its HLC per field: the Base of later writes
+}
+
+// inflight is b's effect on the id map and its stamps, as the next batch
+// must see them while b is appended (b is built and stamped).
+func (b *batch) inflight() *inflight {
+	fl := &inflight{keys: make(map[localRef]string, len(b.ids)), taken: map[recKeyOf]bool{}, stamps: b.stamps}
+	for _, ic := range b.ids {
+		ref := localRef{ic.model, ic.id}
+		switch ic.op {
+		case 'i':
+			fl.keys[ref] = ic.key
+		case 'd':
+			fl.keys[ref] = ""
+		case 'm':
+			fl.keys[ref] = ic.newKey
+			fl.taken[recKeyOf{ic.model, ic.newKey}] = true
+		}
+	}
+	return fl
 }
 
 func newBatch(c *Capturer) *batch {
@@ -107,7 +144,7 @@ func opName(op string) string {
 
 // refsOf lists the rows whose identity the batch needs.
 func (b *batch) refsOf(chs []change) []localRef {
-	var out []localRef
+	out := make([]localRef, 0, len(chs))
 	for _, ch := range chs {
 		t, ok := b.c.tables[ch.table]
 		if !ok {
@@ -124,11 +161,12 @@ func (b *batch) refsOf(chs []change) []localRef {
 			continue
 		}
 		out = append(out, localRef{m.Name, ch.id})
-		for _, f := range m.Fields {
-			if f.Type != models.Many2One {
+		for col := range ch.new { // an update's image holds a few of the model's columns
+			f, ok := m.FieldByColumn(col)
+			if !ok || f.Type != models.Many2One {
 				continue
 			}
-			if id, ok := ch.new.int(f.Column); ok {
+			if id, ok := ch.new.int(col); ok {
 				out = append(out, localRef{f.Target, id})
 			}
 		}
@@ -140,10 +178,19 @@ func (b *batch) refsOf(chs []change) []localRef {
 func (b *batch) loadKeys(ctx context.Context, refs []localRef) error {
 	byModel := map[string][]int64{}
 	for _, r := range refs {
-		if _, ok := b.keys[r]; !ok && !b.looked[r] {
-			b.looked[r] = true // a row the id map lacks is not asked for again
-			byModel[r.model] = append(byModel[r.model], r.id)
+		if _, ok := b.keys[r]; ok || b.looked[r] {
+			continue
 		}
+		b.looked[r] = true // a row the id map lacks is not asked for again
+		if b.fl != nil {
+			if k, ok := b.fl.keys[r]; ok {
+				if k != "" {
+					b.keys[r] = k
+				}
+				continue
+			}
+		}
+		byModel[r.model] = append(byModel[r.model], r.id)
 	}
 	for model, ids := range byModel {
 		slices.Sort(ids)
@@ -161,6 +208,9 @@ func (b *batch) loadKeys(ctx context.Context, refs []localRef) error {
 				if err := rows.Scan(&key, &id); err != nil {
 					rows.Close()
 					return err
+				}
+				if b.fl != nil && b.fl.taken[recKeyOf{model, key}] {
+					continue // the batch appended meanwhile removes it
 				}
 				b.keys[localRef{model, id}] = key
 			}
@@ -514,7 +564,8 @@ func (b *batch) flushOwners(ctx context.Context) error {
 
 // setBases names, for each field a write changes, the HLC of the value the
 // writer saw: what the projector had shown (deferred), else the merged
-// state's winner, and at least this capturer's own previous write.
+// state's winner, and at least this capturer's own previous write
+// (committed, or in the batch appended meanwhile).
 func (b *batch) setBases(ctx context.Context) error {
 	var keys []recKeyOf
 	for _, e := range b.events {
@@ -533,9 +584,13 @@ func (b *batch) setBases(ctx context.Context) error {
 		if e.Op != ledger.OpWrite {
 			continue
 		}
+		k := recKeyOf{e.Model, e.Key}
+		var pending fieldStamps
+		if b.fl != nil {
+			pending = b.fl.stamps[k]
+		}
 		for f := range e.Fields {
-			base := seen[recKeyOf{e.Model, e.Key}][f]
-			base = max(base, b.c.stamped[recKeyOf{e.Model, e.Key}].get(f))
+			base := max(seen[k][f], b.c.stamped[k].get(f), pending.get(f))
 			if base != 0 {
 				if e.Base == nil {
 					e.Base = map[string]clocks.Timestamp{}

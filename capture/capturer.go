@@ -61,7 +61,11 @@ type Capturer struct {
 	// field: the Base of the next local write of it, should the
 	// projector not have applied the previous one yet.
 	stamped map[recKeyOf]fieldStamps
-	unlock  func()
+	// stale: stamps were taken that the ledger does not hold (an append
+	// or a stamp failed, or a prepared batch was dropped); the sequencer
+	// resumes from the ledger before it stamps again.
+	stale  bool
+	unlock func()
 }
 
 // fieldStamps is an HLC per field of one record. A short list, not a map
@@ -187,8 +191,9 @@ func (c *Capturer) init(ctx context.Context) error {
 	return c.resume(ctx)
 }
 
-// resume rebuilds the sequencer from the ledger: after Open, and after an
-// append failed (the sequence numbers it took are not held).
+// resume rebuilds the sequencer from the ledger: after Open, and before
+// stamping again after an append failed (the sequence numbers it took are
+// not held).
 func (c *Capturer) resume(ctx context.Context) error {
 	if c.seq == nil && c.opts.Sequencer != nil {
 		c.seq = c.opts.Sequencer

@@ -10,6 +10,7 @@ import (
 
 	"github.com/ghsync/ghsync/clocks"
 	"github.com/ghsync/ghsync/ledger"
+	"github.com/ghsync/ghsync/models"
 )
 
 // change is one outbox row.
@@ -27,49 +28,137 @@ type change struct {
 
 // Drain turns every change waiting in the outbox into ledger events, one
 // batch per transaction, until the outbox is empty.
+//
+// When the batches may overlap (see overlaps), the next batch is read,
+// built and stamped on other connections while the current one is
+// appended and committed: the process and the database server then work
+// at the same time rather than in turn. Exactly-once still holds because
+// each batch's outbox rows leave in its own append transaction, and:
+//
+//   - the next read starts after the current batch's last seq, so it never
+//     takes rows the current batch is deleting; a row below that seq that
+//     became visible meanwhile (a transaction that committed late) makes
+//     the prepared batch be discarded and read again from the start
+//     (behind), so changes are still captured in the order the sequential
+//     drain would see them;
+//   - the next build sees the current batch's id map writes and stamps
+//     through an overlay (inflight), since they are not committed yet;
+//   - the next batch is stamped after the current one, so origin_seq, HLC
+//     and the hash chain continue it; if the current append fails,
+//     nothing of the next is kept and the sequencer is resumed from the
+//     ledger before anything is stamped again.
 func (c *Capturer) Drain(ctx context.Context) (Stats, error) {
 	var st Stats
 	if err := c.finishHandoff(ctx); err != nil {
 		return st, err
 	}
-	for {
-		chs, err := c.read(ctx)
-		if err != nil {
-			return st, err
-		}
-		if len(chs) == 0 {
-			return st, nil
-		}
-		n, err := c.commit(ctx, chs, true)
-		if err != nil {
-			return st, err
-		}
-		st.Changes += len(chs)
-		st.Events += n
-		st.Batches++
-		c.log.Debug("outbox batch captured", "changes", len(chs), "events", n, "last_seq", chs[len(chs)-1].seq)
+	cur, err := c.prepareNext(ctx, 0, nil)
+	for err == nil && cur != nil {
+		cur, err = c.step(ctx, cur, &st)
 	}
+	return st, err
 }
 
-// read takes the next batch of outbox rows, in the order they were written.
-func (c *Capturer) read(ctx context.Context) ([]change, error) {
+// prepared is a batch built and stamped, ready to append.
+type prepared struct {
+	b    *batch
+	seqs []int64 // its outbox rows, in order (none for a snapshot chunk)
+}
+
+// step appends cur and returns the batch after it (nil when the outbox is
+// empty), prepared while cur's append ran when the two may overlap.
+func (c *Capturer) step(ctx context.Context, cur *prepared, st *Stats) (*prepared, error) {
+	if !c.overlaps() {
+		if err := c.append(ctx, cur); err != nil {
+			c.stale = true
+			return nil, err
+		}
+		c.committed(cur, st)
+		return c.prepareNext(ctx, 0, nil)
+	}
+	done := make(chan error, 1) // buffered: the append never waits for us
+	go func() { done <- c.append(ctx, cur) }()
+	next, err := c.prepareNext(ctx, cur.seqs[len(cur.seqs)-1], cur.b.inflight())
+	if aerr := <-done; aerr != nil {
+		c.stale = true // next's stamps, if any, continued cur's
+		return nil, aerr
+	}
+	c.committed(cur, st)
+	if err != nil {
+		c.stale = true
+		return nil, err
+	}
+	if next != nil {
+		late, err := c.behind(ctx, next.seqs[0])
+		if err != nil || late {
+			c.stale = true // next is dropped, its stamps with it
+			if err != nil {
+				return nil, err
+			}
+			next = nil
+		}
+	}
+	if next == nil { // the outbox may still hold rows below cur's: look from the start
+		return c.prepareNext(ctx, 0, nil)
+	}
+	return next, nil
+}
+
+// overlaps reports whether the next batch may be prepared while one is
+// appended. Only with a PostgreSQL ledger in the Tryton database (the
+// outbox rows leave in the append's transaction; reads run beside it on
+// other connections) and a sequencer of our own: one shared with another
+// writer of the origin (central's server) may be resynced by it while
+// our stamps run ahead of the ledger. SQLite, a ledger elsewhere (the
+// hand-off) and a shared sequencer drain one batch after the other.
+func (c *Capturer) overlaps() bool {
+	return c.sameDB && c.d.dialect == models.Postgres && c.opts.Sequencer == nil
+}
+
+// behind reports whether the outbox holds rows below seq: rows of a
+// transaction that committed after the batch before seq was read, which a
+// read starting after that batch skipped. min(seq) walks the index from
+// its start; a parameter (seq < $1) would let the planner scan the table,
+// through every row the drain has deleted so far.
+func (c *Capturer) behind(ctx context.Context, seq int64) (bool, error) {
+	var first sql.NullInt64
+	if err := c.d.QueryRowContext(ctx, `SELECT min(seq) FROM `+c.d.t("outbox")).Scan(&first); err != nil {
+		return false, fmt.Errorf("read outbox before seq %d: %w", seq, err)
+	}
+	return first.Valid && first.Int64 < seq, nil
+}
+
+// prepareNext reads the outbox rows after seq after (all when 0) and
+// builds and stamps their events; nil when there are none. fl, when not
+// nil, is what the batch being appended meanwhile will have written.
+func (c *Capturer) prepareNext(ctx context.Context, after int64, fl *inflight) (*prepared, error) {
+	chs, err := c.read(ctx, after)
+	if err != nil || len(chs) == 0 {
+		return nil, err
+	}
+	return c.prepare(ctx, chs, true, fl)
+}
+
+// read takes the next batch of outbox rows after seq after (from the
+// start when 0), in the order they were written.
+func (c *Capturer) read(ctx context.Context, after int64) ([]change, error) {
 	cast := ""
-	if c.d.dialect == "postgres" {
+	if c.d.dialect == models.Postgres {
 		cast = "::text"
 	}
 	rows, err := c.d.QueryContext(ctx, c.d.q(`SELECT seq, tx, `+c.d.textAt()+`, tbl, op, row_id, uid, old`+cast+`, new`+cast+`
-		FROM `+c.d.t("outbox")+` ORDER BY seq LIMIT ?`), c.opts.BatchSize)
+		FROM `+c.d.t("outbox")+` WHERE seq > ? ORDER BY seq LIMIT ?`), after, c.opts.BatchSize)
 	if err != nil {
-		return nil, fmt.Errorf("read outbox: %w", err)
+		return nil, fmt.Errorf("read outbox after seq %d: %w", after, err)
 	}
 	defer rows.Close()
-	var out []change
+	out := make([]change, 0, c.opts.BatchSize)
 	for rows.Next() {
 		var ch change
 		var at string
 		var old, new []byte // nil for NULL; the parsed images keep slices of them
 		if err := rows.Scan(&ch.seq, &ch.tx, &at, &ch.table, &ch.op, &ch.id, &ch.uid, &old, &new); err != nil {
-			return nil, fmt.Errorf("read outbox: %w", err)
+			return nil, fmt.Errorf("read outbox after seq %d: %w", after, err)
 		}
 		if ch.at, err = parseAt(at); err != nil {
 			return nil, fmt.Errorf("outbox seq %d: time %q: %w", ch.seq, at, err)
@@ -85,51 +174,99 @@ func (c *Capturer) read(ctx context.Context) ([]change, error) {
 		}
 		out = append(out, ch)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read outbox after seq %d: %w", after, err)
+	}
+	return out, nil
 }
 
 // commit turns a batch of changes into events and makes both durable
 // together: events appended, outbox rows (when fromOutbox) removed, id map
 // updated. It returns how many events were appended.
 func (c *Capturer) commit(ctx context.Context, chs []change, fromOutbox bool) (int, error) {
-	b := newBatch(c)
-	if err := b.build(ctx, chs); err != nil {
-		return 0, err
-	}
-	evs := b.events
-	if err := c.stamp(b); err != nil {
-		return 0, err
-	}
-	var seqs []int64
-	if fromOutbox {
-		for _, ch := range chs {
-			seqs = append(seqs, ch.seq)
-		}
-	}
-	var err error
-	if c.sameDB {
-		if c.opts.BeforeAppend != nil {
-			c.opts.BeforeAppend()
-		}
-		_, err = c.store.(ledger.HookAppender).AppendHook(ctx, evs, func(ctx context.Context, tx ledger.Tx) error {
-			return b.bookkeep(ctx, tx, seqs)
-		})
-	} else {
-		err = c.handOff(ctx, b, seqs)
-	}
+	p, err := c.prepare(ctx, chs, fromOutbox, nil)
 	if err != nil {
-		if rerr := c.resume(ctx); rerr != nil {
-			c.log.Error("cannot resume the sequencer after a failed append", "error", rerr)
-		}
 		return 0, err
 	}
-	for _, e := range evs {
-		noteStamps(c.stamped, e)
+	if err := c.append(ctx, p); err != nil {
+		c.stale = true
+		return 0, err
+	}
+	var st Stats
+	c.committed(p, &st)
+	return st.Events, nil
+}
+
+// prepare builds chs's events and stamps them. fl, when not nil, is what
+// the batch being appended meanwhile will have written. A failure after
+// stamping began leaves the sequencer to resume.
+func (c *Capturer) prepare(ctx context.Context, chs []change, fromOutbox bool, fl *inflight) (*prepared, error) {
+	b := newBatch(c)
+	b.fl = fl
+	if err := b.build(ctx, chs); err != nil {
+		return nil, err
+	}
+	b.fl = nil // only the build reads it; holding it would chain the batches
+	// Stale never while a batch is appended: a failure ends the drain first.
+	if c.stale {
+		if err := c.resume(ctx); err != nil {
+			return nil, fmt.Errorf("resume the sequencer: %w", err)
+		}
+		c.stale = false
+	}
+	if err := c.stamp(b); err != nil {
+		c.stale = true
+		return nil, err
+	}
+	p := &prepared{b: b}
+	if fromOutbox {
+		p.seqs = make([]int64, len(chs))
+		for i, ch := range chs {
+			p.seqs[i] = ch.seq
+		}
+	}
+	return p, nil
+}
+
+// append makes p durable: its events appended and, in the same
+// transaction (or the hand-off's), its outbox rows removed and the id map
+// updated. It may run beside the next batch's prepare, so it changes no
+// state of the Capturer: after a failure the caller marks the sequencer
+// stale.
+func (c *Capturer) append(ctx context.Context, p *prepared) error {
+	if !c.sameDB {
+		return c.handOff(ctx, p.b, p.seqs)
+	}
+	if c.opts.BeforeAppend != nil {
+		c.opts.BeforeAppend()
+	}
+	_, err := c.store.(ledger.HookAppender).AppendHook(ctx, p.b.events, func(ctx context.Context, tx ledger.Tx) error {
+		return p.b.bookkeep(ctx, tx, p.seqs)
+	})
+	return err
+}
+
+// committed notes an appended batch: its stamps become the Base of this
+// capturer's next writes of the same fields, and it counts in st.
+func (c *Capturer) committed(p *prepared, st *Stats) {
+	for k, fs := range p.b.stamps { // stamp gathered them per record already
+		if old, ok := c.stamped[k]; ok {
+			for _, f := range fs {
+				old = old.set(f.field, f.hlc)
+			}
+			fs = old
+		}
+		c.stamped[k] = fs
 	}
 	if len(c.stamped) > 1<<18 { // bounded: the projector's state takes over
 		clear(c.stamped)
 	}
-	return len(evs), nil
+	st.Changes += len(p.seqs)
+	st.Events += len(p.b.events)
+	st.Batches++
+	if len(p.seqs) > 0 {
+		c.log.Debug("outbox batch captured", "changes", len(p.seqs), "events", len(p.b.events), "last_seq", p.seqs[len(p.seqs)-1])
+	}
 }
 
 // stamp stamps the batch's events in order. A write names as Base the
@@ -168,6 +305,7 @@ func (c *Capturer) stamp(b *batch) error {
 		}
 		noteStamps(here, e)
 	}
+	b.stamps = here
 	return nil
 }
 

@@ -36,7 +36,9 @@ func parseRow(s []byte) (row, error) {
 	if !p.eat('{') {
 		return nil, p.fail("expected an object")
 	}
-	r := make(row, 16)
+	// A column takes 20-odd bytes of an image: an update's few fit the
+	// map's first group, where a larger hint would allocate a table.
+	r := make(row, min(len(s)/24, 64))
 	p.space()
 	if p.eat('}') {
 		return r, p.end()
@@ -268,13 +270,27 @@ func (r row) str(col string) (string, bool) {
 	}
 	raw := r[col]
 	if raw[0] == '"' {
-		var s string
-		if json.Unmarshal(raw, &s) == nil {
-			return s, true
-		}
-		return "", false
+		s, err := unquote(raw)
+		return s, err == nil
 	}
 	return string(raw), true
+}
+
+// unquote reads a JSON string as json.Unmarshal does; one of printable
+// ASCII without escapes (most values) is its bytes, without the decoder.
+func unquote(raw json.RawMessage) (string, error) {
+	n := len(raw)
+	plain := n >= 2 && raw[0] == '"' && raw[n-1] == '"'
+	for i := 1; plain && i < n-1; i++ {
+		c := raw[i]
+		plain = c >= 0x20 && c < 0x80 && c != '"' && c != '\\'
+	}
+	if plain {
+		return string(raw[1 : n-1]), nil
+	}
+	var s string
+	err := json.Unmarshal(raw, &s)
+	return s, err
 }
 
 // valueOf converts a column's JSON to the field's ledger value. Many2One
@@ -286,7 +302,8 @@ func valueOf(raw json.RawMessage, f *models.Field) (ledger.Value, error) {
 	var s string
 	quoted := raw[0] == '"'
 	if quoted {
-		if err := json.Unmarshal(raw, &s); err != nil {
+		var err error
+		if s, err = unquote(raw); err != nil {
 			return ledger.Value{}, err
 		}
 	} else {

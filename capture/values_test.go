@@ -16,7 +16,7 @@ var rowSeeds = []string{
 	`{"id": 7, "code": "P-1", "name": "Ana \"Nan\" O\u2019Neil", "active": true, "dob": null}`,
 	`{"amount": -12.50e+3, "zero": 0, "frac": 0.25, "photo": "\\x89504e47", "dt": "2026-11-30T11:05:52.40864"}`,
 	`{"extra": {"a": [1, {"b": "}"}], "c": null}, "list": [], "obj": {}}`,
-	`{"k\u00e9y": 1, "dup": 1, "dup": 2}`,
+	`{"k\u00e9y": 1, "dup": 1, "dup": 2}`, `{"s": "", "t": "tab\there", "u": "café", "q": "a\\b"}`,
 	`{"a": 01}`, `{"a": 1.}`, `{"a": .5}`, `{"a": -}`, `{"a": 1e}`, `{"a": tru}`, `{"a": "x` + "\x01" + `"}`,
 	`{"a": 1,}`, `{"a" 1}`, `{"a": 1} x`, `[1, 2]`, `"x"`, `{"a": {"b": 1}`, `{"a": [1, 2}]}`, `{"a": "\q"}`, `{"a": "\u12"}`,
 }
@@ -59,6 +59,20 @@ func checkParseRow(t *testing.T, in []byte) {
 		if g, ok := got[k]; !ok || !bytes.Equal(g, v) {
 			t.Fatalf("parseRow(%q)[%q] = %q, encoding/json %q", in, k, g, v)
 		}
+		checkUnquote(t, v)
+	}
+}
+
+// checkUnquote holds unquote to json.Unmarshal for a JSON value.
+func checkUnquote(t *testing.T, v json.RawMessage) {
+	if len(v) == 0 || v[0] != '"' {
+		return
+	}
+	got, err := unquote(v)
+	var want string
+	wantErr := json.Unmarshal(v, &want)
+	if (err != nil) != (wantErr != nil) || got != want {
+		t.Fatalf("unquote(%q) = %q, %v; encoding/json %q, %v", v, got, err, want, wantErr)
 	}
 }
 
