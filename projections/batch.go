@@ -27,6 +27,7 @@ type record struct {
 	user   string // login of the last event applied here
 	pos    uint64 // position of that event
 	vals   map[string]ledger.Value
+	refs   []recKey // the records vals references (refsOf)
 	// before is the stored conflict set, so only its changes are written
 	// (a busy record can carry hundreds of conflicts); pending says it is
 	// still to be computed, before the batch's first change.
@@ -282,8 +283,10 @@ func compareKeys(a, b recKey) int {
 // filled in from the key when no event set them.
 func (b *batch) values(rec *record) map[string]ledger.Value {
 	vals := rec.st.Values(rec.m.Policy)
-	for name, v := range vals {
-		vals[name] = b.aliased(v)
+	if len(b.alias) > 0 {
+		for name, v := range vals {
+			vals[name] = b.aliased(v)
+		}
 	}
 	if rec.m.Kind == models.UUIDKey || len(rec.m.Key) == 0 {
 		return vals
@@ -365,10 +368,11 @@ func (b *batch) materialize(ctx context.Context, todo []*record) ([]recKey, erro
 
 	var need []recKey
 	for _, rec := range todo {
-		rec.vals = nil
+		rec.vals, rec.refs = nil, nil
 		if rec.st.Live() {
 			rec.vals = b.values(rec)
-			need = append(need, refsOf(rec)...)
+			rec.refs = refsOf(rec)
+			need = append(need, rec.refs...)
 		}
 		need = append(need, rec.k)
 	}
@@ -467,7 +471,7 @@ func (b *batch) materialize(ctx context.Context, todo []*record) ([]recKey, erro
 	var unresolved []recKey
 	for _, rec := range sorted {
 		if rec.vals != nil {
-			for _, t := range refsOf(rec) {
+			for _, t := range rec.refs {
 				if _, has := b.ids[t]; !has {
 					unresolved = append(unresolved, t)
 				}
@@ -821,7 +825,7 @@ func (b *batch) bookkeep(rec *record, resolvable func(recKey) bool) {
 	}
 	waits := b.blockers(rec, resolvable)
 	// A deleted target leaves the reference NULL for good: nothing to wait for.
-	for _, t := range refsOf(rec) {
+	for _, t := range rec.refs {
 		if _, has := b.ids[t]; !has && !b.deleted(t) && !slices.ContainsFunc(waits, func(w wait) bool { return w.target == t }) {
 			waits = append(waits, wait{t, "optional reference target has not arrived"})
 		}

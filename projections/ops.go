@@ -32,6 +32,7 @@ type op struct {
 type writes struct {
 	order []*op
 	by    map[string]*op
+	sig   []byte // scratch: an op's signature, built once a row without allocating
 }
 
 func (w *writes) add(kind opKind, table string, cols, types []string, suffix string, row ...any) {
@@ -52,14 +53,20 @@ func (w *writes) addOp(kind opKind, keys int, table string, cols, types []string
 // yet: an op declared early runs before ops first added to later, even if
 // its own rows come after theirs.
 func (w *writes) declare(kind opKind, keys int, table string, cols, types []string, suffix string) *op {
-	sig := string(rune('0'+kind)) + string(rune('0'+keys)) + "\x00" + table + "\x00" + strings.Join(cols, ",") + "\x00" + suffix
-	o := w.by[sig]
+	sig := append(w.sig[:0], byte('0'+kind), byte('0'+keys), 0)
+	sig = append(append(sig, table...), 0)
+	for _, c := range cols {
+		sig = append(append(sig, c...), ',')
+	}
+	sig = append(append(sig, 0), suffix...)
+	w.sig = sig
+	o := w.by[string(sig)] // no allocation: the compiler looks up the bytes
 	if o == nil {
 		if w.by == nil {
 			w.by = map[string]*op{}
 		}
 		o = &op{kind: kind, table: table, cols: cols, types: types, suffix: suffix, keys: keys}
-		w.by[sig] = o
+		w.by[string(sig)] = o
 		w.order = append(w.order, o)
 	}
 	return o
