@@ -27,12 +27,12 @@ import (
 
 // carry is what a batch leaves for the one prepared while it commits.
 type carry struct {
-	recs     map[recKey]*record // every record it loaded or changed, as it left them
-	ids      map[recKey]int64   // id map entries of the keys it looked at...
-	looked   map[recKey]bool    // ...which these are
-	rebooked map[recKey]bool    // records whose parked entries it rewrote...
-	parked   map[recKey][]recKey
-	alias    map[recKey]string // whole tables, as it left them
+	recs     map[recKey]*record  // every record it loaded or changed, as it left them
+	ids      map[recKey]int64    // id map entries of the keys it looked at...
+	looked   map[recKey]bool     // ...which these are
+	rebooked map[recKey]bool     // records whose parked entries it rewrote...
+	parked   map[recKey][]recKey // ...and what they wait for now, by target
+	alias    map[recKey]string   // whole tables, as it left them
 	bounds   []ledger.ClockBound
 	deferred map[recKey]bool
 }
@@ -71,7 +71,7 @@ func (c *carry) id(k recKey) (id int64, has, known bool) {
 // this batch or the carrying one parked again are stale (those batches'
 // writes may not be visible to the read), their entries now are known.
 func (b *batch) parkedOn(ctx context.Context, keys []recKey) ([]recKey, error) {
-	stored, err := b.tx.parkedOn(ctx, keys)
+	found, err := b.tx.parkedOn(ctx, keys)
 	if err != nil {
 		return nil, err
 	}
@@ -79,7 +79,7 @@ func (b *batch) parkedOn(ctx context.Context, keys []recKey) ([]recKey, error) {
 	if prev == nil {
 		prev = &carry{}
 	}
-	out := slices.DeleteFunc(stored, func(r recKey) bool { return b.rebooked[r] || prev.rebooked[r] })
+	out := slices.DeleteFunc(found, func(r recKey) bool { return b.rebooked[r] || prev.rebooked[r] })
 	for _, t := range keys {
 		for _, r := range prev.parked[t] {
 			if !b.rebooked[r] {
@@ -128,11 +128,9 @@ func (p *Projector) catchUpPipelined(ctx context.Context, sp splitter, st *Stats
 	}()
 	var prev *carry
 	for {
-		var pg page
-		select {
-		case pg = <-pages:
-		case <-ctx.Done():
-			return ctx.Err()
+		pg, err := nextPage(ctx, pages)
+		if err != nil {
+			return err
 		}
 		if pg.err != nil || len(pg.recs) == 0 {
 			if err := land(); err != nil {

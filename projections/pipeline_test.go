@@ -48,7 +48,7 @@ func TestPipelineCheckpointsMoved(t *testing.T) {
 	want := project(t, openProjector(t, pgTarget(t, reg), store, reg, 5))
 
 	target := pgTarget(t, reg)
-	var logs syncBuffer
+	var logs bytes.Buffer // written only by CatchUp's own goroutine
 	p, err := projections.Open(t.Context(), target, store, reg, projections.Options{BatchSize: 5,
 		Logger: hclog.New(&hclog.LoggerOptions{Level: hclog.Debug, Output: &logs})})
 	if err != nil {
@@ -82,22 +82,4 @@ func TestPipelineCheckpointsMoved(t *testing.T) {
 		t.Errorf("no pipelined batch saw the checkpoints move; the test did not exercise the fallback:\n%s", logs.String())
 	}
 	sameOutcome(t, "checkpoints moved", observe(t, p), want)
-}
-
-// syncBuffer is a bytes.Buffer safe for a logger and a reader.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -228,11 +228,9 @@ func (p *Projector) catchUp(ctx context.Context, st *Stats) error {
 	defer cancel()
 	pages := p.readAhead(ctx, st.Checkpoint)
 	for {
-		var pg page
-		select {
-		case pg = <-pages:
-		case <-ctx.Done():
-			return ctx.Err()
+		pg, err := nextPage(ctx, pages)
+		if err != nil {
+			return err
 		}
 		if pg.err != nil {
 			return pg.err
@@ -268,6 +266,16 @@ func (p *Projector) finish(ctx context.Context) error {
 type page struct {
 	recs []ledger.Record
 	err  error
+}
+
+// nextPage waits for the reader's next page, or ctx's end.
+func nextPage(ctx context.Context, pages <-chan page) (page, error) {
+	select {
+	case pg := <-pages:
+		return pg, nil
+	case <-ctx.Done():
+		return page{}, ctx.Err()
+	}
 }
 
 // readAhead reads the ledger after position in pages of the batch size,
