@@ -77,6 +77,10 @@ type batch struct {
 	rebooked map[recKey]bool
 	waits    map[recKey][]recKey
 	deferred map[recKey]bool // the deferred table, as this batch leaves it
+	// parkedNone says no record was parked when the batch began (nor by
+	// the batch still committing): then only those this batch parks have
+	// entries to delete.
+	parkedNone bool
 	prev     *carry          // what the batch still committing changed (pipeline.go)
 	last     uint64          // the batch's last ledger position
 	w        writes          // this round's set-based writes
@@ -243,6 +247,14 @@ func (b *batch) apply(ctx context.Context, evs []ledger.Record) error {
 		}
 	}
 	return nil
+}
+
+// loadParkedNone learns whether any record is parked (see parkedNone).
+func (b *batch) loadParkedNone(ctx context.Context) error {
+	if b.prev != nil && len(b.prev.parked) > 0 {
+		return nil // its entries may not show yet
+	}
+	return scanOne(ctx, b.tx, []any{&b.parkedNone}, `SELECT NOT EXISTS (SELECT 1 FROM `+b.s+`parked)`)
 }
 
 // unpark returns the records waiting for any of keys.
@@ -815,7 +827,7 @@ func (b *batch) bookkeep(rec *record, resolvable func(recKey) bool) {
 		}
 		b.writeConflicts(rec)
 	}
-	if hadState || b.rebooked[rec.k] {
+	if (hadState && !b.parkedNone) || b.rebooked[rec.k] {
 		b.w.add(opDelete, s+"parked", keyCols, keyTypes, "", rec.k.model, rec.k.key)
 	}
 	b.rebooked[rec.k] = true

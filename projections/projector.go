@@ -373,6 +373,9 @@ func (p *Projector) prepare(ctx context.Context, tx dtx, recs []ledger.Record, p
 	if err := b.loadBounds(ctx); err != nil {
 		return nil, 0, fmt.Errorf("read clock bounds: %w", err)
 	}
+	if err := b.loadParkedNone(ctx); err != nil {
+		return nil, 0, fmt.Errorf("read parked records: %w", err)
+	}
 	var good []ledger.Record
 	rejected := 0
 	for _, r := range recs {
