@@ -81,9 +81,9 @@ type batch struct {
 	// the batch still committing): then only those this batch parks have
 	// entries to delete.
 	parkedNone bool
-	prev     *carry          // what the batch still committing changed (pipeline.go)
-	last     uint64          // the batch's last ledger position
-	w        writes          // this round's set-based writes
+	prev       *carry // what the batch still committing changed (pipeline.go)
+	last       uint64 // the batch's last ledger position
+	w          writes // this round's set-based writes
 	// pending: rows with a local change in the capture outbox (table → ids);
 	// alias: renamed records (old key → new key). See local.go.
 	pending map[string]map[int64]bool
