@@ -10,7 +10,9 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/ghsync/ghsync/ledger"
 	"github.com/ghsync/ghsync/ledger/ledgertest"
+	"github.com/ghsync/ghsync/models"
 	"github.com/ghsync/ghsync/projections"
 )
 
@@ -19,11 +21,7 @@ import (
 // deletes and conflicts straddle many of them) the outcome equals
 // projecting batch by batch.
 func TestPipelineMatchesBatchByBatch(t *testing.T) {
-	rng := ledgertest.Rand(t)
-	reg := clinicRegistry(t)
-	w := newWorkload(t, reg, rng, 0, 1, 2, 3)
-	w.build(t, 600)
-	store := ledgerOf(t, w.events, rng)
+	reg, store := clinicLedger(t)
 	for _, size := range []int{1, 7, 64} {
 		seq, err := projections.Open(t.Context(), pgTarget(t, reg), store, reg, projections.Options{BatchSize: size, NoPipeline: true})
 		if err != nil {
@@ -40,11 +38,7 @@ func TestPipelineMatchesBatchByBatch(t *testing.T) {
 // preparation may have read what the other one changed); the catch-up
 // goes on batch by batch and ends as if nothing had happened.
 func TestPipelineCheckpointsMoved(t *testing.T) {
-	rng := ledgertest.Rand(t)
-	reg := clinicRegistry(t)
-	w := newWorkload(t, reg, rng, 0, 1, 2, 3)
-	w.build(t, 600)
-	store := ledgerOf(t, w.events, rng)
+	reg, store := clinicLedger(t)
 	want := project(t, openProjector(t, pgTarget(t, reg), store, reg, 5))
 
 	target := pgTarget(t, reg)
@@ -82,4 +76,15 @@ func TestPipelineCheckpointsMoved(t *testing.T) {
 		t.Errorf("no pipelined batch saw the checkpoints move; the test did not exercise the fallback:\n%s", logs.String())
 	}
 	sameOutcome(t, "checkpoints moved", observe(t, p), want)
+}
+
+// clinicLedger is a ledger of four instances' clinic work (600 rounds of
+// the workload), with the registry it is for.
+func clinicLedger(t *testing.T) (*models.Registry, ledger.Store) {
+	t.Helper()
+	rng := ledgertest.Rand(t)
+	reg := clinicRegistry(t)
+	w := newWorkload(t, reg, rng, 0, 1, 2, 3)
+	w.build(t, 600)
+	return reg, ledgerOf(t, w.events, rng)
 }
