@@ -109,18 +109,18 @@ func (o *op) sqliteArgs(row []any) []any {
 }
 
 // postgresSet renders an op as one statement over unnest($1, $2, ...), one
-// array parameter per column.
-func (o *op) postgresSet() string {
+// array parameter per column, each of its wire type and cast to the
+// column's type.
+func (o *op) postgresSet(wires []wire) string {
 	arrays := make([]string, len(o.cols))
 	alias := make([]string, len(o.cols))
 	cast := make([]string, len(o.cols))
 	for i, t := range o.types {
 		alias[i] = "c" + itoa(i)
-		if t == "bytea" {
-			arrays[i] = "$" + itoa(i+1) + "::bytea[]"
+		arrays[i] = "$" + itoa(i+1) + "::" + wires[i].name + "[]"
+		if wires[i] == wireBytea {
 			cast[i] = "u." + alias[i]
 		} else {
-			arrays[i] = "$" + itoa(i+1) + "::text[]"
 			cast[i] = "u." + alias[i] + "::" + t
 		}
 	}

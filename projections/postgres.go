@@ -2,10 +2,7 @@ package projections
 
 import (
 	"context"
-	"encoding/hex"
 	"fmt"
-	"strconv"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -66,8 +63,8 @@ const txSettings = `SELECT set_config('ghsync.projecting', 'on', true),
 	set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true)`
 
 type pgTx struct {
-	tx    pgx.Tx
-	batch pgx.Batch
+	tx     pgx.Tx
+	writes pgBatch
 }
 
 // querier is where a projection transaction's reads run: its own
@@ -93,67 +90,17 @@ func (t *pgTx) exec(ctx context.Context, q string, args ...any) error {
 	return err
 }
 
-func (t *pgTx) queue(q string, args ...any) { t.batch.Queue(dollarize(q), args...) }
+func (t *pgTx) queue(q string, args ...any) { t.writes.queue(dollarize(q), args...) }
 
-// queueOp sends an op as one statement: each column travels as one array
-// (text, cast on the server, or bytea), so a thousand rows cost one
-// statement, not a thousand.
-func (t *pgTx) queueOp(o *op) { queueOp(&t.batch, o) }
-
-func queueOp(b *pgx.Batch, o *op) {
-	if len(o.rows) == 0 {
-		return
-	}
-	args := make([]any, len(o.cols))
-	for i, typ := range o.types {
-		if typ == "bytea" {
-			col := make([][]byte, len(o.rows))
-			for r, row := range o.rows {
-				col[r], _ = row[i].([]byte)
-			}
-			args[i] = col
-			continue
-		}
-		col := make([]*string, len(o.rows))
-		for r, row := range o.rows {
-			col[r] = pgText(row[i])
-		}
-		args[i] = col
-	}
-	b.Queue(o.postgresSet(), args...)
-}
-
-// pgText is a value's text form for a server-side cast.
-func pgText(v any) *string {
-	var s string
-	switch x := v.(type) {
-	case nil:
-		return nil
-	case string:
-		s = x
-	case int64:
-		s = strconv.FormatInt(x, 10)
-	case int:
-		s = strconv.Itoa(x)
-	case bool:
-		s = strconv.FormatBool(x)
-	case time.Time:
-		s = x.Format("2006-01-02 15:04:05.999999")
-	case []byte:
-		s = `\x` + hex.EncodeToString(x)
-	default:
-		s = fmt.Sprint(x)
-	}
-	return &s
-}
+// queueOp sends an op as one statement (pgwire.go), so a thousand rows
+// cost one statement, not a thousand.
+func (t *pgTx) queueOp(o *op) { t.writes.queueOp(o) }
 
 func (t *pgTx) flush(ctx context.Context) error {
-	if t.batch.Len() == 0 {
-		return nil
-	}
-	b := t.batch
-	t.batch = pgx.Batch{}
-	return t.tx.SendBatch(ctx, &b).Close()
+	w := t.writes
+	t.writes = pgBatch{}
+	_, err := w.send(ctx, t.tx.Conn().PgConn())
+	return err
 }
 
 func splitKeys(keys []recKey) (models, ks []string) {

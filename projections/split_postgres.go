@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/ghsync/ghsync/ledger"
 	"github.com/ghsync/ghsync/models"
 )
@@ -22,13 +20,13 @@ var errMoved = errors.New("projection checkpoints moved while the batch was prep
 // supplies what the committing batch changed), writes are kept and sent,
 // in one transaction, by commitIf.
 type pgSplit struct {
-	d     *pgDialect
-	batch pgx.Batch
+	d      *pgDialect
+	writes pgBatch
 }
 
 func (d *pgDialect) beginSplit() splitTx {
 	t := &pgSplit{d: d}
-	t.batch.Queue(txSettings)
+	t.writes.queue(txSettings)
 	return t
 }
 
@@ -44,8 +42,8 @@ func (t *pgSplit) exec(ctx context.Context, q string, args ...any) error {
 	return fmt.Errorf("split projection transaction cannot run %q at once", q)
 }
 
-func (t *pgSplit) queue(q string, args ...any) { t.batch.Queue(dollarize(q), args...) }
-func (t *pgSplit) queueOp(o *op)               { queueOp(&t.batch, o) }
+func (t *pgSplit) queue(q string, args ...any) { t.writes.queue(dollarize(q), args...) }
+func (t *pgSplit) queueOp(o *op)               { t.writes.queueOp(o) }
 
 // flush keeps the writes: they are sent by commitIf.
 func (t *pgSplit) flush(context.Context) error { return nil }
@@ -69,7 +67,7 @@ func (t *pgSplit) reserveIDs(ctx context.Context, table string, n int) ([]int64,
 func (t *pgSplit) arg(v ledger.Value, _ *models.Field) any { return native(v) }
 
 func (t *pgSplit) commit(ctx context.Context) error { return t.commitIf(ctx, "") }
-func (t *pgSplit) rollback(context.Context) error   { t.batch = pgx.Batch{}; return nil }
+func (t *pgSplit) rollback(context.Context) error   { t.writes = pgBatch{}; return nil }
 
 // commitIf sends the kept writes in one transaction, then cond (if any),
 // which must change exactly one row; otherwise it rolls back with errMoved.
@@ -79,25 +77,17 @@ func (t *pgSplit) commitIf(ctx context.Context, cond string, args ...any) error 
 		return err
 	}
 	defer tx.Rollback(ctx)
-	b := t.batch
-	t.batch = pgx.Batch{}
+	w := t.writes
+	t.writes = pgBatch{}
 	if cond != "" {
-		b.Queue(dollarize(cond), args...)
+		w.queue(dollarize(cond), args...)
 	}
-	br := tx.SendBatch(ctx, &b)
-	for i := range b.Len() {
-		tag, err := br.Exec()
-		if err != nil {
-			br.Close()
-			return err
-		}
-		if cond != "" && i == b.Len()-1 && tag.RowsAffected() != 1 {
-			br.Close()
-			return errMoved
-		}
-	}
-	if err := br.Close(); err != nil {
+	last, err := w.send(ctx, tx.Conn().PgConn())
+	if err != nil {
 		return err
+	}
+	if cond != "" && last.RowsAffected() != 1 {
+		return errMoved
 	}
 	return tx.Commit(ctx)
 }
