@@ -56,6 +56,7 @@ type batch struct {
 	gone    map[localRef]bool   // deleted in this batch
 	ids     []idChange
 	events  []*ledger.Event
+	encoded [][]byte // events' canonical encodings, once stamped
 	pending []stampAt
 	owners  []owner
 	stamps  map[recKeyOf]fieldStamps // each field's HLC in this batch, once stamped

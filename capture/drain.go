@@ -240,9 +240,12 @@ func (c *Capturer) append(ctx context.Context, p *prepared) error {
 	if c.opts.BeforeAppend != nil {
 		c.opts.BeforeAppend()
 	}
-	_, err := c.store.(ledger.HookAppender).AppendHook(ctx, p.b.events, func(ctx context.Context, tx ledger.Tx) error {
-		return p.b.bookkeep(ctx, tx, p.seqs)
-	})
+	hook := func(ctx context.Context, tx ledger.Tx) error { return p.b.bookkeep(ctx, tx, p.seqs) }
+	if ea, ok := c.store.(ledger.EncodedAppender); ok {
+		_, err := ea.AppendEncoded(ctx, p.b.events, p.b.encoded, hook)
+		return err
+	}
+	_, err := c.store.(ledger.HookAppender).AppendHook(ctx, p.b.events, hook)
 	return err
 }
 
@@ -276,6 +279,7 @@ func (c *Capturer) committed(p *prepared, st *Stats) {
 // otherwise the user's edit would lose to the value it overwrote.
 func (c *Capturer) stamp(b *batch) error {
 	here := map[recKeyOf]fieldStamps{}
+	b.encoded = make([][]byte, 0, len(b.pending))
 	for _, p := range b.pending {
 		e := p.e
 		var floor clocks.Timestamp
@@ -300,9 +304,11 @@ func (c *Capturer) stamp(b *batch) error {
 			}
 			c.opts.Clock.Restore(floor)
 		}
-		if err := c.seq.StampAt(e, p.at); err != nil {
+		payload, err := c.seq.StampAt(e, p.at)
+		if err != nil {
 			return err
 		}
+		b.encoded = append(b.encoded, payload)
 		noteStamps(here, e)
 	}
 	b.stamps = here
@@ -320,11 +326,8 @@ func (c *Capturer) handOff(ctx context.Context, b *batch, seqs []int64) error {
 		return err
 	}
 	defer tx.Rollback()
-	for _, e := range b.events {
-		payload, err := ledger.Marshal(e)
-		if err != nil {
-			return err
-		}
+	for i, e := range b.events {
+		payload := b.encoded[i]
 		if _, err := tx.ExecContext(ctx, c.d.q(`INSERT INTO `+c.d.t("handoff")+` (origin_seq, payload) VALUES (?, ?)`), int64(e.OriginSeq), payload); err != nil {
 			return fmt.Errorf("hand-off: %w", err)
 		}

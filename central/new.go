@@ -89,7 +89,7 @@ func (s *Server) newGraph(w http.ResponseWriter, r *http.Request, sat Satellite)
 			return
 		}
 		for _, rec := range hist {
-			b, err := ledger.Marshal(rec.Event)
+			b, err := rec.Encoded()
 			if err != nil {
 				s.refuse(w, r, &sat, http.StatusInternalServerError, err, nil)
 				return

@@ -196,7 +196,7 @@ func (s *Server) page(ctx context.Context, sat Satellite, after, head uint64, li
 		}
 		through, n = rec.Position, n+1
 		if rec.Event.Origin != sat.ID {
-			b, err := ledger.Marshal(rec.Event)
+			b, err := rec.Encoded()
 			if err != nil {
 				return nil, after, fmt.Errorf("encode position %d: %w", rec.Position, err)
 			}
@@ -224,7 +224,7 @@ func (s *Server) page(ctx context.Context, sat Satellite, after, head uint64, li
 	for _, rec := range picked {
 		b, ok := payloads[rec.Position]
 		if !ok { // backfilled from before this page
-			if b, err = ledger.Marshal(rec.Event); err != nil {
+			if b, err = rec.Encoded(); err != nil {
 				return nil, after, fmt.Errorf("encode position %d: %w", rec.Position, err)
 			}
 		}

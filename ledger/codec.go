@@ -67,6 +67,18 @@ func Marshal(e *Event) ([]byte, error) {
 	return bytes.Clone(x.buf.Bytes()), nil
 }
 
+// encodes reports whether data is e's canonical encoding, encoding e into
+// a pooled buffer rather than a copy of its own.
+func encodes(e *Event, data []byte) (bool, error) {
+	x := encoders.Get().(*encoder)
+	defer encoders.Put(x)
+	x.buf.Reset()
+	if err := x.event(e); err != nil {
+		return false, err
+	}
+	return bytes.Equal(x.buf.Bytes(), data), nil
+}
+
 // HashOf is the SHA-256 of an event's canonical encoding.
 func HashOf(payload []byte) Hash { return sha256.Sum256(payload) }
 
@@ -173,11 +185,9 @@ func Unmarshal(data []byte) (*Event, error) {
 	if err := e.Validate(); err != nil {
 		return nil, err
 	}
-	again, err := Marshal(e)
-	if err != nil {
+	if canonical, err := encodes(e, data); err != nil {
 		return nil, err
-	}
-	if !bytes.Equal(again, data) {
+	} else if !canonical {
 		return nil, fmt.Errorf("%w: encoding is not canonical", ErrInvalidEvent)
 	}
 	e.Hash = HashOf(data)

@@ -203,16 +203,24 @@ func (v Value) validate() error {
 // Seal links e to its origin's previous event and computes its hash. After
 // Seal the event must not change: any change is detected as ErrHashMismatch.
 func (e *Event) Seal(prev Hash) error {
+	_, err := e.SealEncoded(prev)
+	return err
+}
+
+// SealEncoded is Seal returning the canonical encoding it hashed, which
+// AppendEncoded stores as it is: an event sealed and appended at once is
+// then validated and encoded once, not twice.
+func (e *Event) SealEncoded(prev Hash) ([]byte, error) {
 	e.PrevHash = prev
 	if err := e.Validate(); err != nil {
-		return eventErr(e, 0, err)
+		return nil, eventErr(e, 0, err)
 	}
 	payload, err := Marshal(e)
 	if err != nil {
-		return eventErr(e, 0, err)
+		return nil, eventErr(e, 0, err)
 	}
 	e.Hash = sha256.Sum256(payload)
-	return nil
+	return payload, nil
 }
 
 // String is a one-line summary for people; it shows no field values.

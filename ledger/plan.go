@@ -33,20 +33,43 @@ type Batch struct {
 
 // Prepare validates and encodes events. Each must be sealed: its Hash must
 // be the hash of its content.
-func Prepare(events []*Event) (*Batch, error) {
+func Prepare(events []*Event) (*Batch, error) { return prepare(events, nil) }
+
+// PrepareEncoded is Prepare for events that come with their canonical
+// encodings: payloads[i] is what Unmarshal decoded events[i] from, or what
+// SealEncoded returned for it, and events[i] is unchanged since. Both
+// validated the event and took its hash from exactly those bytes, so the
+// bytes are kept as they are instead of validating and encoding every
+// event again. The hash is checked once more, cheaply, so that bytes
+// paired with the wrong event are refused; an event without bytes (nil) is
+// prepared as Prepare would.
+func PrepareEncoded(events []*Event, payloads [][]byte) (*Batch, error) {
+	if len(payloads) != len(events) {
+		return nil, fmt.Errorf("%w: %d events with %d payloads", ErrInvalidEvent, len(events), len(payloads))
+	}
+	return prepare(events, payloads)
+}
+
+func prepare(events []*Event, payloads [][]byte) (*Batch, error) {
 	b := &Batch{Events: make([]*Event, 0, len(events)), Payloads: make([][]byte, 0, len(events))}
 	bySeq := make(map[SeqKey]int, len(events))
 	byID := make(map[uuid.UUID]int, len(events))
-	for _, e := range events {
+	for i, e := range events {
 		if e == nil {
 			return nil, fmt.Errorf("%w: nil event", ErrInvalidEvent)
 		}
-		if err := e.Validate(); err != nil {
-			return nil, eventErr(e, 0, err)
+		var payload []byte
+		if payloads != nil {
+			payload = payloads[i]
 		}
-		payload, err := Marshal(e)
-		if err != nil {
-			return nil, eventErr(e, 0, fmt.Errorf("%w: %w", ErrInvalidEvent, err))
+		if payload == nil {
+			if err := e.Validate(); err != nil {
+				return nil, eventErr(e, 0, err)
+			}
+			var err error
+			if payload, err = Marshal(e); err != nil {
+				return nil, eventErr(e, 0, fmt.Errorf("%w: %w", ErrInvalidEvent, err))
+			}
 		}
 		if e.Hash.IsZero() {
 			return nil, eventErr(e, 0, fmt.Errorf("%w: event is not sealed (no hash)", ErrInvalidEvent))
@@ -55,15 +78,15 @@ func Prepare(events []*Event) (*Batch, error) {
 			return nil, eventErr(e, 0, fmt.Errorf("%w: content does not match its hash %s", ErrHashMismatch, e.Hash.Short()))
 		}
 		k := SeqKey{e.Origin, e.OriginSeq}
-		if i, ok := bySeq[k]; ok {
-			if b.Events[i].Hash != e.Hash {
+		if j, ok := bySeq[k]; ok {
+			if b.Events[j].Hash != e.Hash {
 				return nil, eventErr(e, 0, fmt.Errorf("%w: the call holds two different events for origin %d seq %d", ErrConflict, k.Origin, k.Seq))
 			}
 			b.dups++
 			continue
 		}
-		if i, ok := byID[e.ID]; ok {
-			return nil, eventErr(e, 0, fmt.Errorf("%w: id also used by origin %d seq %d in the call", ErrConflict, b.Events[i].Origin, b.Events[i].OriginSeq))
+		if j, ok := byID[e.ID]; ok {
+			return nil, eventErr(e, 0, fmt.Errorf("%w: id also used by origin %d seq %d in the call", ErrConflict, b.Events[j].Origin, b.Events[j].OriginSeq))
 		}
 		bySeq[k] = len(b.Events)
 		byID[e.ID] = len(b.Events)

@@ -21,7 +21,7 @@ func ScanRecord(r RowScanner) (Record, error) {
 	if err != nil {
 		return Record{}, err
 	}
-	return Record{Position: uint64(pos), Event: e}, nil
+	return Record{Position: uint64(pos), Event: e, Payload: payload}, nil
 }
 
 // ScanOriginHead reads an (origin, seq, hash, count, max_hlc) row.

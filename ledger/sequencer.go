@@ -48,28 +48,31 @@ func Resume(ctx context.Context, s Store, origin uint16, clock *clocks.Clock) (*
 // it. The caller fills the rest. If the stamped events then fail to
 // append, call Resume again: the sequence numbers they took are not held.
 func (q *Sequencer) Stamp(e *Event) error {
-	return q.stamp(e, q.clock.Now)
+	_, err := q.stamp(e, q.clock.Now)
+	return err
 }
 
 // StampAt is Stamp for a change that happened at when and is stamped
-// later (see clocks.Clock.At): captured database changes use it.
-func (q *Sequencer) StampAt(e *Event, when time.Time) error {
+// later (see clocks.Clock.At): captured database changes use it. It
+// returns the event's canonical encoding (see SealEncoded).
+func (q *Sequencer) StampAt(e *Event, when time.Time) ([]byte, error) {
 	return q.stamp(e, func() clocks.Timestamp { return q.clock.At(when) })
 }
 
-func (q *Sequencer) stamp(e *Event, now func() clocks.Timestamp) error {
+func (q *Sequencer) stamp(e *Event, now func() clocks.Timestamp) ([]byte, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	id, err := uuid.NewV7()
 	if err != nil {
-		return fmt.Errorf("stamp event: %w", err)
+		return nil, fmt.Errorf("stamp event: %w", err)
 	}
 	e.ID, e.Origin, e.OriginSeq, e.HLC = id, q.origin, q.seq+1, now()
-	if err := e.Seal(q.prev); err != nil {
-		return err
+	payload, err := e.SealEncoded(q.prev)
+	if err != nil {
+		return nil, err
 	}
 	q.seq, q.prev = e.OriginSeq, e.Hash
-	return nil
+	return payload, nil
 }
 
 // Head is the origin_seq and hash of the last stamped event.

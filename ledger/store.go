@@ -47,6 +47,21 @@ type Store interface {
 type Record struct {
 	Position uint64
 	Event    *Event
+	// Payload is Event's canonical encoding as it was read: from a store
+	// (checked against the stored hash) or off the wire (by Unmarshal). It
+	// lets an event be forwarded or appended without encoding it again;
+	// nil when unknown. It describes Event as read: whoever changes Event
+	// must drop it.
+	Payload []byte
+}
+
+// Encoded is the record's event in its canonical encoding: Payload when
+// it was kept, otherwise encoded now.
+func (r Record) Encoded() ([]byte, error) {
+	if r.Payload != nil {
+		return r.Payload, nil
+	}
+	return Marshal(r.Event)
 }
 
 // Filter narrows reads to some models and origins; an empty list means all.
@@ -80,3 +95,22 @@ type AppendResult struct {
 
 // DefaultPageSize bounds reads whose caller gave no limit.
 const DefaultPageSize = 1000
+
+// EncodedAppender is a Store that can append events together with their
+// canonical encodings, as Unmarshal decoded them or SealEncoded produced
+// them (PrepareEncoded), so that a pull or a capture does not
+// validate and encode every event a second time. It runs hook, if not
+// nil, inside the append transaction, as HookAppender does. Both backends
+// implement it.
+type EncodedAppender interface {
+	AppendEncoded(ctx context.Context, events []*Event, payloads [][]byte, hook TxHook) (AppendResult, error)
+}
+
+// AppendEncoded appends events with their canonical encodings (as
+// PrepareEncoded describes), through s's AppendEncoded where it has one.
+func AppendEncoded(ctx context.Context, s Store, events []*Event, payloads [][]byte) (AppendResult, error) {
+	if a, ok := s.(EncodedAppender); ok {
+		return a.AppendEncoded(ctx, events, payloads, nil)
+	}
+	return s.Append(ctx, events)
+}

@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"time"
 
@@ -65,8 +64,14 @@ func (s *State) MarshalBinary() ([]byte, error) {
 		b[1] |= flagDeleted
 		b = appendStamp(b, *s.Deleted)
 	}
-	names := slices.Sorted(maps.Keys(s.Fields))
-	names = slices.DeleteFunc(names, func(n string) bool { return len(s.Fields[n]) == 0 })
+	var room [24]string // a record's fields, without allocating for most models
+	names := room[:0]
+	for n, ws := range s.Fields {
+		if len(ws) > 0 {
+			names = append(names, n)
+		}
+	}
+	slices.Sort(names)
 	b = binary.AppendUvarint(b, uint64(len(names)))
 	for _, name := range names {
 		ws := s.Fields[name]

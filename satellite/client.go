@@ -375,7 +375,7 @@ func (c *Client) Push(ctx context.Context) (PushStats, error) {
 			if n > 0 && r.Event.OriginSeq != recs[n-1].Event.OriginSeq+1 {
 				break // a hole in this store's own history: send what is consecutive
 			}
-			b, err := ledger.Marshal(r.Event)
+			b, err := r.Encoded()
 			if err != nil {
 				return st, err
 			}
@@ -574,10 +574,11 @@ func (c *Client) apply(ctx context.Context, st *PullStats, p page, op string, cu
 		return nil
 	}
 	events := make([]*ledger.Event, len(p.recs))
+	payloads := make([][]byte, len(p.recs))
 	for i, r := range p.recs {
-		events[i] = r.Event
+		events[i], payloads[i] = r.Event, r.Payload
 	}
-	res, err := c.cfg.Store.Append(ctx, events)
+	res, err := ledger.AppendEncoded(ctx, c.cfg.Store, events, payloads)
 	if err != nil {
 		return fmt.Errorf("%s after position %d: append %d events (central positions %d..%d): %w",
 			op, cursor, len(events), p.recs[0].Position, p.recs[len(p.recs)-1].Position, err)

@@ -45,7 +45,7 @@ func BenchmarkCatchUpAfterOffline(b *testing.B) {
 	b.Logf("cluster: %s", c.Settings)
 
 	// Central's ledger: four instances' activity.
-	_, centralURL := c.Database(b, "central", reg)
+	centralDB, centralURL := c.Database(b, "central", reg)
 	cstore, err := postgres.Open(ctx, centralURL, postgres.Options{})
 	if err != nil {
 		b.Fatal(err)
@@ -120,7 +120,7 @@ func BenchmarkCatchUpAfterOffline(b *testing.B) {
 	defer srv.Close()
 	ts := httptest.NewServer(srv)
 	defer ts.Close()
-	_, satURL := c.Database(b, "satellite", reg)
+	satDB, satURL := c.Database(b, "satellite", reg)
 	if indexed {
 		b.Logf("satellite: %d recommended indexes created", createRecommendedIndexes(b, satURL, reg))
 	}
@@ -143,7 +143,7 @@ func BenchmarkCatchUpAfterOffline(b *testing.B) {
 	defer sat.Close()
 	c.Checkpoint(b)
 	os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) // reset the peak RSS (Linux)
-	cpu0 := pgbench.SelfCPU()
+	meter := c.Meter(b, true, nil, centralDB, satDB)
 	b.ResetTimer()
 	start := time.Now()
 	rp, err := sat.Sync(ctx)
@@ -152,7 +152,7 @@ func BenchmarkCatchUpAfterOffline(b *testing.B) {
 	}
 	took := time.Since(start)
 	b.StopTimer()
-	cpu := pgbench.SelfCPU() - cpu0
+	meter.Stop(b)
 	if uint64(rp.Pulled) != head || uint64(rp.Projected) != head || uint64(last.Events) != head {
 		b.Fatalf("pulled %d (progress: %d) and projected %d events, central holds %d", rp.Pulled, last.Events, rp.Projected, head)
 	}
@@ -164,8 +164,8 @@ func BenchmarkCatchUpAfterOffline(b *testing.B) {
 	b.ReportMetric(anchorRate, "anchor-rows/s")
 	b.ReportMetric(rate/anchorRate, "ratio")
 	b.ReportMetric(float64(peakRSS())/(1<<20), "peak-RSS-MiB")
-	b.Logf("%d events (%d anchor row changes): ghsync %v (the pull done after %v, the projection running alongside; this process's CPU %v, central in it), %.0f events/s; anchor %v, %.0f rows/s; ratio %.2f; %.0f wire bytes/event; peak RSS %d MiB; recommended indexes: %v",
-		head, rowChanges, took.Round(time.Millisecond), pulled.Round(time.Millisecond), cpu.Round(time.Millisecond),
+	b.Logf("%d events (%d anchor row changes): ghsync %v (the pull done after %v, the projection running alongside; %v, central's in both), %.0f events/s; anchor %v, %.0f rows/s; ratio %.2f; %.0f wire bytes/event; peak RSS %d MiB; recommended indexes: %v",
+		head, rowChanges, took.Round(time.Millisecond), pulled.Round(time.Millisecond), meter,
 		rate, anchor.Wall.Round(time.Millisecond), anchorRate, rate/anchorRate, float64(last.Bytes)/float64(head), peakRSS()>>20, indexed)
 }
 

@@ -57,7 +57,7 @@ func DecodePull(r io.Reader, lim Limits) ([]ledger.Record, error) {
 		if err == nil {
 			var e *ledger.Event
 			if e, err = ledger.Unmarshal(payload); err == nil {
-				out = append(out, ledger.Record{Position: pos, Event: e})
+				out = append(out, ledger.Record{Position: pos, Event: e, Payload: payload})
 				continue
 			}
 			err = fmt.Errorf("%w: %w", ErrMalformed, err)
@@ -85,7 +85,7 @@ func EncodePush(w io.Writer, events []*ledger.Event) error {
 func EncodePull(w io.Writer, recs []ledger.Record) error {
 	enc := NewEncoder(w)
 	for _, r := range recs {
-		b, err := ledger.Marshal(r.Event)
+		b, err := r.Encoded()
 		if err != nil {
 			return fmt.Errorf("encode event at position %d: %w", r.Position, err)
 		}

@@ -221,7 +221,7 @@ func (d *Decoder) readErr(err error) error {
 	return err
 }
 
-// Next returns the next frame's payload, valid until the next call. At the
+// Next returns the next frame's payload, a new slice the caller may keep. At the
 // end of a complete stream (trailer read, nothing after it) it returns
 // io.EOF. Any other error is a *FrameError and is returned again by every
 // later call.

@@ -28,6 +28,7 @@ func RunStoreSuite(t *testing.T, h Harness) {
 		{"PartialOriginHistory", testPartialOrigin},
 		{"LargeBatches", testLargeBatches},
 		{"AppendHookSharesTransaction", testAppendHook},
+		{"AppendEncoded", testAppendEncoded},
 		{"CorruptPayload", testCorrupt},
 		{"SubscribeCatchUpThenLive", testSubscribe},
 		{"GapSafety", testGapSafety},
@@ -145,6 +146,66 @@ func testAppendAndRead(t *testing.T, h Harness) {
 				t.Fatalf("read origin %d: record %d is origin %d seq %d", o.ID, j, r.Event.Origin, r.Event.OriginSeq)
 			}
 		}
+	}
+}
+
+// testAppendEncoded: records read back carry their canonical bytes, and
+// events decoded from those bytes (as a pull receives them) append with
+// them to another store as they would through Append; bytes paired with
+// the wrong event are refused and change nothing.
+func testAppendEncoded(t *testing.T, h Harness) {
+	rng := Rand(t)
+	src := h.open(t, h.NewLocation(t), Options{})
+	defer src.Close()
+	dst := h.open(t, h.NewLocation(t), Options{})
+	defer dst.Close()
+	da, ok := dst.(ledger.EncodedAppender)
+	if !ok {
+		t.Fatalf("%T does not implement ledger.EncodedAppender", dst)
+	}
+	o := NewOrigin(7)
+	mustAppend(t, src, o.Patients(t, rng, 40))
+	recs := readAll(t, src, ledger.Filter{})
+	events := make([]*ledger.Event, len(recs))
+	payloads := make([][]byte, len(recs))
+	for i, r := range recs {
+		want, err := ledger.Marshal(r.Event)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(r.Payload, want) {
+			t.Fatalf("record at %d: Payload is not the event's canonical encoding", r.Position)
+		}
+		if events[i], err = ledger.Unmarshal(r.Payload); err != nil {
+			t.Fatal(err)
+		}
+		payloads[i] = r.Payload
+	}
+	// Half, then all: the second call's first half is duplicates.
+	if res, err := da.AppendEncoded(ctx(t), events[:20], payloads[:20], nil); err != nil || res.Appended != 20 {
+		t.Fatalf("append decoded: %+v, %v", res, err)
+	}
+	if res, err := da.AppendEncoded(ctx(t), events, payloads, nil); err != nil || res.Appended != 20 || res.Duplicates != 20 {
+		t.Fatalf("append decoded again: %+v, %v; want 20 appended, 20 duplicates", res, err)
+	}
+	got := readAll(t, dst, ledger.Filter{})
+	if !reflect.DeepEqual(got, recs) {
+		t.Fatalf("the decoded append stored other records than the source holds")
+	}
+
+	// The next events, with the bytes of their neighbours.
+	next := o.Patients(t, rng, 2)
+	b0, _ := ledger.Marshal(next[0])
+	b1, _ := ledger.Marshal(next[1])
+	before, heads := snapshot(t, dst)
+	_, err := da.AppendEncoded(ctx(t), next, [][]byte{b1, b0}, nil)
+	wantEventErr(t, err, ledger.ErrHashMismatch, next[0])
+	_, err = da.AppendEncoded(ctx(t), next, [][]byte{b0}, nil)
+	wantEventErr(t, err, ledger.ErrInvalidEvent, nil)
+	assertUnchanged(t, dst, before, heads)
+	// Without bytes, an event is prepared as Append would.
+	if res, err := da.AppendEncoded(ctx(t), next, [][]byte{b0, nil}, nil); err != nil || res.Appended != 2 {
+		t.Fatalf("append decoded with one payload missing: %+v, %v", res, err)
 	}
 }
 

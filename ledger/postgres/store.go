@@ -120,8 +120,26 @@ func (s *Store) AppendHook(ctx context.Context, events []*ledger.Event, hook led
 	if err != nil {
 		return ledger.AppendResult{}, fmt.Errorf("append: %w", err)
 	}
+	return s.appendBatch(ctx, b, hook)
+}
+
+// AppendEncoded implements ledger.EncodedAppender.
+func (s *Store) AppendEncoded(ctx context.Context, events []*ledger.Event, payloads [][]byte, hook ledger.TxHook) (ledger.AppendResult, error) {
+	if s.closed.Load() {
+		return ledger.AppendResult{}, ledger.ErrClosed
+	}
+	b, err := ledger.PrepareEncoded(events, payloads)
+	if err != nil {
+		return ledger.AppendResult{}, fmt.Errorf("append: %w", err)
+	}
+	return s.appendBatch(ctx, b, hook)
+}
+
+// appendBatch appends a prepared batch in one transaction, running hook
+// (if any) inside it.
+func (s *Store) appendBatch(ctx context.Context, b *ledger.Batch, hook ledger.TxHook) (ledger.AppendResult, error) {
 	var res ledger.AppendResult
-	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		var err error
 		if res, err = s.append(ctx, tx, b); err != nil || hook == nil {
 			return err
@@ -427,7 +445,7 @@ func (s *Store) readPage(ctx context.Context, after uint64, limit int, f ledger.
 		if err != nil {
 			return nil, 0, err
 		}
-		recs = append(recs, ledger.Record{Position: uint64(*pos), Event: e})
+		recs = append(recs, ledger.Record{Position: uint64(*pos), Event: e, Payload: payload})
 	}
 	if err := rows.Err(); err != nil {
 		return nil, 0, fmt.Errorf("read ledger: %w", err)

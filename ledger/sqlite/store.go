@@ -108,6 +108,23 @@ func (s *Store) AppendHook(ctx context.Context, events []*ledger.Event, hook led
 	if err != nil {
 		return ledger.AppendResult{}, fmt.Errorf("append: %w", err)
 	}
+	return s.appendBatch(ctx, b, hook)
+}
+
+// AppendEncoded implements ledger.EncodedAppender.
+func (s *Store) AppendEncoded(ctx context.Context, events []*ledger.Event, payloads [][]byte, hook ledger.TxHook) (ledger.AppendResult, error) {
+	if s.closed.Load() {
+		return ledger.AppendResult{}, ledger.ErrClosed
+	}
+	b, err := ledger.PrepareEncoded(events, payloads)
+	if err != nil {
+		return ledger.AppendResult{}, fmt.Errorf("append: %w", err)
+	}
+	return s.appendBatch(ctx, b, hook)
+}
+
+// appendBatch appends a prepared batch under the write lock.
+func (s *Store) appendBatch(ctx context.Context, b *ledger.Batch, hook ledger.TxHook) (ledger.AppendResult, error) {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	res, err := s.append(ctx, b, hook)
