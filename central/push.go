@@ -43,7 +43,7 @@ func (s *Server) push(w http.ResponseWriter, r *http.Request, sat Satellite) {
 		s.refuse(w, r, &sat, http.StatusUnsupportedMediaType, fmt.Errorf("content encoding %q, want gzip", enc), nil)
 		return
 	}
-	events, err := wire.DecodePush(in, wire.Limits{MaxBody: s.cfg.MaxDecoded, MaxFrames: s.cfg.MaxPushEvents})
+	events, payloads, err := wire.DecodePushEncoded(in, wire.Limits{MaxBody: s.cfg.MaxDecoded, MaxFrames: s.cfg.MaxPushEvents})
 	if err != nil {
 		var fe *wire.FrameError
 		var frame *int
@@ -73,7 +73,7 @@ func (s *Server) push(w http.ResponseWriter, r *http.Request, sat Satellite) {
 		}
 	}
 	s.locks[sat.ID].Lock()
-	resp, err := s.apply(ctx, sat, events)
+	resp, err := s.apply(ctx, sat, events, payloads)
 	s.locks[sat.ID].Unlock()
 	if err != nil {
 		s.refuse(w, r, &sat, http.StatusServiceUnavailable, err, nil)
@@ -102,8 +102,9 @@ func bodyStatus(err error) int {
 // names a bad event, the events before it (which are good) are appended
 // alone; those after it are not applied (they cannot link to the chain
 // without it). Events whose clock is too far ahead of central's are kept
-// aside, durably, with the rest of the chain after them.
-func (s *Server) apply(ctx context.Context, sat Satellite, events []*ledger.Event) (*wire.PushResponse, error) {
+// aside, durably, with the rest of the chain after them. payloads are the
+// events' bytes as received (Unmarshal checked them).
+func (s *Server) apply(ctx context.Context, sat Satellite, events []*ledger.Event, payloads [][]byte) (*wire.PushResponse, error) {
 	now := s.cfg.Clock()
 	resp := &wire.PushResponse{Origin: sat.ID, Results: []wire.PushResult{}, CentralTime: now.UTC()}
 	heads, err := s.cfg.Store.Origins(ctx)
@@ -180,7 +181,7 @@ func (s *Server) apply(ctx context.Context, sat Satellite, events []*ledger.Even
 		}
 	}
 	for good := events[:end]; len(good) > 0; {
-		res, err := s.cfg.Store.Append(ctx, good)
+		res, err := ledger.AppendEncoded(ctx, s.cfg.Store, good, payloads[:len(good)])
 		if err == nil {
 			resp.Accepted, resp.Duplicates = res.Appended, res.Duplicates
 			break
@@ -226,12 +227,8 @@ func (s *Server) apply(ctx context.Context, sat Satellite, events []*ledger.Even
 		kept := make([]HeldEvent, 0, n-heldFrom)
 		for i := heldFrom; i < n; i++ {
 			e := events[i]
-			payload, err := ledger.Marshal(e)
-			if err != nil {
-				return nil, err
-			}
 			kept = append(kept, HeldEvent{Origin: e.Origin, Seq: e.OriginSeq, ID: e.ID, Model: e.Model, Key: e.Key, HLC: e.HLC,
-				Payload: payload, Reason: reason[i], SkewMillis: skew[i], Received: now})
+				Payload: payloads[i], Reason: reason[i], SkewMillis: skew[i], Received: now})
 		}
 		if _, err := s.cfg.Registry.KeepEvents(ctx, kept); err != nil {
 			return nil, err

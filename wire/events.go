@@ -15,25 +15,33 @@ import (
 // offset; a caller must then store nothing. lim.MaxFrames bounds the
 // number of events (DefaultMaxPushEvents when zero).
 func DecodePush(r io.Reader, lim Limits) ([]*ledger.Event, error) {
+	events, _, err := DecodePushEncoded(r, lim)
+	return events, err
+}
+
+// DecodePushEncoded is DecodePush that also returns each event's bytes,
+// for ledger.AppendEncoded.
+func DecodePushEncoded(r io.Reader, lim Limits) ([]*ledger.Event, [][]byte, error) {
 	if lim.MaxFrames <= 0 {
 		lim.MaxFrames = DefaultMaxPushEvents
 	}
 	d := NewDecoder(r, lim)
-	var out []*ledger.Event
+	var events []*ledger.Event
+	var payloads [][]byte
 	for {
 		at := d.Offset()
 		frame, err := d.Next()
 		if errors.Is(err, io.EOF) {
-			return out, nil
+			return events, payloads, nil
 		}
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		e, err := ledger.Unmarshal(frame)
 		if err != nil {
-			return nil, &FrameError{Frame: len(out), Offset: at, Err: fmt.Errorf("%w: %w", ErrMalformed, err)}
+			return nil, nil, &FrameError{Frame: len(events), Offset: at, Err: fmt.Errorf("%w: %w", ErrMalformed, err)}
 		}
-		out = append(out, e)
+		events, payloads = append(events, e), append(payloads, frame)
 	}
 }
 

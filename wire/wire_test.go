@@ -29,16 +29,19 @@ func pushBody(t testing.TB, events []*ledger.Event) []byte {
 func TestPushRoundTrip(t *testing.T) {
 	events := sampleEvents(t, 50)
 	body := pushBody(t, events)
-	got, err := DecodePush(bytes.NewReader(body), Limits{})
+	got, payloads, err := DecodePushEncoded(bytes.NewReader(body), Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != len(events) {
-		t.Fatalf("decoded %d events, want %d", len(got), len(events))
+	if len(got) != len(events) || len(payloads) != len(events) {
+		t.Fatalf("decoded %d events and %d payloads, want %d", len(got), len(payloads), len(events))
 	}
 	for i := range got {
 		if got[i].Hash != events[i].Hash || got[i].ID != events[i].ID {
 			t.Fatalf("event %d differs after the round trip", i)
+		}
+		if want, _ := ledger.Marshal(events[i]); !bytes.Equal(payloads[i], want) {
+			t.Fatalf("event %d: the payload is not its canonical encoding", i)
 		}
 	}
 	// An empty push is a complete stream of no frames.
@@ -68,6 +71,9 @@ func TestPullRoundTrip(t *testing.T) {
 	for i := range recs {
 		if got[i].Position != recs[i].Position || got[i].Event.Hash != recs[i].Event.Hash {
 			t.Fatalf("record %d: got position %d, want %d", i, got[i].Position, recs[i].Position)
+		}
+		if want, _ := ledger.Marshal(recs[i].Event); !bytes.Equal(got[i].Payload, want) {
+			t.Fatalf("record %d: the payload is not the event's canonical encoding", i)
 		}
 	}
 }
