@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"testing"
 )
@@ -163,5 +164,25 @@ func TestDemo(t *testing.T) {
 	}
 	if code, _, _ := ghsync(t, "demo", "--dir", dir); code == 0 {
 		t.Fatal("a second demo into the same folder was not refused")
+	}
+}
+
+// TestTuneGC: the binary raises GOGC to gcPercent, unless GOGC is set,
+// which it leaves to the runtime.
+func TestTuneGC(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	for _, tc := range []struct {
+		env  map[string]string
+		want int
+	}{
+		{map[string]string{}, gcPercent},
+		{map[string]string{"GOGC": "50"}, 100}, // the runtime read it at start; not ours to change
+		{map[string]string{"GOGC": "off"}, 100},
+	} {
+		debug.SetGCPercent(100)
+		tuneGC(func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok })
+		if got := debug.SetGCPercent(100); got != tc.want {
+			t.Errorf("env %v: GC percent %d, want %d", tc.env, got, tc.want)
+		}
 	}
 }
