@@ -101,22 +101,20 @@ func (s *Store) Append(ctx context.Context, events []*ledger.Event) (ledger.Appe
 
 // AppendHook implements ledger.HookAppender.
 func (s *Store) AppendHook(ctx context.Context, events []*ledger.Event, hook ledger.TxHook) (ledger.AppendResult, error) {
-	if s.closed.Load() {
-		return ledger.AppendResult{}, ledger.ErrClosed
-	}
-	b, err := ledger.Prepare(events)
-	if err != nil {
-		return ledger.AppendResult{}, fmt.Errorf("append: %w", err)
-	}
-	return s.appendBatch(ctx, b, hook)
+	return s.appendWith(ctx, func() (*ledger.Batch, error) { return ledger.Prepare(events) }, hook)
 }
 
 // AppendEncoded implements ledger.EncodedAppender.
 func (s *Store) AppendEncoded(ctx context.Context, events []*ledger.Event, payloads [][]byte, hook ledger.TxHook) (ledger.AppendResult, error) {
+	return s.appendWith(ctx, func() (*ledger.Batch, error) { return ledger.PrepareEncoded(events, payloads) }, hook)
+}
+
+// appendWith prepares a batch (before any lock) and appends it.
+func (s *Store) appendWith(ctx context.Context, prep func() (*ledger.Batch, error), hook ledger.TxHook) (ledger.AppendResult, error) {
 	if s.closed.Load() {
 		return ledger.AppendResult{}, ledger.ErrClosed
 	}
-	b, err := ledger.PrepareEncoded(events, payloads)
+	b, err := prep()
 	if err != nil {
 		return ledger.AppendResult{}, fmt.Errorf("append: %w", err)
 	}
