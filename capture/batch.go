@@ -24,7 +24,8 @@ type localRef struct {
 	id    int64
 }
 
-// idChange is a change to the shared id map.
+// idChange is a change to the local ids in the records table, which the
+// projector shares.
 type idChange struct {
 	op         byte // 'i' insert, 'd' delete, 'm' move (rename)
 	model, key string
@@ -198,10 +199,10 @@ func (b *batch) loadKeys(ctx context.Context, refs []localRef) error {
 		ids = slices.Compact(ids)
 		for len(ids) > 0 {
 			n := min(len(ids), 500)
-			q, args := keyedBy(b.c.d, "key, local_id", "idmap", "local_id", "bigint", model, ids[:n])
+			q, args := keyedBy(b.c.d, "key, local_id", "records", "local_id", "bigint", model, ids[:n])
 			rows, err := b.c.d.QueryContext(ctx, q, args...)
 			if err != nil {
-				return fmt.Errorf("read id map: %w", err)
+				return fmt.Errorf("read local ids: %w", err)
 			}
 			for rows.Next() {
 				var key string
@@ -627,8 +628,8 @@ func (c *Capturer) shownBases(ctx context.Context, keys []recKeyOf) (map[recKeyO
 		if err != nil {
 			return nil, err
 		}
-		err = c.eachKeyRow(ctx, "state", "state", model, ks, func(key string, raw []byte) error {
-			if deferred[key] {
+		err = c.eachKeyRow(ctx, "records", "state", model, ks, func(key string, raw []byte) error {
+			if deferred[key] || raw == nil {
 				return nil
 			}
 			st, err := merge.DecodeState(raw)
@@ -682,54 +683,74 @@ func (c *Capturer) eachKeyRow(ctx context.Context, table, col, model string, key
 	return nil
 }
 
-// bookkeep commits the batch's id map changes and removes its outbox rows,
-// inside tx (the ledger append's, or the hand-off's).
+// bookkeep commits the batch's local id changes and removes its outbox
+// rows, inside tx (the ledger append's, or the hand-off's).
 func (b *batch) bookkeep(ctx context.Context, tx ledger.Tx, seqs []int64) error {
 	d := b.c.d
-	idmap, alias := d.t("idmap"), d.t("alias")
+	records, alias := d.t("records"), d.t("alias")
+	exec := func(q string, args ...any) error {
+		_, err := tx.Exec(ctx, d.q(q), args...)
+		return err
+	}
 	// Runs of new entries go in one statement each (in order with the
-	// deletes and moves around them): one round trip, not one per row.
+	// deletes and moves around them): one round trip, not one per row. A
+	// record the network already knows (a tombstone, say) gets its new row;
+	// one that has a row keeps it.
 	var run []any
 	flushRun := func() error {
 		if len(run) == 0 {
 			return nil
 		}
 		rows := strings.TrimSuffix(strings.Repeat("(?, ?, ?), ", len(run)/3), ", ")
-		_, err := tx.Exec(ctx, d.q(`INSERT INTO `+idmap+` (model, key, local_id) VALUES `+rows+` ON CONFLICT DO NOTHING`), run...)
+		err := exec(`INSERT INTO `+records+` (model, key, local_id) VALUES `+rows+`
+			ON CONFLICT (model, key) DO UPDATE SET local_id = excluded.local_id
+			WHERE `+strings.TrimPrefix(records, "ghsync.")+`.local_id IS NULL`, run...)
 		run = run[:0]
+		return err
+	}
+	// unmap takes a key's row away; a row that holds no merge state goes.
+	unmap := func(model, key string) error {
+		err := exec(`DELETE FROM `+records+` WHERE model = ? AND key = ? AND state IS NULL`, model, key)
+		if err == nil {
+			err = exec(`UPDATE `+records+` SET local_id = NULL WHERE model = ? AND key = ?`, model, key)
+		}
 		return err
 	}
 	for _, ic := range b.ids {
 		if ic.op == 'i' {
 			if run = append(run, ic.model, ic.key, ic.id); len(run) >= 3*300 {
 				if err := flushRun(); err != nil {
-					return fmt.Errorf("id map: %w", err)
+					return fmt.Errorf("local ids: %w", err)
 				}
 			}
 			continue
 		}
 		if err := flushRun(); err != nil {
-			return fmt.Errorf("id map: %w", err)
+			return fmt.Errorf("local ids: %w", err)
 		}
 		var err error
 		switch ic.op {
 		case 'd':
-			_, err = tx.Exec(ctx, d.q(`DELETE FROM `+idmap+` WHERE model = ? AND key = ?`), ic.model, ic.key)
+			err = unmap(ic.model, ic.key)
 		case 'm':
-			if _, err = tx.Exec(ctx, d.q(`DELETE FROM `+idmap+` WHERE model = ? AND key = ?`), ic.model, ic.newKey); err == nil {
-				_, err = tx.Exec(ctx, d.q(`UPDATE `+idmap+` SET key = ? WHERE model = ? AND key = ?`), ic.newKey, ic.model, ic.key)
+			if err = unmap(ic.model, ic.newKey); err == nil {
+				err = unmap(ic.model, ic.key)
 			}
 			if err == nil {
-				_, err = tx.Exec(ctx, d.q(`INSERT INTO `+alias+` (model, old_key, new_key) VALUES (?, ?, ?)
-					ON CONFLICT (model, old_key) DO UPDATE SET new_key = excluded.new_key`), ic.model, ic.key, ic.newKey)
+				err = exec(`INSERT INTO `+records+` (model, key, local_id) VALUES (?, ?, ?)
+					ON CONFLICT (model, key) DO UPDATE SET local_id = excluded.local_id`, ic.model, ic.newKey, ic.id)
+			}
+			if err == nil {
+				err = exec(`INSERT INTO `+alias+` (model, old_key, new_key) VALUES (?, ?, ?)
+					ON CONFLICT (model, old_key) DO UPDATE SET new_key = excluded.new_key`, ic.model, ic.key, ic.newKey)
 			}
 		}
 		if err != nil {
-			return fmt.Errorf("id map %s/%s: %w", ic.model, ic.key, err)
+			return fmt.Errorf("local id %s/%s: %w", ic.model, ic.key, err)
 		}
 	}
 	if err := flushRun(); err != nil {
-		return fmt.Errorf("id map: %w", err)
+		return fmt.Errorf("local ids: %w", err)
 	}
 	for len(seqs) > 0 {
 		n := min(len(seqs), 1000)

@@ -122,7 +122,7 @@ func TestBulkLoadMillionRows(t *testing.T) {
 		(SELECT count(*) FROM ghsync.events),
 		(SELECT count(DISTINCT key) FROM ghsync.events WHERE model = 'party.party'),
 		(SELECT count(*) FROM ghsync.events e JOIN party_party p ON p.code = e.key WHERE e.model = 'party.party'),
-		(SELECT count(*) FROM ghsync.idmap m JOIN party_party p ON p.id = m.local_id AND p.code = m.key WHERE m.model = 'party.party')`).
+		(SELECT count(*) FROM ghsync.records m JOIN party_party p ON p.id = m.local_id AND p.code = m.key WHERE m.model = 'party.party')`).
 		Scan(&left, &events, &keys, &matched, &mapped); err != nil {
 		t.Fatal(err)
 	}

@@ -96,6 +96,12 @@ func Install(ctx context.Context, target string, reg *models.Registry) (*Install
 		}
 	}
 	stmts := slices.Clone(projections.DDL(d.dialect))
+	marker, upgrade := projections.Upgrade(d.dialect)
+	if old, err := d.tableExists(ctx, tx, marker); err != nil {
+		return nil, err
+	} else if old {
+		stmts = append(stmts, upgrade...)
+	}
 	stmts = append(stmts, outboxDDL(d)...)
 	compared := map[string][]string{} // table → the columns its update trigger compares
 	for _, c := range rep.Tables {

@@ -84,7 +84,7 @@ func (c *Capturer) snapshotChunk(ctx context.Context, tx *sql.Tx, m *models.Mode
 		img = `json_object(` + strings.Join(parts, ", ") + `)`
 	}
 	q := c.d.q(`SELECT t.id, t.create_uid, ` + img + ` FROM ` + quoteIdent(m.Table) + ` t
-		WHERE t.id > ? AND NOT EXISTS (SELECT 1 FROM ` + c.d.t("idmap") + ` i WHERE i.model = ? AND i.local_id = t.id)
+		WHERE t.id > ? AND NOT EXISTS (SELECT 1 FROM ` + c.d.t("records") + ` i WHERE i.model = ? AND i.local_id = t.id)
 		ORDER BY t.id LIMIT ?`)
 	rows, err := tx.QueryContext(ctx, q, after, m.Name, c.opts.BatchSize)
 	if err != nil {

@@ -21,13 +21,16 @@ type record struct {
 	m     *models.Model
 	st    *merge.State
 	dirty bool // the state changed: save it, re-derive the row
-	// stored says the target holds a state row for the record, so saving
+	// stored says the records table holds a row for the record, so saving
 	// it is an UPDATE (cheaper than an upsert).
 	stored bool
-	user   string // login of the last event applied here
-	pos    uint64 // position of that event
-	vals   map[string]ledger.Value
-	refs   []recKey // the records vals references (refsOf)
+	// idSet says the round gave the record a row or deleted it: its local
+	// id (b.ids) is saved with its state.
+	idSet bool
+	user  string // login of the last event applied here
+	pos   uint64 // position of that event
+	vals  map[string]ledger.Value
+	refs  []recKey // the records vals references (refsOf)
 	// before is the stored conflict set, so only its changes are written
 	// (a busy record can carry hundreds of conflicts); pending says it is
 	// still to be computed, before the batch's first change.
@@ -136,7 +139,8 @@ func (b *batch) load(ctx context.Context, keys []recKey) error {
 			return fmt.Errorf("load %s/%s: model left the registry", k.model, k.key)
 		}
 		rec := &record{k: k, m: m, st: &merge.State{}}
-		s := got[k]
+		s, found := got[k]
+		rec.stored = found
 		if !b.looked[k] {
 			b.looked[k] = true
 			if s.hasID {
@@ -144,7 +148,6 @@ func (b *batch) load(ctx context.Context, keys []recKey) error {
 			}
 		}
 		if raw := s.state; raw != nil {
-			rec.stored = true
 			if rec.st, err = merge.DecodeState(raw); err != nil {
 				return fmt.Errorf("load %s/%s: merge state: %w", k.model, k.key, err)
 			}
@@ -364,7 +367,7 @@ func (b *batch) lookupIDs(ctx context.Context, keys []recKey) error {
 	if len(need) == 0 {
 		return nil
 	}
-	found, err := b.tx.loadIDs(ctx, "idmap", need)
+	found, err := b.tx.loadIDs(ctx, "records", need)
 	if err != nil {
 		return err
 	}
@@ -597,22 +600,25 @@ func (b *batch) deleteRow(rec *record, id int64) {
 		}
 	}
 	b.w.add(opDelete, quoteIdent(rec.m.Table), []string{"id"}, intType, "", id)
-	b.w.add(opDelete, b.s+"idmap", keyCols, keyTypes, "", rec.k.model, rec.k.key)
 	delete(b.ids, rec.k)
+	rec.idSet = true
 }
 
 // Column lists of the projector's own tables, for ops.
 var (
-	intType    = []string{"integer"}
-	keyCols    = []string{"model", "key"}
-	keyTypes   = []string{"text", "text"}
-	idmapCols  = []string{"model", "key", "local_id"}
-	idmapTypes = []string{"text", "text", "bigint"}
-	stateCols  = []string{"model", "key", "live", "state"}
-	stateTypes = []string{"text", "text", "boolean", "bytea"}
-	parkCols   = []string{"model", "key", "waits_model", "waits_key", "reason", "position"}
-	parkTypes  = []string{"text", "text", "text", "text", "text", "bigint"}
-	confCols   = []string{"model", "key", "field", "loser_event", "reason", "loser_origin", "loser_hlc", "loser_value",
+	intType  = []string{"integer"}
+	keyCols  = []string{"model", "key"}
+	keyTypes = []string{"text", "text"}
+	// The records table: its whole row, the merge state, the local id.
+	recordCols  = []string{"model", "key", "live", "state", "local_id"}
+	recordTypes = []string{"text", "text", "boolean", "bytea", "bigint"}
+	stateCols   = recordCols[:4]
+	stateTypes  = recordTypes[:4]
+	idCols      = []string{"model", "key", "local_id"}
+	idTypes     = []string{"text", "text", "bigint"}
+	parkCols    = []string{"model", "key", "waits_model", "waits_key", "reason", "position"}
+	parkTypes   = []string{"text", "text", "text", "text", "text", "bigint"}
+	confCols    = []string{"model", "key", "field", "loser_event", "reason", "loser_origin", "loser_hlc", "loser_value",
 		"winner_event", "winner_origin", "winner_hlc", "winner_value"}
 	confTypes   = []string{"text", "text", "text", "text", "text", "integer", "text", "text", "text", "integer", "text", "text"}
 	confKeyCols = []string{"model", "key", "field", "loser_event"}
@@ -700,7 +706,7 @@ func (b *batch) writeRow(rec *record, id int64, isNew bool, later func(recKey) b
 		}
 		args = append(args, id, uid, b.tx.arg(created, nil))
 		b.w.add(opInsert, quoteIdent(m.Table), sh.insertCols, sh.insertTypes, "", args...)
-		b.w.add(opInsert, b.s+"idmap", idmapCols, idmapTypes, "", rec.k.model, rec.k.key, id)
+		rec.idSet = true
 		return deferred
 	}
 	now, _ := ledger.DateTime(b.p.clock().UTC().Truncate(time.Microsecond))
@@ -748,6 +754,10 @@ func (p *Projector) partialShape(m *models.Model, sh *shape, touched map[string]
 	p.partials[key] = ps
 	return ps.fields, ps.updateCols, ps.updateTypes
 }
+
+// unqualified is a table's prefix as an ON CONFLICT clause names the
+// table's existing row: PostgreSQL takes the name without its schema.
+func unqualified(prefix string) string { return strings.TrimPrefix(prefix, "ghsync.") }
 
 func joinIdents(cols []string) string {
 	q := make([]string, len(cols))
@@ -810,22 +820,38 @@ func (b *batch) writeRelations(ctx context.Context, recs []*record, written map[
 	return nil
 }
 
-// bookkeep saves a record's merge state, its parked entries and its
-// conflict set.
+// bookkeep saves a record's merge state and local id, its parked entries
+// and its conflict set.
 func (b *batch) bookkeep(rec *record, resolvable func(recKey) bool) {
 	s := b.s
-	hadState := rec.stored // parked entries are only ever written with a state
-	if rec.dirty {
-		raw, _ := rec.st.MarshalBinary()
-		if rec.stored {
-			b.w.updateBy(2, s+"state", stateCols, stateTypes, rec.k.model, rec.k.key, rec.st.Live(), raw)
-		} else {
-			b.w.add(opInsert, s+"state", stateCols, stateTypes,
-				"ON CONFLICT (model, key) DO UPDATE SET live = excluded.live, state = excluded.state",
-				rec.k.model, rec.k.key, rec.st.Live(), raw)
-			rec.stored = true
+	hadState := rec.stored // parked entries are only ever written with a row
+	if rec.dirty || rec.idSet {
+		var id any // NULL: no row
+		if v, has := b.ids[rec.k]; has {
+			id = v
 		}
-		b.writeConflicts(rec)
+		var raw []byte
+		if rec.dirty || !rec.stored {
+			raw, _ = rec.st.MarshalBinary()
+		}
+		switch {
+		case !rec.stored:
+			// The upsert keeps a local id the capturer stored meanwhile.
+			b.w.add(opInsert, s+"records", recordCols, recordTypes, `ON CONFLICT (model, key) DO UPDATE SET
+				live = excluded.live, state = excluded.state, local_id = COALESCE(excluded.local_id, `+unqualified(s)+`records.local_id)`,
+				rec.k.model, rec.k.key, rec.st.Live(), raw, id)
+			rec.stored = true
+		case !rec.dirty:
+			b.w.updateBy(2, s+"records", idCols, idTypes, rec.k.model, rec.k.key, id)
+		case rec.idSet:
+			b.w.updateBy(2, s+"records", recordCols, recordTypes, rec.k.model, rec.k.key, rec.st.Live(), raw, id)
+		default:
+			b.w.updateBy(2, s+"records", stateCols, stateTypes, rec.k.model, rec.k.key, rec.st.Live(), raw)
+		}
+		rec.idSet = false
+		if rec.dirty {
+			b.writeConflicts(rec)
+		}
 	}
 	if (hadState && !b.parkedNone) || b.rebooked[rec.k] {
 		b.w.add(opDelete, s+"parked", keyCols, keyTypes, "", rec.k.model, rec.k.key)

@@ -35,11 +35,11 @@ type dtx interface {
 	// queueOp defers a set-based write to flush.
 	queueOp(o *op)
 	flush(ctx context.Context) error
-	// loadStates returns what is stored for the keys that have anything:
-	// merge state and local id, read together since a batch needs both.
+	// loadStates returns the records table's rows of the keys that have
+	// one: merge state and local id.
 	loadStates(ctx context.Context, keys []recKey) (map[recKey]stored, error)
-	// loadIDs returns the local ids of keys in an id map table
-	// ("idmap", or "idmap_prior" during a rebuild).
+	// loadIDs returns the local ids of keys in a table that maps them
+	// ("records", or "idmap_prior" during a rebuild).
 	loadIDs(ctx context.Context, table string, keys []recKey) (map[recKey]int64, error)
 	// parkedOn returns records parked waiting for any of targets.
 	parkedOn(ctx context.Context, targets []recKey) ([]recKey, error)
@@ -78,7 +78,7 @@ type rowIter interface {
 type stored struct {
 	state []byte // nil: no merge state
 	id    int64
-	hasID bool // the record has a row (id map entry)
+	hasID bool // the record has a row in its Tryton table
 }
 
 // recKey names one record.

@@ -5,7 +5,7 @@
 //
 // # Exactly once
 //
-// One batch is one transaction: table rows, merge states, the id map,
+// One batch is one transaction: table rows, merge states and local ids,
 // parked records, conflicts, rejected events and the checkpoint commit
 // together. Killed at any point, a restarted projector repeats at most the
 // uncommitted batch, and merging is idempotent, so the tables come out the
@@ -14,8 +14,9 @@
 // # Identities
 //
 // Events name records by network key; Tryton rows have local integer ids
-// from the table's own sequence. The id map (ghsync.idmap) links the two.
-// Tryton's tables get no extra column.
+// from the table's own sequence. The records table (ghsync.records) links
+// the two, in the same row as the record's merge state. Tryton's tables
+// get no extra column.
 //
 // # References and parking
 //

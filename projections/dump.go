@@ -27,7 +27,7 @@ func (p *Projector) Dump(ctx context.Context, w io.Writer) (string, error) {
 	}
 	defer tx.rollback(ctx)
 	keys := map[string]map[int64]string{} // model → local id → network key
-	rows, err := tx.query(ctx, `SELECT model, key, local_id FROM `+p.d.schemaPrefix()+`idmap`)
+	rows, err := tx.query(ctx, `SELECT model, key, local_id FROM `+p.d.schemaPrefix()+`records WHERE local_id IS NOT NULL`)
 	if err != nil {
 		return "", fmt.Errorf("dump: read id map: %w", err)
 	}

@@ -116,7 +116,8 @@ func (b *batch) aliased(v ledger.Value) ledger.Value {
 }
 
 // rename records that e moved a record's identity from the key it names,
-// and moves the id map entry so the row and what points at it stay.
+// and moves the local id to the new key so the row and what points at it
+// stay.
 func (b *batch) rename(ctx context.Context, e *ledger.Event) error {
 	r, ok := e.Fields[models.RenamedFrom].AsRef()
 	if !ok || e.Op != ledger.OpCreate || r.Model != e.Model || r.Key == e.Key {
@@ -133,7 +134,9 @@ func (b *batch) rename(ctx context.Context, e *ledger.Event) error {
 	if _, taken := b.ids[to]; !has || taken {
 		return nil
 	}
-	b.tx.queue(`UPDATE `+b.s+`idmap SET key = ? WHERE model = ? AND key = ?`, to.key, from.model, from.key)
+	b.tx.queue(`UPDATE `+b.s+`records SET local_id = NULL WHERE model = ? AND key = ?`, from.model, from.key)
+	b.tx.queue(`INSERT INTO `+b.s+`records (model, key, local_id) VALUES (?, ?, ?)
+		ON CONFLICT (model, key) DO UPDATE SET local_id = excluded.local_id`, to.model, to.key, id)
 	b.ids[to] = id
 	delete(b.ids, from)
 	return nil

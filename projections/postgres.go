@@ -141,15 +141,12 @@ func (t *pgTx) loadStates(ctx context.Context, keys []recKey) (map[recKey]stored
 	return loadStates(ctx, t.tx, keys)
 }
 
-// statesAndIDs probes the state and the id map once a key, as perKey does.
-const statesAndIDs = `SELECT k.model, k.key, s.state, i.local_id FROM unnest($1::text[], $2::text[]) AS k(model, key)
-	LEFT JOIN LATERAL (SELECT t.state FROM ghsync.state t WHERE t.model = k.model AND t.key = k.key OFFSET 0) s ON true
-	LEFT JOIN LATERAL (SELECT t.local_id FROM ghsync.idmap t WHERE t.model = k.model AND t.key = k.key OFFSET 0) i ON true
-	WHERE s.state IS NOT NULL OR i.local_id IS NOT NULL`
+// loadRecords probes the records table once a key, as perKey does.
+var loadRecords = perKey("t.model, t.key, t.state, t.local_id", "records", "t.model = k.model AND t.key = k.key")
 
 func loadStates(ctx context.Context, on querier, keys []recKey) (map[recKey]stored, error) {
 	out := make(map[recKey]stored, len(keys))
-	err := keyed(ctx, on, "load merge states", statesAndIDs, keys,
+	err := keyed(ctx, on, "load merge states", loadRecords, keys,
 		func(r pgx.Rows) error {
 			var k recKey
 			var s stored
@@ -170,7 +167,7 @@ func (t *pgTx) loadIDs(ctx context.Context, table string, keys []recKey) (map[re
 
 func loadIDs(ctx context.Context, on querier, table string, keys []recKey) (map[recKey]int64, error) {
 	out := make(map[recKey]int64, len(keys))
-	err := keyed(ctx, on, "load "+table, perKey("t.model, t.key, t.local_id", table, "t.model = k.model AND t.key = k.key"), keys,
+	err := keyed(ctx, on, "load "+table, perKey("t.model, t.key, t.local_id", table, "t.model = k.model AND t.key = k.key AND t.local_id IS NOT NULL"), keys,
 		func(r pgx.Rows) error {
 			var k recKey
 			var id int64

@@ -197,6 +197,18 @@ func (p *Projector) init(ctx context.Context) error {
 			return fmt.Errorf("create projection schema: %w", err)
 		}
 	}
+	marker, upgrade := Upgrade(p.d.name())
+	if old, err := p.tableExists(ctx, tx, marker); err != nil || !old {
+		upgrade = nil
+		if err != nil {
+			return err
+		}
+	}
+	for _, q := range upgrade {
+		if err := tx.exec(ctx, q); err != nil {
+			return fmt.Errorf("upgrade projection schema: %w", err)
+		}
+	}
 	var v int64
 	if err := scanOne(ctx, tx, []any{&v}, `SELECT value FROM `+s+`proj_meta WHERE name = 'schema_version'`); err != nil {
 		return err
@@ -217,12 +229,7 @@ func (p *Projector) init(ctx context.Context) error {
 // target without res_user (a bare test schema) gets uid 0, Tryton's root.
 func (p *Projector) loadUsers(ctx context.Context, tx dtx) error {
 	p.users = map[string]int64{}
-	probe := `SELECT count(*) FROM sqlite_master WHERE name = 'res_user'`
-	if p.d.name() == "postgres" {
-		probe = `SELECT count(*) FROM pg_class WHERE oid = to_regclass('res_user')`
-	}
-	var n int64
-	if err := scanOne(ctx, tx, []any{&n}, probe); err != nil || n == 0 {
+	if ok, err := p.tableExists(ctx, tx, "res_user"); err != nil || !ok {
 		return err
 	}
 	rows, err := tx.query(ctx, `SELECT login, id FROM res_user`)
@@ -239,6 +246,18 @@ func (p *Projector) loadUsers(ctx context.Context, tx dtx) error {
 		p.users[login] = id
 	}
 	return rows.Err()
+}
+
+// tableExists reports whether the target has a table of that name
+// (PostgreSQL: on the search path, or schema-qualified).
+func (p *Projector) tableExists(ctx context.Context, tx dtx, name string) (bool, error) {
+	probe := `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?`
+	if p.d.name() == "postgres" {
+		probe = `SELECT count(*) FROM pg_class WHERE oid = to_regclass(?)`
+	}
+	var n int64
+	err := scanOne(ctx, tx, []any{&n}, probe, name)
+	return n > 0, err
 }
 
 func scanOne(ctx context.Context, tx dtx, dest []any, q string, args ...any) error {

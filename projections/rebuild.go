@@ -53,14 +53,14 @@ func (p *Projector) reset(ctx context.Context) error {
 	}
 	s := p.d.schemaPrefix()
 	tx.queue(`DELETE FROM ` + s + `idmap_prior`)
-	tx.queue(`INSERT INTO ` + s + `idmap_prior (model, key, local_id) SELECT model, key, local_id FROM ` + s + `idmap`)
+	tx.queue(`INSERT INTO ` + s + `idmap_prior (model, key, local_id) SELECT model, key, local_id FROM ` + s + `records WHERE local_id IS NOT NULL`)
 	ms := slices.Clone(p.reg.Models())
 	slices.Reverse(ms) // referrers first
 	for _, m := range ms {
 		if !p.hasTable(m.Table) {
 			continue
 		}
-		owned := `(SELECT local_id FROM ` + s + `idmap WHERE model = ?)`
+		owned := `(SELECT local_id FROM ` + s + `records WHERE model = ? AND local_id IS NOT NULL)`
 		for _, f := range m.Fields {
 			if f.Type == models.Many2Many && p.hasField(m, &f) {
 				tx.queue(`DELETE FROM `+quoteIdent(f.Relation.Table)+` WHERE `+quoteIdent(f.Relation.OriginColumn)+` IN `+owned, m.Name)
@@ -68,7 +68,7 @@ func (p *Projector) reset(ctx context.Context) error {
 		}
 		tx.queue(`DELETE FROM `+quoteIdent(m.Table)+` WHERE id IN `+owned, m.Name)
 	}
-	for _, t := range []string{"idmap", "state", "parked", "conflicts", "rejected", "deferred", "alias", "clock_bounds"} {
+	for _, t := range []string{"records", "parked", "conflicts", "rejected", "deferred", "alias", "clock_bounds"} {
 		tx.queue(`DELETE FROM ` + s + t)
 	}
 	tx.queue(`UPDATE `+s+`checkpoint SET position = 0 WHERE name = ?`, p.opts.Name)

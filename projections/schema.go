@@ -7,7 +7,7 @@ import (
 )
 
 // schemaVersion is stored beside the tables; Open refuses newer ones.
-const schemaVersion = 1
+const schemaVersion = 2
 
 // The projector's own tables. In PostgreSQL they live in schema ghsync
 // (beside the ledger when it shares the database); in SQLite they carry a
@@ -21,27 +21,26 @@ var schemaTables = []string{
 	`CREATE TABLE IF NOT EXISTS {s}checkpoint (
 		name     TEXT PRIMARY KEY,
 		position BIGINT NOT NULL)`,
-	// idmap: network identity ↔ local Tryton id. Kept across rebuilds, so a
-	// rebuilt row gets its old id back.
-	`CREATE TABLE IF NOT EXISTS {s}idmap (
+	// records: one row per record the network knows here: its local
+	// Tryton id (NULL while it has no row: parked, deleted, or not
+	// materialised yet) and its merge state (merge.State, canonical bytes;
+	// NULL for a local row whose first event the projector has not seen).
+	// Identity and state share a row so a batch probes and writes each
+	// record once. Kept across rebuilds only through idmap_prior.
+	`CREATE TABLE IF NOT EXISTS {s}records (
 		model    TEXT NOT NULL,
 		key      TEXT NOT NULL,
-		local_id BIGINT NOT NULL,
-		PRIMARY KEY (model, key),
-		UNIQUE (model, local_id))`,
+		local_id BIGINT,
+		live     BOOLEAN,
+		state    {blob},
+		PRIMARY KEY (model, key))`,
+	`CREATE UNIQUE INDEX IF NOT EXISTS {s}records_local_id ON {s}records (model, local_id) WHERE local_id IS NOT NULL`,
 	// idmap_prior: a rebuild's previous id map, so rebuilt rows get their
 	// old ids back (other Tryton tables may point at them).
 	`CREATE TABLE IF NOT EXISTS {s}idmap_prior (
 		model    TEXT NOT NULL,
 		key      TEXT NOT NULL,
 		local_id BIGINT NOT NULL,
-		PRIMARY KEY (model, key))`,
-	// state: each record's merge state (merge.State, canonical bytes).
-	`CREATE TABLE IF NOT EXISTS {s}state (
-		model TEXT NOT NULL,
-		key   TEXT NOT NULL,
-		live  BOOLEAN NOT NULL,
-		state {blob} NOT NULL,
 		PRIMARY KEY (model, key))`,
 	// parked: records that cannot be materialised yet, and what they wait for.
 	`CREATE TABLE IF NOT EXISTS {s}parked (
@@ -140,10 +139,38 @@ func ddl(d interface {
 		// lets PostgreSQL update it in place (HOT), without touching the
 		// index. Applies to pages written from now on.
 		out = append(out, `DO $$ BEGIN
-			IF NOT coalesce((SELECT reloptions @> ARRAY['fillfactor=70'] FROM pg_class WHERE oid = 'ghsync.state'::regclass), false) THEN
-				ALTER TABLE ghsync.state SET (fillfactor = 70);
+			IF NOT coalesce((SELECT reloptions @> ARRAY['fillfactor=70'] FROM pg_class WHERE oid = 'ghsync.records'::regclass), false) THEN
+				ALTER TABLE ghsync.records SET (fillfactor = 70);
 			END IF;
 		END $$`)
 	}
 	return out
+}
+
+// Upgrade returns the statements that bring a version-1 bookkeeping
+// schema (merge states and the id map in two tables, state and idmap) to
+// this version, and the table whose presence says a database is at
+// version 1. Whoever runs DDL (the projector, capture install) runs them
+// next, in the same transaction, when that table exists: the records
+// table DDL just created is still empty then.
+func Upgrade(dialect string) (marker string, stmts []string) {
+	s := "ghsync_"
+	if dialect == models.Postgres {
+		s = "ghsync."
+	}
+	stmts = []string{
+		`INSERT INTO {s}records (model, key, local_id, live, state)
+			SELECT s.model, s.key, i.local_id, s.live, s.state FROM {s}state s
+			LEFT JOIN {s}idmap i ON i.model = s.model AND i.key = s.key`,
+		`INSERT INTO {s}records (model, key, local_id)
+			SELECT i.model, i.key, i.local_id FROM {s}idmap i
+			WHERE NOT EXISTS (SELECT 1 FROM {s}state s WHERE s.model = i.model AND s.key = i.key)`,
+		`DROP TABLE {s}state`,
+		`DROP TABLE {s}idmap`,
+		`UPDATE {s}proj_meta SET value = 2 WHERE name = 'schema_version' AND value < 2`,
+	}
+	for i, q := range stmts {
+		stmts[i] = strings.ReplaceAll(q, "{s}", s)
+	}
+	return s + "idmap", stmts
 }

@@ -139,17 +139,14 @@ func (t *sqliteTx) each(ctx context.Context, q string, keys []recKey, fn func(re
 
 func (t *sqliteTx) loadStates(ctx context.Context, keys []recKey) (map[recKey]stored, error) {
 	out := make(map[recKey]stored, len(keys))
-	err := t.each(ctx, `SELECT (SELECT state FROM ghsync_state WHERE model = ?1 AND key = ?2),
-		(SELECT local_id FROM ghsync_idmap WHERE model = ?1 AND key = ?2)`, keys, func(k recKey, r *sql.Row) error {
+	err := t.each(ctx, `SELECT state, local_id FROM ghsync_records WHERE model = ? AND key = ?`, keys, func(k recKey, r *sql.Row) error {
 		var s stored
 		var id sql.NullInt64
 		if err := r.Scan(&s.state, &id); err != nil {
 			return err
 		}
 		s.id, s.hasID = id.Int64, id.Valid
-		if s.state != nil || s.hasID {
-			out[k] = s
-		}
+		out[k] = s
 		return nil
 	})
 	if err != nil {
@@ -160,7 +157,7 @@ func (t *sqliteTx) loadStates(ctx context.Context, keys []recKey) (map[recKey]st
 
 func (t *sqliteTx) loadIDs(ctx context.Context, table string, keys []recKey) (map[recKey]int64, error) {
 	out := make(map[recKey]int64, len(keys))
-	err := t.each(ctx, `SELECT local_id FROM ghsync_`+table+` WHERE model = ? AND key = ?`, keys, func(k recKey, r *sql.Row) error {
+	err := t.each(ctx, `SELECT local_id FROM ghsync_`+table+` WHERE model = ? AND key = ? AND local_id IS NOT NULL`, keys, func(k recKey, r *sql.Row) error {
 		var id int64
 		if err := r.Scan(&id); err != nil {
 			return err

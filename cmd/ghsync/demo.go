@@ -303,7 +303,7 @@ func demoOffline(ctx context.Context, nodes []*demoNode) (*demoStory, error) {
 	c1, c2, c3 := nodes[1], nodes[2], nodes[len(nodes)-1]
 	// A patient registered at clinic 1, now edited at clinics 1 and 2.
 	var key, name, puid string
-	if err := c1.db.QueryRowContext(ctx, `SELECT p.code, p.name, p.ref FROM party_party p JOIN ghsync_idmap i ON i.model = 'party.party' AND i.local_id = p.id
+	if err := c1.db.QueryRowContext(ctx, `SELECT p.code, p.name, p.ref FROM party_party p JOIN ghsync_records i ON i.model = 'party.party' AND i.local_id = p.id
 		WHERE p.ref LIKE 'JM001%' ORDER BY p.id LIMIT 1`).Scan(&key, &name, &puid); err != nil {
 		return nil, fmt.Errorf("pick a patient of clinic 1: %w", err)
 	}
@@ -325,16 +325,16 @@ func demoOffline(ctx context.Context, nodes []*demoNode) (*demoStory, error) {
 	st.lines = append(st.lines, fmt.Sprintf("clinic-1 and clinic-2 both correct the name of patient %s (PUID %s); clinic-1 also changes the family name", name, puid))
 	// A delete racing an update: clinic 3 deletes a contact mechanism that clinic 2 updates.
 	var cm string
-	if err := c3.db.QueryRowContext(ctx, `SELECT i.key FROM party_contact_mechanism m JOIN ghsync_idmap i ON i.model = 'party.contact_mechanism' AND i.local_id = m.id
+	if err := c3.db.QueryRowContext(ctx, `SELECT i.key FROM party_contact_mechanism m JOIN ghsync_records i ON i.model = 'party.contact_mechanism' AND i.local_id = m.id
 		ORDER BY m.id LIMIT 1`).Scan(&cm); err != nil {
 		return nil, fmt.Errorf("pick a phone number: %w", err)
 	}
-	if err := exec(c3, `DELETE FROM party_contact_mechanism WHERE id = (SELECT local_id FROM ghsync_idmap WHERE model = 'party.contact_mechanism' AND key = ?)`, cm); err != nil {
+	if err := exec(c3, `DELETE FROM party_contact_mechanism WHERE id = (SELECT local_id FROM ghsync_records WHERE model = 'party.contact_mechanism' AND key = ?)`, cm); err != nil {
 		return nil, err
 	}
 	time.Sleep(5 * time.Millisecond)
 	if err := exec(c2, `UPDATE party_contact_mechanism SET value = '+18765550199', value_compact = '+18765550199', write_uid = 1, write_date = ?
-		WHERE id = (SELECT local_id FROM ghsync_idmap WHERE model = 'party.contact_mechanism' AND key = ?)`, now, cm); err != nil {
+		WHERE id = (SELECT local_id FROM ghsync_records WHERE model = 'party.contact_mechanism' AND key = ?)`, now, cm); err != nil {
 		return nil, err
 	}
 	st.lines = append(st.lines, "clinic-3 deletes a phone number; a moment later clinic-2, unaware, updates it")
