@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"sync"
 
@@ -164,10 +165,19 @@ type decoder struct {
 	data []byte // the msgpack part being decoded
 	r    bytes.Reader
 	dec  *msgpack.Decoder
+	// names interns the strings every event repeats (model, user and
+	// field names): a page of events shares one copy of each instead of
+	// allocating them per event. Bounded, so hostile input cannot grow it.
+	names map[string]string
 }
 
+const (
+	maxInterned    = 1024 // names a decoder keeps
+	maxInternedLen = 64   // bytes; longer names are not kept
+)
+
 var decoders = sync.Pool{New: func() any {
-	d := &decoder{}
+	d := &decoder{names: map[string]string{}}
 	d.dec = msgpack.NewDecoder(&d.r)
 	return d
 }}
@@ -247,7 +257,7 @@ func (d *decoder) event() (*Event, error) {
 		return nil, err
 	}
 	e.HLC = clocks.Timestamp(hlc)
-	if e.Model, err = d.str("model"); err != nil {
+	if e.Model, err = d.name("model"); err != nil {
 		return nil, err
 	}
 	if e.Key, err = d.str("key"); err != nil {
@@ -261,7 +271,7 @@ func (d *decoder) event() (*Event, error) {
 		return nil, fmt.Errorf("op %d out of range", op)
 	}
 	e.Op = Op(op)
-	if e.User, err = d.str("user"); err != nil {
+	if e.User, err = d.name("user"); err != nil {
 		return nil, err
 	}
 	if e.Tx, err = d.uint("tx"); err != nil {
@@ -276,7 +286,7 @@ func (d *decoder) event() (*Event, error) {
 	}
 	prev := ""
 	for i := 0; i < nf; i++ {
-		name, err := d.str("field name")
+		name, err := d.name("field name")
 		if err != nil {
 			return nil, err
 		}
@@ -298,7 +308,7 @@ func (d *decoder) event() (*Event, error) {
 		e.Base = make(map[string]clocks.Timestamp, nb)
 	}
 	for i := 0; i < nb; i++ {
-		name, err := d.str("base name")
+		name, err := d.name("base name")
 		if err != nil {
 			return nil, err
 		}
@@ -352,6 +362,55 @@ func (d *decoder) str(what string) (string, error) {
 		return "", fmt.Errorf("%s: %w", what, err)
 	}
 	return d.dec.DecodeString()
+}
+
+// name decodes a string as str does, interned (see decoder.names). It
+// reads the string's bytes in place: d.dec reads from d.r, a ByteScanner,
+// so it holds nothing ahead of d.r's position.
+func (d *decoder) name(what string) (string, error) {
+	c, err := d.peek(what)
+	if err != nil {
+		return "", err
+	}
+	if !msgpcode.IsString(c) {
+		return "", fmt.Errorf("%s: want a string, got code 0x%02x", what, c)
+	}
+	at := d.data[len(d.data)-d.r.Len():] // at[0] is the code c
+	head, n := 1, int(c&msgpcode.FixedStrMask)
+	switch c {
+	case msgpcode.Str8:
+		head = 2
+	case msgpcode.Str16:
+		head = 3
+	case msgpcode.Str32:
+		head = 5
+	}
+	if len(at) < head {
+		return "", fmt.Errorf("%s: %w", what, io.ErrUnexpectedEOF)
+	}
+	switch head {
+	case 2:
+		n = int(at[1])
+	case 3:
+		n = int(binary.BigEndian.Uint16(at[1:]))
+	case 5:
+		n = int(binary.BigEndian.Uint32(at[1:]))
+	}
+	if n > len(at)-head {
+		return "", fmt.Errorf("%s: declared length %d exceeds the %d bytes left", what, n, len(at)-head)
+	}
+	b := at[head : head+n]
+	str, ok := d.names[string(b)] // no allocation for the lookup
+	if !ok {
+		str = string(b)
+		if len(d.names) < maxInterned && n <= maxInternedLen {
+			d.names[str] = str
+		}
+	}
+	if _, err := d.r.Seek(int64(head+n), io.SeekCurrent); err != nil {
+		return "", fmt.Errorf("%s: %w", what, err)
+	}
+	return str, nil
 }
 
 func (d *decoder) mapLen(what string) (int, error) {
