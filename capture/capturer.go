@@ -163,6 +163,9 @@ func (c *Capturer) init(ctx context.Context) error {
 		return err
 	}
 	c.unlock = unlock
+	if err := upgradeBookkeeping(ctx, c.d); err != nil {
+		return err
+	}
 	tables, err := capturedTables(ctx, c.d, c.d.DB)
 	if err != nil {
 		return err

@@ -95,12 +95,9 @@ func Install(ctx context.Context, target string, reg *models.Registry) (*Install
 			}
 		}
 	}
-	stmts := slices.Clone(projections.DDL(d.dialect))
-	marker, upgrade := projections.Upgrade(d.dialect)
-	if old, err := d.tableExists(ctx, tx, marker); err != nil {
+	stmts, err := bookkeepingDDL(ctx, d, tx)
+	if err != nil {
 		return nil, err
-	} else if old {
-		stmts = append(stmts, upgrade...)
 	}
 	stmts = append(stmts, outboxDDL(d)...)
 	compared := map[string][]string{} // table → the columns its update trigger compares
@@ -153,6 +150,46 @@ func Install(ctx context.Context, target string, reg *models.Registry) (*Install
 
 // outboxDDL creates the outbox, capture_meta, capture_tables and the
 // hand-off table, and on PostgreSQL the trigger functions.
+// bookkeepingDDL is the projector's schema, which capture shares
+// (projections.DDL), followed by the upgrade of a version-1 layout if q
+// finds one.
+func bookkeepingDDL(ctx context.Context, d *db, q interface {
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}) ([]string, error) {
+	stmts := slices.Clone(projections.DDL(d.dialect))
+	marker, upgrade := projections.Upgrade(d.dialect)
+	if old, err := d.tableExists(ctx, q, marker); err != nil {
+		return nil, err
+	} else if old {
+		stmts = append(stmts, upgrade...)
+	}
+	return stmts, nil
+}
+
+// upgradeBookkeeping brings a version-1 layout of the shared tables up to
+// date, for a capturer run before any projector or install of this version.
+func upgradeBookkeeping(ctx context.Context, d *db) error {
+	marker, _ := projections.Upgrade(d.dialect)
+	if old, err := d.tableExists(ctx, d.DB, marker); err != nil || !old {
+		return err
+	}
+	tx, err := d.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	stmts, err := bookkeepingDDL(ctx, d, tx)
+	if err != nil {
+		return err
+	}
+	for _, s := range stmts {
+		if _, err := tx.ExecContext(ctx, s); err != nil {
+			return fmt.Errorf("upgrade ghsync's tables: %w\n%s", err, s)
+		}
+	}
+	return tx.Commit()
+}
+
 func outboxDDL(d *db) []string {
 	if d.dialect == models.Postgres {
 		return []string{

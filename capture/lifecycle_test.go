@@ -262,3 +262,40 @@ func TestOlderInstallAsksForReinstall(t *testing.T) {
 		}
 	})
 }
+
+// TestOpenUpgradesVersion1Bookkeeping: a capturer of this version opened
+// on a database whose shared tables are still in the version-1 layout (id
+// map and merge states apart; no projector has opened it since) upgrades
+// them itself, and known records keep their identity.
+func TestOpenUpgradesVersion1Bookkeeping(t *testing.T) {
+	forEachLayout(t, func(t *testing.T, lay layout) {
+		s := newSite(t, lay, 7)
+		known := s.insert("party_party", 1, map[string]any{"code": "U-1", "name": "Uma", "active": true})
+		s.drain()
+		s.insert("party_party", 1, map[string]any{"code": "U-2", "name": "Ugo", "active": true})
+		s.cap.Close()
+		p, blob := "ghsync_", "BLOB"
+		if lay.dialect == models.Postgres {
+			p, blob = "ghsync.", "BYTEA"
+		}
+		s.exec(`CREATE TABLE ` + p + `idmap (model TEXT NOT NULL, key TEXT NOT NULL, local_id BIGINT NOT NULL,
+			PRIMARY KEY (model, key), UNIQUE (model, local_id))`)
+		s.exec(`CREATE TABLE ` + p + `state (model TEXT NOT NULL, key TEXT NOT NULL, live BOOLEAN NOT NULL, state ` + blob + ` NOT NULL,
+			PRIMARY KEY (model, key))`)
+		s.exec(`INSERT INTO ` + p + `idmap SELECT model, key, local_id FROM ` + p + `records WHERE local_id IS NOT NULL`)
+		s.exec(`DROP TABLE ` + p + `records`)
+
+		s.open(capture.Options{})
+		s.update("party_party", known, 1, map[string]any{"name": "Uma B."})
+		evs := s.drain()
+		if len(evs) != 2 || evs[0].Key != "U-2" || evs[0].Op != ledger.OpCreate || evs[1].Key != "U-1" || evs[1].Op != ledger.OpWrite {
+			t.Fatalf("after the upgrade the changes drained as %v, want the create of U-2 and a write to U-1", evs)
+		}
+		if n := s.int(`SELECT count(*) FROM ` + p + `records WHERE model = 'party.party' AND local_id IS NOT NULL`); n != 2 {
+			t.Fatalf("%d parties have a local id after the upgrade, want 2", n)
+		}
+		if _, err := s.db.ExecContext(ctx(t), `SELECT 1 FROM `+p+`idmap`); err == nil {
+			t.Fatalf("the version-1 id map is still there")
+		}
+	})
+}
