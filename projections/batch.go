@@ -498,7 +498,7 @@ func (b *batch) materialize(ctx context.Context, todo []*record) ([]recKey, erro
 	}
 	// Parked entries are deleted before any is inserted, whichever record
 	// has the first of either (bookkeep skips records that cannot have any).
-	b.w.declare(opDelete, 1, b.s+"parked", keyCols, keyTypes, "")
+	b.w.declare(opDelete, 1, b.p.own.parked, keyCols, keyTypes, "")
 	for _, rec := range sorted {
 		b.bookkeep(rec, resolvable)
 	}
@@ -599,7 +599,7 @@ func (b *batch) deleteRow(rec *record, id int64) {
 			b.w.add(opDelete, quoteIdent(f.Relation.Table), []string{f.Relation.OriginColumn}, intType, "", id)
 		}
 	}
-	b.w.add(opDelete, quoteIdent(rec.m.Table), []string{"id"}, intType, "", id)
+	b.w.add(opDelete, b.p.shapeOf(rec.m).table, []string{"id"}, intType, "", id)
 	delete(b.ids, rec.k)
 	rec.idSet = true
 }
@@ -629,8 +629,24 @@ var (
 	confKeyTypes = []string{"text", "text", "text", "text"}
 )
 
+// ownTables names the projector's own tables as its writes do, once.
+type ownTables struct {
+	records, parked, conflicts string
+	// recordUpsert inserts a records row, keeping a local id the capturer
+	// stored meanwhile. The existing row goes by the table's name,
+	// without PostgreSQL's schema.
+	recordUpsert string
+}
+
+func newOwnTables(prefix string) ownTables {
+	return ownTables{records: prefix + "records", parked: prefix + "parked", conflicts: prefix + "conflicts",
+		recordUpsert: `ON CONFLICT (model, key) DO UPDATE SET live = excluded.live, state = excluded.state,
+			local_id = COALESCE(excluded.local_id, ` + strings.TrimPrefix(prefix, "ghsync.") + `records.local_id)`}
+}
+
 // shape is the column lists of a model's table, computed once.
 type shape struct {
+	table                   string          // quoted
 	fields                  []*models.Field // stored, non-Many2Many
 	insertCols, insertTypes []string
 	updateCols, updateTypes []string
@@ -640,7 +656,7 @@ func (p *Projector) shapeOf(m *models.Model) *shape {
 	if sh, ok := p.shapes[m.Name]; ok {
 		return sh
 	}
-	sh := &shape{updateCols: []string{"id"}, updateTypes: []string{"integer"}}
+	sh := &shape{table: quoteIdent(m.Table), updateCols: []string{"id"}, updateTypes: []string{"integer"}}
 	for i := range m.Fields {
 		f := &m.Fields[i]
 		if f.Type == models.Many2Many || !p.hasField(m, f) {
@@ -686,7 +702,7 @@ func (b *batch) writeRow(rec *record, id int64, isNew bool, later func(recKey) b
 					if later(t) {
 						col := []string{"id", f.Column}
 						deferred = append(deferred, func() {
-							b.w.add(opUpdate, quoteIdent(m.Table), col, []string{"integer", "integer"}, "", id, tid)
+							b.w.add(opUpdate, sh.table, col, []string{"integer", "integer"}, "", id, tid)
 						})
 					} else {
 						a = tid
@@ -705,14 +721,14 @@ func (b *batch) writeRow(rec *record, id int64, isNew bool, later func(recKey) b
 			created, _ = ledger.DateTime(rec.st.Created.HLC.Time())
 		}
 		args = append(args, id, uid, b.tx.arg(created, nil))
-		b.w.add(opInsert, quoteIdent(m.Table), sh.insertCols, sh.insertTypes, "", args...)
+		b.w.add(opInsert, sh.table, sh.insertCols, sh.insertTypes, "", args...)
 		rec.idSet = true
 		return deferred
 	}
 	now, _ := ledger.DateTime(b.p.clock().UTC().Truncate(time.Microsecond))
 	row := append([]any{id}, args...)
 	row = append(row, uid, b.tx.arg(now, nil))
-	b.w.add(opUpdate, quoteIdent(m.Table), cols, types, "", row...)
+	b.w.add(opUpdate, sh.table, cols, types, "", row...)
 	return deferred
 }
 
@@ -754,10 +770,6 @@ func (p *Projector) partialShape(m *models.Model, sh *shape, touched map[string]
 	p.partials[key] = ps
 	return ps.fields, ps.updateCols, ps.updateTypes
 }
-
-// unqualified is a table's prefix as an ON CONFLICT clause names the
-// table's existing row: PostgreSQL takes the name without its schema.
-func unqualified(prefix string) string { return strings.TrimPrefix(prefix, "ghsync.") }
 
 func joinIdents(cols []string) string {
 	q := make([]string, len(cols))
@@ -823,7 +835,7 @@ func (b *batch) writeRelations(ctx context.Context, recs []*record, written map[
 // bookkeep saves a record's merge state and local id, its parked entries
 // and its conflict set.
 func (b *batch) bookkeep(rec *record, resolvable func(recKey) bool) {
-	s := b.s
+	own := &b.p.own
 	hadState := rec.stored // parked entries are only ever written with a row
 	if rec.dirty || rec.idSet {
 		var id any // NULL: no row
@@ -836,17 +848,14 @@ func (b *batch) bookkeep(rec *record, resolvable func(recKey) bool) {
 		}
 		switch {
 		case !rec.stored:
-			// The upsert keeps a local id the capturer stored meanwhile.
-			b.w.add(opInsert, s+"records", recordCols, recordTypes, `ON CONFLICT (model, key) DO UPDATE SET
-				live = excluded.live, state = excluded.state, local_id = COALESCE(excluded.local_id, `+unqualified(s)+`records.local_id)`,
-				rec.k.model, rec.k.key, rec.st.Live(), raw, id)
+			b.w.add(opInsert, own.records, recordCols, recordTypes, own.recordUpsert, rec.k.model, rec.k.key, rec.st.Live(), raw, id)
 			rec.stored = true
 		case !rec.dirty:
-			b.w.updateBy(2, s+"records", idCols, idTypes, rec.k.model, rec.k.key, id)
+			b.w.updateBy(2, own.records, idCols, idTypes, rec.k.model, rec.k.key, id)
 		case rec.idSet:
-			b.w.updateBy(2, s+"records", recordCols, recordTypes, rec.k.model, rec.k.key, rec.st.Live(), raw, id)
+			b.w.updateBy(2, own.records, recordCols, recordTypes, rec.k.model, rec.k.key, rec.st.Live(), raw, id)
 		default:
-			b.w.updateBy(2, s+"records", stateCols, stateTypes, rec.k.model, rec.k.key, rec.st.Live(), raw)
+			b.w.updateBy(2, own.records, stateCols, stateTypes, rec.k.model, rec.k.key, rec.st.Live(), raw)
 		}
 		rec.idSet = false
 		if rec.dirty {
@@ -854,7 +863,7 @@ func (b *batch) bookkeep(rec *record, resolvable func(recKey) bool) {
 		}
 	}
 	if (hadState && !b.parkedNone) || b.rebooked[rec.k] {
-		b.w.add(opDelete, s+"parked", keyCols, keyTypes, "", rec.k.model, rec.k.key)
+		b.w.add(opDelete, own.parked, keyCols, keyTypes, "", rec.k.model, rec.k.key)
 	}
 	b.rebooked[rec.k] = true
 	delete(b.waits, rec.k)
@@ -883,7 +892,7 @@ func (b *batch) bookkeep(rec *record, resolvable func(recKey) bool) {
 		seen[w.target] = true
 		b.parked[w.target] = append(b.parked[w.target], rec.k)
 		b.waits[rec.k] = append(b.waits[rec.k], w.target)
-		b.w.add(opInsert, s+"parked", parkCols, parkTypes, "ON CONFLICT (model, key, waits_model, waits_key) DO NOTHING",
+		b.w.add(opInsert, own.parked, parkCols, parkTypes, "ON CONFLICT (model, key, waits_model, waits_key) DO NOTHING",
 			rec.k.model, rec.k.key, w.target.model, w.target.key, w.reason, int64(rec.pos))
 	}
 }
@@ -910,13 +919,13 @@ func (b *batch) writeConflicts(rec *record) {
 		}
 		// An upsert, so a changed conflict never needs a delete that could
 		// run after it in this round.
-		b.w.add(opInsert, b.s+"conflicts", confCols, confTypes, conflictUpsert,
+		b.w.add(opInsert, b.p.own.conflicts, confCols, confTypes, conflictUpsert,
 			rec.k.model, rec.k.key, c.Field, c.Loser.Stamp.ID.String(), c.Reason.String(), int64(c.Loser.Stamp.Origin),
 			c.Loser.Stamp.HLC.String(), jsonText(c.Loser.Value), c.Winner.Stamp.ID.String(), int64(c.Winner.Stamp.Origin),
 			c.Winner.Stamp.HLC.String(), jsonText(c.Winner.Value))
 	}
 	for _, c := range old { // no longer a conflict
-		b.w.add(opDelete, b.s+"conflicts", confKeyCols, confKeyTypes, "", rec.k.model, rec.k.key, c.Field, c.Loser.Stamp.ID.String())
+		b.w.add(opDelete, b.p.own.conflicts, confKeyCols, confKeyTypes, "", rec.k.model, rec.k.key, c.Field, c.Loser.Stamp.ID.String())
 	}
 	rec.before = after
 }

@@ -47,6 +47,7 @@ type Projector struct {
 	// rebuilding makes new rows take their pre-rebuild ids (idmap_prior).
 	rebuilding bool
 	rank       map[string]int             // model → position in dependency order
+	own        ownTables                  // the names of its own tables in writes
 	shapes     map[string]*shape          // model → its table's column lists
 	partials   map[string]*shape          // model and touched fields → an update's column lists
 	columns    map[string]map[string]bool // table → columns the target has
@@ -172,7 +173,7 @@ func Open(ctx context.Context, target string, store ledger.Store, reg *models.Re
 	if err != nil {
 		return nil, fmt.Errorf("open projection target: %w", err)
 	}
-	p := &Projector{d: d, store: store, reg: reg, opts: opts, log: opts.Logger.Named("projector"), clock: time.Now,
+	p := &Projector{d: d, store: store, reg: reg, opts: opts, log: opts.Logger.Named("projector"), clock: time.Now, own: newOwnTables(d.schemaPrefix()),
 		cache: newStateCache(opts.StateCache)}
 	if err := p.init(ctx); err != nil {
 		d.close()
