@@ -612,8 +612,8 @@ var (
 	// The records table: its whole row, the merge state, the local id.
 	recordCols  = []string{"model", "key", "live", "state", "local_id"}
 	recordTypes = []string{"text", "text", "boolean", "bytea", "bigint"}
-	stateCols   = recordCols[:4]
-	stateTypes  = recordTypes[:4]
+	stateCols   = recordCols[:4:4]
+	stateTypes  = recordTypes[:4:4]
 	idCols      = []string{"model", "key", "local_id"}
 	idTypes     = []string{"text", "text", "bigint"}
 	parkCols    = []string{"model", "key", "waits_model", "waits_key", "reason", "position"}
