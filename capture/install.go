@@ -148,8 +148,6 @@ func Install(ctx context.Context, target string, reg *models.Registry) (*Install
 	return rep, nil
 }
 
-// outboxDDL creates the outbox, capture_meta, capture_tables and the
-// hand-off table, and on PostgreSQL the trigger functions.
 // bookkeepingDDL is the projector's schema, which capture shares
 // (projections.DDL), followed by the upgrade of a version-1 layout if q
 // finds one.
@@ -190,6 +188,8 @@ func upgradeBookkeeping(ctx context.Context, d *db) error {
 	return tx.Commit()
 }
 
+// outboxDDL creates the outbox, capture_meta, capture_tables and the
+// hand-off table, and on PostgreSQL the trigger functions.
 func outboxDDL(d *db) []string {
 	if d.dialect == models.Postgres {
 		return []string{
