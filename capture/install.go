@@ -149,13 +149,13 @@ func Install(ctx context.Context, target string, reg *models.Registry) (*Install
 }
 
 // bookkeepingDDL is the projector's schema, which capture shares
-// (projections.DDL), followed by the upgrade of a version-1 layout if q
-// finds one.
+// (projections.DDL), followed by the upgrade of a version-1 layout
+// (projections.UpgradeDDL) if q finds one.
 func bookkeepingDDL(ctx context.Context, d *db, q interface {
 	QueryRowContext(context.Context, string, ...any) *sql.Row
 }) ([]string, error) {
 	stmts := slices.Clone(projections.DDL(d.dialect))
-	marker, upgrade := projections.Upgrade(d.dialect)
+	marker, upgrade := projections.UpgradeDDL(d.dialect)
 	if old, err := d.tableExists(ctx, q, marker); err != nil {
 		return nil, err
 	} else if old {
@@ -167,7 +167,7 @@ func bookkeepingDDL(ctx context.Context, d *db, q interface {
 // upgradeBookkeeping brings a version-1 layout of the shared tables up to
 // date, for a capturer run before any projector or install of this version.
 func upgradeBookkeeping(ctx context.Context, d *db) error {
-	marker, _ := projections.Upgrade(d.dialect)
+	marker, _ := projections.UpgradeDDL(d.dialect)
 	if old, err := d.tableExists(ctx, d.DB, marker); err != nil || !old {
 		return err
 	}

@@ -351,29 +351,36 @@ func (d *decoder) uint(what string) (uint64, error) {
 }
 
 func (d *decoder) str(what string) (string, error) {
-	c, err := d.peek(what)
-	if err != nil {
-		return "", err
-	}
-	if !msgpcode.IsString(c) {
-		return "", fmt.Errorf("%s: want a string, got code 0x%02x", what, c)
-	}
-	if err := d.checkLen(c); err != nil {
-		return "", fmt.Errorf("%s: %w", what, err)
-	}
-	return d.dec.DecodeString()
+	b, err := d.strBytes(what)
+	return string(b), err
 }
 
-// name decodes a string as str does, interned (see decoder.names). It
-// reads the string's bytes in place: d.dec reads from d.r, a ByteScanner,
-// so it holds nothing ahead of d.r's position.
+// name decodes a string as str does, interned (see decoder.names).
 func (d *decoder) name(what string) (string, error) {
-	c, err := d.peek(what)
+	b, err := d.strBytes(what)
 	if err != nil {
 		return "", err
 	}
+	s, ok := d.names[string(b)] // no allocation for the lookup
+	if !ok {
+		s = string(b)
+		if len(d.names) < maxInterned && len(b) <= maxInternedLen {
+			d.names[s] = s
+		}
+	}
+	return s, nil
+}
+
+// strBytes reads a string in place, refusing a declared length longer
+// than what is left. d.dec reads from d.r, a ByteScanner, so it holds
+// nothing ahead of d.r's position and the two stay in step.
+func (d *decoder) strBytes(what string) ([]byte, error) {
+	c, err := d.peek(what)
+	if err != nil {
+		return nil, err
+	}
 	if !msgpcode.IsString(c) {
-		return "", fmt.Errorf("%s: want a string, got code 0x%02x", what, c)
+		return nil, fmt.Errorf("%s: want a string, got code 0x%02x", what, c)
 	}
 	at := d.data[len(d.data)-d.r.Len():] // at[0] is the code c
 	head, n := 1, int(c&msgpcode.FixedStrMask)
@@ -386,7 +393,7 @@ func (d *decoder) name(what string) (string, error) {
 		head = 5
 	}
 	if len(at) < head {
-		return "", fmt.Errorf("%s: %w", what, io.ErrUnexpectedEOF)
+		return nil, fmt.Errorf("%s: %w", what, io.ErrUnexpectedEOF)
 	}
 	switch head {
 	case 2:
@@ -397,20 +404,12 @@ func (d *decoder) name(what string) (string, error) {
 		n = int(binary.BigEndian.Uint32(at[1:]))
 	}
 	if n > len(at)-head {
-		return "", fmt.Errorf("%s: declared length %d exceeds the %d bytes left", what, n, len(at)-head)
-	}
-	b := at[head : head+n]
-	str, ok := d.names[string(b)] // no allocation for the lookup
-	if !ok {
-		str = string(b)
-		if len(d.names) < maxInterned && n <= maxInternedLen {
-			d.names[str] = str
-		}
+		return nil, fmt.Errorf("%s: declared length %d exceeds the %d bytes left", what, n, len(at)-head)
 	}
 	if _, err := d.r.Seek(int64(head+n), io.SeekCurrent); err != nil {
-		return "", fmt.Errorf("%s: %w", what, err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
-	return str, nil
+	return at[head : head+n], nil
 }
 
 func (d *decoder) mapLen(what string) (int, error) {

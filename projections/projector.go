@@ -198,7 +198,7 @@ func (p *Projector) init(ctx context.Context) error {
 			return fmt.Errorf("create projection schema: %w", err)
 		}
 	}
-	marker, upgrade := Upgrade(p.d.name())
+	marker, upgrade := UpgradeDDL(p.d.name())
 	if old, err := p.tableExists(ctx, tx, marker); err != nil || !old {
 		upgrade = nil
 		if err != nil {

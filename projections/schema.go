@@ -153,13 +153,13 @@ func ddl(d interface {
 	return out
 }
 
-// Upgrade returns the statements that bring a version-1 bookkeeping
+// UpgradeDDL returns the statements that bring a version-1 bookkeeping
 // schema (merge states and the id map in two tables, state and idmap) to
 // this version, and the table whose presence says a database is at
 // version 1. Whoever runs DDL (the projector, capture install) runs them
 // next, in the same transaction, when that table exists: the records
 // table DDL just created is still empty then.
-func Upgrade(dialect string) (marker string, stmts []string) {
+func UpgradeDDL(dialect string) (marker string, stmts []string) {
 	s := "ghsync_"
 	if dialect == models.Postgres {
 		s = "ghsync."
