@@ -708,7 +708,8 @@ func (b *batch) bookkeep(ctx context.Context, tx ledger.Tx, seqs []int64) error 
 		run = run[:0]
 		return err
 	}
-	// unmap takes a key's row away; a row that holds no merge state goes.
+	// unmap takes a key's local id away; a records row left with neither
+	// id nor merge state goes.
 	unmap := func(model, key string) error {
 		err := exec(`DELETE FROM `+records+` WHERE model = ? AND key = ? AND state IS NULL`, model, key)
 		if err == nil {

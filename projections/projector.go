@@ -199,15 +199,15 @@ func (p *Projector) init(ctx context.Context) error {
 		}
 	}
 	marker, upgrade := UpgradeDDL(p.d.name())
-	if old, err := p.tableExists(ctx, tx, marker); err != nil || !old {
-		upgrade = nil
-		if err != nil {
-			return err
-		}
+	old, err := p.tableExists(ctx, tx, marker)
+	if err != nil {
+		return err
 	}
-	for _, q := range upgrade {
-		if err := tx.exec(ctx, q); err != nil {
-			return fmt.Errorf("upgrade projection schema: %w", err)
+	if old {
+		for _, q := range upgrade {
+			if err := tx.exec(ctx, q); err != nil {
+				return fmt.Errorf("upgrade projection schema: %w", err)
+			}
 		}
 	}
 	var v int64
