@@ -38,10 +38,12 @@ reasons that applies, else the rule's own.
 # Rules
 
 LastWriterWins (the default): the greatest stamp wins. A write L is a
-conflict loser (ConcurrentWrite) when some later eligible write W did not
-see it (W.Base < L's HLC) and set another value; the smallest such W is
-reported. A write that saw L, or set the same value, is no conflict, so a
-conflict once reported stays reported whatever comes later.
+conflict loser (ConcurrentWrite) when the first later eligible write that
+either saw it (its Base is at or after L's HLC) or set another value did
+not see it: L lost to that write W, which is reported. A write that saw L
+replaced it knowingly: L is no conflict, and a write that missed both
+conflicts with L's replacement, the head of L's line, instead. Later
+writes that missed L but set its value are passed over.
 
 FirstWins (write-once): the smallest stamp wins; every other write with
 another value is a conflict (WriteOnce).
@@ -92,15 +94,30 @@ of parts of a set of events equals applying the whole set. The encoding is
 canonical, and UnmarshalState accepts exactly the canonical encodings.
 laws_test.go checks all of this over thousands of simulated histories.
 
+# Compaction
+
+A State grows with every write to the record. State.Compact drops the
+writes that no later event can make matter again, given a frontier: an
+HLC at or before which every write has reached every instance, no write
+is still to arrive, and every later write was made knowing them all. The
+network computes the frontier (ARCHITECTURE.md, "Stability and
+compaction"); Compact keeps values exactly, keeps every conflict of the
+writes it keeps, and drops a write only once its own conflict is final,
+so a caller that keeps the conflicts Conflicts reported before
+compacting stores the same conflicts as one that never compacted.
+compact_test.go checks that over thousands of simulated histories.
+
+Compacted states are no longer a function of the events alone but of the
+events and the frontier: two replicas that compacted at different
+frontiers have different encodings and the same values.
+
 # HAZARD: growth
 
-A State grows with every write to the record and never shrinks. A record
-edited daily for years carries thousands of writes, all in its encoding.
-Dropping writes is only safe once they are causally stable (every origin
-has seen them and every later write names a Base at or after them), which
-needs knowledge of what each origin has seen that this package does not
-have. Compaction is future work; until then the projector should watch
-state sizes.
+Compaction keeps every write of a Union or CentralWins field and of an
+OriginOwned model (their outcomes can still change with later writes),
+and keeps everything after the frontier: a satellite that stays offline
+holds the frontier back for the whole network, and states grow until it
+returns or is retired.
 
 # HAZARD: clocks beyond the maximum offset
 

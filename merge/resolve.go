@@ -170,8 +170,8 @@ func ruleConflicts(out []Conflict, field string, r Rule, el []Write, win Write) 
 			if minBase[i+1] >= el[i].Stamp.HLC {
 				continue
 			}
-			if j := firstUnseeing(el, i, el[i+1:]); j >= 0 {
-				out = append(out, Conflict{Field: field, Loser: el[i], Winner: el[i+1+j], Reason: ConcurrentWrite})
+			if j, saw := successor(el, i); j >= 0 && !saw {
+				out = append(out, Conflict{Field: field, Loser: el[i], Winner: el[j], Reason: ConcurrentWrite})
 			}
 		}
 	case FirstWins:
@@ -204,6 +204,27 @@ func ruleConflicts(out []Conflict, field string, r Rule, el []Write, win Write) 
 		}
 	}
 	return out
+}
+
+// successor decides the fate of el[i] under LastWriterWins: the index of
+// the first later write that either saw it (its Base is at or after
+// el[i]'s HLC: saw is true, el[i] was replaced knowingly) or did not see
+// it and set another value (saw is false: el[i] lost a concurrent write);
+// -1 if neither exists. Writes that did not see el[i] but set its value
+// are passed over. A write replaced knowingly is no conflict even if a
+// later write missed it too: that write conflicts with the replacement,
+// the head of el[i]'s line, instead.
+func successor(el []Write, i int) (j int, saw bool) {
+	l := &el[i]
+	for j := i + 1; j < len(el); j++ {
+		if el[j].Base >= l.Stamp.HLC {
+			return j, true
+		}
+		if !el[j].Value.Equal(l.Value) {
+			return j, false
+		}
+	}
+	return -1, false
 }
 
 // firstUnseeing is the index in later (writes that outrank ws[i]) of the
