@@ -3,8 +3,10 @@ package central_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/ghsync/ghsync/ledger/ledgertest"
@@ -15,12 +17,23 @@ import (
 // ask for news, as `ghsync run` does every cycle. The cost per satellite
 // must not grow with the ledger: compare the sub-benchmarks (1k and 50k
 // events in the ledger, on PostgreSQL). Reported: ns per satellite per
-// cycle and the ledger reads beyond Head per cycle (0).
+// cycle and the ledger reads beyond Head per cycle (0). The +report
+// variants add what a complete cycle ends with: the stability report
+// (POST /v1/stable, a registry upsert; the frontier is derived at most
+// every 10 s).
 //
 //	go test -run '^$' -bench IdleCursors -benchtime 3x ./central
 func BenchmarkIdleCursors(b *testing.B) {
-	for _, size := range []int{1_000, 50_000} {
-		b.Run(fmt.Sprintf("ledger=%d", size), func(b *testing.B) {
+	for _, v := range []struct {
+		size   int
+		report bool
+	}{{1_000, false}, {50_000, false}, {1_000, true}, {50_000, true}} {
+		size := v.size
+		name := fmt.Sprintf("ledger=%d", size)
+		if v.report {
+			name += "+report"
+		}
+		b.Run(name, func(b *testing.B) {
 			r := newRig(b, true)
 			writer := r.add(b, 511, wire.ScopeAll)
 			o := ledgertest.NewOrigin(511)
@@ -47,14 +60,34 @@ func BenchmarkIdleCursors(b *testing.B) {
 					b.Fatalf("idle pull: %d", resp.StatusCode)
 				}
 			}
+			body := stableBody(o.Clock.Now(), r.head(b))
+			report := func(tok string) {
+				req, _ := http.NewRequestWithContext(context.Background(), http.MethodPost, r.ts.URL+wire.PathStable, strings.NewReader(body))
+				req.Header.Set("Authorization", "Bearer "+tok)
+				resp, err := client.Do(req)
+				if err != nil {
+					b.Fatal(err)
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					b.Fatalf("stability report: %d", resp.StatusCode)
+				}
+			}
 			for _, tok := range tokens { // warm connections
 				pull(tok)
+				if v.report {
+					report(tok)
+				}
 			}
 			r.store.reset()
 			b.ResetTimer()
 			for range b.N {
 				for _, tok := range tokens {
 					pull(tok)
+					if v.report {
+						report(tok)
+					}
 				}
 			}
 			b.StopTimer()

@@ -67,6 +67,12 @@ type Registry interface {
 	// PartiesByPUID returns the party.party keys whose latest ref is puid.
 	PartiesByPUID(ctx context.Context, puid string) ([]string, error)
 
+	// ReportStable records what an instance last vouched for (see
+	// Stability), replacing its previous report.
+	ReportStable(ctx context.Context, st Stability) error
+	// Stabilities lists every instance's last report, by origin.
+	Stabilities(ctx context.Context) ([]Stability, error)
+
 	Close() error
 }
 
@@ -135,6 +141,18 @@ type HeldEvent struct {
 	Reason     string
 	SkewMillis int64
 	Received   time.Time
+}
+
+// Stability is an instance's last report after a complete sync cycle
+// (wire.StableReport): central holds every event of Origin stamped at or
+// before HLC, and none Origin stamps later will be; its Tryton tables
+// reflect central's ledger up to position Applied. The stability
+// frontier is derived from every active instance's report.
+type Stability struct {
+	Origin   uint16
+	HLC      clocks.Timestamp
+	Applied  uint64
+	Reported time.Time
 }
 
 // Edge is a reference from one record (any version of it) to another.

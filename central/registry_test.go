@@ -190,4 +190,26 @@ func runRegistryContract(t *testing.T, location func(t *testing.T) string) {
 			t.Fatalf("targets: %+v %v", out, err)
 		}
 	})
+	t.Run("Stability", func(t *testing.T) {
+		loc := location(t)
+		r := open(t, loc)
+		at := time.Date(2026, 11, 30, 9, 0, 0, 0, time.UTC)
+		for _, st := range []central.Stability{
+			{Origin: 3, HLC: 1 << 40, Applied: 7, Reported: at},
+			{Origin: 0, HLC: 1 << 41, Applied: 9, Reported: at},
+			{Origin: 3, HLC: 1 << 42, Applied: 8, Reported: at.Add(time.Minute)}, // replaces the first
+		} {
+			if err := r.ReportStable(ctx, st); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := r.ReportStable(ctx, central.Stability{Origin: 4, HLC: 1 << 63, Reported: at}); err == nil {
+			t.Fatal("an HLC beyond the stored range was accepted")
+		}
+		got, err := open(t, loc).Stabilities(ctx) // reopened: persisted
+		want := []central.Stability{{Origin: 0, HLC: 1 << 41, Applied: 9, Reported: at}, {Origin: 3, HLC: 1 << 42, Applied: 8, Reported: at.Add(time.Minute)}}
+		if err != nil || !slices.Equal(got, want) {
+			t.Fatalf("stability reports %+v %v, want %+v", got, err, want)
+		}
+	})
 }

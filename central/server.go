@@ -52,6 +52,14 @@ type Config struct {
 	// returns. Defaults 20,000 streams and 128 MiB.
 	MaxNewStreams int
 	MaxNewBytes   int
+	// Projects says central's own instance (origin 0) captures and
+	// projects (serve --target): the stability frontier then waits for
+	// its reports (ReportStable) as for a satellite's.
+	Projects bool
+	// FrontierEvery is how often the stability frontier is derived again
+	// at most (reports in between get the last value). Default
+	// DefaultFrontierEvery; negative: on every report.
+	FrontierEvery time.Duration
 	// Clock is central's wall clock. Default time.Now.
 	Clock  func() time.Time
 	Logger hclog.Logger
@@ -83,6 +91,7 @@ type Server struct {
 	watch *headWatch
 
 	indexMu   sync.Mutex
+	front     frontier      // the stability frontier (stable.go)
 	closing   chan struct{} // closed by Close: long polls answer at once
 	closeOnce sync.Once
 }
@@ -139,6 +148,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
 	}
+	if cfg.FrontierEvery == 0 {
+		cfg.FrontierEvery = DefaultFrontierEvery
+	}
 	if cfg.Sequencer == nil && cfg.Skew == SkewBound {
 		var err error
 		clock := clocks.NewClock(wallFunc(cfg.Clock), clocks.DefaultMaxOffset)
@@ -155,6 +167,7 @@ func New(cfg Config) (*Server, error) {
 	s.mux.HandleFunc("POST "+wire.PathPush, s.authed(s.push))
 	s.mux.HandleFunc("GET "+wire.PathPull, s.authed(s.pull))
 	s.mux.HandleFunc("POST "+wire.PathNew, s.authed(s.newGraph))
+	s.mux.HandleFunc("POST "+wire.PathStable, s.authed(s.stable))
 	return s, nil
 }
 
@@ -176,7 +189,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		case wire.PathHeads, wire.PathPull:
 			tw.Header().Set("Allow", http.MethodGet)
 			s.refuse(tw, r, nil, http.StatusMethodNotAllowed, fmt.Errorf("%s wants GET", r.URL.Path), nil)
-		case wire.PathPush, wire.PathNew:
+		case wire.PathPush, wire.PathNew, wire.PathStable:
 			tw.Header().Set("Allow", http.MethodPost)
 			s.refuse(tw, r, nil, http.StatusMethodNotAllowed, fmt.Errorf("%s wants POST", r.URL.Path), nil)
 		default:

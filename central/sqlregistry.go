@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -90,6 +91,12 @@ CREATE TABLE IF NOT EXISTS ghsync_central_state (
 	value INTEGER NOT NULL
 ) STRICT;
 INSERT OR IGNORE INTO ghsync_central_state (name, value) VALUES ('index_position', 0);
+CREATE TABLE IF NOT EXISTS ghsync_stability (
+	origin      INTEGER PRIMARY KEY CHECK (origin BETWEEN 0 AND 511),
+	hlc         INTEGER NOT NULL,
+	applied     INTEGER NOT NULL,
+	reported_us INTEGER NOT NULL
+) STRICT;
 `
 
 const pgSchema = `
@@ -145,6 +152,12 @@ CREATE TABLE IF NOT EXISTS ghsync.central_state (
 	value bigint NOT NULL
 );
 INSERT INTO ghsync.central_state (name, value) VALUES ('index_position', 0) ON CONFLICT DO NOTHING;
+CREATE TABLE IF NOT EXISTS ghsync.stability (
+	origin      smallint PRIMARY KEY CHECK (origin BETWEEN 0 AND 511),
+	hlc         bigint   NOT NULL,
+	applied     bigint   NOT NULL,
+	reported_us bigint   NOT NULL
+);
 `
 
 func (r *sqlRegistry) init(ctx context.Context) error {
@@ -534,6 +547,36 @@ func (r *sqlRegistry) PartiesByPUID(ctx context.Context, puid string) ([]string,
 			return nil, err
 		}
 		out = append(out, k)
+	}
+	return out, rows.Err()
+}
+
+func (r *sqlRegistry) ReportStable(ctx context.Context, st Stability) error {
+	if st.Origin > ledger.MaxOrigin || st.HLC > math.MaxInt64 || st.Applied > math.MaxInt64 {
+		return fmt.Errorf("stability report of origin %d: hlc %d or position %d out of range", st.Origin, uint64(st.HLC), st.Applied)
+	}
+	_, err := r.db.ExecContext(ctx, r.q(`INSERT INTO `+r.t("stability")+` (origin, hlc, applied, reported_us) VALUES (?, ?, ?, ?)
+		ON CONFLICT (origin) DO UPDATE SET hlc = excluded.hlc, applied = excluded.applied, reported_us = excluded.reported_us`),
+		int64(st.Origin), int64(st.HLC), int64(st.Applied), micros(st.Reported))
+	if err != nil {
+		return fmt.Errorf("stability report of origin %d: %w", st.Origin, err)
+	}
+	return nil
+}
+
+func (r *sqlRegistry) Stabilities(ctx context.Context) ([]Stability, error) {
+	rows, err := r.db.QueryContext(ctx, `SELECT origin, hlc, applied, reported_us FROM `+r.t("stability")+` ORDER BY origin`)
+	if err != nil {
+		return nil, fmt.Errorf("list stability reports: %w", err)
+	}
+	defer rows.Close()
+	var out []Stability
+	for rows.Next() {
+		var origin, hlc, applied, at int64
+		if err := rows.Scan(&origin, &hlc, &applied, &at); err != nil {
+			return nil, fmt.Errorf("list stability reports: %w", err)
+		}
+		out = append(out, Stability{Origin: uint16(origin), HLC: clocks.Timestamp(hlc), Applied: uint64(applied), Reported: time.UnixMicro(at).UTC()})
 	}
 	return out, rows.Err()
 }

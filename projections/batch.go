@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ghsync/ghsync/clocks"
 	"github.com/ghsync/ghsync/internal/sqltext"
 	"github.com/ghsync/ghsync/ledger"
 	"github.com/ghsync/ghsync/merge"
@@ -45,6 +46,11 @@ type record struct {
 	// every column is written.
 	touched map[string]bool
 	whole   bool
+	// late says the batch brought the record an event at or before the
+	// frontier: its history is arriving now (a record joining this
+	// replica), perhaps over several batches, so its state is not
+	// compacted this round.
+	late bool
 }
 
 // touch notes that e changed rec's state.
@@ -92,12 +98,21 @@ type batch struct {
 	pending map[string]map[int64]bool
 	alias   map[recKey]string
 	bounds  []ledger.ClockBound // see clockbound.go
+	// frontier is the stability frontier states are compacted to, read
+	// once a batch.
+	frontier clocks.Timestamp
 }
 
 func newBatch(p *Projector, tx dtx, prev *carry) *batch {
-	return &batch{p: p, tx: tx, s: p.d.schemaPrefix(), recs: map[recKey]*record{}, ids: map[recKey]int64{},
+	b := &batch{p: p, tx: tx, s: p.d.schemaPrefix(), recs: map[recKey]*record{}, ids: map[recKey]int64{},
 		looked: map[recKey]bool{}, parked: map[recKey][]recKey{}, rebooked: map[recKey]bool{},
-		waits: map[recKey][]recKey{}, deferred: map[recKey]bool{}, prev: prev}
+		waits: map[recKey][]recKey{}, deferred: map[recKey]bool{}, prev: prev, frontier: p.Frontier()}
+	if p.rebuilding {
+		// A replay from the start brings every record's history again, in
+		// ledger order: the frontier's premise holds only once it is over.
+		b.frontier = 0
+	}
+	return b
 }
 
 func (b *batch) reject(r ledger.Record, rej *Rejection) {
@@ -201,7 +216,9 @@ func (b *batch) apply(ctx context.Context, evs []ledger.Record) error {
 				return err
 			}
 		}
-		if rec.st.Apply(b.clamp(r.Event)) {
+		e := b.clamp(r.Event)
+		rec.late = rec.late || e.HLC <= b.frontier
+		if rec.st.Apply(e) {
 			if !rec.dirty {
 				todo = append(todo, rec)
 			}
@@ -842,6 +859,14 @@ func (b *batch) bookkeep(rec *record, resolvable func(recKey) bool) {
 		if v, has := b.ids[rec.k]; has {
 			id = v
 		}
+		// Conflicts are derived before compaction: the ones of the writes
+		// it drops are final and stay stored, no longer tracked.
+		var conflicts []merge.Conflict
+		compacted := false
+		if rec.dirty {
+			conflicts = rec.st.Conflicts(rec.m.Policy)
+			compacted = b.frontier != 0 && !rec.late && rec.st.Compact(rec.m.Policy, b.frontier) > 0
+		}
 		var raw []byte
 		if rec.dirty || !rec.stored {
 			raw, _ = rec.st.MarshalBinary()
@@ -859,7 +884,10 @@ func (b *batch) bookkeep(rec *record, resolvable func(recKey) bool) {
 		}
 		rec.idSet = false
 		if rec.dirty {
-			b.writeConflicts(rec)
+			b.writeConflicts(rec, conflicts)
+			if compacted {
+				rec.before = rec.st.Conflicts(rec.m.Policy)
+			}
 		}
 	}
 	if (hadState && !b.parkedNone) || b.rebooked[rec.k] {
@@ -898,9 +926,8 @@ func (b *batch) bookkeep(rec *record, resolvable func(recKey) bool) {
 }
 
 // writeConflicts brings the stored conflict set of rec from rec.before to
-// the state's current one, touching only what changed.
-func (b *batch) writeConflicts(rec *record) {
-	after := rec.st.Conflicts(rec.m.Policy)
+// after, the state's current one, touching only what changed.
+func (b *batch) writeConflicts(rec *record, after []merge.Conflict) {
 	type id struct {
 		field string
 		loser merge.Stamp

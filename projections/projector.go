@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/ghsync/ghsync/clocks"
 	"github.com/ghsync/ghsync/ledger"
 	"github.com/ghsync/ghsync/models"
 )
@@ -52,6 +55,9 @@ type Projector struct {
 	partials   map[string]*shape          // model and touched fields → an update's column lists
 	columns    map[string]map[string]bool // table → columns the target has
 	cache      *stateCache                // decoded merge states between batches
+	// frontier is the network's stability frontier (SetFrontier): merge
+	// states are compacted up to it as they are saved.
+	frontier atomic.Uint64
 }
 
 // order ranks models for writing: the targets of a model's Many2Ones
@@ -217,6 +223,13 @@ func (p *Projector) init(ctx context.Context) error {
 	if v > schemaVersion {
 		return fmt.Errorf("projection schema version %d is newer than this ghsync understands (%d)", v, schemaVersion)
 	}
+	var f int64
+	switch err := scanOne(ctx, tx, []any{&f}, `SELECT coalesce(max(value), 0) FROM `+s+`proj_meta WHERE name = 'frontier'`); {
+	case err != nil:
+		return err
+	case f > 0:
+		p.frontier.Store(uint64(f))
+	}
 	if err := p.loadUsers(ctx, tx); err != nil {
 		return err
 	}
@@ -278,6 +291,45 @@ func scanOne(ctx context.Context, tx dtx, dest []any, q string, args ...any) err
 
 // Close releases the target connection (not the ledger).
 func (p *Projector) Close() { p.d.close() }
+
+// SetFrontier records the network's stability frontier, as central last
+// computed it: every write stamped at or before f has reached every
+// instance, so merge states need not keep it unless it still decides
+// something (merge.State.Compact). States are compacted as they are next
+// saved; a frontier below the one recorded changes nothing, so an older
+// answer arriving late cannot undo compaction's premise.
+func (p *Projector) SetFrontier(ctx context.Context, f clocks.Timestamp) error {
+	if uint64(f) <= p.frontier.Load() {
+		return nil
+	}
+	if uint64(f) > math.MaxInt64 {
+		return fmt.Errorf("frontier %s: beyond what the projection stores", f)
+	}
+	tx, err := p.d.begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.rollback(ctx)
+	s := p.d.schemaPrefix()
+	own := strings.TrimPrefix(s+"proj_meta", "ghsync.") // the existing row goes by the table's name
+	if err := tx.exec(ctx, `INSERT INTO `+s+`proj_meta (name, value) VALUES ('frontier', ?)
+		ON CONFLICT (name) DO UPDATE SET value = excluded.value WHERE `+own+`.value < excluded.value`, int64(f)); err != nil {
+		return fmt.Errorf("record frontier %s: %w", f, err)
+	}
+	if err := tx.commit(ctx); err != nil {
+		return fmt.Errorf("record frontier %s: %w", f, err)
+	}
+	for {
+		old := p.frontier.Load()
+		if uint64(f) <= old || p.frontier.CompareAndSwap(old, uint64(f)) {
+			return nil
+		}
+	}
+}
+
+// Frontier is the stability frontier recorded (zero: none yet, nothing is
+// compacted).
+func (p *Projector) Frontier() clocks.Timestamp { return clocks.Timestamp(p.frontier.Load()) }
 
 // Checkpoint is the ledger position the target reflects.
 func (p *Projector) Checkpoint(ctx context.Context) (uint64, error) {

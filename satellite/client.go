@@ -620,3 +620,23 @@ func (c *Client) New(ctx context.Context, req NewRequest) (PullStats, error) {
 	}
 	return st, nil
 }
+
+// ReportStable tells central what this satellite vouches for after a
+// complete cycle (see wire.StableReport): every event it stamped at or
+// before hlc is acknowledged, later ones will be stamped after it, and
+// its Tryton tables reflect central's ledger through applied. It returns
+// the network's stability frontier, up to which the projector may
+// compact merge states.
+func (c *Client) ReportStable(ctx context.Context, hlc clocks.Timestamp, applied uint64) (clocks.Timestamp, error) {
+	body, _ := json.Marshal(wire.StableReport{HLC: uint64(hlc), Applied: applied})
+	resp, err := c.do(ctx, http.MethodPost, wire.PathStable, nil, body)
+	if err != nil {
+		return 0, fmt.Errorf("report stability (clock %s, applied through %d): %w", hlc, applied, err)
+	}
+	defer resp.Body.Close()
+	var sr wire.StableResponse
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&sr); err != nil {
+		return 0, unavailable{fmt.Errorf("report stability: read answer: %w", err)}
+	}
+	return clocks.Timestamp(sr.Frontier), nil
+}

@@ -146,7 +146,7 @@ func TestKilledMidTransfer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := central.New(central.Config{Store: cn.store, Registry: regC, Sequencer: seq, Models: models.GNUHealth()})
+	srv, err := central.New(central.Config{Store: cn.store, Registry: regC, Sequencer: seq, Models: models.GNUHealth(), Projects: true, FrontierEvery: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,9 +157,9 @@ func TestKilledMidTransfer(t *testing.T) {
 	}
 	go http.Serve(ln, srv)
 	defer ln.Close()
-	cn.open("", "", seq, nil)
+	cn.open("", "", seq, nil, srv.ReportOwn)
 	for _, s := range sats {
-		s.open("http://"+addr, tokens[s.id], nil, nil)
+		s.open("http://"+addr, tokens[s.id], nil, nil, nil)
 	}
 	nw.quiesce()
 	nw.check()

@@ -78,10 +78,10 @@ func newNode(t testing.TB, id uint16, skew time.Duration) *node {
 }
 
 // open starts the node's site (after central exists, for a satellite).
-func (n *node) open(centralURL, token string, seq *ledger.Sequencer, hc *http.Client) {
+func (n *node) open(centralURL, token string, seq *ledger.Sequencer, hc *http.Client, report func(context.Context, clocks.Timestamp, uint64) (clocks.Timestamp, error)) {
 	n.t.Helper()
 	s, err := site.Open(context.Background(), site.Config{Origin: n.id, Target: n.url, Store: n.store, StoreLocation: n.url,
-		Central: centralURL, Token: token, HTTPClient: hc, Wall: n.wall, Sequencer: seq,
+		Central: centralURL, Token: token, HTTPClient: hc, Wall: n.wall, Sequencer: seq, ReportStable: report,
 		Logger: hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: os.Stderr, Name: "node" + strconv.Itoa(int(n.id))})})
 	if err != nil {
 		n.t.Fatalf("open node %d: %v", n.id, err)
@@ -178,13 +178,13 @@ func newNetwork(t *testing.T, n int, skews []time.Duration, via func(target stri
 	if err != nil {
 		t.Fatal(err)
 	}
-	if nw.srv, err = central.New(central.Config{Store: nw.central.store, Registry: reg, Sequencer: seq,
+	if nw.srv, err = central.New(central.Config{Store: nw.central.store, Registry: reg, Sequencer: seq, Projects: true, FrontierEvery: -1,
 		Logger: hclog.New(&hclog.LoggerOptions{Level: hclog.Error, Output: os.Stderr, Name: "central"})}); err != nil {
 		t.Fatal(err)
 	}
 	nw.ts = httptest.NewServer(nw.srv)
 	t.Cleanup(func() { nw.ts.Close(); nw.srv.Close() })
-	nw.central.open("", "", seq, nil)
+	nw.central.open("", "", seq, nil, nw.srv.ReportOwn)
 	url := nw.ts.URL
 	if via != nil {
 		url = via(nw.ts.URL)
@@ -203,7 +203,7 @@ func newNetwork(t *testing.T, n int, skews []time.Duration, via func(target stri
 		if err := reg.AddSatellite(ctx, central.Satellite{ID: id, Name: "clinic " + strconv.Itoa(int(id)), Scope: wire.ScopeAll, TokenHash: hash, Created: time.Now()}); err != nil {
 			t.Fatal(err)
 		}
-		s.open(url, tok, nil, hc)
+		s.open(url, tok, nil, hc, nil)
 		nw.sats = append(nw.sats, s)
 	}
 	return nw

@@ -45,6 +45,11 @@ type Config struct {
 	Wall     clocks.WallClock
 	Logger   hclog.Logger
 	Progress func(satellite.Progress)
+	// ReportStable, at central, records what central's own instance
+	// vouches for after a complete cycle and returns the stability
+	// frontier (central.Server.ReportStable); satellites report over
+	// the network instead.
+	ReportStable func(ctx context.Context, hlc clocks.Timestamp, applied uint64) (clocks.Timestamp, error)
 }
 
 // Site runs the sync cycle of one instance. Not safe for concurrent use.
@@ -120,6 +125,9 @@ type Report struct {
 	Pulled    int // events newly appended from central
 	Projected int // events applied to the Tryton tables
 	Offset    time.Duration
+	// Frontier is the stability frontier central answered after a
+	// complete cycle (zero: none), recorded for the projector.
+	Frontier clocks.Timestamp
 }
 
 // dial links to central, once.
@@ -139,7 +147,9 @@ func (s *Site) dial(ctx context.Context) error {
 // Sync runs one cycle: link to central (measuring the clock offset),
 // capture local changes, push them, pull what central has, and project.
 // Local work (capture, projection) is done even when central cannot be
-// reached; the error then matches satellite.ErrUnavailable.
+// reached; the error then matches satellite.ErrUnavailable. A cycle that
+// completes reports to central what it vouches for and records the
+// stability frontier central answers (see stabilize).
 func (s *Site) Sync(ctx context.Context) (Report, error) {
 	var r Report
 	netErr := s.dial(ctx)
@@ -154,9 +164,16 @@ func (s *Site) Sync(ctx context.Context) (Report, error) {
 		}
 		r.Captured = st.Events
 	}
+	// Every event stamped from here on is later than mark; every event
+	// stamped before it is in the ledger now, so a push that completes
+	// below has delivered it. Read after the drain, not before: a change
+	// is stamped at the time it was made unless the clock has moved past
+	// it, and reading the clock moves it.
+	mark := s.stampClock().Now()
 	if netErr == nil && s.client != nil {
 		ps, err := s.client.Push(ctx)
 		r.Pushed = ps.Accepted
+		pushedAll := err == nil
 		if err != nil && !errors.Is(err, satellite.ErrHeld) {
 			netErr = fmt.Errorf("push: %w", err)
 		}
@@ -180,8 +197,11 @@ func (s *Site) Sync(ctx context.Context) (Report, error) {
 				if f.err != nil {
 					return r, fmt.Errorf("project: %w", f.err)
 				}
-				return r, netErr
 			}
+			if pushedAll && netErr == nil {
+				s.stabilize(ctx, &r, mark, s.client.Cursor(), s.client.ReportStable)
+			}
+			return r, netErr
 		}
 	}
 	if s.proj != nil {
@@ -190,8 +210,41 @@ func (s *Site) Sync(ctx context.Context) (Report, error) {
 			return r, fmt.Errorf("project: %w", err)
 		}
 		r.Projected = st.Events
+		if s.cfg.Central == "" && s.cfg.ReportStable != nil {
+			// Central's projector reads central's ledger: its checkpoint
+			// is a central position.
+			s.stabilize(ctx, &r, mark, st.Checkpoint, s.cfg.ReportStable)
+		}
 	}
 	return r, netErr
+}
+
+// stampClock is the clock this instance's events are stamped with.
+func (s *Site) stampClock() *clocks.Clock {
+	if s.cfg.Sequencer != nil {
+		return s.cfg.Sequencer.Clock()
+	}
+	return s.clock
+}
+
+// stabilize reports, after a complete cycle, that every event stamped up
+// to mark is acknowledged and that the Tryton tables reflect central's
+// ledger through applied; central answers with the stability frontier,
+// which the projector records to compact merge states. A failed report
+// costs only compaction's progress: it is logged, not returned.
+func (s *Site) stabilize(ctx context.Context, r *Report, mark clocks.Timestamp, applied uint64,
+	report func(context.Context, clocks.Timestamp, uint64) (clocks.Timestamp, error)) {
+	f, err := report(ctx, mark, applied)
+	if err != nil {
+		s.log.Warn("could not report stability to central; merge states are not compacted further until a report succeeds", "error", err)
+		return
+	}
+	r.Frontier = f
+	if s.proj != nil && f != 0 {
+		if err := s.proj.SetFrontier(ctx, f); err != nil {
+			s.log.Warn("could not record the stability frontier", "frontier", f.String(), "error", err)
+		}
+	}
 }
 
 // followed is what follow did.
@@ -280,7 +333,7 @@ func (s *Site) Run(ctx context.Context, every time.Duration, b Backoff) error {
 			return nil
 		case err == nil:
 			failures = 0
-			s.log.Info("synchronised", "captured", r.Captured, "pushed", r.Pushed, "pulled", r.Pulled, "projected", r.Projected)
+			s.log.Info("synchronised", "captured", r.Captured, "pushed", r.Pushed, "pulled", r.Pulled, "projected", r.Projected, "frontier", r.Frontier.String())
 		case errors.Is(err, satellite.ErrUnavailable):
 			failures++
 			wait = backoff(b, failures)

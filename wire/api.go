@@ -13,6 +13,9 @@ const (
 	PathPush  = "/v1/push"  // POST: frames of the caller's own events, in origin_seq order
 	PathPull  = "/v1/pull"  // GET ?after=POS&limit=N&wait=DUR: central's events after POS
 	PathNew   = "/v1/new"   // POST NewRequest: a record graph's full history, added to the caller's held set
+	// PathStable: POST StableReport, after a complete cycle; the answer
+	// is the network's stability frontier (StableResponse).
+	PathStable = "/v1/stable"
 )
 
 // Media types and headers.
@@ -101,6 +104,26 @@ type PushResponse struct {
 	NotApplied  int          `json:"not_applied"`
 	Results     []PushResult `json:"results"` // every event not accepted, in index order
 	CentralTime time.Time    `json:"central_time"`
+}
+
+// StableReport is what a satellite vouches for after a complete sync
+// cycle (POST /v1/stable): central holds every event of its origin
+// stamped at or before HLC, none it stamps later will be at or before
+// HLC, and its Tryton tables reflect every event of central's ledger up
+// to position Applied. Central derives the stability frontier from all
+// instances' reports (ARCHITECTURE.md, "Stability and compaction").
+type StableReport struct {
+	HLC     uint64 `json:"hlc"`     // a clocks.Timestamp
+	Applied uint64 `json:"applied"` // a central ledger position
+}
+
+// StableResponse answers POST /v1/stable.
+type StableResponse struct {
+	// Frontier is the stability frontier (a clocks.Timestamp): every
+	// write stamped at or before it has reached every instance. Zero
+	// while some instance has not reported.
+	Frontier    uint64    `json:"frontier"`
+	CentralTime time.Time `json:"central_time"`
 }
 
 // NewRequest asks central for a record graph (POST /v1/new): either a

@@ -70,8 +70,20 @@ func (c *SatelliteListCmd) Run(env *Env) error {
 	if err != nil {
 		return err
 	}
+	reps, err := reg.Stabilities(env.Ctx)
+	if err != nil {
+		return err
+	}
+	stable := map[uint16]central.Stability{}
+	for _, r := range reps {
+		stable[r.Origin] = r
+	}
+	// STABLE THROUGH is the clock reading of the satellite's last
+	// complete cycle: the network's merge states are compacted no further
+	// than the oldest active one (ARCHITECTURE.md, "Stability and
+	// compaction"); "never" holds compaction back entirely.
 	w := tabwriter.NewWriter(env.Out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "ID\tNAME\tSCOPE\tCREATED\tSTATE\tHELD RECORDS")
+	fmt.Fprintln(w, "ID\tNAME\tSCOPE\tCREATED\tSTATE\tHELD RECORDS\tSTABLE THROUGH")
 	for _, s := range all {
 		state := "active"
 		if !s.Active() {
@@ -81,7 +93,11 @@ func (c *SatelliteListCmd) Run(env *Env) error {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%d\n", s.ID, s.Name, s.Scope, s.Created.Format(time.RFC3339), state, n)
+		through := "never"
+		if r, ok := stable[s.ID]; ok {
+			through = r.HLC.Time().Format(time.RFC3339)
+		}
+		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%d\t%s\n", s.ID, s.Name, s.Scope, s.Created.Format(time.RFC3339), state, n, through)
 	}
 	w.Flush()
 	fmt.Fprintf(env.Out, "%d satellites\n", len(all))

@@ -118,7 +118,7 @@ func (c *DemoCmd) Run(env *Env) error {
 		}
 		n.token = tok
 	}
-	srv, err := central.New(central.Config{Store: cn.store, Registry: creg, Models: reg, Sequencer: cn.seq, Logger: env.Log})
+	srv, err := central.New(central.Config{Store: cn.store, Registry: creg, Models: reg, Sequencer: cn.seq, Projects: true, Logger: env.Log})
 	if err != nil {
 		return err
 	}
@@ -137,8 +137,12 @@ func (c *DemoCmd) Run(env *Env) error {
 		if n.id == 0 {
 			cURL = ""
 		}
-		if n.site, err = site.Open(ctx, site.Config{Origin: n.id, Target: n.target, Store: n.store, StoreLocation: n.target,
-			Central: cURL, Token: tok, Sequencer: n.seqIfCentral(), Logger: env.Log.Named(n.name)}); err != nil {
+		cfg := site.Config{Origin: n.id, Target: n.target, Store: n.store, StoreLocation: n.target,
+			Central: cURL, Token: tok, Sequencer: n.seqIfCentral(), Logger: env.Log.Named(n.name)}
+		if n.id == 0 {
+			cfg.ReportStable = srv.ReportOwn
+		}
+		if n.site, err = site.Open(ctx, cfg); err != nil {
 			return err
 		}
 		if err := n.writeConfig(c.Dir, url); err != nil {

@@ -58,14 +58,14 @@ func (c *ServeCmd) Run(env *Env) error {
 		return err
 	}
 	srv, err := central.New(central.Config{Store: store, Registry: reg, Models: mreg, MaxAhead: c.MaxAhead,
-		Skew: skew, Sequencer: seq, Logger: env.Log})
+		Skew: skew, Sequencer: seq, Projects: c.Target != "", Logger: env.Log})
 	if err != nil {
 		return err
 	}
 	defer srv.Close()
 	if c.Target != "" {
 		st, err := site.Open(env.Ctx, site.Config{Origin: 0, Target: c.Target, Store: store, StoreLocation: env.Ledger, Registry: mreg,
-			Sequencer: seq, Logger: env.Log})
+			Sequencer: seq, Logger: env.Log, ReportStable: srv.ReportOwn})
 		if err != nil {
 			return err
 		}

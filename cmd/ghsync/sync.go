@@ -54,6 +54,9 @@ func (c *SyncCmd) Run(env *Env) error {
 	if r.Offset != 0 {
 		fmt.Fprintf(env.Out, "; clock offset to central %v", r.Offset.Round(time.Millisecond))
 	}
+	if r.Frontier != 0 {
+		fmt.Fprintf(env.Out, "; merge states compacted up to %s", r.Frontier)
+	}
 	fmt.Fprintln(env.Out)
 	if errors.Is(err, satellite.ErrUnavailable) {
 		fmt.Fprintln(env.Out, "central could not be reached: local changes are captured and kept; they go at the next sync")
