@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"database/sql"
 	"math/rand/v2"
 	"reflect"
 	"slices"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/ghsync/ghsync/ledger"
 	"github.com/ghsync/ghsync/ledger/ledgertest"
+	"github.com/ghsync/ghsync/models"
 	"github.com/ghsync/ghsync/projections"
 )
 
@@ -158,4 +160,96 @@ func TestConvergence(t *testing.T) {
 	store := memLedger(t)
 	appendAll(t, store, shuffled, rng)
 	sameOutcome(t, "sqlite target", project(t, openProjector(t, sqliteTarget(t, reg), store, reg, 50)), want)
+}
+
+// TestCompactionConverges: a projector that records a stability frontier
+// once every event at or before it is applied (as a site does after a
+// complete cycle) and then applies the rest, in another order and in
+// small batches, ends with the tables, conflicts and parked lists of one
+// that never compacted, on both backends, while its busy records' merge
+// states shrink.
+func TestCompactionConverges(t *testing.T) {
+	rng := ledgertest.Rand(t)
+	reg := clinicRegistry(t)
+	w := newWorkload(t, reg, rng, 0, 1, 2, 3)
+	w.build(t, 1500)
+	// The frontier: the last HLC below every event of the second part,
+	// which holds every event stamped after it.
+	split := len(w.events) * 2 / 3
+	frontier := w.events[split].HLC
+	for _, e := range w.events[split:] {
+		frontier = min(frontier, e.HLC)
+	}
+	frontier--
+	var first, rest []*ledger.Event
+	for _, e := range w.events {
+		if e.HLC <= frontier {
+			first = append(first, e)
+		} else {
+			rest = append(rest, e)
+		}
+	}
+	shuffled := slices.Clone(rest)
+	rng.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
+
+	store := memLedger(t)
+	appendAll(t, store, w.events, rng)
+	wantTarget := pgTarget(t, reg)
+	want := project(t, openProjector(t, wantTarget, store, reg, 200))
+	largest := largestState(t, wantTarget)
+	if len(want.conflicts) == 0 {
+		t.Fatal("the workload produced no conflicts: the test checks less than it should")
+	}
+	for _, tc := range []struct {
+		name   string
+		target func(testing.TB, *models.Registry) string
+	}{{"postgres", pgTarget}, {"sqlite", sqliteTarget}} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			store := memLedger(t)
+			appendAll(t, store, first, rng)
+			target := tc.target(t, reg)
+			p := openProjector(t, target, store, reg, 1+rng.IntN(60))
+			project(t, p)
+			if err := p.SetFrontier(ctx, frontier); err != nil {
+				t.Fatal(err)
+			}
+			if err := p.SetFrontier(ctx, frontier-1); err != nil || p.Frontier() != frontier {
+				t.Fatalf("a lower frontier moved it to %s (%v)", p.Frontier(), err)
+			}
+			appendAll(t, store, shuffled, rng)
+			sameOutcome(t, tc.name, project(t, p), want)
+			after := largestState(t, target)
+			t.Logf("%d events before the frontier, %d after; largest merge state %d bytes without compaction, %d with",
+				len(first), len(rest), largest, after)
+			if after >= largest {
+				t.Errorf("the largest state is %d bytes, %d without compaction: nothing was compacted", after, largest)
+			}
+			// A reopened projector keeps the frontier.
+			p.Close()
+			if q := openProjector(t, target, store, reg, 10); q.Frontier() != frontier {
+				t.Fatalf("reopened: frontier %s, want %s", q.Frontier(), frontier)
+			}
+		})
+	}
+}
+
+// largestState is the size of the largest merge state in target's
+// bookkeeping, read directly.
+func largestState(tb testing.TB, target string) int64 {
+	tb.Helper()
+	driver, dsn, table := "pgx", target, "ghsync.records"
+	if path, ok := strings.CutPrefix(target, "sqlite:"); ok {
+		driver, dsn, table = "sqlite", path, "ghsync_records"
+	}
+	db, err := sql.Open(driver, dsn)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer db.Close()
+	var n int64
+	if err := db.QueryRow(`SELECT coalesce(max(length(state)), 0) FROM ` + table).Scan(&n); err != nil {
+		tb.Fatal(err)
+	}
+	return n
 }
