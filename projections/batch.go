@@ -46,11 +46,6 @@ type record struct {
 	// every column is written.
 	touched map[string]bool
 	whole   bool
-	// late says the batch brought the record an event at or before the
-	// frontier: its history is arriving now (a record joining this
-	// replica), perhaps over several batches, so its state is not
-	// compacted this round.
-	late bool
 }
 
 // touch notes that e changed rec's state.
@@ -217,7 +212,12 @@ func (b *batch) apply(ctx context.Context, evs []ledger.Record) error {
 			}
 		}
 		e := b.clamp(r.Event)
-		rec.late = rec.late || e.HLC <= b.frontier
+		if e.HLC <= b.frontier && !b.p.late[rec.k] {
+			if b.p.late == nil {
+				b.p.late = map[recKey]bool{}
+			}
+			b.p.late[rec.k] = true
+		}
 		if rec.st.Apply(e) {
 			if !rec.dirty {
 				todo = append(todo, rec)
@@ -865,7 +865,7 @@ func (b *batch) bookkeep(rec *record, resolvable func(recKey) bool) {
 		compacted := false
 		if rec.dirty {
 			conflicts = rec.st.Conflicts(rec.m.Policy)
-			compacted = b.frontier != 0 && !rec.late && rec.st.Compact(rec.m.Policy, b.frontier) > 0
+			compacted = b.frontier != 0 && !b.p.late[rec.k] && rec.st.Compact(rec.m.Policy, b.frontier) > 0
 		}
 		var raw []byte
 		if rec.dirty || !rec.stored {

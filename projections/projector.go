@@ -58,6 +58,12 @@ type Projector struct {
 	// frontier is the network's stability frontier (SetFrontier): merge
 	// states are compacted up to it as they are saved.
 	frontier atomic.Uint64
+	// late is the records a CatchUp brought events at or before the
+	// frontier: their history is arriving (a patient fetched with new, a
+	// record joining a satellite's scope), perhaps across batches, so
+	// they are not compacted until the next CatchUp, by which time all
+	// of it has been applied. Touched only while preparing a batch.
+	late map[recKey]bool
 }
 
 // order ranks models for writing: the targets of a model's Many2Ones
@@ -351,6 +357,7 @@ func (p *Projector) Checkpoint(ctx context.Context) (uint64, error) {
 // commits (pipeline.go).
 func (p *Projector) CatchUp(ctx context.Context) (Stats, error) {
 	var st Stats
+	p.late = nil
 	cp, err := p.Checkpoint(ctx)
 	if err != nil {
 		return st, err
