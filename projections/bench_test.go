@@ -43,11 +43,7 @@ func BenchmarkSteadyState(b *testing.B) {
 	w := newWorkload(b, reg, rng, 0, 1, 2, 3)
 	w.build(b, 40_000)
 	split := len(w.events) * 3 / 4
-	frontier := w.events[split].HLC
-	for _, e := range w.events[split:] {
-		frontier = min(frontier, e.HLC)
-	}
-	frontier--
+	frontier := frontierBefore(w.events[split:])
 	for _, compact := range []bool{false, true} {
 		name := "frontier=none"
 		if compact {

@@ -173,14 +173,7 @@ func TestCompactionConverges(t *testing.T) {
 	reg := clinicRegistry(t)
 	w := newWorkload(t, reg, rng, 0, 1, 2, 3)
 	w.build(t, 1500)
-	// The frontier: the last HLC below every event of the second part,
-	// which holds every event stamped after it.
-	split := len(w.events) * 2 / 3
-	frontier := w.events[split].HLC
-	for _, e := range w.events[split:] {
-		frontier = min(frontier, e.HLC)
-	}
-	frontier--
+	frontier := frontierBefore(w.events[len(w.events)*2/3:])
 	var first, rest []*ledger.Event
 	for _, e := range w.events {
 		if e.HLC <= frontier {

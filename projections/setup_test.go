@@ -9,6 +9,7 @@ import (
 
 	_ "github.com/jackc/pgx/v5/stdlib"
 
+	"github.com/ghsync/ghsync/clocks"
 	"github.com/ghsync/ghsync/fixtures"
 	"github.com/ghsync/ghsync/internal/pgtest"
 	"github.com/ghsync/ghsync/ledger"
@@ -134,4 +135,15 @@ func openProjector(tb testing.TB, target string, store ledger.Store, reg *models
 	}
 	tb.Cleanup(p.Close)
 	return p
+}
+
+// frontierBefore is the greatest HLC below every event of evs: a
+// stability frontier whose premise holds once the events before evs are
+// applied.
+func frontierBefore(evs []*ledger.Event) clocks.Timestamp {
+	f := evs[0].HLC
+	for _, e := range evs {
+		f = min(f, e.HLC)
+	}
+	return f - 1
 }
