@@ -3,6 +3,7 @@ package central
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -60,7 +61,7 @@ func (s *Server) stable(w http.ResponseWriter, r *http.Request, sat Satellite) {
 	f, err := s.ReportStable(ctx, Stability{Origin: sat.ID, HLC: clocks.Timestamp(rep.HLC), Applied: rep.Applied})
 	if err != nil {
 		status := http.StatusServiceUnavailable
-		if _, bad := err.(reportError); bad {
+		if errors.As(err, new(reportError)) {
 			status = http.StatusBadRequest
 		}
 		s.refuse(w, r, &sat, status, err, nil)
