@@ -3,6 +3,10 @@ package projections
 import (
 	"context"
 	"fmt"
+	"strconv"
+
+	"github.com/ghsync/ghsync/clocks"
+	"github.com/ghsync/ghsync/merge"
 )
 
 // Parked is a record whose row cannot be (fully) written yet, and why.
@@ -98,4 +102,50 @@ func (p *Projector) list(ctx context.Context, q string, each func(rowIter) error
 		}
 	}
 	return rows.Err()
+}
+
+// StateSize is one record's merge state, by size.
+type StateSize struct {
+	Model, Key string
+	Bytes      int64
+	Writes     int // writes kept, all fields together
+}
+
+// StateReport summarises the merge states, so an administrator can see
+// whether compaction keeps them small and which records are the largest.
+type StateReport struct {
+	Records  int64
+	Bytes    int64
+	Frontier clocks.Timestamp // zero: none recorded, nothing compacted
+	Largest  []StateSize      // the top ones, largest first
+}
+
+// States reports the merge states' total size and the top largest.
+func (p *Projector) States(ctx context.Context, top int) (StateReport, error) {
+	rep := StateReport{Frontier: p.Frontier()}
+	s := p.d.schemaPrefix()
+	err := p.list(ctx, `SELECT count(*), coalesce(sum(length(state)), 0) FROM `+s+`records WHERE state IS NOT NULL`,
+		func(r rowIter) error { return r.Scan(&rep.Records, &rep.Bytes) })
+	if err != nil || top <= 0 {
+		return rep, err
+	}
+	err = p.list(ctx, `SELECT model, key, state FROM `+s+`records WHERE state IS NOT NULL ORDER BY length(state) DESC, model, key LIMIT `+strconv.Itoa(top),
+		func(r rowIter) error {
+			var x StateSize
+			var raw []byte
+			if err := r.Scan(&x.Model, &x.Key, &raw); err != nil {
+				return err
+			}
+			st, err := merge.DecodeState(raw)
+			if err != nil {
+				return fmt.Errorf("states: %s/%s: %w", x.Model, x.Key, err)
+			}
+			x.Bytes = int64(len(raw))
+			for _, ws := range st.Fields {
+				x.Writes += len(ws)
+			}
+			rep.Largest = append(rep.Largest, x)
+			return nil
+		})
+	return rep, err
 }

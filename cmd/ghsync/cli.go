@@ -30,6 +30,7 @@ type CLI struct {
 	Rebuild   RebuildCmd   `cmd:"" group:"Tryton database" help:"Throw away what ghsync materialised in a GNU Health database and replay the whole ledger."`
 	Parked    ParkedCmd    `cmd:"" group:"Tryton database" help:"List records waiting for a record they reference (or a required value) before they can be written."`
 	Conflicts ConflictsCmd `cmd:"" group:"Tryton database" help:"List the changes that lost to another one: both values, both instances, both clocks."`
+	States    StatesCmd    `cmd:"" group:"Tryton database" help:"Report the merge states' size and the largest ones, and how far they are compacted."`
 	Rejected  RejectedCmd  `cmd:"" group:"Tryton database" help:"List events set aside because they do not fit the model registry."`
 	Schema    SchemaCmd    `cmd:"" group:"Tryton database" help:"Create empty GNU Health tables as Tryton 6 / GNU Health 4.0 create them, to try ghsync without a Tryton server."`
 	Dump      DumpCmd      `cmd:"" group:"Tryton database" help:"Print the synchronised tables in a canonical form (no local ids), with its SHA-256, to compare instances."`

@@ -118,7 +118,8 @@ func (c *DemoCmd) Run(env *Env) error {
 		}
 		n.token = tok
 	}
-	srv, err := central.New(central.Config{Store: cn.store, Registry: creg, Models: reg, Sequencer: cn.seq, Projects: true, Logger: env.Log})
+	srv, err := central.New(central.Config{Store: cn.store, Registry: creg, Models: reg, Sequencer: cn.seq, Projects: true,
+		FrontierEvery: -1, Logger: env.Log}) // a small ledger: derive the frontier at every report
 	if err != nil {
 		return err
 	}

@@ -159,6 +159,10 @@ func TestDemo(t *testing.T) {
 	if code, out, _ := ghsync(t, "--config", conf, "conflicts"); code != 0 || !strings.Contains(out, "4 conflicts") {
 		t.Fatalf("conflicts at clinic-2: exit %d\n%s", code, out)
 	}
+	// Every instance reported its last cycle: the states are compacted.
+	if code, out, _ := ghsync(t, "--config", conf, "states", "--top", "3"); code != 0 || !strings.Contains(out, "compacted up to") || strings.Count(out, "\n") != 5 {
+		t.Fatalf("states at clinic-2: exit %d\n%s", code, out)
+	}
 	if code, out, _ := ghsync(t, "--config", filepath.Join(dir, "central.conf"), "verify"); code != 0 {
 		t.Fatalf("verify central: exit %d\n%s", code, out)
 	}

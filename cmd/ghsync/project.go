@@ -97,6 +97,40 @@ func (c *ParkedCmd) Run(env *Env) error {
 	return nil
 }
 
+// StatesCmd reports the merge states' size, and the largest, so an
+// administrator sees whether compaction keeps them small.
+type StatesCmd struct {
+	Target
+	Top int `help:"How many of the largest states to list." default:"10"`
+}
+
+func (c *StatesCmd) Run(env *Env) error {
+	p, done, err := c.open(env)
+	if err != nil {
+		return err
+	}
+	defer done()
+	rep, err := p.States(env.Ctx, c.Top)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Out, "merge states: %d records, %.1f KiB", rep.Records, float64(rep.Bytes)/1024)
+	if rep.Frontier == 0 {
+		fmt.Fprintln(env.Out, "; no stability frontier yet: nothing is compacted (every instance must complete a sync cycle first)")
+	} else {
+		fmt.Fprintf(env.Out, "; compacted up to %s\n", rep.Frontier)
+	}
+	if len(rep.Largest) == 0 {
+		return nil
+	}
+	w := tabwriter.NewWriter(env.Out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "MODEL\tKEY\tBYTES\tWRITES KEPT")
+	for _, x := range rep.Largest {
+		fmt.Fprintf(w, "%s\t%s\t%d\t%d\n", x.Model, x.Key, x.Bytes, x.Writes)
+	}
+	return w.Flush()
+}
+
 // ConflictsCmd lists the writes that lost to another.
 type ConflictsCmd struct {
 	Target
