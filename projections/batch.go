@@ -212,11 +212,8 @@ func (b *batch) apply(ctx context.Context, evs []ledger.Record) error {
 			}
 		}
 		e := b.clamp(r.Event)
-		if e.HLC <= b.frontier && !b.p.late[rec.k] {
-			if b.p.late == nil {
-				b.p.late = map[recKey]bool{}
-			}
-			b.p.late[rec.k] = true
+		if e.HLC <= b.frontier {
+			b.p.arrivedLate(rec.k)
 		}
 		if rec.st.Apply(e) {
 			if !rec.dirty {
@@ -865,7 +862,7 @@ func (b *batch) bookkeep(rec *record, resolvable func(recKey) bool) {
 		compacted := false
 		if rec.dirty {
 			conflicts = rec.st.Conflicts(rec.m.Policy)
-			compacted = b.frontier != 0 && !b.p.late[rec.k] && rec.st.Compact(rec.m.Policy, b.frontier) > 0
+			compacted = b.frontier != 0 && b.p.compactable(rec.k) && rec.st.Compact(rec.m.Policy, b.frontier) > 0
 		}
 		var raw []byte
 		if rec.dirty || !rec.stored {

@@ -62,8 +62,31 @@ type Projector struct {
 	// frontier: their history is arriving (a patient fetched with new, a
 	// record joining a satellite's scope), perhaps across batches, so
 	// they are not compacted until the next CatchUp, by which time all
-	// of it has been applied. Touched only while preparing a batch.
-	late map[recKey]bool
+	// of it has been applied. Past maxLate records, nothing is compacted
+	// until then (lateAll), which bounds the memory a catch-up of old
+	// history takes. Touched only while preparing a batch.
+	late    map[recKey]bool
+	lateAll bool
+}
+
+// maxLate bounds Projector.late.
+const maxLate = 100_000
+
+// compactable reports whether rec's state may be compacted now (see late).
+func (p *Projector) compactable(k recKey) bool { return !p.lateAll && !p.late[k] }
+
+// arrivedLate notes that k received an event at or before the frontier.
+func (p *Projector) arrivedLate(k recKey) {
+	switch {
+	case p.lateAll || p.late[k]:
+	case len(p.late) >= maxLate:
+		p.lateAll, p.late = true, nil
+	default:
+		if p.late == nil {
+			p.late = map[recKey]bool{}
+		}
+		p.late[k] = true
+	}
 }
 
 // order ranks models for writing: the targets of a model's Many2Ones
@@ -357,7 +380,7 @@ func (p *Projector) Checkpoint(ctx context.Context) (uint64, error) {
 // commits (pipeline.go).
 func (p *Projector) CatchUp(ctx context.Context) (Stats, error) {
 	var st Stats
-	p.late = nil
+	p.late, p.lateAll = nil, false
 	cp, err := p.Checkpoint(ctx)
 	if err != nil {
 		return st, err
