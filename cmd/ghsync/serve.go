@@ -26,7 +26,7 @@ type ServeCmd struct {
 	Grace    time.Duration `help:"On SIGTERM or interrupt, how long requests in flight may take to finish." default:"30s"`
 	// Central is a GNU Health instance too: with a target, its own changes
 	// are captured and the ledger projected into it while serving.
-	Target string        `help:"Central's own GNU Health database (postgres:// URL or sqlite:PATH): its changes are captured and the network's projected into it while serving." aliases:"db" env:"GHSYNC_TARGET"`
+	Target string        `help:"Central's own GNU Health database (postgres:// URL or sqlite:PATH): its changes are captured and the network's projected into it while serving, and the stability frontier waits for them. Synchronise central's instance here, not in another process." aliases:"db" env:"GHSYNC_TARGET"`
 	Every  time.Duration `help:"With --target, how often central captures and projects." default:"30s"`
 }
 
