@@ -168,8 +168,12 @@ func (s *Site) Sync(ctx context.Context) (Report, error) {
 	// stamped before it is in the ledger now, so a push that completes
 	// below has delivered it. Read after the drain, not before: a change
 	// is stamped at the time it was made unless the clock has moved past
-	// it, and reading the clock moves it.
-	mark := s.stampClock().Now()
+	// it, and reading the clock moves it; so it is read only when a
+	// report may follow.
+	var mark clocks.Timestamp
+	if (netErr == nil && s.client != nil) || (s.cfg.Central == "" && s.cfg.ReportStable != nil) {
+		mark = s.stampClock().Now()
+	}
 	if netErr == nil && s.client != nil {
 		ps, err := s.client.Push(ctx)
 		r.Pushed = ps.Accepted
