@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -96,6 +97,9 @@ type batch struct {
 	// frontier is the stability frontier states are compacted to, read
 	// once a batch.
 	frontier clocks.Timestamp
+	// locks is the rows this round's writes reference, when the target
+	// does not check each row (references.go); nil otherwise.
+	locks refLocks
 }
 
 func newBatch(p *Projector, tx dtx, prev *carry) *batch {
@@ -106,6 +110,9 @@ func newBatch(p *Projector, tx dtx, prev *carry) *batch {
 		// A replay from the start brings every record's history again, in
 		// ledger order: the frontier's premise holds only once it is over.
 		b.frontier = 0
+	}
+	if p.d.skipsRowChecks() {
+		b.locks = refLocks{}
 	}
 	return b
 }
@@ -520,6 +527,7 @@ func (b *batch) materialize(ctx context.Context, todo []*record) ([]recKey, erro
 		b.tx.queueOp(o)
 	}
 	b.w = writes{}
+	b.locks.queue(b.tx)
 	if err := b.tx.flush(ctx); err != nil {
 		return nil, fmt.Errorf("write rows: %w", err)
 	}
@@ -578,7 +586,7 @@ func (b *batch) assignIDs(ctx context.Context, candidates map[recKey]*record) er
 			byTable[t] = append(byTable[t], k)
 		}
 	}
-	for _, t := range slices.Sorted(mapsKeys(byTable)) {
+	for _, t := range slices.Sorted(maps.Keys(byTable)) {
 		ids, err := b.tx.reserveIDs(ctx, t, len(byTable[t]))
 		if err != nil {
 			return err
@@ -590,13 +598,14 @@ func (b *batch) assignIDs(ctx context.Context, candidates map[recKey]*record) er
 	return nil
 }
 
-func mapsKeys[V any](m map[string]V) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
+// references notes that a row written this round references the row id
+// of model's table.
+func (b *batch) references(model string, id int64) {
+	if b.locks == nil {
+		return
+	}
+	if m, ok := b.p.reg.Lookup(model); ok {
+		b.locks.add(b.p.shapeOf(m).table, id)
 	}
 }
 
@@ -613,7 +622,9 @@ func (b *batch) deleteRow(rec *record, id int64) {
 			b.w.add(opDelete, quoteIdent(f.Relation.Table), []string{f.Relation.OriginColumn}, intType, "", id)
 		}
 	}
-	b.w.add(opDelete, b.p.shapeOf(rec.m).table, []string{"id"}, intType, "", id)
+	o := b.w.declare(opDelete, 1, b.p.shapeOf(rec.m).table, []string{"id"}, intType, "")
+	o.cascades = true
+	o.rows = append(o.rows, []any{id})
 	delete(b.ids, rec.k)
 	rec.idSet = true
 }
@@ -713,6 +724,7 @@ func (b *batch) writeRow(rec *record, id int64, isNew bool, later func(recKey) b
 			if r, ok := v.AsRef(); ok {
 				t := recKey{r.Model, r.Key}
 				if tid, has := b.ids[t]; has {
+					b.references(t.model, tid)
 					if later(t) {
 						col := []string{"id", f.Column}
 						deferred = append(deferred, func() {
@@ -729,6 +741,9 @@ func (b *batch) writeRow(rec *record, id int64, isNew bool, later func(recKey) b
 		args = append(args, a)
 	}
 	uid := b.p.users[rec.user]
+	if b.p.hasTable("res_user") {
+		b.locks.add(`"res_user"`, uid)
+	}
 	if isNew {
 		created := ledger.Null()
 		if rec.st.Created != nil {
@@ -822,6 +837,8 @@ func (b *batch) writeRelations(ctx context.Context, recs []*record, written map[
 			refs, _ := rec.vals[f.Name].AsRefSet()
 			for _, r := range refs {
 				if tid, ok := b.ids[recKey{r.Model, r.Key}]; ok {
+					b.references(rec.m.Name, id)
+					b.references(r.Model, tid)
 					rows = append(rows, relRow{f, id, tid})
 					count[f.Relation.Table]++
 				}
@@ -829,7 +846,7 @@ func (b *batch) writeRelations(ctx context.Context, recs []*record, written map[
 		}
 	}
 	ids := map[string][]int64{}
-	for _, t := range slices.Sorted(mapsKeys(count)) {
+	for _, t := range slices.Sorted(maps.Keys(count)) {
 		got, err := b.tx.reserveIDs(ctx, t, count[t])
 		if err != nil {
 			return err

@@ -19,6 +19,10 @@ type dialect interface {
 	// text renders a column of type t as comparable text, for Dump.
 	text(col string, t models.Type) string
 	begin(ctx context.Context) (dtx, error)
+	// skipsRowChecks says inserts and updates run without the target's
+	// per-row foreign-key checks, so the projector locks what they
+	// reference itself (references.go).
+	skipsRowChecks() bool
 	close()
 }
 

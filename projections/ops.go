@@ -23,6 +23,9 @@ type op struct {
 	suffix string   // e.g. ON CONFLICT ... for inserts
 	keys   int      // opUpdate: how many leading cols identify the row
 	rows   [][]any
+	// cascades says the rows' deletion must fire the table's ON DELETE
+	// actions (references.go): it runs in the origin role.
+	cascades bool
 }
 
 // writes gathers one round's ops in the order they must run: the order in

@@ -16,7 +16,7 @@ import (
 // other zones, days before 2000 and before 1970, sub-microsecond parts).
 func TestWireValuesAsServerReadsThem(t *testing.T) {
 	ctx := context.Background()
-	d, err := openPostgres(ctx, pgtest.NewDatabase(t))
+	d, err := openPostgres(ctx, pgtest.NewDatabase(t), false)
 	if err != nil {
 		t.Fatal(err)
 	}

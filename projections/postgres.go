@@ -2,28 +2,60 @@ package projections
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ghsync/ghsync/ledger"
 	"github.com/ghsync/ghsync/models"
 )
 
-type pgDialect struct{ pool *pgxpool.Pool }
+type pgDialect struct {
+	pool *pgxpool.Pool
+	// replica says inserts and updates run as session_replication_role
+	// replica (references.go).
+	replica bool
+}
 
-func openPostgres(ctx context.Context, url string) (*pgDialect, error) {
+// openPostgres connects; rowTriggers keeps every trigger firing for
+// inserts and updates even where the role could skip them.
+func openPostgres(ctx context.Context, url string, rowTriggers bool) (*pgDialect, error) {
 	pool, err := pgxpool.New(ctx, url)
 	if err != nil {
 		return nil, err
 	}
-	if err := pool.Ping(ctx); err != nil {
+	d := &pgDialect{pool: pool}
+	if !rowTriggers {
+		d.replica, err = maySetReplicaRole(ctx, pool)
+	}
+	if err != nil {
 		pool.Close()
 		return nil, err
 	}
-	return &pgDialect{pool: pool}, nil
+	return d, nil
 }
+
+// maySetReplicaRole reports whether the connection's role may set
+// session_replication_role: a superuser, or one granted SET on it
+// (PostgreSQL 15).
+func maySetReplicaRole(ctx context.Context, pool *pgxpool.Pool) (bool, error) {
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer tx.Rollback(ctx)
+	_, err = tx.Exec(ctx, setRole[true])
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "42501" { // insufficient_privilege
+		return false, nil
+	}
+	return err == nil, err
+}
+
+func (d *pgDialect) skipsRowChecks() bool { return d.replica }
 
 func (d *pgDialect) name() string         { return "postgres" }
 func (d *pgDialect) schemaPrefix() string { return "ghsync." }
@@ -49,7 +81,7 @@ func (d *pgDialect) begin(ctx context.Context) (dtx, error) {
 		tx.Rollback(ctx)
 		return nil, err
 	}
-	return &pgTx{tx: tx}, nil
+	return &pgTx{tx: tx, roles: roles{skip: d.replica}}, nil
 }
 
 // txSettings starts every projection transaction. No echo: capture
@@ -65,6 +97,7 @@ const txSettings = `SELECT set_config('ghsync.projecting', 'on', true),
 type pgTx struct {
 	tx     pgx.Tx
 	writes pgBatch
+	roles  roles
 }
 
 // querier is where a projection transaction's reads run: its own
@@ -94,7 +127,7 @@ func (t *pgTx) queue(q string, args ...any) { t.writes.queue(dollarize(q), args.
 
 // queueOp sends an op as one statement (pgwire.go), so a thousand rows
 // cost one statement, not a thousand.
-func (t *pgTx) queueOp(o *op) { t.writes.queueOp(o) }
+func (t *pgTx) queueOp(o *op) { t.roles.queueOp(&t.writes, o) }
 
 func (t *pgTx) flush(ctx context.Context) error {
 	w := t.writes

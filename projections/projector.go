@@ -34,7 +34,13 @@ type Options struct {
 	// NoPipeline prepares each batch only once the previous one has
 	// committed, for comparison and debugging (see pipeline.go).
 	NoPipeline bool
-	Logger     hclog.Logger
+	// RowTriggers keeps every trigger of the target firing for the rows
+	// the projector inserts and updates, PostgreSQL's per-row foreign-key
+	// checks among them, as where the role may not set
+	// session_replication_role (references.go): for targets with
+	// triggers of their own, and for comparison.
+	RowTriggers bool
+	Logger      hclog.Logger
 }
 
 // Projector keeps a Tryton database equal to the merged state of a ledger.
@@ -199,7 +205,7 @@ func Open(ctx context.Context, target string, store ledger.Store, reg *models.Re
 	var err error
 	switch {
 	case strings.HasPrefix(target, "postgres://"), strings.HasPrefix(target, "postgresql://"):
-		d, err = openPostgres(ctx, target)
+		d, err = openPostgres(ctx, target, opts.RowTriggers)
 	case strings.HasPrefix(target, "sqlite:"):
 		d, err = openSQLite(ctx, strings.TrimPrefix(strings.TrimPrefix(target, "sqlite:"), "//"))
 	default:
@@ -214,8 +220,17 @@ func Open(ctx context.Context, target string, store ledger.Store, reg *models.Re
 		d.close()
 		return nil, fmt.Errorf("open projection target: %w", err)
 	}
+	if d.name() == "postgres" && !d.skipsRowChecks() && !opts.RowTriggers {
+		p.log.Info("the database role may not set session_replication_role: foreign keys are checked row by row, which is slower",
+			"fix", "GRANT SET ON PARAMETER session_replication_role TO <role> (PostgreSQL 15 and later), or connect as a superuser")
+	}
 	return p, nil
 }
+
+// SkipsRowTriggers reports whether the projector's inserts and updates run
+// without the target's per-row triggers (references.go), so an
+// administrator can tell whether triggers of their own see projected rows.
+func (p *Projector) SkipsRowTriggers() bool { return p.d.skipsRowChecks() }
 
 func (p *Projector) init(ctx context.Context) error {
 	tx, err := p.d.begin(ctx)

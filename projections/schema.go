@@ -148,7 +148,8 @@ func ddl(d interface {
 			IF NOT coalesce((SELECT reloptions @> ARRAY['fillfactor=70'] FROM pg_class WHERE oid = 'ghsync.records'::regclass), false) THEN
 				ALTER TABLE ghsync.records SET (fillfactor = 70);
 			END IF;
-		END $$`)
+		END $$`,
+lockReferencesDDL)
 	}
 	return out
 }

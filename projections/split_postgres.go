@@ -22,10 +22,11 @@ var errMoved = errors.New("projection checkpoints moved while the batch was prep
 type pgSplit struct {
 	d      *pgDialect
 	writes pgBatch
+	roles  roles
 }
 
 func (d *pgDialect) beginSplit() splitTx {
-	t := &pgSplit{d: d}
+	t := &pgSplit{d: d, roles: roles{skip: d.replica}}
 	t.writes.queue(txSettings)
 	return t
 }
@@ -43,7 +44,7 @@ func (t *pgSplit) exec(ctx context.Context, q string, args ...any) error {
 }
 
 func (t *pgSplit) queue(q string, args ...any) { t.writes.queue(dollarize(q), args...) }
-func (t *pgSplit) queueOp(o *op)               { t.writes.queueOp(o) }
+func (t *pgSplit) queueOp(o *op)               { t.roles.queueOp(&t.writes, o) }
 
 // flush keeps the writes: they are sent by commitIf.
 func (t *pgSplit) flush(context.Context) error { return nil }
@@ -67,7 +68,10 @@ func (t *pgSplit) reserveIDs(ctx context.Context, table string, n int) ([]int64,
 func (t *pgSplit) arg(v ledger.Value, _ *models.Field) any { return native(v) }
 
 func (t *pgSplit) commit(ctx context.Context) error { return t.commitIf(ctx, "") }
-func (t *pgSplit) rollback(context.Context) error   { t.writes = pgBatch{}; return nil }
+func (t *pgSplit) rollback(context.Context) error {
+	t.writes, t.roles.replica = pgBatch{}, false
+	return nil
+}
 
 // commitIf sends the kept writes in one transaction, then cond (if any),
 // which must change exactly one row; otherwise it rolls back with errMoved.
@@ -78,7 +82,7 @@ func (t *pgSplit) commitIf(ctx context.Context, cond string, args ...any) error 
 	}
 	defer tx.Rollback(ctx)
 	w := t.writes
-	t.writes = pgBatch{}
+	t.writes, t.roles.replica = pgBatch{}, false
 	if cond != "" {
 		w.queue(dollarize(cond), args...)
 	}

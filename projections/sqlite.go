@@ -33,6 +33,7 @@ func (d *sqliteDialect) name() string         { return "sqlite" }
 func (d *sqliteDialect) schemaPrefix() string { return "ghsync_" }
 func (d *sqliteDialect) blobType() string     { return "BLOB" }
 func (d *sqliteDialect) close()               { d.db.Close() }
+func (d *sqliteDialect) skipsRowChecks() bool { return false }
 
 func (d *sqliteDialect) text(col string, t models.Type) string {
 	switch t {
