@@ -742,7 +742,7 @@ func (b *batch) writeRow(rec *record, id int64, isNew bool, later func(recKey) b
 	}
 	uid := b.p.users[rec.user]
 	if b.p.hasTable("res_user") {
-		b.locks.add(`"res_user"`, uid)
+		b.locks.add(quoteIdent("res_user"), uid)
 	}
 	if isNew {
 		created := ledger.Null()

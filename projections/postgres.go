@@ -28,7 +28,7 @@ func openPostgres(ctx context.Context, url string, rowTriggers bool) (*pgDialect
 		return nil, err
 	}
 	d := &pgDialect{pool: pool}
-	if !rowTriggers {
+	if err = pool.Ping(ctx); err == nil && !rowTriggers {
 		d.replica, err = maySetReplicaRole(ctx, pool)
 	}
 	if err != nil {
