@@ -91,12 +91,20 @@ func (c *ModelCheck) Worst() Severity {
 // CheckReport is the result of Check, model by model in registry order.
 type CheckReport struct {
 	Dialect string
-	Models  []ModelCheck
+	// Database is what Check found about the database as a whole (the
+	// role ghsync connects as), before any model.
+	Database []Finding
+	Models   []ModelCheck
 }
 
 // Count is the number of findings of severity s.
 func (r *CheckReport) Count(s Severity) int {
 	n := 0
+	for _, f := range r.Database {
+		if f.Severity == s {
+			n++
+		}
+	}
 	for _, m := range r.Models {
 		for _, f := range m.Findings {
 			if f.Severity == s {
@@ -132,6 +140,12 @@ func (r *CheckReport) Find(model string, p Problem) []Finding {
 func (r *CheckReport) Text() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "ghsync models check: %d catalogue models against a %s database\n", len(r.Models), r.Dialect)
+	if len(r.Database) > 0 {
+		b.WriteString("\nthe database\n")
+		for _, f := range r.Database {
+			fmt.Fprintf(&b, "  %-7s  %s\n", strings.ToUpper(f.Severity.String()), f.Message)
+		}
+	}
 	clean := 0
 	for _, m := range r.Models {
 		if len(m.Findings) == 0 {
@@ -221,6 +235,9 @@ func Check(ctx context.Context, db *sql.DB, dialect string, reg *Registry) (*Che
 	}
 	if dialect == Postgres {
 		if err := checkReferenceIndexes(ctx, db, reg, rep); err != nil {
+			return nil, err
+		}
+		if err := checkReplicaRole(ctx, db, rep); err != nil {
 			return nil, err
 		}
 	}

@@ -504,3 +504,52 @@ func TestCheck_UnindexedReference(t *testing.T) {
 		t.Fatalf("still noted after CreateIndexes: %v", got)
 	}
 }
+
+// TestCheck_ReplicaRole: a role that may not set session_replication_role
+// is noted, with the grant that lifts it, before any model; a superuser,
+// or a role granted it, is not.
+func TestCheck_ReplicaRole(t *testing.T) {
+	if r := check(t, trytonDB(t, models.Postgres), models.Postgres); len(r.Database) != 0 {
+		t.Fatalf("as a superuser: database findings %+v, want none", r.Database)
+	}
+	target := pgtest.NewOwnedDatabase(t)
+	db, err := sql.Open("pgx", target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := fixtures.CreateTrytonSchema(context.Background(), db, models.GNUHealth(), models.Postgres); err != nil {
+		t.Fatal(err)
+	}
+	var role string
+	var version int
+	if err := db.QueryRow(`SELECT current_user, current_setting('server_version_num')::int`).Scan(&role, &version); err != nil {
+		t.Fatal(err)
+	}
+	r := check(t, db, models.Postgres)
+	if len(r.Database) != 1 || r.Database[0].Problem != models.RowByRowForeignKeys || r.Database[0].Severity != models.Info ||
+		!strings.Contains(r.Database[0].Message, role) {
+		t.Fatalf("as role %s: database findings %+v, want one %s note naming the role", role, r.Database, models.RowByRowForeignKeys)
+	}
+	if text := r.Text(); !strings.Contains(text, "the database\n") || !strings.Contains(text, string(r.Database[0].Message)) || !r.OK() {
+		t.Fatalf("the report does not show the note before the models, or counts it as an error:\n%s", text)
+	}
+	if version < 150000 {
+		return // no GRANT SET ON PARAMETER before PostgreSQL 15
+	}
+	if !strings.Contains(r.Database[0].Message, `GRANT SET ON PARAMETER session_replication_role TO "`+role+`"`) {
+		t.Fatalf("the note does not give the grant: %s", r.Database[0].Message)
+	}
+	admin, err := sql.Open("pgx", pgtest.ServerURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, admin, `GRANT SET ON PARAMETER session_replication_role TO `+role)
+	t.Cleanup(func() { // before the role is dropped
+		admin.Exec(`REVOKE SET ON PARAMETER session_replication_role FROM ` + role)
+		admin.Close()
+	})
+	if r := check(t, db, models.Postgres); len(r.Database) != 0 {
+		t.Fatalf("after the grant: database findings %+v, want none", r.Database)
+	}
+}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -162,36 +161,11 @@ func checkForeignKeys(t *testing.T, reg *models.Registry, target string, rowTrig
 	}
 }
 
-// ownRole makes a login role without superuser rights, owner of a new
-// database holding reg's Tryton schema (made by the role, as Tryton's own
-// database user makes it), and returns the role's URL to it and the
-// server's admin URL.
+// ownRole returns the URL of a database owned by a login role without
+// superuser rights, holding reg's Tryton schema made by that role (as a
+// site's Tryton user makes it), and the server's admin URL.
 func ownRole(t *testing.T, reg *models.Registry) (target, admin string) {
-	admin = pgtest.ServerURL(t)
-	dbURL := pgtest.NewDatabase(t) // dropped after the role's cleanup below has run
-	u, err := url.Parse(dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	role := "ghsync_test_role_" + strings.TrimPrefix(strings.TrimPrefix(u.Path, "/"), "ghsync_test_")
-	var super bool
-	conn := adminConn(t, admin)
-	defer conn.Close(context.Background())
-	if err := conn.QueryRow(context.Background(), `SELECT rolsuper FROM pg_roles WHERE rolname = current_user`).Scan(&super); err != nil {
-		t.Fatal(err)
-	}
-	if !super {
-		t.Skip("the test server's user may not create roles (not a superuser), so no role without rights can be made")
-	}
-	execAdmin(t, admin, `CREATE ROLE `+role+` LOGIN`)
-	t.Cleanup(func() {
-		// The database goes first (its cleanup was registered before this one).
-		execAdmin(t, admin, `DROP DATABASE IF EXISTS `+pgx.Identifier{strings.TrimPrefix(u.Path, "/")}.Sanitize()+` WITH (FORCE)`)
-		execAdmin(t, admin, `DROP ROLE `+role)
-	})
-	execAdmin(t, admin, `ALTER DATABASE `+pgx.Identifier{strings.TrimPrefix(u.Path, "/")}.Sanitize()+` OWNER TO `+role)
-	u.User = url.User(role)
-	target = u.String()
+	target = pgtest.NewOwnedDatabase(t)
 	db, err := sql.Open("pgx", target)
 	if err != nil {
 		t.Fatal(err)
@@ -200,7 +174,7 @@ func ownRole(t *testing.T, reg *models.Registry) (target, admin string) {
 	if err := fixtures.CreateTrytonSchema(context.Background(), db, reg, models.Postgres); err != nil {
 		t.Fatal(err)
 	}
-	return target, admin
+	return target, pgtest.ServerURL(t)
 }
 
 func roleOf(t *testing.T, target string) string {

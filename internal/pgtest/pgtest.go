@@ -270,3 +270,57 @@ func dropDatabase(admin, ident string) error {
 	_, err = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+ident+" WITH (FORCE)")
 	return err
 }
+
+// NewOwnedDatabase creates a login role without superuser rights and a
+// fresh database it owns, as a Tryton site's database user owns its
+// database, and returns the role's URL to it. Both are dropped when the
+// test ends. The test is skipped, saying why, when the server's user may
+// not create roles (a GHSYNC_TEST_PG user that is not a superuser).
+func NewOwnedDatabase(tb testing.TB) string {
+	tb.Helper()
+	admin := ServerURL(tb)
+	ctx, cancel := context.WithTimeout(context.Background(), sqlTimeout)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, admin)
+	if err != nil {
+		tb.Fatalf("pgtest: connecting to the test server: %v", err)
+	}
+	defer conn.Close(context.Background())
+	var super bool
+	if err := conn.QueryRow(ctx, `SELECT rolsuper FROM pg_roles WHERE rolname = current_user`).Scan(&super); err != nil {
+		tb.Fatalf("pgtest: %v", err)
+	}
+	if !super {
+		tb.Skipf("pgtest: the test server's user is not a superuser, so it cannot make a role without rights to own a database")
+	}
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		tb.Fatalf("pgtest: random role name: %v", err)
+	}
+	role := pgx.Identifier{dbPrefix + "role_" + hex.EncodeToString(b[:])}.Sanitize()
+	if _, err := conn.Exec(ctx, "CREATE ROLE "+role+" LOGIN"); err != nil {
+		tb.Fatalf("pgtest: creating role %s: %v", role, err)
+	}
+	tb.Cleanup(func() { // after the database's own cleanup, registered below
+		ctx, cancel := context.WithTimeout(context.Background(), sqlTimeout)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, admin)
+		if err == nil {
+			defer conn.Close(context.Background())
+			_, err = conn.Exec(ctx, "DROP ROLE IF EXISTS "+role)
+		}
+		if err != nil {
+			tb.Errorf("pgtest: dropping role %s: %v", role, err)
+		}
+	})
+	dbURL := NewDatabase(tb)
+	u, err := url.Parse(dbURL)
+	if err != nil {
+		tb.Fatalf("pgtest: %v", err)
+	}
+	if _, err := conn.Exec(ctx, "ALTER DATABASE "+pgx.Identifier{strings.TrimPrefix(u.Path, "/")}.Sanitize()+" OWNER TO "+role); err != nil {
+		tb.Fatalf("pgtest: giving the database to %s: %v", role, err)
+	}
+	u.User = url.User(strings.Trim(role, `"`))
+	return u.String()
+}
