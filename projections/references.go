@@ -26,23 +26,30 @@ import (
 // fire for projected inserts and updates either (as with logical
 // replication); ALTER TABLE ... ENABLE ALWAYS TRIGGER makes them.
 
-// lockReferencesDDL creates the check: the rows of tbl with the given
-// (distinct) ids are locked FOR KEY SHARE until commit, or the
+// lockReferencesDDL creates the check, once: the rows of tbl with the
+// given (distinct) ids are locked FOR KEY SHARE until commit, or the
 // transaction fails with foreign_key_violation naming the missing ids.
-const lockReferencesDDL = `CREATE OR REPLACE FUNCTION ghsync.lock_references(tbl regclass, ids bigint[]) RETURNS void
-LANGUAGE plpgsql AS $fn$
-DECLARE
-	found bigint[];
-BEGIN
-	EXECUTE format('SELECT array_agg(id) FROM (SELECT id FROM %s WHERE id = ANY ($1) FOR KEY SHARE) r', tbl)
-		INTO found USING ids;
-	IF coalesce(cardinality(found), 0) < cardinality(ids) THEN
-		RAISE EXCEPTION 'projected rows reference rows of % that do not exist: ids %', tbl,
-			(SELECT array_agg(i ORDER BY i) FROM unnest(ids) i WHERE NOT i = ANY (coalesce(found, '{}')))
-			USING ERRCODE = 'foreign_key_violation',
-			HINT = 'a local delete not yet captured? the next sync cycle drains it before projecting';
+// Created only where missing, so a role that does not own it (capture
+// installed by a superuser) still opens; a change to its body needs a
+// schema version.
+const lockReferencesDDL = `DO $$ BEGIN
+	IF to_regprocedure('ghsync.lock_references(regclass, bigint[])') IS NULL THEN
+		CREATE FUNCTION ghsync.lock_references(tbl regclass, ids bigint[]) RETURNS void
+		LANGUAGE plpgsql AS $fn$
+		DECLARE
+			found bigint[];
+		BEGIN
+			EXECUTE format('SELECT array_agg(id) FROM (SELECT id FROM %s WHERE id = ANY ($1) FOR KEY SHARE) r', tbl)
+				INTO found USING ids;
+			IF coalesce(cardinality(found), 0) < cardinality(ids) THEN
+				RAISE EXCEPTION 'projected rows reference rows of % that do not exist: ids %', tbl,
+					(SELECT array_agg(i ORDER BY i) FROM unnest(ids) i WHERE NOT i = ANY (coalesce(found, '{}')))
+					USING ERRCODE = 'foreign_key_violation',
+					HINT = 'a local delete not yet captured? the next sync cycle drains it before projecting';
+			END IF;
+		END $fn$;
 	END IF;
-END $fn$`
+END $$`
 
 // refLocks is the rows a batch's writes reference, by quoted target table.
 type refLocks map[string]map[int64]bool
