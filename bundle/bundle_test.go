@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -178,7 +179,7 @@ func TestBadBundles(t *testing.T) {
 	}
 	flip := func(off int) []byte { d := bytes.Clone(good); d[off] ^= 0x10; return d }
 	withVersion := bytes.Clone(good)
-	withVersion[9] = 2
+	withVersion[9] = byte(bundle.Version + 1)
 	evOff := 14 + int(uint32(good[10])<<24|uint32(good[11])<<16|uint32(good[12])<<8|uint32(good[13])) // first record
 	trailer := len(good) - bundle.TrailerSize
 	// Event 1's payload replaced by bytes that are not an event, resealed:
@@ -205,7 +206,7 @@ func TestBadBundles(t *testing.T) {
 		{"signed by an unknown key", good, trust(other), bundle.ErrUntrusted, "not among the 1 trusted key"},
 		{"no trusted key given", good, bundle.Trust{}, bundle.ErrUntrusted, "not among the 0 trusted key"},
 		{"unsigned", unsigned, trust(key), bundle.ErrUnsigned, "--insecure-skip-signature"},
-		{"newer format version", withVersion, trust(key), bundle.ErrNewerVersion, "format version 2"},
+		{"newer format version", withVersion, trust(key), bundle.ErrNewerVersion, fmt.Sprintf("format version %d", bundle.Version+1)},
 		{"event that fails Unmarshal", junk, trust(key), bundle.ErrBadEvent, "event 1 of 2200"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -281,8 +282,9 @@ func TestBadContentResealed(t *testing.T) {
 		h1 := headerLen(data)
 		h2 := headerLen(hdr2)
 		patched := append(bytes.Clone(hdr2[:h2]), data[h1:]...)
-		// hdr2 announces 0 events: set the count to 30.
-		patched[h2-1] = 30
+		// hdr2 announces 0 events: set the count, before the head covered
+		// and the stability flags, to 30.
+		patched[h2-10] = 30
 		patched = reseal(patched, key)
 		s := openSQLite(t)
 		_, err := importBytes(t, s, patched, tr)

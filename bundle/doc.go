@@ -2,7 +2,7 @@
 // usable link at all: a file carried on a USB stick. `ghsync export`
 // writes one, `ghsync import` appends it to another ledger.
 //
-// # Format version 1
+// # Format version 2
 //
 // All integers are big-endian. A bundle is a header, the events, and a
 // trailer:
@@ -23,6 +23,13 @@
 //	                2  number of selected models, then each as a 2-byte
 //	                   length and the name (sorted, unique; none = all)
 //	                8  N, number of events
+//	                8  head covered: the exporting ledger's head when the
+//	                   export began (version 2)
+//	                1  stability flags: 1 a report follows, 2 a frontier
+//	                   follows (version 2)
+//	                24 report (a satellite's): clock reading, central
+//	                   position applied, origin seq (each 8)
+//	                8  frontier (central's): an HLC, not zero
 //	14+L    ...   N records, in the exporting ledger's order: a 4-byte
 //	              length n (1..64 MiB), then n bytes of the event's
 //	              canonical encoding (ledger.Marshal, format byte first)
@@ -33,7 +40,10 @@
 //	T+73    64    Ed25519 signature of the 32 checksum bytes (zeros if unsigned)
 //	T+137         end of file: any byte after it is an error
 //
-// Readers refuse a version newer than theirs (ErrNewerVersion). An event's
+// Version 1 is version 2 without the fields marked so; readers still read
+// it. Readers refuse a version newer than theirs (ErrNewerVersion). The
+// stability fields let instances linked only by bundles take part in
+// compaction (ARCHITECTURE.md, "Stability and compaction"). An event's
 // hash is not stored: it is the SHA-256 of its encoding, as everywhere in
 // the ledger, and its PrevHash links it to the previous event of its
 // origin, so the reader checks the chain between consecutive events of an

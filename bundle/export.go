@@ -7,6 +7,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/ghsync/ghsync/clocks"
 	"github.com/ghsync/ghsync/ledger"
 )
 
@@ -23,6 +24,10 @@ type ExportOptions struct {
 	// PageSize is how many records each store read returns
 	// (ledger.DefaultPageSize when 0).
 	PageSize int
+	// Report (a satellite's) or Frontier (central's) travel in the header:
+	// see Header.
+	Report   *Report
+	Frontier clocks.Timestamp
 }
 
 // ExportResult says what Export wrote.
@@ -72,7 +77,8 @@ func Export(ctx context.Context, s ledger.Store, w io.Writer, opts ExportOptions
 			return nil, fmt.Errorf("export: count events: %w", err)
 		}
 	}
-	bw, err := NewWriter(w, Header{Origin: opts.Origin, Created: opts.Created, Selection: sel, Events: count}, opts.Key)
+	bw, err := NewWriter(w, Header{Origin: opts.Origin, Created: opts.Created, Selection: sel, Events: count,
+		Through: head, Report: opts.Report, Frontier: opts.Frontier}, opts.Key)
 	if err != nil {
 		return nil, fmt.Errorf("export: %w", err)
 	}

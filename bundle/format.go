@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -18,8 +19,9 @@ const (
 	// Magic opens every bundle.
 	Magic = "GHSYNCB1"
 	// Version is the bundle format version this build writes and the
-	// newest it reads.
-	Version uint16 = 1
+	// newest it reads. Version 2 added the exporter's head and the
+	// stability fields; version 1 files are still read.
+	Version uint16 = 2
 	// TrailerMagic opens the trailer, after the last event.
 	TrailerMagic = "GHSYNCT1"
 	// MaxEventSize bounds one event's encoding; a larger length prefix is
@@ -143,6 +145,35 @@ type Header struct {
 	Created   time.Time // when the export started, UTC, to the microsecond
 	Selection Selection // what the export took
 	Events    uint64    // number of events that follow
+
+	// Since version 2. Through is the exporting ledger's head when the
+	// export began: the bundle holds every selected event at positions
+	// (SincePosition, Through]. Report and Frontier carry the stability
+	// exchange (central's /v1/stable) for instances linked only by
+	// bundles: a satellite's export vouches like a report, central's
+	// announces the frontier.
+	Through  uint64
+	Report   *Report          // only in a satellite's bundle
+	Frontier clocks.Timestamp // only in central's; 0: none
+}
+
+// Report is what a satellite vouches for in a bundle, as it would in a
+// stability report to central: every event it stamped at or before HLC
+// has an origin_seq at or below Seq, and its Tryton tables reflect
+// central's ledger through position Applied. Central records it only
+// once its ledger holds the satellite's events through Seq.
+type Report struct {
+	HLC     clocks.Timestamp
+	Applied uint64
+	Seq     uint64
+}
+
+// Complete reports whether the bundle holds every event of the exporting
+// ledger after SincePosition up to Through: positions selected, not times,
+// and no origin or model left out.
+func (h Header) Complete() bool {
+	s := h.Selection
+	return h.Version >= 2 && s.SinceTime.IsZero() && len(s.Origins) == 0 && len(s.Models) == 0
 }
 
 // appendHeader encodes the header fields (after magic, version and length).
@@ -169,14 +200,56 @@ func appendHeader(b []byte, h Header) []byte {
 		b = binary.BigEndian.AppendUint16(b, uint16(len(m)))
 		b = append(b, m...)
 	}
-	return binary.BigEndian.AppendUint64(b, h.Events)
+	b = binary.BigEndian.AppendUint64(b, h.Events)
+	b = binary.BigEndian.AppendUint64(b, h.Through)
+	var flags byte
+	if h.Report != nil {
+		flags |= flagReport
+	}
+	if h.Frontier != 0 {
+		flags |= flagFrontier
+	}
+	b = append(b, flags)
+	if h.Report != nil {
+		b = binary.BigEndian.AppendUint64(b, uint64(h.Report.HLC))
+		b = binary.BigEndian.AppendUint64(b, h.Report.Applied)
+		b = binary.BigEndian.AppendUint64(b, h.Report.Seq)
+	}
+	if h.Frontier != 0 {
+		b = binary.BigEndian.AppendUint64(b, uint64(h.Frontier))
+	}
+	return b
 }
 
-// parseHeader decodes and checks the header fields. Every list must be in
-// the form appendHeader writes (sorted, unique, valid), so one header has
-// one encoding. The error's offset is relative to the fields' start.
-func parseHeader(b []byte) (Header, int, error) {
-	h := Header{Version: Version}
+// checkStability checks the version 2 fields a writer is given.
+func checkStability(h Header) error {
+	switch {
+	case h.Report != nil && h.Origin == 0:
+		return errors.New("a stability report in central's bundle (only satellites report)")
+	case h.Report != nil && h.Report.HLC == 0:
+		return errors.New("a stability report without a clock reading")
+	case h.Report != nil && h.Report.Applied > math.MaxInt64, h.Report != nil && h.Report.Seq > math.MaxInt64:
+		return errors.New("a stability report's position or seq out of range")
+	case h.Frontier != 0 && h.Origin != 0:
+		return fmt.Errorf("a stability frontier in instance %d's bundle (only central announces one)", h.Origin)
+	case h.Selection.SincePosition > h.Through:
+		return fmt.Errorf("since position %d is past the head %d the export covered", h.Selection.SincePosition, h.Through)
+	}
+	return nil
+}
+
+// Flags of the version 2 header: which stability fields follow.
+const (
+	flagReport   byte = 1
+	flagFrontier byte = 2
+)
+
+// parseHeader decodes and checks the header fields of a bundle of the
+// given format version. Every list must be in the form appendHeader
+// writes (sorted, unique, valid), so one header has one encoding. The
+// error's offset is relative to the fields' start.
+func parseHeader(b []byte, version uint16) (Header, int, error) {
+	h := Header{Version: version}
 	p := headerParser{b: b}
 	h.Origin = p.u16("exporting origin")
 	if p.err == nil && h.Origin > ledger.MaxOrigin {
@@ -247,6 +320,12 @@ func parseHeader(b []byte) (Header, int, error) {
 		h.Selection.Models = append(h.Selection.Models, m)
 	}
 	h.Events = p.u64("event count")
+	if p.err == nil && version >= 2 {
+		at = p.off
+		if err := p.stability(&h); err != nil {
+			return h, at, err
+		}
+	}
 	if p.err != nil {
 		return h, p.off, p.err
 	}
@@ -254,6 +333,28 @@ func parseHeader(b []byte) (Header, int, error) {
 		return h, p.off, fmt.Errorf("%d unexpected bytes at the end of the header", p.left())
 	}
 	return h, 0, nil
+}
+
+// stability reads the version 2 fields: the head covered, the flags and
+// the report or frontier they announce.
+func (p *headerParser) stability(h *Header) error {
+	h.Through = p.u64("head covered")
+	flags := p.u8("stability flags")
+	if flags&flagReport != 0 {
+		h.Report = &Report{HLC: clocks.Timestamp(p.u64("report clock")), Applied: p.u64("report position"), Seq: p.u64("report seq")}
+	}
+	if flags&flagFrontier != 0 {
+		if h.Frontier = clocks.Timestamp(p.u64("frontier")); h.Frontier == 0 && p.err == nil {
+			return errors.New("a zero frontier is written as none")
+		}
+	}
+	if p.err != nil {
+		return nil // the caller reports where the header ended
+	}
+	if flags&^(flagReport|flagFrontier) != 0 {
+		return fmt.Errorf("unknown stability flags %#x", flags)
+	}
+	return checkStability(*h)
 }
 
 type headerParser struct {

@@ -42,6 +42,9 @@ func FuzzRead(f *testing.F) {
 	f.Add(writeBundle(f, nil, bundle.Selection{SincePosition: 4, Origins: []uint16{1, 2}, Models: []string{"gnuhealth.patient", "party.party"}}, evs))
 	f.Add(writeBundle(f, nil, bundle.Selection{SinceTime: evs[0].HLC.Time()}, evs[:1]))
 	f.Add(writeBundle(f, key, bundle.Selection{}, nil))
+	f.Add(writeHeader(f, key, bundle.Header{Origin: 1, Through: 9, Report: &bundle.Report{HLC: evs[2].HLC, Applied: 4, Seq: 2}}, evs))
+	f.Add(writeHeader(f, key, bundle.Header{Origin: 0, Through: 3, Frontier: evs[0].HLC}, evs))
+	f.Add(downgrade(signed, key))
 	f.Add(signed[:len(signed)-bundle.TrailerSize]) // a body: resealed below
 	f.Add([]byte(bundle.Magic))
 

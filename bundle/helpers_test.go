@@ -156,8 +156,19 @@ func export(t testing.TB, s ledger.Store, key ed25519.PrivateKey, sel bundle.Sel
 // writeBundle writes events with a Writer, as an exporter would.
 func writeBundle(t testing.TB, key ed25519.PrivateKey, sel bundle.Selection, evs []*ledger.Event) []byte {
 	t.Helper()
+	return writeHeader(t, key, bundle.Header{Origin: 7, Selection: sel, Through: sel.SincePosition + uint64(len(evs))}, evs)
+}
+
+// writeHeader is writeBundle with the header's other fields given (Events
+// and, when zero, Created are filled in).
+func writeHeader(t testing.TB, key ed25519.PrivateKey, h bundle.Header, evs []*ledger.Event) []byte {
+	t.Helper()
 	var buf bytes.Buffer
-	w, err := bundle.NewWriter(&buf, bundle.Header{Origin: 7, Created: created, Selection: sel, Events: uint64(len(evs))}, key)
+	h.Events = uint64(len(evs))
+	if h.Created.IsZero() {
+		h.Created = created
+	}
+	w, err := bundle.NewWriter(&buf, h, key)
 	if err != nil {
 		t.Fatal(err)
 	}

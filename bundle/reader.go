@@ -156,11 +156,10 @@ func (s *scanner) header() (Header, []byte, error) {
 		return Header{}, nil, err
 	}
 	raw = append(raw, fields...)
-	h, at, err := parseHeader(fields)
+	h, at, err := parseHeader(fields, version)
 	if err != nil {
 		return Header{}, nil, s.fail(int64(prologueSize+at), 0, fmt.Errorf("%w: header: %w", ErrMalformed, err))
 	}
-	h.Version = version
 	s.events = h.Events
 	return h, raw, nil
 }

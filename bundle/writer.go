@@ -46,6 +46,9 @@ func NewWriter(w io.Writer, h Header, key ed25519.PrivateKey) (*Writer, error) {
 	}
 	h.Selection = sel
 	h.Version = Version
+	if err := checkStability(h); err != nil {
+		return nil, fmt.Errorf("bundle: %w", err)
+	}
 	h.Created = h.Created.UTC().Truncate(1000) // the header keeps microseconds
 	fields := appendHeader(nil, h)
 	if len(fields) > maxHeaderSize {
