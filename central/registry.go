@@ -72,6 +72,11 @@ type Registry interface {
 	ReportStable(ctx context.Context, st Stability) error
 	// Stabilities lists every instance's last report, by origin.
 	Stabilities(ctx context.Context) ([]Stability, error)
+	// RaiseFrontier records a stability frontier central derived, unless a
+	// greater one is recorded; LastFrontier returns the greatest (0 when
+	// none). Central's bundles carry it to instances that never call.
+	RaiseFrontier(ctx context.Context, f clocks.Timestamp) error
+	LastFrontier(ctx context.Context) (clocks.Timestamp, error)
 
 	Close() error
 }

@@ -564,6 +564,30 @@ func (r *sqlRegistry) ReportStable(ctx context.Context, st Stability) error {
 	return nil
 }
 
+func (r *sqlRegistry) RaiseFrontier(ctx context.Context, f clocks.Timestamp) error {
+	if f > math.MaxInt64 {
+		return fmt.Errorf("record stability frontier %d: out of range", uint64(f))
+	}
+	_, err := r.db.ExecContext(ctx, r.q(`INSERT INTO `+r.t("central_state")+` AS s (name, value) VALUES ('frontier', ?)
+		ON CONFLICT (name) DO UPDATE SET value = excluded.value WHERE excluded.value > s.value`), int64(f))
+	if err != nil {
+		return fmt.Errorf("record stability frontier: %w", err)
+	}
+	return nil
+}
+
+func (r *sqlRegistry) LastFrontier(ctx context.Context) (clocks.Timestamp, error) {
+	var f int64
+	err := r.db.QueryRowContext(ctx, `SELECT value FROM `+r.t("central_state")+` WHERE name = 'frontier'`).Scan(&f)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read stability frontier: %w", err)
+	}
+	return clocks.Timestamp(f), nil
+}
+
 func (r *sqlRegistry) Stabilities(ctx context.Context) ([]Stability, error) {
 	rows, err := r.db.QueryContext(ctx, `SELECT origin, hlc, applied, reported_us FROM `+r.t("stability")+` ORDER BY origin`)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -46,6 +47,7 @@ type frontier struct {
 	value    clocks.Timestamp
 	from, to uint64           // the tail scanned: positions (from, to]
 	min      clocks.Timestamp // smallest merge HLC in it (math.MaxUint64: none)
+	scanned  bool             // from, to and min describe a scan
 }
 
 // stable records a satellite's report and answers with the frontier.
@@ -68,6 +70,71 @@ func (s *Server) stable(w http.ResponseWriter, r *http.Request, sat Satellite) {
 		return
 	}
 	writeJSON(w, http.StatusOK, wire.StableResponse{Frontier: uint64(f), CentralTime: s.cfg.Clock().UTC()})
+}
+
+// AcceptBundleReport records the stability report a satellite's bundle
+// carried (bundle.Report), once the bundle's events are in central's
+// ledger: a satellite linked only by bundles vouches this way for what it
+// would report over POST /v1/stable. It is refused, and nothing recorded,
+// unless origin is an active satellite, central's ledger holds that
+// origin's events through seq (the report vouches for no event central
+// lacks), and applied is a position central has. A report no newer than
+// the one recorded (a bundle imported late) is skipped: recorded is false.
+func AcceptBundleReport(ctx context.Context, reg Registry, store ledger.Store, st Stability, seq uint64) (recorded bool, err error) {
+	fail := func(err error) (bool, error) {
+		return false, reportError{fmt.Errorf("stability report of satellite %d in a bundle: %w", st.Origin, err)}
+	}
+	sats, err := reg.Satellites(ctx)
+	if err != nil {
+		return false, err
+	}
+	i := slices.IndexFunc(sats, func(s Satellite) bool { return s.ID == st.Origin })
+	switch {
+	case st.Origin == 0:
+		return fail(errors.New("central's own instance reports in-process"))
+	case i < 0:
+		return fail(errors.New("no such satellite is registered (ghsync central satellite add)"))
+	case !sats[i].Active():
+		return fail(errors.New("the satellite is revoked"))
+	case st.HLC == 0:
+		return fail(errors.New("no clock reading"))
+	}
+	heads, err := store.Origins(ctx)
+	if err != nil {
+		return false, err
+	}
+	var held uint64
+	for _, h := range heads {
+		if h.Origin == st.Origin {
+			held = h.Seq
+		}
+	}
+	if held < seq {
+		return fail(fmt.Errorf("it vouches for events through seq %d, this ledger holds them through seq %d (import the satellite's earlier bundles, or export with its own events included)", seq, held))
+	}
+	head, err := store.Head(ctx)
+	if err != nil {
+		return false, err
+	}
+	if st.Applied > head {
+		return fail(fmt.Errorf("applied through position %d, beyond this ledger's head %d (a bundle from another central?)", st.Applied, head))
+	}
+	reps, err := reg.Stabilities(ctx)
+	if err != nil {
+		return false, err
+	}
+	for _, r := range reps {
+		if r.Origin == st.Origin && r.HLC >= st.HLC && r.Applied >= st.Applied {
+			return false, nil
+		}
+	}
+	if st.Reported.IsZero() {
+		st.Reported = time.Now()
+	}
+	if err := reg.ReportStable(ctx, st); err != nil {
+		return false, err
+	}
+	return true, nil
 }
 
 // reportError is a stability report central refuses.
@@ -115,8 +182,38 @@ func (s *Server) Frontier(ctx context.Context) (clocks.Timestamp, error) {
 	if err != nil {
 		return 0, err
 	}
+	if v > f.value {
+		// Recorded for central's bundles (BundleFrontier).
+		if err := s.cfg.Registry.RaiseFrontier(ctx, v); err != nil {
+			return 0, err
+		}
+	}
 	f.value, f.at = v, s.cfg.Clock()
 	return v, nil
+}
+
+// KeepFrontier derives the frontier every FrontierEvery until ctx ends, so
+// that reports arriving in bundles (AcceptBundleReport) move the frontier
+// central's bundles carry even when no satellite calls.
+func (s *Server) KeepFrontier(ctx context.Context) {
+	every := s.cfg.FrontierEvery
+	if every <= 0 {
+		every = DefaultFrontierEvery
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		if _, err := s.Frontier(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn("could not derive the stability frontier", "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.closing:
+			return
+		case <-t.C:
+		}
+	}
 }
 
 func (s *Server) deriveFrontier(ctx context.Context) (clocks.Timestamp, error) {
@@ -170,7 +267,12 @@ func (s *Server) deriveFrontier(ctx context.Context) (clocks.Timestamp, error) {
 			return 0, err
 		}
 		if m <= bound {
-			bound = m - 1 // m > 0: a zero HLC is invalid in the ledger
+			if m == 0 {
+				// A zero HLC is invalid in the ledger; were one read,
+				// m-1 would wrap to the greatest frontier there is.
+				return 0, fmt.Errorf("stability frontier: a zero merge clock in the ledger after position %d", applied)
+			}
+			bound = m - 1
 		}
 	}
 	return bound, nil
@@ -181,8 +283,8 @@ func (s *Server) deriveFrontier(ctx context.Context) (clocks.Timestamp, error) {
 // bound they merge at, which a bound event in the tail announces.
 func (s *Server) tailMin(ctx context.Context, from, head uint64) (clocks.Timestamp, error) {
 	f := &s.front
-	if f.from != from || f.to < from {
-		f.from, f.to, f.min = from, from, math.MaxUint64
+	if !f.scanned || f.from != from || f.to < from {
+		f.from, f.to, f.min, f.scanned = from, from, math.MaxUint64, true
 	}
 	for f.to < head {
 		recs, err := s.cfg.Store.ReadAll(ctx, f.to, ledger.DefaultPageSize, ledger.Filter{})

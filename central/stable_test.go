@@ -145,3 +145,37 @@ func TestStabilityFrontierWaitsForCentral(t *testing.T) {
 		t.Fatalf("frontier %s %v, want satellite 1's reading %s", f, err, a[len(a)-1].HLC+1)
 	}
 }
+
+// TestStabilityFrontierNothingApplied: reports from instances that have
+// applied none of central's ledger (a satellite before its first pull, or
+// one exchanging bundles before the first one reached it) keep the
+// frontier below every event, on the first derivation as on later ones;
+// the value central derives is the one it records for its bundles.
+func TestStabilityFrontierNothingApplied(t *testing.T) {
+	r := newRig(t, false, func(c *central.Config) { c.FrontierEvery = -1 })
+	tok := r.add(t, 1, wire.ScopeAll)
+	a := ledgertest.NewOrigin(1).Patients(t, rng(t), 2)
+	r.push(t, tok, a)
+	first := a[0].HLC
+	for _, e := range a {
+		first = min(first, e.HLC)
+	}
+	ctx := context.Background()
+	for i := range 2 {
+		status, sr, raw := r.report(t, tok, stableBody(a[len(a)-1].HLC+10, 0))
+		if status != http.StatusOK || clocks.Timestamp(sr.Frontier) != first-1 {
+			t.Fatalf("report %d, nothing applied: %d %s; want frontier %s, below every event", i+1, status, raw, first-1)
+		}
+	}
+	if f, err := r.reg.LastFrontier(ctx); err != nil || f != first-1 {
+		t.Fatalf("recorded frontier %s %v, want %s", f, err, first-1)
+	}
+	// A lower derivation (a satellite added) leaves the record as it was.
+	r.add(t, 2, wire.ScopeAll)
+	if _, sr, _ := r.report(t, tok, stableBody(a[len(a)-1].HLC+20, r.head(t))); sr.Frontier != 0 {
+		t.Fatalf("satellite 2 never reported: frontier %s", clocks.Timestamp(sr.Frontier))
+	}
+	if f, err := r.reg.LastFrontier(ctx); err != nil || f != first-1 {
+		t.Fatalf("recorded frontier %s %v after a lower derivation, want %s kept", f, err, first-1)
+	}
+}
