@@ -158,6 +158,7 @@ type network struct {
 	t       *testing.T
 	central *node
 	srv     *central.Server
+	reg     central.Registry
 	ts      *httptest.Server
 	sats    []*node
 }
@@ -174,6 +175,7 @@ func newNetwork(t *testing.T, n int, skews []time.Duration, via func(target stri
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { reg.Close() })
+	nw.reg = reg
 	seq, err := ledger.Resume(ctx, nw.central.store, 0, clocks.NewClock(nil, clocks.DefaultMaxOffset))
 	if err != nil {
 		t.Fatal(err)

@@ -61,6 +61,10 @@ type Site struct {
 	cap    *capture.Capturer // nil when capture is not installed
 	proj   *projections.Projector
 	client *satellite.Client // nil until central answered
+	// bundles records, at a satellite, what local cycles vouch for, for
+	// the bundles it exports (bundles.go); nil at central or without a
+	// target.
+	bundles *satellite.BundleState
 }
 
 // Open prepares an instance. Central need not be reachable.
@@ -93,6 +97,12 @@ func Open(ctx context.Context, cfg Config) (*Site, error) {
 		s.Close()
 		return nil, err
 	}
+	if cfg.Origin != 0 && cfg.StoreLocation != "" {
+		if s.bundles, err = satellite.OpenBundleState(ctx, cfg.StoreLocation); err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
 	return s, nil
 }
 
@@ -106,6 +116,9 @@ func (s *Site) Close() {
 	}
 	if s.client != nil {
 		s.client.Close()
+	}
+	if s.bundles != nil {
+		s.bundles.Close()
 	}
 }
 
@@ -169,9 +182,10 @@ func (s *Site) Sync(ctx context.Context) (Report, error) {
 	// below has delivered it. Read after the drain, not before: a change
 	// is stamped at the time it was made unless the clock has moved past
 	// it, and reading the clock moves it; so it is read only when a
-	// report may follow.
+	// report may follow (at a satellite, one may always follow, in a
+	// bundle).
 	var mark clocks.Timestamp
-	if (netErr == nil && s.client != nil) || (s.cfg.Central == "" && s.cfg.ReportStable != nil) {
+	if (netErr == nil && s.client != nil) || (s.cfg.Central == "" && s.cfg.ReportStable != nil) || s.bundles != nil {
 		mark = s.stampClock().Now()
 	}
 	if netErr == nil && s.client != nil {
@@ -218,6 +232,9 @@ func (s *Site) Sync(ctx context.Context) (Report, error) {
 			// Central's projector reads central's ledger: its checkpoint
 			// is a central position.
 			s.stabilize(ctx, &r, mark, st.Checkpoint, s.cfg.ReportStable)
+		}
+		if s.bundles != nil {
+			s.vouch(ctx, &r, mark, st.Checkpoint)
 		}
 	}
 	return r, netErr

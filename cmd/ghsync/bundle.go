@@ -13,6 +13,7 @@ import (
 
 	"github.com/ghsync/ghsync/bundle"
 	"github.com/ghsync/ghsync/ledger"
+	"github.com/ghsync/ghsync/site"
 )
 
 // ExportCmd writes a bundle: the offline transfer of a clinic with no link.
@@ -85,6 +86,12 @@ func (c *ExportCmd) Run(env *Env) error {
 	}
 	defer store.Close()
 	opts := bundle.ExportOptions{Origin: c.Instance, Selection: sel, Key: key}
+	if key != nil {
+		// Only a signed bundle's stability fields are believed.
+		if err := site.ExportStability(env.Ctx, env.Ledger, &opts); err != nil {
+			return fmt.Errorf("export: %w", err)
+		}
+	}
 
 	if c.Out == "-" || c.Out == "" {
 		if f, ok := env.Out.(*os.File); ok && isTerminal(f) {
@@ -111,7 +118,18 @@ func (c *ExportCmd) Run(env *Env) error {
 	}
 	fmt.Fprintf(w, "  %d bytes, sha256 %x, %s\n", res.Size, res.Checksum, signed)
 	fmt.Fprintf(w, "  through ledger position %d: the next export continues with --since %d\n", res.Through, res.Through)
+	printStability(w, res.Header)
 	return nil
+}
+
+// printStability says what stability fields a bundle carries.
+func printStability(w io.Writer, h bundle.Header) {
+	if r := h.Report; r != nil {
+		fmt.Fprintf(w, "  stability report: events stamped through %s (seq %d) included, tables reflect central through position %d\n", r.HLC, r.Seq, r.Applied)
+	}
+	if h.Frontier != 0 {
+		fmt.Fprintf(w, "  stability frontier: %s\n", h.Frontier)
+	}
 }
 
 // exportToFile writes the bundle under a temporary name beside path (mode
@@ -155,6 +173,7 @@ func printOrigins(w io.Writer, origins []bundle.OriginSummary) {
 // ImportCmd appends bundles to the ledger.
 type ImportCmd struct {
 	Files                 []string `arg:"" name:"file" help:"Bundle files to import, in order ('-' reads standard input)."`
+	Instance              int      `name:"id" env:"GHSYNC_ID" default:"-1" help:"This instance's synchronisation_id: with it, the stability fields of trusted bundles are recorded (at central, a satellite's report; at a satellite, the positions of central's ledger a bundle covers and its frontier), so instances linked only by bundles take part in compaction." placeholder:"ID"`
 	Trust                 []string `help:"A trusted signer: its public key (ed25519:BASE64, as keygen prints) or a file holding it (keygen's FILE.pub, or a PEM PUBLIC KEY). Repeat or comma-separate." placeholder:"PUBKEY|FILE" sep:","`
 	InsecureSkipSignature bool     `help:"Accept bundles that are unsigned, or signed by a key not given with --trust, or whose signature does not verify. The checksum and every event are still checked."`
 	Batch                 int      `help:"Events per append." default:"2000"`
@@ -216,6 +235,9 @@ func (c *ImportCmd) Run(env *Env) error {
 	if c.Batch < 1 {
 		return errors.New("import: --batch must be at least 1")
 	}
+	if c.Instance > int(ledger.MaxOrigin) {
+		return fmt.Errorf("import: --id %d outside 0..%d", c.Instance, ledger.MaxOrigin)
+	}
 	store, err := openLedger(env.Ctx, env.Ledger)
 	if err != nil {
 		return err
@@ -265,6 +287,19 @@ func (c *ImportCmd) Run(env *Env) error {
 			return fmt.Errorf("import: %w", err)
 		}
 		fmt.Fprintf(w, "  %d events: %d new, %d duplicates (ledger head %d)\n", h.Events, res.Appended, res.Duplicates, res.Head)
+		printStability(w, h)
+		if c.Instance >= 0 {
+			note, err := site.RecordBundle(env.Ctx, store, env.Ledger, uint16(c.Instance), info, res)
+			switch {
+			case errors.Is(err, site.ErrStabilityRefused):
+				fmt.Fprintf(w, "  %v\n", err)
+				env.Log.Warn("a bundle's stability fields were not recorded; compaction waits", "bundle", info.Name, "error", err)
+			case err != nil:
+				return fmt.Errorf("import: %s was imported, but recording its stability fields failed: %w", info.Name, err)
+			case note != "":
+				fmt.Fprintf(w, "  %s\n", note)
+			}
+		}
 		total += h.Events
 		added += res.Appended
 		dups += res.Duplicates

@@ -1,11 +1,13 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/ghsync/ghsync/bundle"
 	"github.com/ghsync/ghsync/internal/pgtest"
 )
 
@@ -94,7 +96,7 @@ func TestExportImport(t *testing.T) {
 
 	dst := "sqlite:" + filepath.Join(t.TempDir(), "central.db")
 	out = mustRun(t, "import", "--ledger", dst, "--trust", key+".pub", file)
-	for _, w := range []string{"bundle " + file + ": format 1, exported by instance 2", "signed by a trusted key " + pub, "origin   2: 120 events, seq 1..120", "360 events: 360 new, 0 duplicates (ledger head 360)"} {
+	for _, w := range []string{"bundle " + file + ": format 2, exported by instance 2", "signed by a trusted key " + pub, "origin   2: 120 events, seq 1..120", "360 events: 360 new, 0 duplicates (ledger head 360)"} {
 		if !strings.Contains(out, w) {
 			t.Fatalf("import output lacks %q:\n%s", w, out)
 		}
@@ -167,7 +169,7 @@ func TestImportRefusesBadBundles(t *testing.T) {
 	os.WriteFile(flipped, d, 0o600)
 	newer := filepath.Join(dir, "newer.bundle")
 	d = []byte(string(data))
-	d[9] = 2
+	d[9] = byte(bundle.Version + 1)
 	os.WriteFile(newer, d, 0o600)
 
 	dst := "sqlite:" + filepath.Join(dir, "dst.db")
@@ -181,7 +183,7 @@ func TestImportRefusesBadBundles(t *testing.T) {
 		{[]string{good}, []string{"good.bundle", "not among the 0 trusted key"}},
 		{[]string{truncated, trust}, []string{"truncated.bundle", "truncated", "byte offset"}},
 		{[]string{flipped, trust}, []string{"flipped.bundle", "checksum does not match", "first inconsistency found: ", "event "}},
-		{[]string{newer, trust}, []string{"newer.bundle", "format version 2", "upgrade ghsync"}},
+		{[]string{newer, trust}, []string{"newer.bundle", fmt.Sprintf("format version %d", bundle.Version+1), "upgrade ghsync"}},
 		{[]string{good, flipped, trust}, []string{"flipped.bundle", "nothing was appended"}}, // the good one first: still nothing
 		{[]string{filepath.Join(dir, "missing.bundle"), trust}, []string{"missing.bundle", "no such file"}},
 		{[]string{good, "--trust", "ed25519:nonsense"}, []string{"--trust ed25519:nonsense", "not an Ed25519 public key"}},
@@ -253,4 +255,33 @@ func TestExportImportPostgres(t *testing.T) {
 	if !strings.Contains(out, "import: 2 bundles, 720 events: 0 new, 720 duplicates") {
 		t.Fatalf("importing both again:\n%s", out)
 	}
+}
+
+// With --id, import records what central's bundles say about stability
+// at a satellite: the positions a complete export covered, contiguously;
+// fields of a bundle no trusted key signed are not believed.
+func TestImportRecordsStability(t *testing.T) {
+	src := "sqlite:" + generated(t) // central's ledger here: 360 events
+	key, _ := keygen(t)
+	dir := t.TempDir()
+	whole, tail := filepath.Join(dir, "whole.bundle"), filepath.Join(dir, "tail.bundle")
+	mustRun(t, "export", "--ledger", src, "--id", "0", "--key", key, "--out", whole)
+	mustRun(t, "export", "--ledger", src, "--id", "0", "--key", key, "--since", "100", "--out", tail)
+
+	sat := "sqlite:" + filepath.Join(dir, "satellite.db")
+	out := mustRun(t, "import", "--ledger", sat, "--id", "3", "--trust", key+".pub", tail)
+	if !strings.Contains(out, "stability fields not recorded") || !strings.Contains(out, "import central's bundle since 0") {
+		t.Fatalf("a bundle after a gap:\n%s", out)
+	}
+	out = mustRun(t, "import", "--ledger", sat, "--id", "3", "--trust", key+".pub", whole)
+	if !strings.Contains(out, "central's ledger is here through position 360") {
+		t.Fatalf("a complete bundle from the start:\n%s", out)
+	}
+
+	other := "sqlite:" + filepath.Join(dir, "other.db")
+	out = mustRun(t, "import", "--ledger", other, "--id", "4", "--insecure-skip-signature", whole)
+	if !strings.Contains(out, "stability fields not recorded: the bundle is signed by an untrusted key") {
+		t.Fatalf("an untrusted bundle:\n%s", out)
+	}
+	refused(t, []string{"--id 600 outside 0..511"}, "import", "--ledger", other, "--id", "600", "--insecure-skip-signature", whole)
 }

@@ -63,6 +63,8 @@ func (c *ServeCmd) Run(env *Env) error {
 		return err
 	}
 	defer srv.Close()
+	// Reports imported from bundles move the frontier too.
+	go srv.KeepFrontier(env.Ctx)
 	if c.Target != "" {
 		st, err := site.Open(env.Ctx, site.Config{Origin: 0, Target: c.Target, Store: store, StoreLocation: env.Ledger, Registry: mreg,
 			Sequencer: seq, Logger: env.Log, ReportStable: srv.ReportOwn})

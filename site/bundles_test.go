@@ -1,0 +1,219 @@
+package site_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ghsync/ghsync/bundle"
+	"github.com/ghsync/ghsync/central"
+	"github.com/ghsync/ghsync/merge"
+	"github.com/ghsync/ghsync/site"
+	"github.com/ghsync/ghsync/wire"
+)
+
+// usbLink is a satellite that exchanges only bundles with central: what
+// `ghsync export` and `ghsync import --id` do at each end.
+type usbLink struct {
+	t                *testing.T
+	nw               *network
+	sat              *node
+	satKey, cenKey   ed25519.PrivateKey
+	cenPos, satPos   uint64 // where the next export of each side starts
+	toCentral, toSat int    // bundles carried
+}
+
+func newUSBLink(t *testing.T, nw *network, id uint16) *usbLink {
+	t.Helper()
+	l := &usbLink{t: t, nw: nw, sat: newNode(t, id, 0)}
+	if err := nw.reg.AddSatellite(context.Background(), central.Satellite{ID: id, Name: "clinic without a link", Scope: wire.ScopeAll,
+		TokenHash: central.HashToken(fmt.Sprint("unused token of ", id)), Created: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	l.sat.open("", "", nil, nil, nil)
+	var err error
+	if l.satKey, err = bundle.GenerateKey(); err != nil {
+		t.Fatal(err)
+	}
+	if l.cenKey, err = bundle.GenerateKey(); err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// carry exports from one instance and imports into the other, returning
+// what the import recorded about stability.
+func (l *usbLink) carry(from, to *node, since *uint64, sel bundle.Selection, key ed25519.PrivateKey) (string, error) {
+	l.t.Helper()
+	ctx := context.Background()
+	sel.SincePosition = *since
+	opts := bundle.ExportOptions{Origin: from.id, Selection: sel, Key: key}
+	if err := site.ExportStability(ctx, from.url, &opts); err != nil {
+		l.t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	exp, err := bundle.Export(ctx, from.store, &buf, opts)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	*since = exp.Through
+	tr := bundle.Trust{Keys: []ed25519.PublicKey{key.Public().(ed25519.PublicKey)}}
+	res, err := bundle.Import(ctx, to.store, bytes.NewReader(buf.Bytes()), bundle.ImportOptions{Name: "usb", Trust: tr})
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	return site.RecordBundle(ctx, to.store, to.url, to.id, res.Info, res)
+}
+
+// round takes the stick to central and back: the satellite's own events
+// with its report, then everything central has since the last trip.
+func (l *usbLink) round() {
+	l.t.Helper()
+	if err := l.sat.sync(); err != nil {
+		l.t.Fatal(err)
+	}
+	if _, err := l.carry(l.sat, l.nw.central, &l.satPos, bundle.Selection{Origins: []uint16{l.sat.id}}, l.satKey); err != nil {
+		l.t.Fatalf("to central: %v", err)
+	}
+	if err := l.nw.central.sync(); err != nil {
+		l.t.Fatal(err)
+	}
+	if _, err := l.carry(l.nw.central, l.sat, &l.cenPos, bundle.Selection{}, l.cenKey); err != nil {
+		l.t.Fatalf("to the satellite: %v", err)
+	}
+	if err := l.sat.sync(); err != nil {
+		l.t.Fatal(err)
+	}
+}
+
+// TestBundleOnlySatelliteCompacts: a registered satellite that sees
+// central only through bundles no longer holds the network's stability
+// frontier at zero. Its bundles carry its reports, central's carry the
+// frontier; a party renamed at every instance is compacted everywhere,
+// the bundle-only satellite included, and all three end with the same
+// tables and conflicts.
+func TestBundleOnlySatelliteCompacts(t *testing.T) {
+	ctx := context.Background()
+	nw := newNetwork(t, 1, nil, nil, nil)
+	usb := newUSBLink(t, nw, 2)
+	nw.central.exec(`INSERT INTO party_party (code, name, active, create_uid, create_date) VALUES ('BUSY', 'Ward clerk', true, 1, now())`)
+	nw.quiesce()
+	usb.round()
+	renames := 1
+	nodes := append(nw.all(), usb.sat)
+	for round := range 8 {
+		for _, n := range nodes {
+			n.exec(`UPDATE party_party SET name = $1, write_uid = 1, write_date = now() WHERE code = 'BUSY'`, fmt.Sprintf("Clerk %d at %d", round, n.id))
+			renames++
+		}
+		nw.quiesce()
+		usb.round()
+	}
+	// The last renames reach everyone, then one more round lets the
+	// reports of those trips reach central and its frontier come back.
+	nw.quiesce()
+	usb.round()
+	nw.quiesce()
+	usb.round()
+	nw.central.exec(`UPDATE party_party SET name = 'Clerk, last', write_uid = 1, write_date = now() WHERE code = 'BUSY'`)
+	renames++
+	nw.quiesce()
+	usb.round()
+
+	reps, err := nw.reg.Stabilities(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(fmt.Sprint(reps), "{2 ") {
+		t.Fatalf("central recorded no report of the bundle-only satellite: %+v", reps)
+	}
+	f, err := nw.reg.LastFrontier(ctx)
+	if err != nil || f == 0 {
+		t.Fatalf("central's recorded frontier: %s, %v", f, err)
+	}
+	nw.sats = append(nw.sats, usb.sat) // for check: tables, conflicts
+	nw.check()
+	for _, n := range nw.all() {
+		var raw []byte
+		if err := n.db.QueryRow(`SELECT state FROM ghsync.records WHERE model = 'party.party' AND key = 'BUSY'`).Scan(&raw); err != nil {
+			t.Fatal(err)
+		}
+		st, err := merge.UnmarshalState(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kept := len(st.Fields["name"])
+		t.Logf("node %d: frontier %s; keeps %d of %d writes of the name", n.id, n.site.Projector().Frontier(), kept, renames)
+		if n.site.Projector().Frontier() == 0 || kept > 5 {
+			t.Fatalf("node %d: frontier %s, keeps %d of %d writes: not compacted", n.id, n.site.Projector().Frontier(), kept, renames)
+		}
+	}
+}
+
+// What a bundle says about stability is believed only when it can be
+// true and comes from a trusted signer; the events are imported either
+// way, and nothing recorded changes.
+func TestBundleStabilityRefused(t *testing.T) {
+	ctx := context.Background()
+	nw := newNetwork(t, 0, nil, nil, nil)
+	usb := newUSBLink(t, nw, 3)
+	usb.sat.exec(`INSERT INTO party_party (code, name, active, create_uid, create_date) VALUES ('S3-1', 'Ana', true, 1, now())`)
+	if err := usb.sat.sync(); err != nil {
+		t.Fatal(err)
+	}
+	export := func(n *node, sel bundle.Selection, key ed25519.PrivateKey) *bundle.Info {
+		opts := bundle.ExportOptions{Origin: n.id, Selection: sel, Key: key}
+		if err := site.ExportStability(ctx, n.url, &opts); err != nil {
+			t.Fatal(err)
+		}
+		var buf bytes.Buffer
+		if _, err := bundle.Export(ctx, n.store, &buf, opts); err != nil {
+			t.Fatal(err)
+		}
+		info, err := bundle.Verify("b", bytes.NewReader(buf.Bytes()), bundle.Trust{Keys: []ed25519.PublicKey{usb.satKey.Public().(ed25519.PublicKey)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info
+	}
+	info := export(usb.sat, bundle.Selection{}, usb.satKey)
+	if info.Header.Report == nil {
+		t.Fatal("the satellite's export carries no report after a completed cycle")
+	}
+	noReports := func() {
+		t.Helper()
+		if reps, err := nw.reg.Stabilities(ctx); err != nil || strings.Contains(fmt.Sprint(reps), "{3 ") {
+			t.Fatalf("a refused report was recorded: %+v %v", reps, err)
+		}
+	}
+	for _, c := range []struct {
+		name, saying string
+		edit         func(i bundle.Info) *bundle.Info
+	}{
+		{"events not at central", "holds them through seq 0", func(i bundle.Info) *bundle.Info { return &i }},
+		{"untrusted signer", "signed by an untrusted key", func(i bundle.Info) *bundle.Info { i.Signature = bundle.SignedUntrusted; return &i }},
+		{"unregistered satellite", "no such satellite", func(i bundle.Info) *bundle.Info { i.Header.Origin = 9; return &i }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := site.RecordBundle(ctx, nw.central.store, nw.central.url, 0, c.edit(*info), &bundle.ImportResult{})
+			if !errors.Is(err, site.ErrStabilityRefused) || !strings.Contains(err.Error(), c.saying) {
+				t.Fatalf("got %v, want a refusal saying %q", err, c.saying)
+			}
+			noReports()
+		})
+	}
+	// A model-filtered export does not vouch for the satellite's events.
+	if i := export(usb.sat, bundle.Selection{Models: []string{"party.address"}}, usb.satKey); i.Header.Report != nil {
+		t.Fatalf("a filtered export carries a report: %+v", i.Header.Report)
+	}
+	// Central's bundle filtered by origin covers no positions: refused.
+	part := export(nw.central, bundle.Selection{Origins: []uint16{0}}, usb.satKey)
+	if _, err := site.RecordBundle(ctx, usb.sat.store, usb.sat.url, 3, part, &bundle.ImportResult{}); !errors.Is(err, site.ErrStabilityRefused) || !strings.Contains(err.Error(), "not a complete export") {
+		t.Fatalf("a filtered bundle of central's: %v", err)
+	}
+}
