@@ -1,6 +1,7 @@
 package main
 
 import (
+	"database/sql"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -284,4 +285,43 @@ func TestImportRecordsStability(t *testing.T) {
 		t.Fatalf("an untrusted bundle:\n%s", out)
 	}
 	refused(t, []string{"--id 600 outside 0..511"}, "import", "--ledger", other, "--id", "600", "--insecure-skip-signature", whole)
+}
+
+// A clinic with no link, from the command line: sync without central
+// captures, projects and records its report; its signed export carries
+// the report, and central's import records it; central's export tells
+// the clinic which of central's positions it now holds.
+func TestBundleOnlySatelliteCLI(t *testing.T) {
+	dir := t.TempDir()
+	target := "sqlite:" + filepath.Join(dir, "tryton.db")
+	satLedger, cenLedger := "sqlite:"+filepath.Join(dir, "clinic.db"), "sqlite:"+filepath.Join(dir, "central.db")
+	mustRun(t, "schema", "--target", target)
+	mustRun(t, "capture", "install", "--db", target)
+	db, err := sql.Open("sqlite", strings.TrimPrefix(target, "sqlite:"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`INSERT INTO party_party (code, name, active) VALUES ('C5-1', 'Ann', 1)`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if out := mustRun(t, "sync", "--ledger", satLedger, "--id", "5", "--target", target); !strings.Contains(out, "captured 1 local changes") {
+		t.Fatalf("sync without central:\n%s", out)
+	}
+	refused(t, []string{"a token but no central URL"}, "sync", "--ledger", satLedger, "--id", "5", "--target", target, "--token", "x")
+
+	key, _ := keygen(t)
+	b1 := filepath.Join(dir, "clinic.bundle")
+	if out := mustRun(t, "export", "--ledger", satLedger, "--id", "5", "--origin", "5", "--key", key, "--out", b1); !strings.Contains(out, "stability report: events stamped through") {
+		t.Fatalf("the clinic's export carries no report:\n%s", out)
+	}
+	mustRun(t, "central", "satellite", "add", "5", "--name", "Clinic without a link", "--ledger", cenLedger)
+	if out := mustRun(t, "import", "--ledger", cenLedger, "--id", "0", "--trust", key+".pub", b1); !strings.Contains(out, "recorded satellite 5's stability report") {
+		t.Fatalf("central's import:\n%s", out)
+	}
+	b2 := filepath.Join(dir, "central.bundle")
+	mustRun(t, "export", "--ledger", cenLedger, "--id", "0", "--key", key, "--out", b2)
+	if out := mustRun(t, "import", "--ledger", satLedger, "--id", "5", "--trust", key+".pub", b2); !strings.Contains(out, "central's ledger is here through position 1") {
+		t.Fatalf("the clinic's import:\n%s", out)
+	}
 }

@@ -18,7 +18,7 @@ import (
 // Remote is how a satellite reaches central. What the flags leave unset
 // comes from the instance's trytond.conf when --trytond-conf names it.
 type Remote struct {
-	Central     string `help:"Central's URL (http(s)://host:port); default: [synchronisation] url of --trytond-conf." env:"GHSYNC_CENTRAL" placeholder:"URL"`
+	Central     string `help:"Central's URL (http(s)://host:port); default: [synchronisation] url of --trytond-conf. sync and run work without one: they capture and project, for a clinic that exchanges bundles only." env:"GHSYNC_CENTRAL" placeholder:"URL"`
 	Token       string `help:"This satellite's token, from ghsync central satellite add (better set in the environment or the configuration file than on the command line)." env:"GHSYNC_TOKEN"`
 	ID          uint16 `name:"id" help:"This instance's synchronisation id (1..511); default: [synchronisation] id of --trytond-conf." env:"GHSYNC_ID"`
 	CACert      string `name:"ca-cert" help:"PEM file of the authority that signed central's certificate (default: the system's)." placeholder:"FILE" env:"GHSYNC_CA_CERT"`
@@ -26,9 +26,11 @@ type Remote struct {
 }
 
 // resolve fills what the flags left unset from trytond.conf, and checks
-// that a satellite's identity is complete. It returns the instance's
-// database from [database] uri, if any.
-func (r *Remote) resolve() (database string, err error) {
+// that a satellite's identity is complete: with central's URL and token
+// when linked, or without either when offline (sync and run with no
+// central: a clinic that exchanges bundles only). It returns the
+// instance's database from [database] uri, if any.
+func (r *Remote) resolve(offline bool) (database string, err error) {
 	if r.TrytondConf != "" {
 		tc, err := readTrytondConf(r.TrytondConf)
 		if err != nil {
@@ -48,6 +50,10 @@ func (r *Remote) resolve() (database string, err error) {
 	switch {
 	case r.ID == 0:
 		return "", errors.New("no synchronisation id: give --id (1..511) or a trytond.conf with [synchronisation] id")
+	case r.Central == "" && offline:
+		if r.Token != "" {
+			return "", errors.New("a token but no central URL: give --central or a trytond.conf with [synchronisation] url")
+		}
 	case r.Central == "":
 		return "", errors.New("no central URL: give --central or a trytond.conf with [synchronisation] url")
 	case r.Token == "":
@@ -93,7 +99,7 @@ func progressLog(env *Env, op string) func(satellite.Progress) {
 // dial opens the satellite's ledger and connects to central; the cursor
 // persists beside the ledger.
 func (r *Remote) dial(env *Env, op string) (*satellite.Client, ledger.Store, error) {
-	if _, err := r.resolve(); err != nil {
+	if _, err := r.resolve(false); err != nil {
 		return nil, nil, err
 	}
 	hc, err := r.httpClient()

@@ -12,14 +12,15 @@ import (
 )
 
 // Instance is a satellite with its GNU Health database: what sync and
-// run work on.
+// run work on. Without central, a cycle captures and projects only, and
+// records what the satellite's next bundle vouches for.
 type Instance struct {
 	Remote
 	Target string `help:"This instance's GNU Health database (postgres:// URL or sqlite:PATH); default: [database] uri of --trytond-conf. Without it only the ledger is synchronised." aliases:"db" env:"GHSYNC_TARGET"`
 }
 
 func (in *Instance) open(env *Env) (*site.Site, func(), error) {
-	db, err := in.resolve()
+	db, err := in.resolve(true)
 	if err != nil {
 		return nil, nil, err
 	}
