@@ -34,17 +34,15 @@ type Offline struct {
 	Frontier clocks.Timestamp
 }
 
-// BundleState keeps Offline beside the satellite's ledger (table
-// ghsync_bundle_state in its SQLite file, ghsync.bundle_state in its
+// BundleState keeps Offline beside the satellite's ledger (one row of
+// table ghsync_bundle_state in its SQLite file, ghsync.bundle_state in its
 // PostgreSQL database), so the import and export commands and the sync
 // cycle, separate processes, share it.
 type BundleState struct {
-	db *sql.DB
-	pg bool
+	db    *sql.DB
+	table string
+	ph    func(i int) string // the i-th placeholder
 }
-
-// The fields of Offline, one row each.
-var offlineFields = []string{"covered", "covered_at", "applied", "report_hlc", "report_seq", "frontier"}
 
 // OpenBundleState opens, creating if needed, the state at location (the
 // ledger's: a postgres:// URL or sqlite:PATH).
@@ -53,11 +51,16 @@ func OpenBundleState(ctx context.Context, location string) (*BundleState, error)
 	if err != nil {
 		return nil, fmt.Errorf("open bundle state: %w", err)
 	}
-	b := &BundleState{db: db, pg: dialect == dbopen.Postgres}
-	schema := `CREATE TABLE IF NOT EXISTS ghsync_bundle_state (name TEXT PRIMARY KEY, value INTEGER NOT NULL) STRICT`
-	if b.pg {
-		schema = `CREATE SCHEMA IF NOT EXISTS ghsync;
-		CREATE TABLE IF NOT EXISTS ghsync.bundle_state (name text PRIMARY KEY, value bigint NOT NULL)`
+	b := &BundleState{db: db, table: "ghsync_bundle_state", ph: func(int) string { return "?" }}
+	columns := `(
+		id INTEGER PRIMARY KEY CHECK (id = 1),
+		covered INTEGER NOT NULL DEFAULT 0, covered_at INTEGER NOT NULL DEFAULT 0, applied INTEGER NOT NULL DEFAULT 0,
+		report_hlc INTEGER NOT NULL DEFAULT 0, report_seq INTEGER NOT NULL DEFAULT 0, frontier INTEGER NOT NULL DEFAULT 0)`
+	schema := `CREATE TABLE IF NOT EXISTS ghsync_bundle_state ` + columns + ` STRICT`
+	if dialect == dbopen.Postgres {
+		b.table, b.ph = "ghsync.bundle_state", func(i int) string { return fmt.Sprintf("$%d", i) }
+		schema = `CREATE SCHEMA IF NOT EXISTS ghsync; CREATE TABLE IF NOT EXISTS ghsync.bundle_state ` +
+			strings.ReplaceAll(columns, "INTEGER", "bigint")
 	}
 	if _, err := db.ExecContext(ctx, schema); err != nil {
 		db.Close()
@@ -69,85 +72,51 @@ func OpenBundleState(ctx context.Context, location string) (*BundleState, error)
 // Close releases the database handle.
 func (b *BundleState) Close() error { return b.db.Close() }
 
-func (b *BundleState) table() string {
-	if b.pg {
-		return "ghsync.bundle_state"
-	}
-	return "ghsync_bundle_state"
+const bundleColumns = `covered, covered_at, applied, report_hlc, report_seq, frontier`
+
+type queryRower interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
-// Load returns the state (zero before anything was recorded).
-func (b *BundleState) Load(ctx context.Context) (Offline, error) {
-	return load(ctx, b.db, b.table())
-}
-
-type querier interface {
-	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
-}
-
-func load(ctx context.Context, q querier, table string) (Offline, error) {
+func (b *BundleState) load(ctx context.Context, q queryRower) (Offline, error) {
 	var o Offline
-	rows, err := q.QueryContext(ctx, `SELECT name, value FROM `+table)
-	if err != nil {
+	var v [6]int64
+	err := q.QueryRowContext(ctx, `SELECT `+bundleColumns+` FROM `+b.table).Scan(&v[0], &v[1], &v[2], &v[3], &v[4], &v[5])
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return o, fmt.Errorf("read bundle state: %w", err)
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var name string
-		var v int64
-		if err := rows.Scan(&name, &v); err != nil {
-			return o, fmt.Errorf("read bundle state: %w", err)
-		}
-		switch name {
-		case "covered":
-			o.Covered = uint64(v)
-		case "covered_at":
-			o.CoveredAt = uint64(v)
-		case "applied":
-			o.Applied = uint64(v)
-		case "report_hlc":
-			o.ReportHLC = clocks.Timestamp(v)
-		case "report_seq":
-			o.ReportSeq = uint64(v)
-		case "frontier":
-			o.Frontier = clocks.Timestamp(v)
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return o, fmt.Errorf("read bundle state: %w", err)
-	}
+	o = Offline{Covered: uint64(v[0]), CoveredAt: uint64(v[1]), Applied: uint64(v[2]),
+		ReportHLC: clocks.Timestamp(v[3]), ReportSeq: uint64(v[4]), Frontier: clocks.Timestamp(v[5])}
 	return o, nil
 }
 
-// update changes the state in one transaction.
-func (b *BundleState) update(ctx context.Context, f func(*Offline) error) (Offline, error) {
+// Load returns the state (zero before anything was recorded).
+func (b *BundleState) Load(ctx context.Context) (Offline, error) { return b.load(ctx, b.db) }
+
+// update changes the state in one transaction. Import and sync may run at
+// once: the transaction takes the row's lock (on SQLite, the database's
+// write lock) before it reads.
+func (b *BundleState) update(ctx context.Context, f func(*Offline)) (Offline, error) {
 	tx, err := b.db.BeginTx(ctx, nil)
 	if err != nil {
 		return Offline{}, fmt.Errorf("bundle state: %w", err)
 	}
 	defer tx.Rollback()
-	if b.pg {
-		// Import and sync may run at once: one read-modify-write at a time.
-		if _, err := tx.ExecContext(ctx, `LOCK TABLE ghsync.bundle_state IN EXCLUSIVE MODE`); err != nil {
-			return Offline{}, fmt.Errorf("bundle state: %w", err)
-		}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO `+b.table+` (id) VALUES (1) ON CONFLICT (id) DO UPDATE SET id = excluded.id`); err != nil {
+		return Offline{}, fmt.Errorf("bundle state: %w", err)
 	}
-	o, err := load(ctx, tx, b.table())
+	o, err := b.load(ctx, tx)
 	if err != nil {
 		return o, err
 	}
-	if err := f(&o); err != nil {
-		return o, err
+	f(&o)
+	var set []string
+	for i, c := range strings.Split(bundleColumns, ", ") {
+		set = append(set, c+" = "+b.ph(i+1))
 	}
-	q := `INSERT INTO ` + b.table() + ` (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value`
-	if b.pg {
-		q = strings.NewReplacer("(?, ?)", "($1, $2)").Replace(q)
-	}
-	values := []uint64{o.Covered, o.CoveredAt, o.Applied, uint64(o.ReportHLC), o.ReportSeq, uint64(o.Frontier)}
-	for i, name := range offlineFields {
-		if _, err := tx.ExecContext(ctx, q, name, int64(values[i])); err != nil {
-			return o, fmt.Errorf("save bundle state: %w", err)
-		}
+	if _, err := tx.ExecContext(ctx, `UPDATE `+b.table+` SET `+strings.Join(set, ", "),
+		int64(o.Covered), int64(o.CoveredAt), int64(o.Applied), int64(o.ReportHLC), int64(o.ReportSeq), int64(o.Frontier)); err != nil {
+		return o, fmt.Errorf("save bundle state: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
 		return o, fmt.Errorf("save bundle state: %w", err)
@@ -167,7 +136,7 @@ var ErrCoverageGap = errors.New("central's bundle starts after the positions imp
 // recorded).
 func (b *BundleState) CentralImported(ctx context.Context, since, through, head uint64, frontier clocks.Timestamp) (Offline, error) {
 	var gap error
-	o, err := b.update(ctx, func(o *Offline) error {
+	o, err := b.update(ctx, func(o *Offline) {
 		o.Frontier = max(o.Frontier, frontier)
 		switch {
 		case since > o.Covered:
@@ -180,7 +149,6 @@ func (b *BundleState) CentralImported(ctx context.Context, since, through, head 
 		case through > o.Covered:
 			o.Covered, o.CoveredAt = through, head
 		}
-		return nil
 	})
 	if err != nil {
 		return o, err
@@ -193,13 +161,12 @@ func (b *BundleState) CentralImported(ctx context.Context, since, through, head 
 // the ledger, and the projector's checkpoint is at this ledger's position
 // checkpoint (which makes Covered Applied, once it reaches CoveredAt).
 func (b *BundleState) CycleDone(ctx context.Context, mark clocks.Timestamp, seq, checkpoint uint64) (Offline, error) {
-	return b.update(ctx, func(o *Offline) error {
+	return b.update(ctx, func(o *Offline) {
 		if o.CoveredAt <= checkpoint {
 			o.Applied = max(o.Applied, o.Covered)
 		}
 		if mark > o.ReportHLC {
 			o.ReportHLC, o.ReportSeq = mark, max(o.ReportSeq, seq)
 		}
-		return nil
 	})
 }

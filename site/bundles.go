@@ -37,16 +37,18 @@ func (s *Site) vouch(ctx context.Context, r *Report, mark clocks.Timestamp, chec
 	// Read after mark: an event drained since then is stamped later, so
 	// counting it only asks central for more.
 	seq, err := ownSeq(ctx, s.cfg.Store, s.cfg.Origin)
+	var o satellite.Offline
 	if err == nil {
-		var o satellite.Offline
-		if o, err = s.bundles.CycleDone(ctx, mark, seq, checkpoint); err == nil && o.Frontier != 0 {
-			if err = s.proj.SetFrontier(ctx, o.Frontier); err == nil && r.Frontier == 0 {
-				r.Frontier = o.Frontier
-			}
-		}
+		o, err = s.bundles.CycleDone(ctx, mark, seq, checkpoint)
 	}
 	if err != nil {
 		s.log.Warn("could not record this cycle for the stability report bundles carry", "error", err)
+		return
+	}
+	if err := s.recordFrontier(ctx, o.Frontier); err != nil {
+		s.log.Warn("could not record the stability frontier central's bundles carried", "frontier", o.Frontier.String(), "error", err)
+	} else if r.Frontier == 0 {
+		r.Frontier = o.Frontier
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/ghsync/ghsync/bundle"
 	"github.com/ghsync/ghsync/central"
+	"github.com/ghsync/ghsync/clocks"
 	"github.com/ghsync/ghsync/merge"
 	"github.com/ghsync/ghsync/site"
 	"github.com/ghsync/ghsync/wire"
@@ -211,6 +212,29 @@ func TestBundleStabilityRefused(t *testing.T) {
 	if i := export(usb.sat, bundle.Selection{Models: []string{"party.address"}}, usb.satKey); i.Header.Report != nil {
 		t.Fatalf("a filtered export carries a report: %+v", i.Header.Report)
 	}
+	// A frontier far past every clock (damage, or a central that
+	// miscounted) is recorded from a trusted bundle but never reaches the
+	// projector.
+	far := clocks.New(time.Now().AddDate(10, 0, 0).UnixMilli(), 0)
+	opts := bundle.ExportOptions{Origin: 0, Key: usb.cenKey, Frontier: far}
+	var buf bytes.Buffer
+	if _, err := bundle.Export(ctx, nw.central.store, &buf, opts); err != nil {
+		t.Fatal(err)
+	}
+	res, err := bundle.Import(ctx, usb.sat.store, bytes.NewReader(buf.Bytes()), bundle.ImportOptions{Trust: bundle.Trust{Keys: []ed25519.PublicKey{usb.cenKey.Public().(ed25519.PublicKey)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if note, err := site.RecordBundle(ctx, usb.sat.store, usb.sat.url, 3, res.Info, res); err != nil || !strings.Contains(note, "stability frontier") {
+		t.Fatalf("central's bundle with a frontier: %q %v", note, err)
+	}
+	if err := usb.sat.sync(); err != nil {
+		t.Fatal(err)
+	}
+	if f := usb.sat.site.Projector().Frontier(); f != 0 {
+		t.Fatalf("the projector took frontier %s, far ahead of every clock", f)
+	}
+
 	// Central's bundle filtered by origin covers no positions: refused.
 	part := export(nw.central, bundle.Selection{Origins: []uint16{0}}, usb.satKey)
 	if _, err := site.RecordBundle(ctx, usb.sat.store, usb.sat.url, 3, part, &bundle.ImportResult{}); !errors.Is(err, site.ErrStabilityRefused) || !strings.Contains(err.Error(), "not a complete export") {

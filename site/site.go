@@ -260,12 +260,29 @@ func (s *Site) stabilize(ctx context.Context, r *Report, mark clocks.Timestamp, 
 		s.log.Warn("could not report stability to central; merge states are not compacted further until a report succeeds", "error", err)
 		return
 	}
-	r.Frontier = f
-	if s.proj != nil && f != 0 {
-		if err := s.proj.SetFrontier(ctx, f); err != nil {
-			s.log.Warn("could not record the stability frontier", "frontier", f.String(), "error", err)
-		}
+	if err := s.recordFrontier(ctx, f); err != nil {
+		s.log.Warn("could not record the stability frontier", "frontier", f.String(), "error", err)
+		return
 	}
+	r.Frontier = f
+}
+
+// frontierSlack is how far ahead of this machine's corrected clock a
+// stability frontier may be: no instance's report can be further ahead
+// than central accepts clocks to be (minutes), so a frontier beyond it is
+// damage, which would make the projector compact writes still to come.
+const frontierSlack = 24 * time.Hour
+
+// recordFrontier gives the projector a frontier (0: none yet), once it
+// is plausible.
+func (s *Site) recordFrontier(ctx context.Context, f clocks.Timestamp) error {
+	if f == 0 || s.proj == nil {
+		return nil
+	}
+	if limit := s.wall.Now().Add(frontierSlack); f.Time().After(limit) {
+		return fmt.Errorf("refused: it is more than %v ahead of this machine's clock (%s)", frontierSlack, limit.Add(-frontierSlack).UTC().Format(time.RFC3339))
+	}
+	return s.proj.SetFrontier(ctx, f)
 }
 
 // followed is what follow did.
