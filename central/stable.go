@@ -183,7 +183,7 @@ func (s *Server) Frontier(ctx context.Context) (clocks.Timestamp, error) {
 		return 0, err
 	}
 	if v > f.value {
-		// Recorded for central's bundles (BundleFrontier).
+		// Recorded for central's bundles (site.ExportStability).
 		if err := s.cfg.Registry.RaiseFrontier(ctx, v); err != nil {
 			return 0, err
 		}
