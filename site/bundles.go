@@ -20,8 +20,8 @@ import (
 //   - central's complete exports (every event after a position) say which
 //     positions they cover and carry the frontier central last derived;
 //     the satellite records both on import (RecordBundle);
-//   - each local cycle (Sync without central) records what it vouches
-//     for, as a networked cycle reports it (vouch): its clock reading
+//   - each completed cycle (with central or without) records what it
+//     vouches for, as a networked cycle reports it (vouch): its clock reading
 //     after the drain, the origin seq it had stamped by then, and the
 //     central position its tables reflect (once the projector passed
 //     the imported bundles);
@@ -29,14 +29,18 @@ import (
 //     central records it on import once its ledger holds the events
 //     vouched for (central.AcceptBundleReport).
 
-// vouch records what a completed local cycle vouches for, for the next
-// bundle this satellite exports, and applies the frontier central's
-// bundles announced. A failure costs only compaction's progress: it is
-// logged, not returned.
-func (s *Site) vouch(ctx context.Context, r *Report, mark clocks.Timestamp, checkpoint uint64) {
+// vouch records what a completed cycle vouches for, for the next bundle
+// this satellite exports and for the clock of the next process (Open),
+// and applies the frontier central's bundles announced. A failure costs
+// only compaction's progress: it is logged, not returned.
+func (s *Site) vouch(ctx context.Context, r *Report, mark clocks.Timestamp) {
 	// Read after mark: an event drained since then is stamped later, so
 	// counting it only asks central for more.
 	seq, err := ownSeq(ctx, s.cfg.Store, s.cfg.Origin)
+	var checkpoint uint64
+	if err == nil {
+		checkpoint, err = s.proj.Checkpoint(ctx)
+	}
 	var o satellite.Offline
 	if err == nil {
 		o, err = s.bundles.CycleDone(ctx, mark, seq, checkpoint)

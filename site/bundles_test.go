@@ -14,6 +14,7 @@ import (
 	"github.com/ghsync/ghsync/central"
 	"github.com/ghsync/ghsync/clocks"
 	"github.com/ghsync/ghsync/merge"
+	"github.com/ghsync/ghsync/satellite"
 	"github.com/ghsync/ghsync/site"
 	"github.com/ghsync/ghsync/wire"
 )
@@ -239,5 +240,43 @@ func TestBundleStabilityRefused(t *testing.T) {
 	part := export(nw.central, bundle.Selection{Origins: []uint16{0}}, usb.satKey)
 	if _, err := site.RecordBundle(ctx, usb.sat.store, usb.sat.url, 3, part, &bundle.ImportResult{}); !errors.Is(err, site.ErrStabilityRefused) || !strings.Contains(err.Error(), "not a complete export") {
 		t.Fatalf("a filtered bundle of central's: %v", err)
+	}
+}
+
+// A satellite's next process stamps every change after the clock reading
+// its last completed cycle vouched for, even a change made before it (one
+// that missed that cycle's drain) and even with the machine's clock
+// behind it: the site's clock resumes past the recorded reading.
+func TestClockResumesPastVouchedReading(t *testing.T) {
+	ctx := context.Background()
+	n := newNode(t, 4, 0)
+	n.open("", "", nil, nil, nil)
+	n.exec(`INSERT INTO party_party (code, name, active, create_uid, create_date) VALUES ('S4-1', 'Ana', true, 1, now())`)
+	if err := n.sync(); err != nil {
+		t.Fatal(err)
+	}
+	// Pretend the last cycle read its clock a minute from now.
+	st, err := satellite.OpenBundleState(ctx, n.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vouched := clocks.New(time.Now().Add(time.Minute).UnixMilli(), 0)
+	if _, err := st.CycleDone(ctx, vouched, 1, 0); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	n.site.Close()
+
+	n.open("", "", nil, nil, nil)
+	n.exec(`UPDATE party_party SET name = 'Ana B.', write_uid = 1, write_date = now() WHERE code = 'S4-1'`)
+	if err := n.sync(); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := n.store.ReadOrigin(ctx, 4, 1, 10)
+	if err != nil || len(recs) != 1 {
+		t.Fatalf("the rename: %d events, %v", len(recs), err)
+	}
+	if h := recs[0].Event.HLC; h <= vouched {
+		t.Fatalf("the rename is stamped %s, not after the vouched reading %s", h, vouched)
 	}
 }

@@ -102,6 +102,15 @@ func Open(ctx context.Context, cfg Config) (*Site, error) {
 			s.Close()
 			return nil, err
 		}
+		// A change made just before a cycle's clock reading but drained
+		// by the next process must still be stamped after that reading,
+		// which a report vouched for: the clock resumes past it.
+		o, err := s.bundles.Load(ctx)
+		if err != nil {
+			s.Close()
+			return nil, err
+		}
+		s.clock.Restore(o.ReportHLC)
 	}
 	return s, nil
 }
@@ -217,6 +226,9 @@ func (s *Site) Sync(ctx context.Context) (Report, error) {
 				}
 			}
 			if pushedAll && netErr == nil {
+				if s.bundles != nil {
+					s.vouch(ctx, &r, mark)
+				}
 				s.stabilize(ctx, &r, mark, s.client.Cursor(), s.client.ReportStable)
 			}
 			return r, netErr
@@ -234,7 +246,7 @@ func (s *Site) Sync(ctx context.Context) (Report, error) {
 			s.stabilize(ctx, &r, mark, st.Checkpoint, s.cfg.ReportStable)
 		}
 		if s.bundles != nil {
-			s.vouch(ctx, &r, mark, st.Checkpoint)
+			s.vouch(ctx, &r, mark)
 		}
 	}
 	return r, netErr
