@@ -49,23 +49,7 @@ func TestBusyRecordIsCompacted(t *testing.T) {
 
 	ctx := context.Background()
 	for _, n := range nw.all() {
-		p := n.site.Projector()
-		if p.Frontier() == 0 {
-			t.Fatalf("node %d recorded no stability frontier", n.id)
-		}
-		var raw []byte
-		if err := n.db.QueryRow(`SELECT state FROM ghsync.records WHERE model = 'party.party' AND key = 'BUSY'`).Scan(&raw); err != nil {
-			t.Fatal(err)
-		}
-		st, err := merge.UnmarshalState(raw)
-		if err != nil {
-			t.Fatal(err)
-		}
-		kept := len(st.Fields["name"])
-		t.Logf("node %d: frontier %s; the party's state keeps %d of %d writes of its name (%d bytes)", n.id, p.Frontier(), kept, renames, len(raw))
-		if kept > 5 {
-			t.Fatalf("node %d keeps %d of %d writes: not compacted", n.id, kept, renames)
-		}
+		n.compacted("BUSY", renames)
 	}
 
 	// A replay of the whole ledger (rebuild does not compact while it
@@ -90,4 +74,27 @@ func TestBusyRecordIsCompacted(t *testing.T) {
 		t.Fatalf("conflicts stored while compacting:\n%v\nafter a full replay:\n%v", before, after)
 	}
 	t.Logf("%d conflicts, the same after a full replay", len(before))
+}
+
+// compacted asserts that the node recorded a stability frontier and keeps
+// few of the renames of party code in its merge state.
+func (n *node) compacted(code string, renames int) {
+	n.t.Helper()
+	p := n.site.Projector()
+	if p.Frontier() == 0 {
+		n.t.Fatalf("node %d recorded no stability frontier", n.id)
+	}
+	var raw []byte
+	if err := n.db.QueryRow(`SELECT state FROM ghsync.records WHERE model = 'party.party' AND key = $1`, code).Scan(&raw); err != nil {
+		n.t.Fatal(err)
+	}
+	st, err := merge.UnmarshalState(raw)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	kept := len(st.Fields["name"])
+	n.t.Logf("node %d: frontier %s; the party's state keeps %d of %d writes of its name (%d bytes)", n.id, p.Frontier(), kept, renames, len(raw))
+	if kept > 5 {
+		n.t.Fatalf("node %d keeps %d of %d writes: not compacted", n.id, kept, renames)
+	}
 }
