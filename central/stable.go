@@ -78,8 +78,9 @@ func (s *Server) stable(w http.ResponseWriter, r *http.Request, sat Satellite) {
 // would report over POST /v1/stable. It is refused, and nothing recorded,
 // unless origin is an active satellite, central's ledger holds that
 // origin's events through seq (the report vouches for no event central
-// lacks), and applied is a position central has. A report no newer than
-// the one recorded (a bundle imported late) is skipped: recorded is false.
+// lacks), and applied is a position central has. Each field of the
+// recorded report only grows (a stick carried late, a satellite that also
+// reports over the network): recorded is false when neither does.
 func AcceptBundleReport(ctx context.Context, reg Registry, store ledger.Store, st Stability, seq uint64) (recorded bool, err error) {
 	fail := func(err error) (bool, error) {
 		return false, reportError{fmt.Errorf("stability report of satellite %d in a bundle: %w", st.Origin, err)}
@@ -96,36 +97,27 @@ func AcceptBundleReport(ctx context.Context, reg Registry, store ledger.Store, s
 		return fail(errors.New("no such satellite is registered (ghsync central satellite add)"))
 	case !sats[i].Active():
 		return fail(errors.New("the satellite is revoked"))
-	case st.HLC == 0:
-		return fail(errors.New("no clock reading"))
 	}
-	heads, err := store.Origins(ctx)
+	h, err := ledger.HeadOf(ctx, store, st.Origin)
 	if err != nil {
 		return false, err
 	}
-	var held uint64
-	for _, h := range heads {
-		if h.Origin == st.Origin {
-			held = h.Seq
-		}
+	if h.Seq < seq {
+		return fail(fmt.Errorf("it vouches for events through seq %d, this ledger holds them through seq %d (import the satellite's earlier bundles, or export with its own events included)", seq, h.Seq))
 	}
-	if held < seq {
-		return fail(fmt.Errorf("it vouches for events through seq %d, this ledger holds them through seq %d (import the satellite's earlier bundles, or export with its own events included)", seq, held))
-	}
-	head, err := store.Head(ctx)
-	if err != nil {
+	if err := checkReport(ctx, store, st); err != nil {
 		return false, err
-	}
-	if st.Applied > head {
-		return fail(fmt.Errorf("applied through position %d, beyond this ledger's head %d (a bundle from another central?)", st.Applied, head))
 	}
 	reps, err := reg.Stabilities(ctx)
 	if err != nil {
 		return false, err
 	}
 	for _, r := range reps {
-		if r.Origin == st.Origin && r.HLC >= st.HLC && r.Applied >= st.Applied {
-			return false, nil
+		if r.Origin == st.Origin {
+			if r.HLC >= st.HLC && r.Applied >= st.Applied {
+				return false, nil
+			}
+			st.HLC, st.Applied = max(st.HLC, r.HLC), max(st.Applied, r.Applied)
 		}
 	}
 	if st.Reported.IsZero() {
@@ -137,6 +129,23 @@ func AcceptBundleReport(ctx context.Context, reg Registry, store ledger.Store, s
 	return true, nil
 }
 
+// checkReport refuses a report that cannot be true at this central (a
+// reportError: no clock reading, or applied past the ledger's head), or
+// fails to read the head.
+func checkReport(ctx context.Context, store ledger.Store, st Stability) error {
+	if st.HLC == 0 {
+		return reportError{fmt.Errorf("stability report of origin %d: no clock reading", st.Origin)}
+	}
+	head, err := store.Head(ctx)
+	if err != nil {
+		return fmt.Errorf("stability report: read head: %w", err)
+	}
+	if st.Applied > head {
+		return reportError{fmt.Errorf("stability report of origin %d: applied through position %d, beyond central's head %d", st.Origin, st.Applied, head)}
+	}
+	return nil
+}
+
 // reportError is a stability report central refuses.
 type reportError struct{ error }
 
@@ -144,15 +153,8 @@ type reportError struct{ error }
 // POST /v1/stable; central's own instance, origin 0, directly when
 // Config.Projects) and returns the current frontier.
 func (s *Server) ReportStable(ctx context.Context, st Stability) (clocks.Timestamp, error) {
-	head, err := s.cfg.Store.Head(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("stability report: read head: %w", err)
-	}
-	if st.Applied > head {
-		return 0, reportError{fmt.Errorf("stability report of origin %d: applied through position %d, beyond central's head %d", st.Origin, st.Applied, head)}
-	}
-	if st.HLC == 0 {
-		return 0, reportError{fmt.Errorf("stability report of origin %d: no clock reading", st.Origin)}
+	if err := checkReport(ctx, s.cfg.Store, st); err != nil {
+		return 0, err
 	}
 	if st.Reported.IsZero() {
 		st.Reported = s.cfg.Clock()

@@ -30,18 +30,12 @@ func Resume(ctx context.Context, s Store, origin uint16, clock *clocks.Clock) (*
 	if origin > MaxOrigin {
 		return nil, fmt.Errorf("%w: origin %d outside 0..%d", ErrInvalidEvent, origin, MaxOrigin)
 	}
-	heads, err := s.Origins(ctx)
+	h, err := HeadOf(ctx, s, origin)
 	if err != nil {
 		return nil, fmt.Errorf("resume origin %d: %w", origin, err)
 	}
-	q := &Sequencer{origin: origin, clock: clock}
-	for _, h := range heads {
-		if h.Origin == origin {
-			q.seq, q.prev = h.Seq, h.Hash
-			clock.Restore(h.MaxHLC)
-		}
-	}
-	return q, nil
+	clock.Restore(h.MaxHLC)
+	return &Sequencer{origin: origin, clock: clock, seq: h.Seq, prev: h.Hash}, nil
 }
 
 // Stamp fills e's ID, Origin, OriginSeq, HLC, PrevHash and Hash and seals
@@ -87,19 +81,14 @@ func (q *Sequencer) Head() (uint64, Hash) {
 // server and its capturer both write origin 0) appended meanwhile. The
 // clock is restored past what the store holds.
 func (q *Sequencer) Resync(ctx context.Context, s Store) error {
-	heads, err := s.Origins(ctx)
+	h, err := HeadOf(ctx, s, q.origin)
 	if err != nil {
 		return fmt.Errorf("resync origin %d: %w", q.origin, err)
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	q.seq, q.prev = 0, Hash{}
-	for _, h := range heads {
-		if h.Origin == q.origin {
-			q.seq, q.prev = h.Seq, h.Hash
-			q.clock.Restore(h.MaxHLC)
-		}
-	}
+	q.seq, q.prev = h.Seq, h.Hash
+	q.clock.Restore(h.MaxHLC)
 	return nil
 }
 

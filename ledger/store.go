@@ -86,6 +86,21 @@ type OriginHead struct {
 	MaxHLC clocks.Timestamp // latest HLC among them: restores a restarted clock
 }
 
+// HeadOf is what s holds of one origin (the zero OriginHead, with Origin
+// set, when nothing).
+func HeadOf(ctx context.Context, s Store, origin uint16) (OriginHead, error) {
+	heads, err := s.Origins(ctx)
+	if err != nil {
+		return OriginHead{}, err
+	}
+	for _, h := range heads {
+		if h.Origin == origin {
+			return h, nil
+		}
+	}
+	return OriginHead{Origin: origin}, nil
+}
+
 // AppendResult says what an Append did.
 type AppendResult struct {
 	Appended   int    // events newly stored

@@ -30,8 +30,23 @@ type Offline struct {
 	ReportHLC clocks.Timestamp
 	ReportSeq uint64
 	// Frontier is the greatest stability frontier central's bundles
-	// carried.
-	Frontier clocks.Timestamp
+	// carried, from a bundle that left no gap in the coverage, and
+	// FrontierAt the central position that bundle covered up to: every
+	// write at or before Frontier is at central at or below FrontierAt,
+	// so the frontier holds here once Applied reaches it (Usable).
+	Frontier   clocks.Timestamp
+	FrontierAt uint64
+}
+
+// UsableFrontier is the frontier this satellite's projector may compact
+// to: Frontier once the tables reflect central through FrontierAt, 0
+// before. A satellite registered after central derived a frontier gets it
+// in central's next bundle, but holds the writes it covers only then.
+func (o Offline) UsableFrontier() clocks.Timestamp {
+	if o.Frontier != 0 && o.Applied >= o.FrontierAt {
+		return o.Frontier
+	}
+	return 0
 }
 
 // BundleState keeps Offline beside the satellite's ledger (one row of
@@ -55,24 +70,47 @@ func OpenBundleState(ctx context.Context, location string) (*BundleState, error)
 	columns := `(
 		id INTEGER PRIMARY KEY CHECK (id = 1),
 		covered INTEGER NOT NULL DEFAULT 0, covered_at INTEGER NOT NULL DEFAULT 0, applied INTEGER NOT NULL DEFAULT 0,
-		report_hlc INTEGER NOT NULL DEFAULT 0, report_seq INTEGER NOT NULL DEFAULT 0, frontier INTEGER NOT NULL DEFAULT 0)`
+		report_hlc INTEGER NOT NULL DEFAULT 0, report_seq INTEGER NOT NULL DEFAULT 0,
+		frontier INTEGER NOT NULL DEFAULT 0, frontier_at INTEGER NOT NULL DEFAULT 0)`
 	schema := `CREATE TABLE IF NOT EXISTS ghsync_bundle_state ` + columns + ` STRICT`
 	if dialect == dbopen.Postgres {
 		b.table, b.ph = "ghsync.bundle_state", func(i int) string { return fmt.Sprintf("$%d", i) }
 		schema = `CREATE SCHEMA IF NOT EXISTS ghsync; CREATE TABLE IF NOT EXISTS ghsync.bundle_state ` +
 			strings.ReplaceAll(columns, "INTEGER", "bigint")
 	}
-	if _, err := db.ExecContext(ctx, schema); err != nil {
+	if err := createSchema(ctx, db, dialect == dbopen.Postgres, schema); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open bundle state: %w", err)
 	}
 	return b, nil
 }
 
+// createSchema runs schema; on PostgreSQL under a lock, since concurrent
+// first opens (an import and a sync) would race on CREATE ... IF NOT
+// EXISTS.
+func createSchema(ctx context.Context, db *sql.DB, pg bool, schema string) error {
+	if !pg {
+		_, err := db.ExecContext(ctx, schema)
+		return err
+	}
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtext('ghsync.bundle_state'))`); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, schema); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
 // Close releases the database handle.
 func (b *BundleState) Close() error { return b.db.Close() }
 
-const bundleColumns = `covered, covered_at, applied, report_hlc, report_seq, frontier`
+const bundleColumns = `covered, covered_at, applied, report_hlc, report_seq, frontier, frontier_at`
 
 type queryRower interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
@@ -80,13 +118,13 @@ type queryRower interface {
 
 func (b *BundleState) load(ctx context.Context, q queryRower) (Offline, error) {
 	var o Offline
-	var v [6]int64
-	err := q.QueryRowContext(ctx, `SELECT `+bundleColumns+` FROM `+b.table).Scan(&v[0], &v[1], &v[2], &v[3], &v[4], &v[5])
+	var v [7]int64
+	err := q.QueryRowContext(ctx, `SELECT `+bundleColumns+` FROM `+b.table).Scan(&v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6])
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return o, fmt.Errorf("read bundle state: %w", err)
 	}
 	o = Offline{Covered: uint64(v[0]), CoveredAt: uint64(v[1]), Applied: uint64(v[2]),
-		ReportHLC: clocks.Timestamp(v[3]), ReportSeq: uint64(v[4]), Frontier: clocks.Timestamp(v[5])}
+		ReportHLC: clocks.Timestamp(v[3]), ReportSeq: uint64(v[4]), Frontier: clocks.Timestamp(v[5]), FrontierAt: uint64(v[6])}
 	return o, nil
 }
 
@@ -115,7 +153,7 @@ func (b *BundleState) update(ctx context.Context, f func(*Offline)) (Offline, er
 		set = append(set, c+" = "+b.ph(i+1))
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE `+b.table+` SET `+strings.Join(set, ", "),
-		int64(o.Covered), int64(o.CoveredAt), int64(o.Applied), int64(o.ReportHLC), int64(o.ReportSeq), int64(o.Frontier)); err != nil {
+		int64(o.Covered), int64(o.CoveredAt), int64(o.Applied), int64(o.ReportHLC), int64(o.ReportSeq), int64(o.Frontier), int64(o.FrontierAt)); err != nil {
 		return o, fmt.Errorf("save bundle state: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
@@ -132,12 +170,10 @@ var ErrCoverageGap = errors.New("central's bundle starts after the positions imp
 // CentralImported records that a complete bundle of central's positions
 // (since, through] was appended, leaving this ledger's head at head, and
 // the frontier it carried (0: none). Coverage grows only contiguously:
-// a bundle past a gap returns ErrCoverageGap (the frontier is still
-// recorded).
+// a bundle past a gap records nothing and returns ErrCoverageGap.
 func (b *BundleState) CentralImported(ctx context.Context, since, through, head uint64, frontier clocks.Timestamp) (Offline, error) {
 	var gap error
 	o, err := b.update(ctx, func(o *Offline) {
-		o.Frontier = max(o.Frontier, frontier)
 		switch {
 		case since > o.Covered:
 			held := "none"
@@ -148,6 +184,9 @@ func (b *BundleState) CentralImported(ctx context.Context, since, through, head 
 				ErrCoverageGap, since+1, through, held, o.Covered)
 		case through > o.Covered:
 			o.Covered, o.CoveredAt = through, head
+		}
+		if gap == nil && frontier > o.Frontier {
+			o.Frontier, o.FrontierAt = frontier, through
 		}
 	})
 	if err != nil {

@@ -2,9 +2,11 @@ package site
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/ghsync/ghsync/bundle"
 	"github.com/ghsync/ghsync/central"
@@ -31,43 +33,89 @@ import (
 
 // vouch records what a completed cycle vouches for, for the next bundle
 // this satellite exports and for the clock of the next process (Open),
-// and applies the frontier central's bundles announced. A failure costs
-// only compaction's progress: it is logged, not returned.
-func (s *Site) vouch(ctx context.Context, r *Report, mark clocks.Timestamp) {
+// and gives the projector the frontier central's bundles announced once
+// it holds. An error means the clock reading may not survive this
+// process: it must not be reported.
+func (s *Site) vouch(ctx context.Context, r *Report, mark clocks.Timestamp) error {
 	// Read after mark: an event drained since then is stamped later, so
 	// counting it only asks central for more.
-	seq, err := ownSeq(ctx, s.cfg.Store, s.cfg.Origin)
-	var checkpoint uint64
-	if err == nil {
-		checkpoint, err = s.proj.Checkpoint(ctx)
-	}
-	var o satellite.Offline
-	if err == nil {
-		o, err = s.bundles.CycleDone(ctx, mark, seq, checkpoint)
-	}
+	h, err := ledger.HeadOf(ctx, s.cfg.Store, s.cfg.Origin)
 	if err != nil {
-		s.log.Warn("could not record this cycle for the stability report bundles carry", "error", err)
-		return
+		return err
 	}
-	if err := s.recordFrontier(ctx, o.Frontier); err != nil {
-		s.log.Warn("could not record the stability frontier central's bundles carried", "frontier", o.Frontier.String(), "error", err)
-	} else if r.Frontier == 0 {
-		r.Frontier = o.Frontier
-	}
-}
-
-// ownSeq is the highest origin seq of origin's events in store.
-func ownSeq(ctx context.Context, store ledger.Store, origin uint16) (uint64, error) {
-	heads, err := store.Origins(ctx)
+	checkpoint, err := s.proj.Checkpoint(ctx)
 	if err != nil {
-		return 0, err
+		return err
 	}
-	for _, h := range heads {
-		if h.Origin == origin {
-			return h.Seq, nil
+	o, err := s.bundles.CycleDone(ctx, mark, h.Seq, checkpoint)
+	if err != nil {
+		return err
+	}
+	if f := o.UsableFrontier(); f != 0 {
+		if err := s.recordFrontier(ctx, f); err != nil {
+			s.log.Warn("could not record the stability frontier central's bundles carried", "frontier", f.String(), "error", err)
+		} else if r.Frontier == 0 {
+			r.Frontier = f
 		}
 	}
-	return 0, nil
+	return nil
+}
+
+// ResumeClock moves clock, which is about to stamp origin's events, past
+// the last clock reading the instance vouched for and the last frontier it
+// learnt (recorded beside its ledger at location): a change made just
+// before a cycle's reading but drained by a later process must be stamped
+// after it, and no write may be stamped at or before a frontier. Every
+// process that stamps an instance's events calls it (Open does).
+func ResumeClock(ctx context.Context, clock *clocks.Clock, origin uint16, location string) error {
+	if origin == 0 {
+		reg, err := central.OpenRegistry(ctx, location)
+		if err != nil {
+			return err
+		}
+		defer reg.Close()
+		reps, err := reg.Stabilities(ctx)
+		if err != nil {
+			return err
+		}
+		f, err := reg.LastFrontier(ctx)
+		if err != nil {
+			return err
+		}
+		for _, r := range reps {
+			if r.Origin == 0 {
+				f = max(f, r.HLC)
+			}
+		}
+		clock.Restore(f)
+		return nil
+	}
+	st, err := satellite.OpenBundleState(ctx, location)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	o, err := st.Load(ctx)
+	if err != nil {
+		return err
+	}
+	clock.Restore(max(o.ReportHLC, o.Frontier))
+	return nil
+}
+
+// frontierSlack is how far ahead of this machine's clock a stability
+// frontier may be: no instance's report can be further ahead than central
+// accepts clocks to be (minutes), so a frontier beyond it is damage, which
+// would make the projector compact writes still to come.
+const frontierSlack = 24 * time.Hour
+
+// plausibleFrontier refuses a frontier more than frontierSlack ahead of
+// now.
+func plausibleFrontier(f clocks.Timestamp, now time.Time) error {
+	if limit := now.Add(frontierSlack); f.Time().After(limit) {
+		return fmt.Errorf("frontier %s is more than %v ahead of this machine's clock (%s)", f, frontierSlack, now.UTC().Format(time.RFC3339))
+	}
+	return nil
 }
 
 // ExportStability fills in the stability fields of a bundle that the
@@ -106,15 +154,26 @@ func ExportStability(ctx context.Context, location string, opts *bundle.ExportOp
 // stability fields; the bundle's events are imported all the same.
 var ErrStabilityRefused = errors.New("stability fields not recorded")
 
+// Signers binds signing keys to the instances they sign for. Trusting a
+// key lets its bundles' events in (each event's own chain is checked); a
+// bundle's stability fields speak for the instance its header names, and
+// are believed only from a key bound to that instance: a clinic's key
+// cannot vouch for another clinic, nor pass for central.
+type Signers map[uint16][]ed25519.PublicKey
+
+func (s Signers) signs(origin uint16, key ed25519.PublicKey) bool {
+	return key != nil && slices.ContainsFunc(s[origin], func(k ed25519.PublicKey) bool { return k.Equal(key) })
+}
+
 // RecordBundle records what an imported bundle says about stability, at
 // the importing instance self whose ledger store lives at location:
 // central records a satellite's report, a satellite the positions of
 // central's ledger a complete export covered and the frontier it carried.
 // res is the import's result (the ledger's head after it). Fields are
-// believed only from a bundle signed by a trusted key. It returns what
-// was recorded, for people; an error wrapping ErrStabilityRefused says
-// why nothing was.
-func RecordBundle(ctx context.Context, store ledger.Store, location string, self uint16, info *bundle.Info, res *bundle.ImportResult) (string, error) {
+// believed only from a bundle whose trusted signature is by a key signers
+// binds to the exporting instance. It returns what was recorded, for
+// people; an error wrapping ErrStabilityRefused says why nothing was.
+func RecordBundle(ctx context.Context, store ledger.Store, location string, self uint16, info *bundle.Info, res *bundle.ImportResult, signers Signers) (string, error) {
 	h := info.Header
 	refuse := func(err error) (string, error) { return "", fmt.Errorf("%w: %w", ErrStabilityRefused, err) }
 	carries := self == 0 && h.Report != nil || self != 0 && h.Origin == 0 && h.Version >= 2
@@ -122,7 +181,9 @@ func RecordBundle(ctx context.Context, store ledger.Store, location string, self
 	case !carries:
 		return "", nil
 	case info.Signature != bundle.SignedTrusted:
-		return refuse(fmt.Errorf("the bundle is %s: its stability fields are believed only from a signer given with --trust", info.Signature))
+		return refuse(fmt.Errorf("the bundle is %s: its stability fields are believed only from a signer given with --trust %d=KEY", info.Signature, h.Origin))
+	case !signers.signs(h.Origin, info.Signer):
+		return refuse(fmt.Errorf("the bundle speaks for instance %d, but its signer %s is not bound to it (give it as --trust %d=KEY)", h.Origin, bundle.FormatPublicKey(info.Signer), h.Origin))
 	case self == 0:
 		reg, err := central.OpenRegistry(ctx, location)
 		if err != nil {
@@ -141,6 +202,11 @@ func RecordBundle(ctx context.Context, store ledger.Store, location string, self
 			h.Origin, rep.HLC, rep.Seq, rep.Applied), nil
 	case !h.Complete():
 		return refuse(fmt.Errorf("central's bundle is not a complete export (%s): export every event after a position to cover it", h.Selection))
+	}
+	if h.Frontier != 0 {
+		if err := plausibleFrontier(h.Frontier, time.Now()); err != nil {
+			return refuse(err)
+		}
 	}
 	st, err := satellite.OpenBundleState(ctx, location)
 	if err != nil {

@@ -63,12 +63,12 @@ func (l *usbLink) carry(from, to *node, since *uint64, sel bundle.Selection, key
 		l.t.Fatal(err)
 	}
 	*since = exp.Through
-	tr := bundle.Trust{Keys: []ed25519.PublicKey{key.Public().(ed25519.PublicKey)}}
-	res, err := bundle.Import(ctx, to.store, bytes.NewReader(buf.Bytes()), bundle.ImportOptions{Name: "usb", Trust: tr})
+	pub := key.Public().(ed25519.PublicKey)
+	res, err := bundle.Import(ctx, to.store, bytes.NewReader(buf.Bytes()), bundle.ImportOptions{Name: "usb", Trust: bundle.Trust{Keys: []ed25519.PublicKey{pub}}})
 	if err != nil {
 		l.t.Fatal(err)
 	}
-	return site.RecordBundle(ctx, to.store, to.url, to.id, res.Info, res)
+	return site.RecordBundle(ctx, to.store, to.url, to.id, res.Info, res, site.Signers{from.id: {pub}})
 }
 
 // round takes the stick to central and back: the satellite's own events
@@ -180,16 +180,20 @@ func TestBundleStabilityRefused(t *testing.T) {
 			t.Fatalf("a refused report was recorded: %+v %v", reps, err)
 		}
 	}
+	satPub, cenPub := usb.satKey.Public().(ed25519.PublicKey), usb.cenKey.Public().(ed25519.PublicKey)
+	bound := site.Signers{3: {satPub}}
 	for _, c := range []struct {
 		name, saying string
 		edit         func(i bundle.Info) *bundle.Info
+		signers      site.Signers
 	}{
-		{"events not at central", "holds them through seq 0", func(i bundle.Info) *bundle.Info { return &i }},
-		{"untrusted signer", "signed by an untrusted key", func(i bundle.Info) *bundle.Info { i.Signature = bundle.SignedUntrusted; return &i }},
-		{"unregistered satellite", "no such satellite", func(i bundle.Info) *bundle.Info { i.Header.Origin = 9; return &i }},
+		{"events not at central", "holds them through seq 0", func(i bundle.Info) *bundle.Info { return &i }, bound},
+		{"untrusted signer", "signed by an untrusted key", func(i bundle.Info) *bundle.Info { i.Signature = bundle.SignedUntrusted; return &i }, bound},
+		{"signer not bound to the satellite", "not bound to it", func(i bundle.Info) *bundle.Info { return &i }, site.Signers{0: {satPub}, 4: {satPub}}},
+		{"unregistered satellite", "no such satellite", func(i bundle.Info) *bundle.Info { i.Header.Origin = 9; return &i }, site.Signers{9: {satPub}}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			_, err := site.RecordBundle(ctx, nw.central.store, nw.central.url, 0, c.edit(*info), &bundle.ImportResult{})
+			_, err := site.RecordBundle(ctx, nw.central.store, nw.central.url, 0, c.edit(*info), &bundle.ImportResult{}, c.signers)
 			if !errors.Is(err, site.ErrStabilityRefused) || !strings.Contains(err.Error(), c.saying) {
 				t.Fatalf("got %v, want a refusal saying %q", err, c.saying)
 			}
@@ -200,33 +204,103 @@ func TestBundleStabilityRefused(t *testing.T) {
 	if i := export(usb.sat, bundle.Selection{Models: []string{"party.address"}}, usb.satKey); i.Header.Report != nil {
 		t.Fatalf("a filtered export carries a report: %+v", i.Header.Report)
 	}
-	// A frontier far past every clock (damage, or a central that
-	// miscounted) is recorded from a trusted bundle but never reaches the
-	// projector.
-	far := clocks.New(time.Now().AddDate(10, 0, 0).UnixMilli(), 0)
-	opts := bundle.ExportOptions{Origin: 0, Key: usb.cenKey, Frontier: far}
-	var buf bytes.Buffer
-	if _, err := bundle.Export(ctx, nw.central.store, &buf, opts); err != nil {
-		t.Fatal(err)
-	}
-	res, err := bundle.Import(ctx, usb.sat.store, bytes.NewReader(buf.Bytes()), bundle.ImportOptions{Trust: bundle.Trust{Keys: []ed25519.PublicKey{usb.cenKey.Public().(ed25519.PublicKey)}}})
+
+	// What central's bundles say is refused, and nothing of it stored,
+	// from a clinic's key passing for central, from a filtered export,
+	// and for a frontier far past every clock (damage, or a central that
+	// miscounted).
+	st, err := satellite.OpenBundleState(ctx, usb.sat.url)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if note, err := site.RecordBundle(ctx, usb.sat.store, usb.sat.url, 3, res.Info, res); err != nil || !strings.Contains(note, "stability frontier") {
-		t.Fatalf("central's bundle with a frontier: %q %v", note, err)
+	defer st.Close()
+	centrals := func(sel bundle.Selection, frontier clocks.Timestamp, key ed25519.PrivateKey) (*bundle.Info, *bundle.ImportResult) {
+		t.Helper()
+		var buf bytes.Buffer
+		if _, err := bundle.Export(ctx, nw.central.store, &buf, bundle.ExportOptions{Origin: 0, Selection: sel, Key: key, Frontier: frontier}); err != nil {
+			t.Fatal(err)
+		}
+		res, err := bundle.Import(ctx, usb.sat.store, bytes.NewReader(buf.Bytes()), bundle.ImportOptions{Trust: bundle.Trust{Keys: []ed25519.PublicKey{satPub, cenPub}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.Info, res
+	}
+	now := clocks.New(time.Now().UnixMilli(), 0)
+	for _, c := range []struct {
+		name, saying string
+		sel          bundle.Selection
+		frontier     clocks.Timestamp
+		key          ed25519.PrivateKey
+	}{
+		{"a clinic's key", "not bound to it", bundle.Selection{}, now, usb.satKey},
+		{"filtered", "not a complete export", bundle.Selection{Origins: []uint16{0}}, now, usb.cenKey},
+		{"frontier ten years ahead", "more than 24h0m0s ahead", bundle.Selection{}, clocks.New(time.Now().AddDate(10, 0, 0).UnixMilli(), 0), usb.cenKey},
+	} {
+		t.Run("central's bundle: "+c.name, func(t *testing.T) {
+			info, res := centrals(c.sel, c.frontier, c.key)
+			_, err := site.RecordBundle(ctx, usb.sat.store, usb.sat.url, 3, info, res, site.Signers{0: {cenPub}})
+			if !errors.Is(err, site.ErrStabilityRefused) || !strings.Contains(err.Error(), c.saying) {
+				t.Fatalf("got %v, want a refusal saying %q", err, c.saying)
+			}
+			if o, err := st.Load(ctx); err != nil || o.Covered != 0 || o.Frontier != 0 {
+				t.Fatalf("a refused bundle changed the state: %+v %v", o, err)
+			}
+		})
+	}
+}
+
+// TestLateSatelliteWaitsForFrontier: a satellite registered after central
+// derived a frontier gets it in central's bundles, but gives it to its
+// projector only once its tables reflect central through the bundle that
+// carried it; a tail bundle imported first (a gap) records nothing.
+func TestLateSatelliteWaitsForFrontier(t *testing.T) {
+	ctx := context.Background()
+	nw := newNetwork(t, 1, nil, nil, nil)
+	for i := range 3 {
+		nw.central.exec(`INSERT INTO party_party (code, name, active, create_uid, create_date) VALUES ($1, 'Ward clerk', true, 1, now())`, fmt.Sprint("C-", i))
+		nw.quiesce()
+	}
+	nw.quiesce()
+	f, err := nw.reg.LastFrontier(ctx)
+	if err != nil || f == 0 {
+		t.Fatalf("no frontier to hand on: %s %v", f, err)
+	}
+	usb := newUSBLink(t, nw, 5)
+	head, err := nw.central.store.Head(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	usb.cenPos = head - 1
+	if _, err := usb.carry(nw.central, usb.sat, &usb.cenPos, bundle.Selection{}, usb.cenKey); !errors.Is(err, site.ErrStabilityRefused) || !errors.Is(err, satellite.ErrCoverageGap) {
+		t.Fatalf("central's tail bundle first: %v, want a coverage gap", err)
+	}
+	st, err := satellite.OpenBundleState(ctx, usb.sat.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if o, err := st.Load(ctx); err != nil || o.Frontier != 0 || o.Covered != 0 {
+		t.Fatalf("the tail bundle recorded %+v (%v)", o, err)
 	}
 	if err := usb.sat.sync(); err != nil {
 		t.Fatal(err)
 	}
-	if f := usb.sat.site.Projector().Frontier(); f != 0 {
-		t.Fatalf("the projector took frontier %s, far ahead of every clock", f)
+	if got := usb.sat.site.Projector().Frontier(); got != 0 {
+		t.Fatalf("after the tail bundle, the projector took frontier %s", got)
 	}
-
-	// Central's bundle filtered by origin covers no positions: refused.
-	part := export(nw.central, bundle.Selection{Origins: []uint16{0}}, usb.satKey)
-	if _, err := site.RecordBundle(ctx, usb.sat.store, usb.sat.url, 3, part, &bundle.ImportResult{}); !errors.Is(err, site.ErrStabilityRefused) || !strings.Contains(err.Error(), "not a complete export") {
-		t.Fatalf("a filtered bundle of central's: %v", err)
+	usb.cenPos = 0
+	if note, err := usb.carry(nw.central, usb.sat, &usb.cenPos, bundle.Selection{}, usb.cenKey); err != nil || !strings.Contains(note, "stability frontier") {
+		t.Fatalf("central's whole ledger: %q %v", note, err)
+	}
+	if o, err := st.Load(ctx); err != nil || o.Frontier < f || o.UsableFrontier() != 0 {
+		t.Fatalf("imported, not yet projected: %+v (usable %s), %v", o, o.UsableFrontier(), err)
+	}
+	if err := usb.sat.sync(); err != nil {
+		t.Fatal(err)
+	}
+	if got := usb.sat.site.Projector().Frontier(); got < f {
+		t.Fatalf("projected: the projector's frontier %s, want central's %s", got, f)
 	}
 }
 

@@ -102,15 +102,10 @@ func Open(ctx context.Context, cfg Config) (*Site, error) {
 			s.Close()
 			return nil, err
 		}
-		// A change made just before a cycle's clock reading but drained
-		// by the next process must still be stamped after that reading,
-		// which a report vouched for: the clock resumes past it.
-		o, err := s.bundles.Load(ctx)
-		if err != nil {
+		if err := ResumeClock(ctx, s.clock, cfg.Origin, cfg.StoreLocation); err != nil {
 			s.Close()
 			return nil, err
 		}
-		s.clock.Restore(o.ReportHLC)
 	}
 	return s, nil
 }
@@ -225,10 +220,7 @@ func (s *Site) Sync(ctx context.Context) (Report, error) {
 					return r, fmt.Errorf("project: %w", f.err)
 				}
 			}
-			if pushedAll && netErr == nil {
-				if s.bundles != nil {
-					s.vouch(ctx, &r, mark)
-				}
+			if pushedAll && netErr == nil && s.vouched(ctx, &r, mark) {
 				s.stabilize(ctx, &r, mark, s.client.Cursor(), s.client.ReportStable)
 			}
 			return r, netErr
@@ -245,9 +237,7 @@ func (s *Site) Sync(ctx context.Context) (Report, error) {
 			// is a central position.
 			s.stabilize(ctx, &r, mark, st.Checkpoint, s.cfg.ReportStable)
 		}
-		if s.bundles != nil {
-			s.vouch(ctx, &r, mark)
-		}
+		s.vouched(ctx, &r, mark)
 	}
 	return r, netErr
 }
@@ -279,21 +269,31 @@ func (s *Site) stabilize(ctx context.Context, r *Report, mark clocks.Timestamp, 
 	r.Frontier = f
 }
 
-// frontierSlack is how far ahead of this machine's corrected clock a
-// stability frontier may be: no instance's report can be further ahead
-// than central accepts clocks to be (minutes), so a frontier beyond it is
-// damage, which would make the projector compact writes still to come.
-const frontierSlack = 24 * time.Hour
+// vouched records, at a satellite, what the completed cycle vouches for
+// (vouch), and says whether a report may follow: not if the clock reading
+// could not be recorded.
+func (s *Site) vouched(ctx context.Context, r *Report, mark clocks.Timestamp) bool {
+	if s.bundles == nil {
+		return true
+	}
+	if err := s.vouch(ctx, r, mark); err != nil {
+		s.log.Warn("could not record what this cycle vouches for; it is not reported, and merge states are not compacted further until a cycle is", "error", err)
+		return false
+	}
+	return true
+}
 
 // recordFrontier gives the projector a frontier (0: none yet), once it
-// is plausible.
+// is plausible; the clock moves past it, so that nothing this instance
+// stamps from now on is at or before it.
 func (s *Site) recordFrontier(ctx context.Context, f clocks.Timestamp) error {
 	if f == 0 || s.proj == nil {
 		return nil
 	}
-	if limit := s.wall.Now().Add(frontierSlack); f.Time().After(limit) {
-		return fmt.Errorf("refused: it is more than %v ahead of this machine's clock (%s)", frontierSlack, limit.Add(-frontierSlack).UTC().Format(time.RFC3339))
+	if err := plausibleFrontier(f, s.wall.Now()); err != nil {
+		return fmt.Errorf("refused: %w", err)
 	}
+	s.stampClock().Restore(f)
 	return s.proj.SetFrontier(ctx, f)
 }
 

@@ -174,31 +174,45 @@ func printOrigins(w io.Writer, origins []bundle.OriginSummary) {
 type ImportCmd struct {
 	Files                 []string `arg:"" name:"file" help:"Bundle files to import, in order ('-' reads standard input)."`
 	Instance              int      `name:"id" env:"GHSYNC_ID" default:"-1" help:"This instance's synchronisation_id: with it, the stability fields of trusted bundles are recorded (at central, a satellite's report; at a satellite, the positions of central's ledger a bundle covers and its frontier), so instances linked only by bundles take part in compaction." placeholder:"ID"`
-	Trust                 []string `help:"A trusted signer: its public key (ed25519:BASE64, as keygen prints) or a file holding it (keygen's FILE.pub, or a PEM PUBLIC KEY). Repeat or comma-separate." placeholder:"PUBKEY|FILE" sep:","`
+	Trust                 []string `help:"A trusted signer: its public key (ed25519:BASE64, as keygen prints) or a file holding it (keygen's FILE.pub, or a PEM PUBLIC KEY). Prefix ID= to bind it to the instance it signs for (0=central.pub at a satellite, 12=clinic12.pub at central): only bound keys' stability fields are believed. Repeat or comma-separate." placeholder:"[ID=]PUBKEY|FILE" sep:","`
 	InsecureSkipSignature bool     `help:"Accept bundles that are unsigned, or signed by a key not given with --trust, or whose signature does not verify. The checksum and every event are still checked."`
 	Batch                 int      `help:"Events per append." default:"2000"`
 }
 
-func parseTrust(specs []string) ([]ed25519.PublicKey, error) {
+// parseTrust reads --trust: keys, each optionally bound to the instance
+// it signs for ("12=clinic12.pub").
+func parseTrust(specs []string) ([]ed25519.PublicKey, site.Signers, error) {
 	var keys []ed25519.PublicKey
+	signers := site.Signers{}
 	for _, spec := range specs {
 		spec = strings.TrimSpace(spec)
 		if spec == "" {
 			continue
 		}
+		origin := -1
+		if id, rest, ok := strings.Cut(spec, "="); ok && id != "" && strings.Trim(id, "0123456789") == "" {
+			n, err := strconv.ParseUint(id, 10, 16)
+			if err != nil || n > uint64(ledger.MaxOrigin) {
+				return nil, nil, fmt.Errorf("--trust %s: instance %s outside 0..%d", spec, id, ledger.MaxOrigin)
+			}
+			origin, spec = int(n), rest
+		}
 		data := []byte(spec)
 		if fi, err := os.Stat(spec); err == nil && fi.Mode().IsRegular() {
 			if data, err = os.ReadFile(spec); err != nil {
-				return nil, fmt.Errorf("--trust %s: %w", spec, err)
+				return nil, nil, fmt.Errorf("--trust %s: %w", spec, err)
 			}
 		}
 		k, err := bundle.ParsePublicKey(data)
 		if err != nil {
-			return nil, fmt.Errorf("--trust %s: neither a public key nor a file holding one: %w", spec, err)
+			return nil, nil, fmt.Errorf("--trust %s: neither a public key nor a file holding one: %w", spec, err)
 		}
 		keys = append(keys, k)
+		if origin >= 0 {
+			signers[uint16(origin)] = append(signers[uint16(origin)], k)
+		}
 	}
-	return keys, nil
+	return keys, signers, nil
 }
 
 // openBundle opens a bundle file, or spools standard input to a temporary
@@ -228,7 +242,7 @@ func openBundle(name string) (f *os.File, label string, cleanup func(), err erro
 }
 
 func (c *ImportCmd) Run(env *Env) error {
-	keys, err := parseTrust(c.Trust)
+	keys, signers, err := parseTrust(c.Trust)
 	if err != nil {
 		return fmt.Errorf("import: %w", err)
 	}
@@ -289,7 +303,7 @@ func (c *ImportCmd) Run(env *Env) error {
 		fmt.Fprintf(w, "  %d events: %d new, %d duplicates (ledger head %d)\n", h.Events, res.Appended, res.Duplicates, res.Head)
 		printStability(w, h)
 		if c.Instance >= 0 {
-			note, err := site.RecordBundle(env.Ctx, store, env.Ledger, uint16(c.Instance), info, res)
+			note, err := site.RecordBundle(env.Ctx, store, env.Ledger, uint16(c.Instance), info, res, signers)
 			switch {
 			case errors.Is(err, site.ErrStabilityRefused):
 				fmt.Fprintf(w, "  %v\n", err)

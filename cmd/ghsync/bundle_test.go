@@ -270,20 +270,27 @@ func TestImportRecordsStability(t *testing.T) {
 	mustRun(t, "export", "--ledger", src, "--id", "0", "--key", key, "--since", "100", "--out", tail)
 
 	sat := "sqlite:" + filepath.Join(dir, "satellite.db")
-	out := mustRun(t, "import", "--ledger", sat, "--id", "3", "--trust", key+".pub", tail)
+	out := mustRun(t, "import", "--ledger", sat, "--id", "3", "--trust", "0="+key+".pub", tail)
 	if !strings.Contains(out, "stability fields not recorded") || !strings.Contains(out, "import central's bundle since 0") {
 		t.Fatalf("a bundle after a gap:\n%s", out)
 	}
-	out = mustRun(t, "import", "--ledger", sat, "--id", "3", "--trust", key+".pub", whole)
+	out = mustRun(t, "import", "--ledger", sat, "--id", "3", "--trust", "0="+key+".pub", whole)
 	if !strings.Contains(out, "central's ledger is here through position 360") {
 		t.Fatalf("a complete bundle from the start:\n%s", out)
 	}
 
+	// A trusted key not bound to central lets the events in, not the
+	// stability fields; neither does an untrusted one.
 	other := "sqlite:" + filepath.Join(dir, "other.db")
+	out = mustRun(t, "import", "--ledger", other, "--id", "4", "--trust", "7="+key+".pub", whole)
+	if !strings.Contains(out, "360 new") || !strings.Contains(out, "stability fields not recorded: the bundle speaks for instance 0, but its signer") {
+		t.Fatalf("a key bound to another instance:\n%s", out)
+	}
 	out = mustRun(t, "import", "--ledger", other, "--id", "4", "--insecure-skip-signature", whole)
 	if !strings.Contains(out, "stability fields not recorded: the bundle is signed by an untrusted key") {
 		t.Fatalf("an untrusted bundle:\n%s", out)
 	}
+	refused(t, []string{"instance 600 outside 0..511"}, "import", "--ledger", other, "--trust", "600="+key+".pub", whole)
 	refused(t, []string{"--id 600 outside 0..511"}, "import", "--ledger", other, "--id", "600", "--insecure-skip-signature", whole)
 }
 
@@ -316,12 +323,12 @@ func TestBundleOnlySatelliteCLI(t *testing.T) {
 		t.Fatalf("the clinic's export carries no report:\n%s", out)
 	}
 	mustRun(t, "central", "satellite", "add", "5", "--name", "Clinic without a link", "--ledger", cenLedger)
-	if out := mustRun(t, "import", "--ledger", cenLedger, "--id", "0", "--trust", key+".pub", b1); !strings.Contains(out, "recorded satellite 5's stability report") {
+	if out := mustRun(t, "import", "--ledger", cenLedger, "--id", "0", "--trust", "5="+key+".pub", b1); !strings.Contains(out, "recorded satellite 5's stability report") {
 		t.Fatalf("central's import:\n%s", out)
 	}
 	b2 := filepath.Join(dir, "central.bundle")
 	mustRun(t, "export", "--ledger", cenLedger, "--id", "0", "--key", key, "--out", b2)
-	if out := mustRun(t, "import", "--ledger", satLedger, "--id", "5", "--trust", key+".pub", b2); !strings.Contains(out, "central's ledger is here through position 1") {
+	if out := mustRun(t, "import", "--ledger", satLedger, "--id", "5", "--trust", "0="+key+".pub", b2); !strings.Contains(out, "central's ledger is here through position 1") {
 		t.Fatalf("the clinic's import:\n%s", out)
 	}
 }

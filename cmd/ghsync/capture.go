@@ -6,8 +6,10 @@ import (
 	"time"
 
 	"github.com/ghsync/ghsync/capture"
+	"github.com/ghsync/ghsync/clocks"
 	"github.com/ghsync/ghsync/ledger"
 	"github.com/ghsync/ghsync/models"
+	"github.com/ghsync/ghsync/site"
 )
 
 // CaptureCmd manages change capture in a GNU Health database.
@@ -156,7 +158,12 @@ func (c *CaptureSnapshotCmd) Run(env *Env) error {
 
 func openCapturer(env *Env, t Target, o Origin) (*capture.Capturer, func(), error) {
 	return openOnLedger(env, func(store ledger.Store, reg *models.Registry) (*capture.Capturer, func(), error) {
-		cp, err := capture.Open(env.Ctx, t.Target, store, reg, capture.Options{Origin: o.ID, Logger: env.Log})
+		// Past what this instance's cycles vouched for (site.ResumeClock).
+		clock := clocks.NewClock(nil, clocks.DefaultMaxOffset)
+		if err := site.ResumeClock(env.Ctx, clock, o.ID, env.Ledger); err != nil {
+			return nil, nil, err
+		}
+		cp, err := capture.Open(env.Ctx, t.Target, store, reg, capture.Options{Origin: o.ID, Logger: env.Log, Clock: clock})
 		if err != nil {
 			return nil, nil, err
 		}

@@ -49,7 +49,11 @@ func (c *ServeCmd) Run(env *Env) error {
 		skew = central.SkewHold
 	}
 	// Central's server (clock bounds) and its capturer both write origin 0.
-	seq, err := ledger.Resume(env.Ctx, store, 0, clocks.NewClock(nil, clocks.DefaultMaxOffset))
+	clock := clocks.NewClock(nil, clocks.DefaultMaxOffset)
+	if err := site.ResumeClock(env.Ctx, clock, 0, env.Ledger); err != nil {
+		return err
+	}
+	seq, err := ledger.Resume(env.Ctx, store, 0, clock)
 	if err != nil {
 		return err
 	}
