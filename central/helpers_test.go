@@ -87,6 +87,10 @@ func (c *counting) ReadAll(ctx context.Context, after uint64, limit int, f ledge
 	c.count("ReadAll")
 	return c.Store.ReadAll(ctx, after, limit, f)
 }
+func (c *counting) ReadAllRaw(ctx context.Context, after uint64, limit int) ([]ledger.RawRecord, error) {
+	c.count("ReadAllRaw")
+	return c.Store.ReadAllRaw(ctx, after, limit)
+}
 func (c *counting) ReadStream(ctx context.Context, s ledger.Stream, after uint64, limit int) ([]ledger.Record, error) {
 	c.count("ReadStream")
 	return c.Store.ReadStream(ctx, s, after, limit)

@@ -176,61 +176,75 @@ func writeFrames(w http.ResponseWriter, r *http.Request, items []item) error {
 
 // page reads central's events after after (up to head) and picks those
 // the satellite's scope gives it. It returns them and the cursor to
-// continue from: the last position examined.
+// continue from: the last position examined. A satellite of scope all
+// gets every other origin's events, which are forwarded as stored, not
+// decoded.
 func (s *Server) page(ctx context.Context, sat Satellite, after, head uint64, limit int) ([]item, uint64, error) {
-	raw, err := s.cfg.Store.ReadAll(ctx, after, limit, ledger.Filter{})
+	if sat.Scope != wire.ScopeLocal {
+		raw, err := s.cfg.Store.ReadAllRaw(ctx, after, limit)
+		if err != nil {
+			return nil, after, fmt.Errorf("read ledger after %d: %w", after, err)
+		}
+		n, through := s.examine(raw, sat.ID, after, head, limit)
+		items := make([]item, 0, n)
+		for _, r := range raw[:n] {
+			if r.Origin != sat.ID {
+				items = append(items, item{pos: r.Position, payload: r.Payload})
+			}
+		}
+		return items, through, nil
+	}
+	recs, err := s.cfg.Store.ReadAll(ctx, after, limit, ledger.Filter{})
 	if err != nil {
 		return nil, after, fmt.Errorf("read ledger after %d: %w", after, err)
 	}
-	// Examine records up to head, and while the page has room.
-	payloads := make(map[uint64][]byte, len(raw))
-	through, n, size := after, 0, 0
-	full := false
-	for _, rec := range raw {
-		if rec.Position > head {
+	raw := make([]ledger.RawRecord, len(recs))
+	for i, rec := range recs {
+		b, err := rec.Encoded()
+		if err != nil {
+			return nil, after, fmt.Errorf("encode position %d: %w", rec.Position, err)
+		}
+		raw[i] = ledger.RawRecord{Position: rec.Position, Origin: rec.Event.Origin, Payload: b}
+	}
+	n, through := s.examine(raw, sat.ID, after, head, limit)
+	picked, err := s.pickLocal(ctx, sat, recs[:n], after, through)
+	if err != nil {
+		return nil, after, err
+	}
+	items := make([]item, 0, len(picked))
+	for _, rec := range picked {
+		b, err := rec.Encoded() // its bytes as read, or a backfilled record's
+		if err != nil {
+			return nil, after, fmt.Errorf("encode position %d: %w", rec.Position, err)
+		}
+		items = append(items, item{pos: rec.Position, payload: b})
+	}
+	return items, through, nil
+}
+
+// examine bounds a page read after after: how many of raw are up to head
+// and within MaxPageBytes (of the events not from the satellite sat, which
+// it is not sent, counted up to the first past the bound), and the cursor
+// to continue from.
+func (s *Server) examine(raw []ledger.RawRecord, sat uint16, after, head uint64, limit int) (n int, through uint64) {
+	through, size, full := after, 0, false
+	for _, r := range raw {
+		if r.Position > head {
 			break
 		}
 		if size >= s.cfg.MaxPageBytes {
 			full = true
 			break
 		}
-		through, n = rec.Position, n+1
-		if rec.Event.Origin != sat.ID {
-			b, err := rec.Encoded()
-			if err != nil {
-				return nil, after, fmt.Errorf("encode position %d: %w", rec.Position, err)
-			}
-			payloads[rec.Position] = b
-			size += len(b)
+		through, n = r.Position, n+1
+		if r.Origin != sat {
+			size += len(r.Payload)
 		}
 	}
 	if !full && (len(raw) < limit || n < len(raw)) {
 		through = head // every position up to head was in the read
 	}
-	examined := raw[:n]
-	var picked []ledger.Record
-	if sat.Scope == wire.ScopeLocal {
-		if picked, err = s.pickLocal(ctx, sat, examined, after, through); err != nil {
-			return nil, after, err
-		}
-	} else {
-		for _, rec := range examined {
-			if rec.Event.Origin != sat.ID {
-				picked = append(picked, rec)
-			}
-		}
-	}
-	items := make([]item, 0, len(picked))
-	for _, rec := range picked {
-		b, ok := payloads[rec.Position]
-		if !ok { // backfilled from before this page
-			if b, err = rec.Encoded(); err != nil {
-				return nil, after, fmt.Errorf("encode position %d: %w", rec.Position, err)
-			}
-		}
-		items = append(items, item{pos: rec.Position, payload: b})
-	}
-	return items, through, nil
+	return n, through
 }
 
 // pickLocal applies the local scope to examined records (positions in

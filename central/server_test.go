@@ -511,3 +511,52 @@ func TestSkewedEventsBounded(t *testing.T) {
 		t.Fatalf("replayed skewed push: %+v, head %d", pr, r.head(t))
 	}
 }
+
+// A satellite of scope all is sent every other origin's events as central
+// stored them (read without decoding), in pages bounded by MaxPageBytes,
+// each event once; a page read never decodes.
+func TestPullForwardsStoredBytes(t *testing.T) {
+	for _, pg := range []bool{false, true} {
+		t.Run(map[bool]string{false: "sqlite", true: "postgres"}[pg], func(t *testing.T) {
+			r := newRig(t, pg, func(c *central.Config) { c.MaxPageBytes = 800 })
+			tok1, tok2 := r.add(t, 1, wire.ScopeAll), r.add(t, 2, wire.ScopeAll)
+			r.push(t, tok1, ledgertest.NewOrigin(1).Patients(t, rng(t), 5))
+			r.push(t, tok2, ledgertest.NewOrigin(2).Patients(t, rng(t), 12))
+			stored, err := r.store.Store.ReadAll(context.Background(), 0, 0, ledger.Filter{Origins: []uint16{2}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.store.reset()
+			var got []ledger.Record
+			pages := 0
+			for after := uint64(0); ; {
+				resp, recs := r.pull(t, tok1, after, "")
+				pages++
+				size := 0
+				for _, rec := range recs {
+					size += len(rec.Payload)
+				}
+				if len(recs) > 1 && size-len(recs[len(recs)-1].Payload) >= 800 {
+					t.Fatalf("page after %d: %d bytes in %d events, past the 800-byte bound by more than its last event", after, size, len(recs))
+				}
+				got = append(got, recs...)
+				next, _ := strconv.ParseUint(resp.Header.Get(wire.HeaderNext), 10, 64)
+				head, _ := strconv.ParseUint(resp.Header.Get(wire.HeaderHead), 10, 64)
+				if after = next; next >= head {
+					break
+				}
+			}
+			if len(got) != len(stored) || pages < 2 {
+				t.Fatalf("received %d events in %d pages, want satellite 2's %d in several", len(got), pages, len(stored))
+			}
+			for i, rec := range got {
+				if rec.Position != stored[i].Position || !bytes.Equal(rec.Payload, stored[i].Payload) {
+					t.Fatalf("event %d: position %d, %d bytes; stored at %d, %d bytes", i, rec.Position, len(rec.Payload), stored[i].Position, len(stored[i].Payload))
+				}
+			}
+			if calls := r.store.reset(); calls["ReadAll"] != 0 || calls["ReadAllRaw"] == 0 {
+				t.Fatalf("the pulls read the ledger with %v, want raw reads only", calls)
+			}
+		})
+	}
+}

@@ -591,17 +591,9 @@ func readRef(b []byte) (Ref, []byte, error) {
 // bytes against the hash stored beside them: a flipped bit on disk is
 // ErrCorrupt naming the event and its position, never a wrong event.
 func DecodeStored(pos uint64, hash, payload []byte) (*Event, error) {
-	var h Hash
-	if len(hash) != len(h) {
-		return nil, &EventError{Position: pos, Err: fmt.Errorf("%w: stored hash has %d bytes", ErrCorrupt, len(hash))}
-	}
-	copy(h[:], hash)
-	if HashOf(payload) != h {
-		e := &EventError{Position: pos, Err: fmt.Errorf("%w: payload does not match its hash %s", ErrCorrupt, h.Short())}
-		if partial, err := decodeEvent(payload); err == nil {
-			e.ID, e.Origin, e.OriginSeq = partial.ID, partial.Origin, partial.OriginSeq
-		}
-		return nil, e
+	h, err := CheckStored(pos, hash, payload)
+	if err != nil {
+		return nil, err
 	}
 	e, err := decodeEvent(payload)
 	if err != nil {
@@ -609,4 +601,22 @@ func DecodeStored(pos uint64, hash, payload []byte) (*Event, error) {
 	}
 	e.Hash = h
 	return e, nil
+}
+
+// CheckStored checks a stored payload against its stored hash, without
+// decoding it unless they differ (to name the event in the error).
+func CheckStored(pos uint64, hash, payload []byte) (Hash, error) {
+	var h Hash
+	if len(hash) != len(h) {
+		return h, &EventError{Position: pos, Err: fmt.Errorf("%w: stored hash has %d bytes", ErrCorrupt, len(hash))}
+	}
+	copy(h[:], hash)
+	if HashOf(payload) != h {
+		e := &EventError{Position: pos, Err: fmt.Errorf("%w: payload does not match its hash %s", ErrCorrupt, h.Short())}
+		if partial, err := decodeEvent(payload); err == nil {
+			e.ID, e.Origin, e.OriginSeq = partial.ID, partial.Origin, partial.OriginSeq
+		}
+		return h, e
+	}
+	return h, nil
 }

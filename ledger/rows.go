@@ -57,3 +57,22 @@ func CollectRecords(rows RecordRows) ([]Record, error) {
 	}
 	return recs, rows.Err()
 }
+
+// CollectRawRecords reads every (position, origin, hash, payload) row,
+// checking each payload against its hash.
+func CollectRawRecords(rows RecordRows) ([]RawRecord, error) {
+	var recs []RawRecord
+	for rows.Next() {
+		var pos int64
+		var origin int16
+		var hash, payload []byte
+		if err := rows.Scan(&pos, &origin, &hash, &payload); err != nil {
+			return nil, err
+		}
+		if _, err := CheckStored(uint64(pos), hash, payload); err != nil {
+			return nil, err
+		}
+		recs = append(recs, RawRecord{Position: uint64(pos), Origin: uint16(origin), Payload: payload})
+	}
+	return recs, rows.Err()
+}

@@ -23,6 +23,10 @@ type Store interface {
 	Append(ctx context.Context, events []*Event) (AppendResult, error)
 	// ReadAll returns up to limit records after position after, in position order.
 	ReadAll(ctx context.Context, after uint64, limit int, f Filter) ([]Record, error)
+	// ReadAllRaw is ReadAll of every origin and model without decoding:
+	// what forwarding events needs (central's pull pages), at the cost of
+	// a hash check an event.
+	ReadAllRaw(ctx context.Context, after uint64, limit int) ([]RawRecord, error)
 	// ReadStream returns up to limit records of one record's history after position after.
 	ReadStream(ctx context.Context, s Stream, after uint64, limit int) ([]Record, error)
 	// ReadOrigin returns up to limit records of one origin with origin_seq
@@ -53,6 +57,14 @@ type Record struct {
 	// nil when unknown. It describes Event as read: whoever changes Event
 	// must drop it.
 	Payload []byte
+}
+
+// RawRecord is a stored event not decoded: its position, its origin, and
+// its canonical encoding, checked against the stored hash.
+type RawRecord struct {
+	Position uint64
+	Origin   uint16
+	Payload  []byte
 }
 
 // Encoded is the record's event in its canonical encoding: Payload when

@@ -455,6 +455,24 @@ func (s *Store) readPage(ctx context.Context, after uint64, limit int, f ledger.
 	return recs, through, nil
 }
 
+// ReadAllRaw implements ledger.Store.
+func (s *Store) ReadAllRaw(ctx context.Context, after uint64, limit int) ([]ledger.RawRecord, error) {
+	if s.closed.Load() {
+		return nil, ledger.ErrClosed
+	}
+	rows, err := s.pool.Query(ctx, `SELECT position, origin, hash, payload FROM ghsync.events
+		WHERE position > $1 ORDER BY position LIMIT $2`, int64(after), pageSize(limit))
+	if err != nil {
+		return nil, fmt.Errorf("read ledger: %w", err)
+	}
+	defer rows.Close()
+	recs, err := ledger.CollectRawRecords(rows)
+	if err != nil {
+		return nil, fmt.Errorf("read ledger: %w", err)
+	}
+	return recs, nil
+}
+
 func pageSize(limit int) int {
 	if limit <= 0 {
 		return ledger.DefaultPageSize

@@ -325,6 +325,24 @@ func query(ctx context.Context, q querier, sqlText string, args ...any) ([]ledge
 	return recs, nil
 }
 
+// ReadAllRaw implements ledger.Store.
+func (s *Store) ReadAllRaw(ctx context.Context, after uint64, limit int) ([]ledger.RawRecord, error) {
+	if s.closed.Load() {
+		return nil, ledger.ErrClosed
+	}
+	rows, err := s.r.QueryContext(ctx, `SELECT position, origin, hash, payload FROM ghsync_events
+		WHERE position > ? ORDER BY position LIMIT ?`, after, pageSize(limit))
+	if err != nil {
+		return nil, fmt.Errorf("read ledger: %w", err)
+	}
+	defer rows.Close()
+	recs, err := ledger.CollectRawRecords(rows)
+	if err != nil {
+		return nil, fmt.Errorf("read ledger: %w", err)
+	}
+	return recs, nil
+}
+
 // ReadStream implements ledger.Store.
 func (s *Store) ReadStream(ctx context.Context, st ledger.Stream, after uint64, limit int) ([]ledger.Record, error) {
 	if s.closed.Load() {
