@@ -183,7 +183,7 @@ func (s *Server) page(ctx context.Context, sat Satellite, after, head uint64, li
 	if sat.Scope != wire.ScopeLocal {
 		raw, err := s.cfg.Store.ReadAllRaw(ctx, after, limit)
 		if err != nil {
-			return nil, after, fmt.Errorf("read ledger after %d: %w", after, err)
+			return nil, after, fmt.Errorf("pull page after %d: %w", after, err)
 		}
 		n, through := s.examine(raw, sat.ID, after, head, limit)
 		items := make([]item, 0, n)
@@ -196,7 +196,7 @@ func (s *Server) page(ctx context.Context, sat Satellite, after, head uint64, li
 	}
 	recs, err := s.cfg.Store.ReadAll(ctx, after, limit, ledger.Filter{})
 	if err != nil {
-		return nil, after, fmt.Errorf("read ledger after %d: %w", after, err)
+		return nil, after, fmt.Errorf("pull page after %d: %w", after, err)
 	}
 	raw := make([]ledger.RawRecord, len(recs))
 	for i, rec := range recs {

@@ -603,6 +603,32 @@ func DecodeStored(pos uint64, hash, payload []byte) (*Event, error) {
 	return e, nil
 }
 
+// PeekOrigin reads the origin from an event's canonical encoding without
+// decoding the rest: it is the third element of the event's array, after
+// the 16-byte id, at a fixed offset.
+func PeekOrigin(payload []byte) (uint16, error) {
+	const at = 1 + 1 + 2 + 16 // format, array header, bin8 header, id
+	prefix := []byte{FormatVersion, 0x90 | eventArrayLen, 0xc4, 16}
+	if len(payload) <= at || !bytes.Equal(payload[:len(prefix)], prefix) {
+		return 0, errors.New("not a canonical event encoding")
+	}
+	var o uint64
+	switch b := payload[at:]; {
+	case b[0] < 0x80: // positive fixint
+		o = uint64(b[0])
+	case b[0] == 0xcc && len(b) >= 2: // uint8
+		o = uint64(b[1])
+	case b[0] == 0xcd && len(b) >= 3: // uint16
+		o = uint64(b[1])<<8 | uint64(b[2])
+	default:
+		return 0, errors.New("origin is not a small unsigned integer")
+	}
+	if o > MaxOrigin {
+		return 0, fmt.Errorf("origin %d outside 0..%d", o, MaxOrigin)
+	}
+	return uint16(o), nil
+}
+
 // CheckStored checks a stored payload against its stored hash, without
 // decoding it unless they differ (to name the event in the error).
 func CheckStored(pos uint64, hash, payload []byte) (Hash, error) {

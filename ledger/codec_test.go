@@ -751,3 +751,23 @@ func TestUnmarshalBoundedAllocation(t *testing.T) {
 		}
 	}
 }
+
+// PeekOrigin reads every origin's encoding (fixint, uint8, uint16) as a
+// full decode does, and refuses what is not an event's prefix.
+func TestPeekOrigin(t *testing.T) {
+	for _, id := range []uint16{0, 1, 127, 128, 255, 256, 511} {
+		e := ledgertest.NewOrigin(id).Event(t, "party.party", "P-1", ledger.OpCreate, map[string]ledger.Value{"name": ledger.String("Ana")})
+		data, err := ledger.Marshal(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o, err := ledger.PeekOrigin(data); err != nil || o != id {
+			t.Fatalf("origin %d: peeked %d, %v", id, o, err)
+		}
+		for _, bad := range [][]byte{nil, data[:20], append([]byte{2}, data[1:]...)} {
+			if o, err := ledger.PeekOrigin(bad); err == nil {
+				t.Fatalf("origin %d: peeked %d from %x", id, o, bad)
+			}
+		}
+	}
+}

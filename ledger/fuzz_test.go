@@ -32,12 +32,16 @@ func FuzzUnmarshal(f *testing.F) {
 		f.Add(m.data)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
+		peeked, peekErr := ledger.PeekOrigin(data) // never panics
 		e, err := ledger.Unmarshal(data)
 		if err != nil {
 			if e != nil {
 				t.Fatal("Unmarshal failed but returned an event")
 			}
 			return
+		}
+		if peekErr != nil || peeked != e.Origin {
+			t.Fatalf("PeekOrigin = %d, %v; the decoded event's origin is %d", peeked, peekErr, e.Origin)
 		}
 		again, err := ledger.Marshal(e)
 		if err != nil {

@@ -1,6 +1,10 @@
 package ledger
 
-import "github.com/ghsync/ghsync/clocks"
+import (
+	"fmt"
+
+	"github.com/ghsync/ghsync/clocks"
+)
 
 // RowScanner is the part of a database row both pgx and database/sql
 // provide; backends hand their rows to ScanRecord and ScanOriginHead so
@@ -71,6 +75,11 @@ func CollectRawRecords(rows RecordRows) ([]RawRecord, error) {
 		}
 		if _, err := CheckStored(uint64(pos), hash, payload); err != nil {
 			return nil, err
+		}
+		// The origin column is not under the hash: it must agree with
+		// the payload, which is.
+		if o, err := PeekOrigin(payload); err != nil || o != uint16(origin) {
+			return nil, &EventError{Position: uint64(pos), Err: fmt.Errorf("%w: stored origin %d does not match the payload's (%d, %v)", ErrCorrupt, origin, o, err)}
 		}
 		recs = append(recs, RawRecord{Position: uint64(pos), Origin: uint16(origin), Payload: payload})
 	}

@@ -505,6 +505,12 @@ func testCorrupt(t *testing.T, h Harness) {
 	if raw, err := s.ReadAllRaw(ctx(t), 7, 100); err != nil || len(raw) != 3 {
 		t.Fatalf("raw read after the damage: %d, %v", len(raw), err)
 	}
+	// The origin stored beside a payload must be the payload's: a central
+	// forwarding by it would otherwise skip or misroute the event.
+	h.SetOrigin(t, loc, 9, 3)
+	if _, err := s.ReadAllRaw(ctx(t), 7, 100); !errors.Is(err, ledger.ErrCorrupt) || !errors.As(err, &ee) || ee.Position != 9 {
+		t.Fatalf("raw read of a damaged origin: %v; want ErrCorrupt naming position 9", err)
+	}
 	// The stored hash is intact, so re-appending the original is recognised
 	// as held: the damaged row is reported, never overwritten.
 	res, err := s.Append(ctx(t), evs[6:7])
