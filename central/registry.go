@@ -24,7 +24,8 @@ import (
 // both pass one contract test.
 type Registry interface {
 	// AddSatellite registers s (TokenHash set). It fails with ErrExists
-	// while an active satellite has s.ID; a revoked one is replaced.
+	// while an active satellite has s.ID; a revoked one is replaced, and
+	// its stability report forgotten.
 	AddSatellite(ctx context.Context, s Satellite) error
 	// Satellites lists every satellite, revoked ones too, by id.
 	Satellites(ctx context.Context) ([]Satellite, error)

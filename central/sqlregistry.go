@@ -248,6 +248,11 @@ func (r *sqlRegistry) AddSatellite(ctx context.Context, s Satellite) error {
 		case err == nil:
 			_, err = tx.ExecContext(ctx, r.q(`UPDATE `+r.t("satellites")+` SET name = ?, scope = ?, token_hash = ?, created_us = ?, revoked_us = NULL WHERE id = ?`),
 				s.Name, s.Scope, s.TokenHash[:], micros(s.Created), s.ID)
+			if err == nil {
+				// What the revoked instance vouched for does not speak for
+				// this one: the frontier waits for its own first report.
+				_, err = tx.ExecContext(ctx, r.q(`DELETE FROM `+r.t("stability")+` WHERE origin = ?`), s.ID)
+			}
 		case errors.Is(err, sql.ErrNoRows):
 			_, err = tx.ExecContext(ctx, r.q(`INSERT INTO `+r.t("satellites")+` (id, name, scope, token_hash, created_us) VALUES (?, ?, ?, ?, ?)`),
 				s.ID, s.Name, s.Scope, s.TokenHash[:], micros(s.Created))

@@ -78,9 +78,12 @@ func (s *Server) stable(w http.ResponseWriter, r *http.Request, sat Satellite) {
 // would report over POST /v1/stable. It is refused, and nothing recorded,
 // unless origin is an active satellite, central's ledger holds that
 // origin's events through seq (the report vouches for no event central
-// lacks), and applied is a position central has. Each field of the
-// recorded report only grows (a stick carried late, a satellite that also
-// reports over the network): recorded is false when neither does.
+// lacks), and applied is a position central has: the error then matches
+// ErrReportRefused. Each field of the recorded report only grows over the
+// one read before (a stick carried late, a satellite that also reports
+// over the network): recorded is false when neither does. A network
+// report landing between the read and the write may be overwritten by
+// lower values, which only holds the frontier back.
 func AcceptBundleReport(ctx context.Context, reg Registry, store ledger.Store, st Stability, seq uint64) (recorded bool, err error) {
 	fail := func(err error) (bool, error) {
 		return false, reportError{fmt.Errorf("stability report of satellite %d in a bundle: %w", st.Origin, err)}
@@ -146,8 +149,14 @@ func checkReport(ctx context.Context, store ledger.Store, st Stability) error {
 	return nil
 }
 
+// ErrReportRefused matches a stability report central refuses as untrue
+// (as opposed to failing to record it).
+var ErrReportRefused = errors.New("stability report refused")
+
 // reportError is a stability report central refuses.
 type reportError struct{ error }
+
+func (reportError) Is(target error) bool { return target == ErrReportRefused }
 
 // ReportStable records an instance's report (satellites through
 // POST /v1/stable; central's own instance, origin 0, directly when

@@ -3,6 +3,7 @@ package central_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"strings"
@@ -177,5 +178,69 @@ func TestStabilityFrontierNothingApplied(t *testing.T) {
 	}
 	if f, err := r.reg.LastFrontier(ctx); err != nil || f != first-1 {
 		t.Fatalf("recorded frontier %s %v after a lower derivation, want %s kept", f, err, first-1)
+	}
+}
+
+// A report carried in a bundle is recorded once central holds what it
+// vouches for; each recorded field only grows; a satellite revoked and
+// registered again starts without one.
+func TestAcceptBundleReport(t *testing.T) {
+	r := newRig(t, false)
+	tok := r.add(t, 1, wire.ScopeAll)
+	a := ledgertest.NewOrigin(1).Patients(t, rng(t), 6)
+	r.push(t, tok, a)
+	ctx := context.Background()
+	h := a[len(a)-1].HLC
+	accept := func(hlc clocks.Timestamp, applied, seq uint64) (bool, error) {
+		return central.AcceptBundleReport(ctx, r.reg, r.store, central.Stability{Origin: 1, HLC: hlc, Applied: applied}, seq)
+	}
+	stored := func() central.Stability {
+		t.Helper()
+		reps, err := r.reg.Stabilities(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, rep := range reps {
+			if rep.Origin == 1 {
+				return rep
+			}
+		}
+		return central.Stability{}
+	}
+	if _, err := accept(h+5, 1, uint64(len(a))+1); !errors.Is(err, central.ErrReportRefused) || !strings.Contains(err.Error(), "this ledger holds them through seq") {
+		t.Fatalf("a report vouching for an event central lacks: %v", err)
+	}
+	if _, err := accept(h+5, r.head(t)+1, 1); !errors.Is(err, central.ErrReportRefused) {
+		t.Fatalf("a report applied past central's head: %v", err)
+	}
+	if rep := stored(); rep.HLC != 0 {
+		t.Fatalf("refused reports were recorded: %+v", rep)
+	}
+	for _, step := range []struct {
+		hlc      clocks.Timestamp
+		applied  uint64
+		recorded bool
+		wantH    clocks.Timestamp
+		wantA    uint64
+	}{
+		{h + 10, 2, true, h + 10, 2},
+		{h + 5, 4, true, h + 10, 4},  // a later position, an older reading
+		{h + 8, 3, false, h + 10, 4}, // older in both: a stick carried late
+		{h + 20, 1, true, h + 20, 4}, // a newer reading, an older position
+	} {
+		ok, err := accept(step.hlc, step.applied, 1)
+		if rep := stored(); err != nil || ok != step.recorded || rep.HLC != step.wantH || rep.Applied != step.wantA {
+			t.Fatalf("report (%s, %d): recorded %v (%v), stored %+v; want %v, (%s, %d)", step.hlc, step.applied, ok, err, rep, step.recorded, step.wantH, step.wantA)
+		}
+	}
+	if err := r.reg.RevokeSatellite(ctx, 1, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := accept(h+30, 4, 1); !errors.Is(err, central.ErrReportRefused) || !strings.Contains(err.Error(), "revoked") {
+		t.Fatalf("a revoked satellite's report: %v", err)
+	}
+	r.add(t, 1, wire.ScopeAll)
+	if rep := stored(); rep.HLC != 0 {
+		t.Fatalf("the satellite registered again inherits %+v", rep)
 	}
 }

@@ -51,6 +51,11 @@ func (s *Site) vouch(ctx context.Context, r *Report, mark clocks.Timestamp) erro
 	if err != nil {
 		return err
 	}
+	// Whether or not the projector may use it yet, nothing stamped from
+	// now on may be at or before a frontier.
+	if o.Frontier != 0 && plausibleFrontier(o.Frontier, s.wall.Now()) == nil {
+		s.stampClock().Restore(o.Frontier)
+	}
 	if f := o.UsableFrontier(); f != 0 {
 		if err := s.recordFrontier(ctx, f); err != nil {
 			s.log.Warn("could not record the stability frontier central's bundles carried", "frontier", f.String(), "error", err)
@@ -95,11 +100,19 @@ func ResumeClock(ctx context.Context, clock *clocks.Clock, origin uint16, locati
 		return err
 	}
 	defer st.Close()
+	return resumeClock(ctx, clock, st)
+}
+
+func resumeClock(ctx context.Context, clock *clocks.Clock, st *satellite.BundleState) error {
 	o, err := st.Load(ctx)
 	if err != nil {
 		return err
 	}
-	clock.Restore(max(o.ReportHLC, o.Frontier))
+	f := o.Frontier
+	if plausibleFrontier(f, time.Now()) != nil {
+		f = 0 // damage: it is never used
+	}
+	clock.Restore(max(o.ReportHLC, f))
 	return nil
 }
 
@@ -193,8 +206,10 @@ func RecordBundle(ctx context.Context, store ledger.Store, location string, self
 		rep := h.Report
 		ok, err := central.AcceptBundleReport(ctx, reg, store, central.Stability{Origin: h.Origin, HLC: rep.HLC, Applied: rep.Applied}, rep.Seq)
 		switch {
-		case err != nil:
+		case errors.Is(err, central.ErrReportRefused):
 			return refuse(err)
+		case err != nil:
+			return "", err
 		case !ok:
 			return fmt.Sprintf("satellite %d's stability report (clock %s) is no newer than the one recorded", h.Origin, rep.HLC), nil
 		}

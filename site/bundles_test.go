@@ -13,6 +13,7 @@ import (
 	"github.com/ghsync/ghsync/bundle"
 	"github.com/ghsync/ghsync/central"
 	"github.com/ghsync/ghsync/clocks"
+	"github.com/ghsync/ghsync/internal/pgtest"
 	"github.com/ghsync/ghsync/satellite"
 	"github.com/ghsync/ghsync/site"
 	"github.com/ghsync/ghsync/wire"
@@ -304,40 +305,127 @@ func TestLateSatelliteWaitsForFrontier(t *testing.T) {
 	}
 }
 
-// A satellite's next process stamps every change after the clock reading
-// its last completed cycle vouched for, even a change made before it (one
-// that missed that cycle's drain) and even with the machine's clock
-// behind it: the site's clock resumes past the recorded reading.
+// A satellite stamps every change after the clock reading its last
+// completed cycle vouched for, even a change made before it (one that
+// missed that cycle's drain) and even with the machine's clock behind it,
+// and after the last frontier it learnt: in its next process (the site's
+// clock resumes past both), and in the running one once a cycle has seen
+// a frontier another process recorded.
 func TestClockResumesPastVouchedReading(t *testing.T) {
 	ctx := context.Background()
-	n := newNode(t, 4, 0)
-	n.open("", "", nil, nil, nil)
-	n.exec(`INSERT INTO party_party (code, name, active, create_uid, create_date) VALUES ('S4-1', 'Ana', true, 1, now())`)
-	if err := n.sync(); err != nil {
-		t.Fatal(err)
+	ahead := func() clocks.Timestamp { return clocks.New(time.Now().Add(time.Minute).UnixMilli(), 0) }
+	for _, c := range []struct {
+		name    string
+		record  func(st *satellite.BundleState) (clocks.Timestamp, error)
+		restart bool
+	}{
+		{"vouched reading, next process", func(st *satellite.BundleState) (clocks.Timestamp, error) {
+			f := ahead()
+			_, err := st.CycleDone(ctx, f, 1, 0)
+			return f, err
+		}, true},
+		{"frontier, next process", func(st *satellite.BundleState) (clocks.Timestamp, error) {
+			f := ahead()
+			_, err := st.CentralImported(ctx, 0, 0, 0, f)
+			return f, err
+		}, true},
+		{"frontier not usable yet, same process", func(st *satellite.BundleState) (clocks.Timestamp, error) {
+			// Covering central's positions up to 5, appended past where
+			// the projector is: the tables do not reflect it yet.
+			f := ahead()
+			o, err := st.CentralImported(ctx, 0, 5, 1000, f)
+			if o.UsableFrontier() != 0 {
+				t.Fatalf("the frontier is usable already: %+v", o)
+			}
+			return f, err
+		}, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			n := newNode(t, 4, 0)
+			n.open("", "", nil, nil, nil)
+			n.exec(`INSERT INTO party_party (code, name, active, create_uid, create_date) VALUES ('S4-1', 'Ana', true, 1, now())`)
+			if err := n.sync(); err != nil {
+				t.Fatal(err)
+			}
+			st, err := satellite.OpenBundleState(ctx, n.url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			floor, err := c.record(st)
+			st.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.restart {
+				n.site.Close()
+				n.open("", "", nil, nil, nil)
+			} else if err := n.sync(); err != nil { // the cycle that learns it
+				t.Fatal(err)
+			}
+			n.exec(`UPDATE party_party SET name = 'Ana B.', write_uid = 1, write_date = now() WHERE code = 'S4-1'`)
+			if err := n.sync(); err != nil {
+				t.Fatal(err)
+			}
+			recs, err := n.store.ReadOrigin(ctx, 4, 1, 10)
+			if err != nil || len(recs) != 1 {
+				t.Fatalf("the rename: %d events, %v", len(recs), err)
+			}
+			if h := recs[0].Event.HLC; h <= floor {
+				t.Fatalf("the rename is stamped %s, not after %s", h, floor)
+			}
+		})
 	}
-	// Pretend the last cycle read its clock a minute from now.
-	st, err := satellite.OpenBundleState(ctx, n.url)
+}
+
+// Central's processes that stamp its events (serve, capture) resume past
+// its own last report and the last frontier it derived.
+func TestResumeClockAtCentral(t *testing.T) {
+	ctx := context.Background()
+	url := pgtest.NewDatabase(t)
+	reg, err := central.OpenRegistry(ctx, url)
 	if err != nil {
 		t.Fatal(err)
 	}
-	vouched := clocks.New(time.Now().Add(time.Minute).UnixMilli(), 0)
-	if _, err := st.CycleDone(ctx, vouched, 1, 0); err != nil {
-		t.Fatal(err)
+	defer reg.Close()
+	now := time.Now()
+	frontier, own := clocks.New(now.Add(time.Minute).UnixMilli(), 0), clocks.New(now.Add(2*time.Minute).UnixMilli(), 0)
+	for _, step := range []struct {
+		record func() error
+		floor  clocks.Timestamp
+	}{
+		{func() error { return reg.RaiseFrontier(ctx, frontier) }, frontier},
+		{func() error { return reg.ReportStable(ctx, central.Stability{Origin: 0, HLC: own, Reported: now}) }, own},
+	} {
+		if err := step.record(); err != nil {
+			t.Fatal(err)
+		}
+		clock := clocks.NewClock(nil, clocks.DefaultMaxOffset)
+		if err := site.ResumeClock(ctx, clock, 0, url); err != nil {
+			t.Fatal(err)
+		}
+		if got := clock.Now(); got <= step.floor {
+			t.Fatalf("central's clock resumed at %s, not after %s", got, step.floor)
+		}
 	}
-	st.Close()
-	n.site.Close()
+}
 
-	n.open("", "", nil, nil, nil)
-	n.exec(`UPDATE party_party SET name = 'Ana B.', write_uid = 1, write_date = now() WHERE code = 'S4-1'`)
-	if err := n.sync(); err != nil {
+// A cycle whose clock reading cannot be recorded beside the ledger does
+// not report it to central: the next process could not resume past it.
+func TestUnrecordedCycleIsNotReported(t *testing.T) {
+	ctx := context.Background()
+	nw := newNetwork(t, 1, nil, nil, nil)
+	sat := nw.sats[0]
+	sat.exec(`DROP TABLE ghsync.bundle_state`)
+	if err := sat.sync(); err != nil {
 		t.Fatal(err)
 	}
-	recs, err := n.store.ReadOrigin(ctx, 4, 1, 10)
-	if err != nil || len(recs) != 1 {
-		t.Fatalf("the rename: %d events, %v", len(recs), err)
+	reps, err := nw.reg.Stabilities(ctx)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if h := recs[0].Event.HLC; h <= vouched {
-		t.Fatalf("the rename is stamped %s, not after the vouched reading %s", h, vouched)
+	for _, r := range reps {
+		if r.Origin == sat.id {
+			t.Fatalf("satellite %d reported %+v though it could not record it", sat.id, r)
+		}
 	}
 }

@@ -102,7 +102,7 @@ func Open(ctx context.Context, cfg Config) (*Site, error) {
 			s.Close()
 			return nil, err
 		}
-		if err := ResumeClock(ctx, s.clock, cfg.Origin, cfg.StoreLocation); err != nil {
+		if err := resumeClock(ctx, s.clock, s.bundles); err != nil {
 			s.Close()
 			return nil, err
 		}
