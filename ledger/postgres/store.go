@@ -460,17 +460,8 @@ func (s *Store) ReadAllRaw(ctx context.Context, after uint64, limit int) ([]ledg
 	if s.closed.Load() {
 		return nil, ledger.ErrClosed
 	}
-	rows, err := s.pool.Query(ctx, `SELECT position, origin, hash, payload FROM ghsync.events
+	return collect(ctx, s, ledger.CollectRawRecords, `SELECT position, origin, hash, payload FROM ghsync.events
 		WHERE position > $1 ORDER BY position LIMIT $2`, int64(after), pageSize(limit))
-	if err != nil {
-		return nil, fmt.Errorf("read ledger: %w", err)
-	}
-	defer rows.Close()
-	recs, err := ledger.CollectRawRecords(rows)
-	if err != nil {
-		return nil, fmt.Errorf("read ledger: %w", err)
-	}
-	return recs, nil
 }
 
 func pageSize(limit int) int {
@@ -484,12 +475,18 @@ func (s *Store) query(ctx context.Context, q string, args ...any) ([]ledger.Reco
 	if s.closed.Load() {
 		return nil, ledger.ErrClosed
 	}
+	return collect(ctx, s, ledger.CollectRecords, q, args...)
+}
+
+// collect runs a read and gathers its rows with one of ledger's
+// collectors.
+func collect[T any](ctx context.Context, s *Store, rowsTo func(ledger.RecordRows) ([]T, error), q string, args ...any) ([]T, error) {
 	rows, err := s.pool.Query(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("read ledger: %w", err)
 	}
 	defer rows.Close()
-	recs, err := ledger.CollectRecords(rows)
+	recs, err := rowsTo(rows)
 	if err != nil {
 		return nil, fmt.Errorf("read ledger: %w", err)
 	}

@@ -313,12 +313,18 @@ type querier interface {
 }
 
 func query(ctx context.Context, q querier, sqlText string, args ...any) ([]ledger.Record, error) {
+	return collect(ctx, q, ledger.CollectRecords, sqlText, args...)
+}
+
+// collect runs a read and gathers its rows with one of ledger's
+// collectors.
+func collect[T any](ctx context.Context, q querier, rowsTo func(ledger.RecordRows) ([]T, error), sqlText string, args ...any) ([]T, error) {
 	rows, err := q.QueryContext(ctx, sqlText, args...)
 	if err != nil {
 		return nil, fmt.Errorf("read ledger: %w", err)
 	}
 	defer rows.Close()
-	recs, err := ledger.CollectRecords(rows)
+	recs, err := rowsTo(rows)
 	if err != nil {
 		return nil, fmt.Errorf("read ledger: %w", err)
 	}
@@ -330,17 +336,8 @@ func (s *Store) ReadAllRaw(ctx context.Context, after uint64, limit int) ([]ledg
 	if s.closed.Load() {
 		return nil, ledger.ErrClosed
 	}
-	rows, err := s.r.QueryContext(ctx, `SELECT position, origin, hash, payload FROM ghsync_events
+	return collect(ctx, s.r, ledger.CollectRawRecords, `SELECT position, origin, hash, payload FROM ghsync_events
 		WHERE position > ? ORDER BY position LIMIT ?`, after, pageSize(limit))
-	if err != nil {
-		return nil, fmt.Errorf("read ledger: %w", err)
-	}
-	defer rows.Close()
-	recs, err := ledger.CollectRawRecords(rows)
-	if err != nil {
-		return nil, fmt.Errorf("read ledger: %w", err)
-	}
-	return recs, nil
 }
 
 // ReadStream implements ledger.Store.
