@@ -10,8 +10,12 @@ import (
 
 // Store is a durable, append-only ledger of events. Positions are dense
 // (1, 2, 3...) and local to one store: a satellite's position 10 is not
-// central's. Every backend passes the same contract suite (ledgertest).
-// Implementations are safe for concurrent use.
+// central's. Appends commit in position order, so every read sees an
+// unbroken run of positions from 1: a reader paging by position never
+// skips an event that commits later (central's pull cursors rely on it;
+// a backend taking positions from a sequence would break it). Every
+// backend passes the same contract suite (ledgertest). Implementations
+// are safe for concurrent use.
 type Store interface {
 	// Append stores events atomically: all or none. Events already held
 	// (same id and content) are skipped, so a retried call is harmless,
