@@ -51,27 +51,14 @@ func BenchmarkIdleCursors(b *testing.B) {
 			tokens = append(tokens, writer, writer) // 512 cursors
 			client := r.ts.Client()
 			pull := func(tok string) {
-				req, _ := http.NewRequestWithContext(context.Background(), http.MethodGet, r.ts.URL+wire.PathPull+"?after="+head, nil)
-				req.Header.Set("Authorization", "Bearer "+tok)
-				resp, err := client.Do(req)
-				if err != nil {
-					b.Fatal(err)
-				}
-				resp.Body.Close()
+				resp := benchDo(b, client, http.MethodGet, r.ts.URL+wire.PathPull+"?after="+head, tok, "")
 				if resp.StatusCode != http.StatusNoContent {
 					b.Fatalf("idle pull: %d", resp.StatusCode)
 				}
 			}
 			body := stableBody(o.Clock.Now(), r.head(b))
 			report := func(tok string) {
-				req, _ := http.NewRequestWithContext(context.Background(), http.MethodPost, r.ts.URL+wire.PathStable, strings.NewReader(body))
-				req.Header.Set("Authorization", "Bearer "+tok)
-				resp, err := client.Do(req)
-				if err != nil {
-					b.Fatal(err)
-				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
+				resp := benchDo(b, client, http.MethodPost, r.ts.URL+wire.PathStable, tok, body)
 				if resp.StatusCode != http.StatusOK {
 					b.Fatalf("stability report: %d", resp.StatusCode)
 				}
@@ -131,14 +118,7 @@ func BenchmarkServePull(b *testing.B) {
 	start, cpu0 := time.Now(), processCPU(b)
 	for range b.N {
 		for after := uint64(0); after < head; {
-			req, _ := http.NewRequestWithContext(context.Background(), http.MethodGet, r.ts.URL+wire.PathPull+"?after="+strconv.FormatUint(after, 10), nil)
-			req.Header.Set("Authorization", "Bearer "+reader)
-			resp, err := client.Do(req)
-			if err != nil {
-				b.Fatal(err)
-			}
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
+			resp := benchDo(b, client, http.MethodGet, r.ts.URL+wire.PathPull+"?after="+strconv.FormatUint(after, 10), reader, "")
 			next, err := strconv.ParseUint(resp.Header.Get(wire.HeaderNext), 10, 64)
 			if resp.StatusCode != http.StatusOK || err != nil || next <= after {
 				b.Fatalf("pull after %d: %d, next %q", after, resp.StatusCode, resp.Header.Get(wire.HeaderNext))
@@ -158,4 +138,18 @@ func processCPU(b *testing.B) time.Duration {
 		b.Fatal(err)
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// benchDo sends a request as token's satellite and reads the answer to
+// its end (dropped): the response's status and headers remain.
+func benchDo(b *testing.B, client *http.Client, method, url, token, body string) *http.Response {
+	req, _ := http.NewRequestWithContext(context.Background(), method, url, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := client.Do(req)
+	if err != nil {
+		b.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp
 }
