@@ -17,6 +17,25 @@ type ImportOptions struct {
 	Name  string // the file, for messages
 	Trust Trust
 	Batch int // events per Store.Append call (DefaultBatch when 0)
+	// Admit, when set, is asked about each origin of which the bundle
+	// brings events the ledger does not hold yet, once the bundle is
+	// verified and before anything is appended; an error refuses the
+	// whole import. Central admits only what it would take in a push.
+	Admit func(info *Info, origin uint16) error
+	// Sink, when set, takes each verified batch in place of Store.Append:
+	// central stores a satellite's events as it stores a push (clock
+	// bounds, held events, the satellite's held set).
+	Sink Sink
+}
+
+// Sink stores one verified batch of a bundle's events, in bundle order.
+// A refused event is reported as a *ledger.EventError, as Append does.
+type Sink func(ctx context.Context, events []*ledger.Event) (SinkResult, error)
+
+// SinkResult says what a Sink did with a batch.
+type SinkResult struct {
+	ledger.AppendResult
+	Held int // events kept out of the ledger for review, neither stored nor refused
 }
 
 // ImportResult says what an import did.
@@ -24,6 +43,7 @@ type ImportResult struct {
 	Info       *Info
 	Appended   uint64 // events newly stored
 	Duplicates uint64 // events the ledger already held
+	Held       uint64 // events a Sink kept out of the ledger for review
 	Batches    int    // Append calls that succeeded
 	Head       uint64 // the ledger's head after the last successful batch
 }
@@ -37,6 +57,7 @@ const maxRuns = 10000
 // Plan is a bundle verified against a ledger, ready to be appended.
 type Plan struct {
 	store   ledger.Store
+	sink    Sink
 	r       *Reader
 	name    string
 	Partial bool // more runs than maxRuns: some run boundaries were left to Append
@@ -49,7 +70,7 @@ func Check(ctx context.Context, s ledger.Store, src io.ReadSeeker, opts ImportOp
 	if err != nil {
 		return nil, fmt.Errorf("import %s: %w", opts.Name, err)
 	}
-	pf := &preflight{name: opts.Name, heads: map[uint16]ledger.OriginHead{}, cur: map[uint16]*run{}}
+	pf := &preflight{name: opts.Name, heads: map[uint16]ledger.OriginHead{}, cur: map[uint16]*run{}, fresh: map[uint16]run{}}
 	for _, h := range heads {
 		pf.heads[h.Origin] = h
 	}
@@ -65,7 +86,22 @@ func Check(ctx context.Context, s ledger.Store, src io.ReadSeeker, opts ImportOp
 	if err := pf.finish(ctx, s); err != nil {
 		return nil, err
 	}
-	return &Plan{store: s, r: r, name: opts.Name, Partial: pf.partial}, nil
+	if opts.Admit != nil {
+		for _, o := range slices.Sorted(maps.Keys(pf.fresh)) {
+			if err := opts.Admit(r.Info(), o); err != nil {
+				f := pf.fresh[o]
+				return nil, pf.refuse(f.firstIndex, f.firstOff, fmt.Errorf("origin %d seq %d is not held here yet: %w", o, f.first, err))
+			}
+		}
+	}
+	sink := opts.Sink
+	if sink == nil {
+		sink = func(ctx context.Context, events []*ledger.Event) (SinkResult, error) {
+			res, err := s.Append(ctx, events)
+			return SinkResult{AppendResult: res}, err
+		}
+	}
+	return &Plan{store: s, sink: sink, r: r, name: opts.Name, Partial: pf.partial}, nil
 }
 
 // Info describes the verified bundle.
@@ -125,7 +161,7 @@ func (p *Plan) Apply(ctx context.Context) (*ImportResult, error) {
 		if err != nil {
 			return res, p.partial(err, done)
 		}
-		ar, err := p.store.Append(ctx, b.Events)
+		ar, err := p.sink(ctx, b.Events)
 		if err != nil {
 			e := &Error{Name: p.name, Offset: b.Offsets[0], Event: b.First, Events: info.Header.Events}
 			var ee *ledger.EventError
@@ -142,6 +178,7 @@ func (p *Plan) Apply(ctx context.Context) (*ImportResult, error) {
 		}
 		res.Appended += uint64(ar.Appended)
 		res.Duplicates += uint64(ar.Duplicates)
+		res.Held += uint64(ar.Held)
 		res.Batches++
 		res.Head = ar.Head
 		done = b.First + uint64(len(b.Events)) - 1
@@ -177,6 +214,7 @@ type preflight struct {
 	cur     map[uint16]*run
 	runs    []run
 	partial bool
+	fresh   map[uint16]run // per origin, its first event past the ledger's head
 }
 
 func (pf *preflight) refuse(index uint64, off int64, err error) *Error {
@@ -187,6 +225,9 @@ func (pf *preflight) refuse(index uint64, off int64, err error) *Error {
 // returned, so that damage to the file, found when its checksum is
 // compared at the end, is what gets reported for a damaged file.
 func (pf *preflight) visit(i uint64, off int64, e *ledger.Event) error {
+	if _, ok := pf.fresh[e.Origin]; !ok && e.OriginSeq > pf.heads[e.Origin].Seq {
+		pf.fresh[e.Origin] = run{first: e.OriginSeq, firstIndex: i, firstOff: off}
+	}
 	if h, ok := pf.heads[e.Origin]; ok && pf.err == nil {
 		switch {
 		case e.OriginSeq == h.Seq && e.Hash != h.Hash:

@@ -71,6 +71,11 @@ type Registry interface {
 	// ReportStable records what an instance last vouched for (see
 	// Stability), replacing its previous report.
 	ReportStable(ctx context.Context, st Stability) error
+	// RaiseStable records st field by field as the greater of it and the
+	// recorded report, in one statement (a bundle carried late must not
+	// lower what a network report recorded meanwhile); raised is false
+	// when neither field grew.
+	RaiseStable(ctx context.Context, st Stability) (raised bool, err error)
 	// Stabilities lists every instance's last report, by origin.
 	Stabilities(ctx context.Context) ([]Stability, error)
 	// RaiseFrontier records a stability frontier central derived, unless a

@@ -211,5 +211,25 @@ func runRegistryContract(t *testing.T, location func(t *testing.T) string) {
 		if err != nil || !slices.Equal(got, want) {
 			t.Fatalf("stability reports %+v %v, want %+v", got, err, want)
 		}
+		// Raising: each field only grows, and nothing is written when neither does.
+		later := at.Add(time.Hour)
+		for _, c := range []struct {
+			st     central.Stability
+			raised bool
+			want   central.Stability
+		}{
+			{central.Stability{Origin: 3, HLC: 1 << 41, Applied: 8, Reported: later}, false, want[1]},
+			{central.Stability{Origin: 3, HLC: 1 << 41, Applied: 12, Reported: later}, true, central.Stability{Origin: 3, HLC: 1 << 42, Applied: 12, Reported: later}},
+			{central.Stability{Origin: 5, HLC: 1 << 40, Applied: 2, Reported: later}, true, central.Stability{Origin: 5, HLC: 1 << 40, Applied: 2, Reported: later}},
+		} {
+			raised, err := r.RaiseStable(ctx, c.st)
+			if err != nil || raised != c.raised {
+				t.Fatalf("raise %+v: %v, %v; want raised %v", c.st, raised, err, c.raised)
+			}
+			all, err := r.Stabilities(ctx)
+			if i := slices.IndexFunc(all, func(s central.Stability) bool { return s.Origin == c.st.Origin }); err != nil || i < 0 || all[i] != c.want {
+				t.Fatalf("after raising %+v: %+v, %v; want %+v", c.st, all, err, c.want)
+			}
+		}
 	})
 }

@@ -569,6 +569,28 @@ func (r *sqlRegistry) ReportStable(ctx context.Context, st Stability) error {
 	return nil
 }
 
+func (r *sqlRegistry) RaiseStable(ctx context.Context, st Stability) (bool, error) {
+	if st.Origin > ledger.MaxOrigin || st.HLC > math.MaxInt64 || st.Applied > math.MaxInt64 {
+		return false, fmt.Errorf("stability report of origin %d: hlc %d or position %d out of range", st.Origin, uint64(st.HLC), st.Applied)
+	}
+	greatest := "max"
+	if r.pg {
+		greatest = "GREATEST"
+	}
+	res, err := r.db.ExecContext(ctx, r.q(`INSERT INTO `+r.t("stability")+` AS s (origin, hlc, applied, reported_us) VALUES (?, ?, ?, ?)
+		ON CONFLICT (origin) DO UPDATE SET hlc = `+greatest+`(s.hlc, excluded.hlc), applied = `+greatest+`(s.applied, excluded.applied), reported_us = excluded.reported_us
+		WHERE excluded.hlc > s.hlc OR excluded.applied > s.applied`),
+		int64(st.Origin), int64(st.HLC), int64(st.Applied), micros(st.Reported))
+	if err != nil {
+		return false, fmt.Errorf("stability report of origin %d: %w", st.Origin, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("stability report of origin %d: %w", st.Origin, err)
+	}
+	return n > 0, nil
+}
+
 func (r *sqlRegistry) RaiseFrontier(ctx context.Context, f clocks.Timestamp) error {
 	if f > math.MaxInt64 {
 		return fmt.Errorf("record stability frontier %d: out of range", uint64(f))
@@ -608,4 +630,25 @@ func (r *sqlRegistry) Stabilities(ctx context.Context) ([]Stability, error) {
 		out = append(out, Stability{Origin: uint16(origin), HLC: clocks.Timestamp(hlc), Applied: uint64(applied), Reported: time.UnixMicro(at).UTC()})
 	}
 	return out, rows.Err()
+}
+
+// Registered counts the satellites ever registered (revoked ones too) in
+// the ledger database at location, without creating central's tables where they are
+// missing (0 then): how a command tells central's ledger from a clinic's.
+func Registered(ctx context.Context, location string) (int, error) {
+	db, dialect, _, err := dbopen.Open(location)
+	if err != nil {
+		return 0, fmt.Errorf("open registry: %w", err)
+	}
+	defer db.Close()
+	table, exists := "ghsync_satellites", `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'ghsync_satellites'`
+	if dialect == dbopen.Postgres {
+		table, exists = "ghsync.satellites", `SELECT count(*) FROM pg_tables WHERE schemaname = 'ghsync' AND tablename = 'satellites'`
+	}
+	var n int
+	if err := db.QueryRowContext(ctx, exists).Scan(&n); err != nil || n == 0 {
+		return 0, err
+	}
+	err = db.QueryRowContext(ctx, `SELECT count(*) FROM `+table).Scan(&n)
+	return n, err
 }

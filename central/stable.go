@@ -79,11 +79,9 @@ func (s *Server) stable(w http.ResponseWriter, r *http.Request, sat Satellite) {
 // unless origin is an active satellite, central's ledger holds that
 // origin's events through seq (the report vouches for no event central
 // lacks), and applied is a position central has: the error then matches
-// ErrReportRefused. Each field of the recorded report only grows over the
-// one read before (a stick carried late, a satellite that also reports
-// over the network): recorded is false when neither does. A network
-// report landing between the read and the write may be overwritten by
-// lower values, which only holds the frontier back.
+// ErrReportRefused. Each field of the recorded report only grows (a stick
+// carried late, a satellite that also reports over the network), in one
+// statement (Registry.RaiseStable): recorded is false when neither does.
 func AcceptBundleReport(ctx context.Context, reg Registry, store ledger.Store, st Stability, seq uint64) (recorded bool, err error) {
 	fail := func(err error) (bool, error) {
 		return false, reportError{fmt.Errorf("stability report of satellite %d in a bundle: %w", st.Origin, err)}
@@ -111,25 +109,10 @@ func AcceptBundleReport(ctx context.Context, reg Registry, store ledger.Store, s
 	if err := checkReport(ctx, store, st); err != nil {
 		return false, err
 	}
-	reps, err := reg.Stabilities(ctx)
-	if err != nil {
-		return false, err
-	}
-	for _, r := range reps {
-		if r.Origin == st.Origin {
-			if r.HLC >= st.HLC && r.Applied >= st.Applied {
-				return false, nil
-			}
-			st.HLC, st.Applied = max(st.HLC, r.HLC), max(st.Applied, r.Applied)
-		}
-	}
 	if st.Reported.IsZero() {
 		st.Reported = time.Now()
 	}
-	if err := reg.ReportStable(ctx, st); err != nil {
-		return false, err
-	}
-	return true, nil
+	return reg.RaiseStable(ctx, st)
 }
 
 // checkReport refuses a report that cannot be true at this central (a

@@ -178,6 +178,29 @@ func (s Signers) signs(origin uint16, key ed25519.PublicKey) bool {
 	return key != nil && slices.ContainsFunc(s[origin], func(k ed25519.PublicKey) bool { return k.Equal(key) })
 }
 
+// AdmitAtCentral is central's rule for the new events a bundle brings
+// (bundle.ImportOptions.Admit): as in a push, only a registered, active
+// satellite's events, never central's own; and a key bound to instances
+// (--trust ID=KEY) brings new events of those instances only, as a
+// satellite's token pushes only its own. A key trusted without an
+// instance is the administrator's word for every origin.
+func AdmitAtCentral(ctx context.Context, srv *central.Server, signers Signers) func(*bundle.Info, uint16) error {
+	return func(info *bundle.Info, origin uint16) error {
+		var bound []uint16
+		for id := range signers {
+			if signers.signs(id, info.Signer) {
+				bound = append(bound, id)
+			}
+		}
+		if len(bound) > 0 && !slices.Contains(bound, origin) {
+			slices.Sort(bound)
+			return fmt.Errorf("the bundle's signer %s is bound to instance %v, and brings new events of instance %d: a clinic's key speaks for its own events only",
+				bundle.FormatPublicKey(info.Signer), bound, origin)
+		}
+		return srv.AdmitBundleOrigin(ctx, origin)
+	}
+}
+
 // RecordBundle records what an imported bundle says about stability, at
 // the importing instance self whose ledger store lives at location:
 // central records a satellite's report, a satellite the positions of

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ghsync/ghsync/bundle"
+	"github.com/ghsync/ghsync/central"
 	"github.com/ghsync/ghsync/ledger"
 	"github.com/ghsync/ghsync/site"
 )
@@ -177,6 +178,8 @@ type ImportCmd struct {
 	Trust                 []string `help:"A trusted signer: its public key (ed25519:BASE64, as keygen prints) or a file holding it (keygen's FILE.pub, or a PEM PUBLIC KEY). Prefix ID= to bind it to the instance it signs for (0=central.pub at a satellite, 12=clinic12.pub at central): only bound keys' stability fields are believed. Repeat or comma-separate." placeholder:"[ID=]PUBKEY|FILE" sep:","`
 	InsecureSkipSignature bool     `help:"Accept bundles that are unsigned, or signed by a key not given with --trust, or whose signature does not verify. The checksum and every event are still checked."`
 	Batch                 int      `help:"Events per append." default:"2000"`
+	// At central, a satellite's bundle is admitted as its push would be.
+	ClockPolicy `embed:""`
 }
 
 // parseTrust reads --trust: keys, each optionally bound to the instance
@@ -258,6 +261,24 @@ func (c *ImportCmd) Run(env *Env) error {
 	}
 	defer store.Close()
 	opts := bundle.ImportOptions{Trust: bundle.Trust{Keys: keys, InsecureSkipSignature: c.InsecureSkipSignature}, Batch: c.Batch}
+	// Central takes a satellite's events by bundle only as it takes them
+	// by push; an import there without --id 0 would go around that.
+	n, err := central.Registered(env.Ctx, env.Ledger)
+	if err != nil {
+		return fmt.Errorf("import: %w", err)
+	}
+	if n > 0 && c.Instance != 0 {
+		return fmt.Errorf("import: this is central's ledger (%d satellites registered): import here with --id 0 (or GHSYNC_ID=0), so bundles are admitted as pushes are; nothing was appended", n)
+	}
+	if c.Instance == 0 {
+		cn, err := openCentral(env, store, c.ClockPolicy, false)
+		if err != nil {
+			return err
+		}
+		defer cn.Close()
+		opts.Admit = site.AdmitAtCentral(env.Ctx, cn.srv, signers)
+		opts.Sink = cn.srv.BundleSink()
+	}
 
 	// Every file is verified, and checked against the ledger, before
 	// anything from any of them is appended.
@@ -301,6 +322,9 @@ func (c *ImportCmd) Run(env *Env) error {
 			return fmt.Errorf("import: %w", err)
 		}
 		fmt.Fprintf(w, "  %d events: %d new, %d duplicates (ledger head %d)\n", h.Events, res.Appended, res.Duplicates, res.Head)
+		if res.Held > 0 {
+			fmt.Fprintf(w, "  %d events held out of the ledger: their clock is too far ahead of this machine's (ghsync central held)\n", res.Held)
+		}
 		printStability(w, h)
 		if c.Instance >= 0 {
 			note, err := site.RecordBundle(env.Ctx, store, env.Ledger, uint16(c.Instance), info, res, signers)

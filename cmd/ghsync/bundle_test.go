@@ -332,3 +332,30 @@ func TestBundleOnlySatelliteCLI(t *testing.T) {
 		t.Fatalf("the clinic's import:\n%s", out)
 	}
 }
+
+// At central a bundle is admitted as a push is: an import without --id 0
+// is refused there, and so are an unregistered clinic's events and events
+// brought by a key bound to another clinic, with nothing appended; a
+// registered clinic's events go in once.
+func TestImportAtCentralAdmits(t *testing.T) {
+	dir := t.TempDir()
+	clinic, cen := "sqlite:"+filepath.Join(dir, "clinic.db"), "sqlite:"+filepath.Join(dir, "central.db")
+	mustRun(t, "generate", "--ledger", clinic, "--clinics", "1", "--events", "20") // seeded: 22 events of origin 1
+	key, _ := keygen(t)
+	b := filepath.Join(dir, "clinic1.bundle")
+	mustRun(t, "export", "--ledger", clinic, "--id", "1", "--origin", "1", "--key", key, "--out", b)
+	mustRun(t, "central", "satellite", "add", "2", "--name", "Another clinic", "--ledger", cen)
+
+	refused(t, []string{"this is central's ledger (1 satellites registered)", "--id 0"}, "import", "--ledger", cen, "--trust", key+".pub", b)
+	refused(t, []string{"origin 1 seq 1 is not held here yet", "no satellite 1 is registered", "nothing was appended"},
+		"import", "--ledger", cen, "--id", "0", "--trust", key+".pub", b)
+	mustRun(t, "central", "satellite", "add", "1", "--name", "Clinic", "--ledger", cen)
+	refused(t, []string{"is bound to instance [2], and brings new events of instance 1"},
+		"import", "--ledger", cen, "--id", "0", "--trust", "2="+key+".pub", b)
+	if out := mustRun(t, "import", "--ledger", cen, "--id", "0", "--trust", "1="+key+".pub", b); !strings.Contains(out, "22 events: 22 new, 0 duplicates (ledger head 22)") {
+		t.Fatalf("central's import of a registered clinic's bundle:\n%s", out)
+	}
+	if out := mustRun(t, "import", "--ledger", cen, "--id", "0", "--trust", "1="+key+".pub", b); !strings.Contains(out, "22 events: 0 new, 22 duplicates (ledger head 22)") {
+		t.Fatalf("the same bundle again:\n%s", out)
+	}
+}

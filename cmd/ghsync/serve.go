@@ -13,21 +13,73 @@ import (
 	"github.com/ghsync/ghsync/central"
 	"github.com/ghsync/ghsync/clocks"
 	"github.com/ghsync/ghsync/ledger"
+	"github.com/ghsync/ghsync/models"
 	"github.com/ghsync/ghsync/site"
 )
 
 // ServeCmd runs central's side of the protocol over HTTP(S).
 type ServeCmd struct {
-	Listen   string        `help:"Address to listen on (host:port)." default:"127.0.0.1:7420" env:"GHSYNC_LISTEN"`
-	TLSCert  string        `name:"tls-cert" help:"PEM certificate (chain) to serve HTTPS with; give --tls-key too." placeholder:"FILE" env:"GHSYNC_TLS_CERT"`
-	TLSKey   string        `name:"tls-key" help:"PEM private key of --tls-cert." placeholder:"FILE" env:"GHSYNC_TLS_KEY"`
-	MaxAhead time.Duration `help:"How far ahead of this machine's clock a satellite's events may be stamped and still merge as stamped." default:"5m"`
-	Skew     string        `help:"What becomes of events stamped further ahead: bound (stored, merged at central's time of receipt) or hold (kept out of the ledger until released: ghsync central held)." enum:"bound,hold" default:"bound"`
-	Grace    time.Duration `help:"On SIGTERM or interrupt, how long requests in flight may take to finish." default:"30s"`
+	Listen      string `help:"Address to listen on (host:port)." default:"127.0.0.1:7420" env:"GHSYNC_LISTEN"`
+	TLSCert     string `name:"tls-cert" help:"PEM certificate (chain) to serve HTTPS with; give --tls-key too." placeholder:"FILE" env:"GHSYNC_TLS_CERT"`
+	TLSKey      string `name:"tls-key" help:"PEM private key of --tls-cert." placeholder:"FILE" env:"GHSYNC_TLS_KEY"`
+	ClockPolicy `embed:""`
+	Grace       time.Duration `help:"On SIGTERM or interrupt, how long requests in flight may take to finish." default:"30s"`
 	// Central is a GNU Health instance too: with a target, its own changes
 	// are captured and the ledger projected into it while serving.
 	Target string        `help:"Central's own GNU Health database (postgres:// URL or sqlite:PATH): its changes are captured and the network's projected into it while serving, and the stability frontier waits for them. Synchronise central's instance here, not in another process." aliases:"db" env:"GHSYNC_TARGET"`
 	Every  time.Duration `help:"With --target, how often central captures and projects." default:"30s"`
+}
+
+// ClockPolicy is central's rule for satellites' clocks, the same for
+// what arrives by push (serve) and by bundle (import --id 0).
+type ClockPolicy struct {
+	MaxAhead time.Duration `help:"How far ahead of this machine's clock a satellite's events may be stamped and still merge as stamped." default:"5m"`
+	Skew     string        `help:"What becomes of events stamped further ahead: bound (stored, merged at central's time of receipt) or hold (kept out of the ledger until released: ghsync central held)." enum:"bound,hold" default:"bound"`
+}
+
+// centralNode is central's server on its ledger, with what it opened.
+type centralNode struct {
+	srv *central.Server
+	reg central.Registry
+	seq *ledger.Sequencer // stamps origin 0: clock bounds, and central's own capture
+	mod *models.Registry
+}
+
+// openCentral sets up central's server on store (at env.Ledger). Close
+// it when done; store stays open.
+func openCentral(env *Env, store ledger.Store, p ClockPolicy, projects bool) (*centralNode, error) {
+	reg, err := central.OpenRegistry(env.Ctx, env.Ledger)
+	if err != nil {
+		return nil, err
+	}
+	skew := central.SkewBound
+	if p.Skew == "hold" {
+		skew = central.SkewHold
+	}
+	n := &centralNode{reg: reg}
+	// Central's server (clock bounds) and its capturer both write origin 0.
+	clock := clocks.NewClock(nil, clocks.DefaultMaxOffset)
+	err = site.ResumeClock(env.Ctx, clock, 0, env.Ledger)
+	if err == nil {
+		n.seq, err = ledger.Resume(env.Ctx, store, 0, clock)
+	}
+	if err == nil {
+		n.mod, err = env.registry()
+	}
+	if err == nil {
+		n.srv, err = central.New(central.Config{Store: store, Registry: reg, Models: n.mod, MaxAhead: p.MaxAhead,
+			Skew: skew, Sequencer: n.seq, Projects: projects, Logger: env.Log})
+	}
+	if err != nil {
+		reg.Close()
+		return nil, err
+	}
+	return n, nil
+}
+
+func (n *centralNode) Close() {
+	n.srv.Close()
+	n.reg.Close()
 }
 
 func (c *ServeCmd) Run(env *Env) error {
@@ -39,34 +91,12 @@ func (c *ServeCmd) Run(env *Env) error {
 		return err
 	}
 	defer store.Close()
-	reg, err := central.OpenRegistry(env.Ctx, env.Ledger)
+	cn, err := openCentral(env, store, c.ClockPolicy, c.Target != "")
 	if err != nil {
 		return err
 	}
-	defer reg.Close()
-	skew := central.SkewBound
-	if c.Skew == "hold" {
-		skew = central.SkewHold
-	}
-	// Central's server (clock bounds) and its capturer both write origin 0.
-	clock := clocks.NewClock(nil, clocks.DefaultMaxOffset)
-	if err := site.ResumeClock(env.Ctx, clock, 0, env.Ledger); err != nil {
-		return err
-	}
-	seq, err := ledger.Resume(env.Ctx, store, 0, clock)
-	if err != nil {
-		return err
-	}
-	mreg, err := env.registry()
-	if err != nil {
-		return err
-	}
-	srv, err := central.New(central.Config{Store: store, Registry: reg, Models: mreg, MaxAhead: c.MaxAhead,
-		Skew: skew, Sequencer: seq, Projects: c.Target != "", Logger: env.Log})
-	if err != nil {
-		return err
-	}
-	defer srv.Close()
+	defer cn.Close()
+	srv, mreg, seq := cn.srv, cn.mod, cn.seq
 	// Reports imported from bundles move the frontier too.
 	go srv.KeepFrontier(env.Ctx)
 	if c.Target != "" {

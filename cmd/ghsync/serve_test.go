@@ -38,7 +38,7 @@ func serving(t *testing.T, ledgerLoc string) (url string, stop func() (error, ti
 	env := &Env{Globals: &Globals{Ledger: ledgerLoc}, Ctx: ctx, Out: &out, Log: hclog.NewNullLogger()}
 	done := make(chan error, 1)
 	go func() {
-		done <- (&ServeCmd{Listen: addr, MaxAhead: 5 * time.Minute, Skew: "hold", Grace: 10 * time.Second, Every: time.Second}).Run(env)
+		done <- (&ServeCmd{Listen: addr, ClockPolicy: ClockPolicy{MaxAhead: 5 * time.Minute, Skew: "hold"}, Grace: 10 * time.Second, Every: time.Second}).Run(env)
 	}()
 	for i := 0; ; i++ {
 		if c, err := net.Dial("tcp", addr); err == nil {
