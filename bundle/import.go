@@ -18,10 +18,11 @@ type ImportOptions struct {
 	Trust Trust
 	Batch int // events per Store.Append call (DefaultBatch when 0)
 	// Admit, when set, is asked about each origin of which the bundle
-	// brings events the ledger does not hold yet, once the bundle is
-	// verified and before anything is appended; an error refuses the
-	// whole import. Central admits only what it would take in a push.
-	Admit func(info *Info, origin uint16) error
+	// brings events past the ledger's head (from seq from on), once the
+	// bundle is verified and before anything is appended; an error
+	// refuses the whole import. Those events must then be consecutive,
+	// as a push's are. Central admits only what it would take in a push.
+	Admit func(info *Info, origin uint16, from uint64) error
 	// Sink, when set, takes each verified batch in place of Store.Append:
 	// central stores a satellite's events as it stores a push (clock
 	// bounds, held events, the satellite's held set).
@@ -70,7 +71,7 @@ func Check(ctx context.Context, s ledger.Store, src io.ReadSeeker, opts ImportOp
 	if err != nil {
 		return nil, fmt.Errorf("import %s: %w", opts.Name, err)
 	}
-	pf := &preflight{name: opts.Name, heads: map[uint16]ledger.OriginHead{}, cur: map[uint16]*run{}, fresh: map[uint16]run{}}
+	pf := &preflight{name: opts.Name, heads: map[uint16]ledger.OriginHead{}, cur: map[uint16]*run{}, fresh: map[uint16]*fresh{}}
 	for _, h := range heads {
 		pf.heads[h.Origin] = h
 	}
@@ -88,9 +89,13 @@ func Check(ctx context.Context, s ledger.Store, src io.ReadSeeker, opts ImportOp
 	}
 	if opts.Admit != nil {
 		for _, o := range slices.Sorted(maps.Keys(pf.fresh)) {
-			if err := opts.Admit(r.Info(), o); err != nil {
-				f := pf.fresh[o]
-				return nil, pf.refuse(f.firstIndex, f.firstOff, fmt.Errorf("origin %d seq %d is not held here yet: %w", o, f.first, err))
+			f := pf.fresh[o]
+			if f.gap {
+				return nil, pf.refuse(f.lastIndex, f.lastOff, fmt.Errorf("the bundle's new events of origin %d skip from seq %d to seq %d: they are taken in order, without gaps, as a push (export without --model filters)",
+					o, f.last, f.gapSeq))
+			}
+			if err := opts.Admit(r.Info(), o, f.first); err != nil {
+				return nil, pf.refuse(f.firstIndex, f.firstOff, fmt.Errorf("origin %d from seq %d is new to this ledger: %w", o, f.first, err))
 			}
 		}
 	}
@@ -159,9 +164,12 @@ func (p *Plan) Apply(ctx context.Context) (*ImportResult, error) {
 	done := uint64(0)
 	for b, err := range p.r.Batches() {
 		if err != nil {
-			return res, p.partial(err, done)
+			return res, p.partial(err, done, res)
 		}
 		ar, err := p.sink(ctx, b.Events)
+		res.Appended += uint64(ar.Appended)
+		res.Duplicates += uint64(ar.Duplicates)
+		res.Held += uint64(ar.Held)
 		if err != nil {
 			e := &Error{Name: p.name, Offset: b.Offsets[0], Event: b.First, Events: info.Header.Events}
 			var ee *ledger.EventError
@@ -174,11 +182,8 @@ func (p *Plan) Apply(ctx context.Context) (*ImportResult, error) {
 				}
 			}
 			e.Err = fmt.Errorf("%w: appending events %d..%d: %w", ErrRefused, b.First, b.First+uint64(len(b.Events))-1, err)
-			return res, p.partial(e, done)
+			return res, p.partial(e, done, res)
 		}
-		res.Appended += uint64(ar.Appended)
-		res.Duplicates += uint64(ar.Duplicates)
-		res.Held += uint64(ar.Held)
 		res.Batches++
 		res.Head = ar.Head
 		done = b.First + uint64(len(b.Events)) - 1
@@ -186,12 +191,18 @@ func (p *Plan) Apply(ctx context.Context) (*ImportResult, error) {
 	return res, nil
 }
 
-// partial adds to err what a failed import left behind.
-func (p *Plan) partial(err error, done uint64) error {
-	if done == 0 {
+// partial adds to err what a failed import left behind: whole batches
+// (events 1..done) with Store.Append, which is atomic; with a Sink, which
+// need not be, also what it stored of the failing batch (res counts it).
+func (p *Plan) partial(err error, done uint64, res *ImportResult) error {
+	switch {
+	case res.Appended+res.Held == 0:
 		return fmt.Errorf("%w (nothing was appended)", err)
+	case res.Appended+res.Held+res.Duplicates == done:
+		return fmt.Errorf("%w (events 1..%d, whole batches, were appended before this; import the file again once the cause is fixed: what is held is skipped and the import completes)", err, done)
 	}
-	return fmt.Errorf("%w (events 1..%d, whole batches, were appended before this; import the file again once the cause is fixed: what is held is skipped and the import completes)", err, done)
+	return fmt.Errorf("%w (%d events were appended and %d held before this, some of this batch's among them; import the file again once the cause is fixed: what is held is skipped and the import completes)",
+		err, res.Appended, res.Held)
 }
 
 // run is a stretch of consecutive sequence numbers of one origin that
@@ -214,7 +225,16 @@ type preflight struct {
 	cur     map[uint16]*run
 	runs    []run
 	partial bool
-	fresh   map[uint16]run // per origin, its first event past the ledger's head
+	fresh   map[uint16]*fresh
+}
+
+// fresh is an origin's events past the ledger's head: the first, and the
+// first gap among them (lastIndex and lastOff then locate the event after
+// the gap).
+type fresh struct {
+	run
+	gap    bool
+	gapSeq uint64
 }
 
 func (pf *preflight) refuse(index uint64, off int64, err error) *Error {
@@ -225,8 +245,16 @@ func (pf *preflight) refuse(index uint64, off int64, err error) *Error {
 // returned, so that damage to the file, found when its checksum is
 // compared at the end, is what gets reported for a damaged file.
 func (pf *preflight) visit(i uint64, off int64, e *ledger.Event) error {
-	if _, ok := pf.fresh[e.Origin]; !ok && e.OriginSeq > pf.heads[e.Origin].Seq {
-		pf.fresh[e.Origin] = run{first: e.OriginSeq, firstIndex: i, firstOff: off}
+	if e.OriginSeq > pf.heads[e.Origin].Seq {
+		switch f := pf.fresh[e.Origin]; {
+		case f == nil:
+			pf.fresh[e.Origin] = &fresh{run: run{first: e.OriginSeq, last: e.OriginSeq, firstIndex: i, firstOff: off}}
+		case f.gap:
+		case e.OriginSeq != f.last+1:
+			f.gap, f.gapSeq, f.lastIndex, f.lastOff = true, e.OriginSeq, i, off
+		default:
+			f.last = e.OriginSeq
+		}
 	}
 	if h, ok := pf.heads[e.Origin]; ok && pf.err == nil {
 		switch {

@@ -13,18 +13,40 @@ import (
 
 // A bundle imported at central brings a satellite's events by another
 // road than its push, and must not be a way around the push's rules:
-// only registered, active satellites' events are taken; central's own
-// chain is never extended from outside; and the events go through the
-// same admission as a push (clock bounds or held events, the satellite's
-// held set), so a clinic whose clock ran a year ahead cannot win merges
-// by sending a USB stick instead of pushing.
+// only registered, active satellites' events are taken, in order and
+// without gaps; central's own chain is never extended from outside; and
+// the events go through the same admission as a push (clock bounds or
+// held events, the satellite's held set), so a clinic whose clock ran a
+// year ahead cannot win merges by sending a USB stick instead of pushing.
 
-// AdmitBundleOrigin says why central does not take new events of origin
-// from a bundle, or nil when it does (the satellite is registered and
-// active). It is bundle.ImportOptions.Admit's rule at central.
-func (s *Server) AdmitBundleOrigin(ctx context.Context, origin uint16) error {
-	_, err := s.bundleSatellite(ctx, origin)
-	return err
+// AdmitBundleOrigin says why central does not take origin's events from
+// seq from on, or nil when it does: the satellite is registered and
+// active, and from follows what central holds of it (in its ledger, or
+// held out of it for their clock). It is bundle.ImportOptions.Admit's
+// rule at central.
+func (s *Server) AdmitBundleOrigin(ctx context.Context, origin uint16, from uint64) error {
+	if _, err := s.bundleSatellite(ctx, origin); err != nil {
+		return err
+	}
+	h, err := ledger.HeadOf(ctx, s.cfg.Store, origin)
+	if err != nil {
+		return err
+	}
+	if from <= h.Seq+1 {
+		return nil
+	}
+	kept, err := s.cfg.Registry.HeldEvents(ctx, int(origin))
+	if err != nil {
+		return err
+	}
+	if len(kept) > 0 && kept[0].Seq == h.Seq+1 && from <= kept[len(kept)-1].Seq+1 {
+		return nil // it continues the chain held for its clock
+	}
+	held := ""
+	if len(kept) > 0 {
+		held = fmt.Sprintf(", and holds seq %d..%d out of it for their clock", kept[0].Seq, kept[len(kept)-1].Seq)
+	}
+	return fmt.Errorf("central's ledger has origin %d through seq %d%s: import first the bundle holding seq %d", origin, h.Seq, held, h.Seq+1)
 }
 
 func (s *Server) bundleSatellite(ctx context.Context, origin uint16) (Satellite, error) {
@@ -46,69 +68,22 @@ func (s *Server) bundleSatellite(ctx context.Context, origin uint16) (Satellite,
 }
 
 // BundleSink stores a bundle's events at central as pushes of their
-// origins: each origin's run of events in a batch is admitted by the
-// push's own code. Events central already holds are counted as
-// duplicates without asking anything of their origin.
+// origins: each origin's run of consecutive events in a batch goes
+// through the push's own code. Runs central holds already are handed to
+// the store, which checks they are the events it holds, without asking
+// anything of their origin (a revoked satellite's old bundle imports as
+// a no-op). What was stored before a refusal is counted in the result.
 func (s *Server) BundleSink() bundle.Sink {
 	return func(ctx context.Context, events []*ledger.Event) (bundle.SinkResult, error) {
 		var res bundle.SinkResult
-		heads, err := s.cfg.Store.Origins(ctx)
-		if err != nil {
-			return res, fmt.Errorf("read origin heads: %w", err)
-		}
-		held := map[uint16]uint64{}
-		for _, h := range heads {
-			held[h.Origin] = h.Seq
-		}
 		for _, run := range originRuns(events) {
-			o := run[0].Origin
-			k := 0
-			for k < len(run) && run[k].OriginSeq <= held[o] {
-				k++
-			}
-			res.Duplicates += k
-			if run = run[k:]; len(run) == 0 {
-				continue
-			}
-			sat, err := s.bundleSatellite(ctx, o)
-			if err != nil {
-				return res, &ledger.EventError{ID: run[0].ID, Origin: o, OriginSeq: run[0].OriginSeq, Err: err}
-			}
-			payloads := make([][]byte, len(run))
-			for i, e := range run {
-				if payloads[i], err = ledger.Marshal(e); err != nil {
-					return res, &ledger.EventError{ID: e.ID, Origin: o, OriginSeq: e.OriginSeq, Err: err}
-				}
-			}
-			first, behind, err := s.heldFrom(ctx, o, run[0].OriginSeq)
+			r, err := s.receiveRun(ctx, run)
+			res.Appended += r.Appended
+			res.Duplicates += r.Duplicates
+			res.Held += r.Held
 			if err != nil {
 				return res, err
 			}
-			if behind {
-				// An earlier batch's event of this chain was held: the
-				// rest of the chain waits behind it, as a push's would.
-				if err := s.keepBehind(ctx, run, payloads, first); err != nil {
-					return res, err
-				}
-				res.Held += len(run)
-				continue
-			}
-			s.locks[o].Lock()
-			resp, err := s.apply(ctx, sat, run, payloads)
-			s.locks[o].Unlock()
-			if err != nil {
-				return res, err
-			}
-			res.Appended += resp.Accepted
-			res.Duplicates += resp.Duplicates
-			res.Held += resp.Held
-			for _, r := range resp.Results {
-				if r.Status == wire.StatusRejected || r.Status == wire.StatusNotApplied {
-					e := run[r.Index]
-					return res, &ledger.EventError{ID: e.ID, Origin: o, OriginSeq: e.OriginSeq, Err: fmt.Errorf("%s: %s", r.Status, r.Error)}
-				}
-			}
-			held[o] = max(held[o], resp.HighWater)
 		}
 		head, err := s.cfg.Store.Head(ctx)
 		res.Head = head
@@ -116,27 +91,93 @@ func (s *Server) BundleSink() bundle.Sink {
 	}
 }
 
-// heldFrom returns the first seq of origin's chain that central keeps out
-// of its ledger, when next (the seq after what the ledger holds) follows it.
-func (s *Server) heldFrom(ctx context.Context, origin uint16, next uint64) (first uint64, behind bool, err error) {
-	kept, err := s.cfg.Registry.HeldEvents(ctx, int(origin))
-	if err != nil || len(kept) == 0 || kept[0].Seq >= next {
-		return 0, false, err
+// receiveRun stores one origin's consecutive events from a bundle.
+func (s *Server) receiveRun(ctx context.Context, run []*ledger.Event) (bundle.SinkResult, error) {
+	var res bundle.SinkResult
+	o := run[0].Origin
+	s.locks[o].Lock()
+	defer s.locks[o].Unlock()
+	h, err := ledger.HeadOf(ctx, s.cfg.Store, o)
+	if err != nil {
+		return res, err
 	}
-	return kept[0].Seq, kept[len(kept)-1].Seq == next-1, nil
+	dup, err := s.alreadyHeld(ctx, h, run)
+	if err != nil {
+		return res, err
+	}
+	k := slices.Index(dup, false)
+	if k < 0 {
+		ar, err := s.cfg.Store.Append(ctx, run) // appends nothing: checks they are the held events
+		res.AppendResult = ar
+		return res, err
+	}
+	sat, err := s.bundleSatellite(ctx, o)
+	if err != nil {
+		return res, &ledger.EventError{ID: run[k].ID, Origin: o, OriginSeq: run[k].OriginSeq, Err: err}
+	}
+	payloads := make([][]byte, len(run))
+	for i, e := range run {
+		if payloads[i], err = ledger.Marshal(e); err != nil {
+			return res, &ledger.EventError{ID: e.ID, Origin: o, OriginSeq: e.OriginSeq, Err: err}
+		}
+	}
+	kept, err := s.cfg.Registry.HeldEvents(ctx, int(o))
+	if err != nil {
+		return res, err
+	}
+	if len(kept) > 0 && run[k].OriginSeq > kept[0].Seq {
+		// The chain is held out of the ledger from kept[0] on: what
+		// follows it waits with it, as the rest of a push would.
+		res.Duplicates = k
+		held, err := s.keepBehind(ctx, sat, run[k:], payloads[k:], kept)
+		res.Held = held
+		return res, err
+	}
+	resp, err := s.apply(ctx, sat, run, payloads)
+	if err != nil {
+		return res, err
+	}
+	res.Appended, res.Duplicates, res.Held = resp.Accepted, resp.Duplicates, resp.Held
+	for _, r := range resp.Results {
+		if r.Status == wire.StatusRejected || r.Status == wire.StatusNotApplied {
+			e := run[r.Index]
+			return res, &ledger.EventError{ID: e.ID, Origin: o, OriginSeq: e.OriginSeq, Err: fmt.Errorf("%s: %s", r.Status, r.Error)}
+		}
+	}
+	return res, nil
 }
 
-// keepBehind keeps events, the continuation of a held chain, out of the
-// ledger with it.
-func (s *Server) keepBehind(ctx context.Context, events []*ledger.Event, payloads [][]byte, first uint64) error {
+// keepBehind keeps events, which continue or repeat the chain kept held
+// out of the ledger (kept, in seq order), held with it; the satellite's
+// records join its held set as a push's would. It returns how many
+// events are held.
+func (s *Server) keepBehind(ctx context.Context, sat Satellite, events []*ledger.Event, payloads [][]byte, kept []HeldEvent) (int, error) {
+	first, last := kept[0].Seq, kept[len(kept)-1].Seq
+	var add []HeldEvent
 	now := s.cfg.Clock()
-	kept := make([]HeldEvent, len(events))
 	for i, e := range events {
-		kept[i] = HeldEvent{Origin: e.Origin, Seq: e.OriginSeq, ID: e.ID, Model: e.Model, Key: e.Key, HLC: e.HLC, Payload: payloads[i],
-			Reason: fmt.Sprintf("follows held event seq %d in origin %d's chain", first, e.Origin), SkewMillis: e.HLC.WallMillis() - now.UnixMilli(), Received: now}
+		switch {
+		case e.OriginSeq <= last:
+			if j := int(e.OriginSeq - first); j >= len(kept) || kept[j].Seq != e.OriginSeq || kept[j].ID != e.ID {
+				return 0, &ledger.EventError{ID: e.ID, Origin: e.Origin, OriginSeq: e.OriginSeq,
+					Err: fmt.Errorf("%w: central holds another event as origin %d seq %d, out of its ledger for its clock", ledger.ErrConflict, e.Origin, e.OriginSeq)}
+			}
+		case e.OriginSeq != last+1+uint64(len(add)):
+			return 0, &ledger.EventError{ID: e.ID, Origin: e.Origin, OriginSeq: e.OriginSeq,
+				Err: fmt.Errorf("gap: central holds origin %d's chain through seq %d (out of its ledger for its clock), not up to seq %d", e.Origin, last+uint64(len(add)), e.OriginSeq-1)}
+		default:
+			add = append(add, HeldEvent{Origin: e.Origin, Seq: e.OriginSeq, ID: e.ID, Model: e.Model, Key: e.Key, HLC: e.HLC, Payload: payloads[i],
+				Reason:     fmt.Sprintf("follows held event seq %d in origin %d's chain", first, e.Origin),
+				SkewMillis: e.HLC.WallMillis() - now.UnixMilli(), Received: now})
+		}
 	}
-	_, err := s.cfg.Registry.KeepEvents(ctx, kept)
-	return err
+	if err := s.holdStreams(ctx, sat.ID, events); err != nil {
+		return 0, err
+	}
+	if _, err := s.cfg.Registry.KeepEvents(ctx, add); err != nil {
+		return 0, err
+	}
+	return len(events), nil
 }
 
 // originRuns cuts events into runs of one origin's consecutive seqs, in

@@ -3,7 +3,9 @@ package central_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -16,9 +18,9 @@ import (
 	"github.com/ghsync/ghsync/wire"
 )
 
-// stick writes a bundle of events, in order, signed by a fresh key, as a
-// clinic's export would be.
-func stick(t *testing.T, events []*ledger.Event) []byte {
+// stick writes a bundle of events, in order, as a clinic's export would
+// be; sel, when given, narrows the export.
+func stick(t *testing.T, events []*ledger.Event, sel ...bundle.Selection) []byte {
 	t.Helper()
 	ctx := context.Background()
 	s, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "clinic.db"), sqlite.Options{})
@@ -30,7 +32,7 @@ func stick(t *testing.T, events []*ledger.Event) []byte {
 		t.Fatal(err)
 	}
 	var buf bytes.Buffer
-	if _, err := bundle.Export(ctx, s, &buf, bundle.ExportOptions{Origin: events[0].Origin}); err != nil {
+	if _, err := bundle.Export(ctx, s, &buf, bundle.ExportOptions{Origin: events[0].Origin, Selection: append(sel, bundle.Selection{})[0]}); err != nil {
 		t.Fatal(err)
 	}
 	return buf.Bytes()
@@ -38,11 +40,21 @@ func stick(t *testing.T, events []*ledger.Event) []byte {
 
 // importAt imports a bundle at central r as `ghsync import --id 0` does.
 func importAt(r *rig, b []byte, batch int) (*bundle.ImportResult, error) {
+	p, err := checkAt(r, b, batch)
+	if err != nil {
+		return nil, err
+	}
+	return p.Apply(context.Background())
+}
+
+func checkAt(r *rig, b []byte, batch int) (*bundle.Plan, error) {
 	ctx := context.Background()
-	return bundle.Import(ctx, r.store, bytes.NewReader(b), bundle.ImportOptions{
+	return bundle.Check(ctx, r.store, bytes.NewReader(b), bundle.ImportOptions{
 		Name: "usb", Batch: batch, Trust: bundle.Trust{InsecureSkipSignature: true},
-		Admit: func(_ *bundle.Info, origin uint16) error { return r.srv.AdmitBundleOrigin(ctx, origin) },
-		Sink:  r.srv.BundleSink(),
+		Admit: func(_ *bundle.Info, origin uint16, from uint64) error {
+			return r.srv.AdmitBundleOrigin(ctx, origin, from)
+		},
+		Sink: r.srv.BundleSink(),
 	})
 }
 
@@ -63,8 +75,8 @@ func TestBundleAdmittedAsPush(t *testing.T) {
 	refused := func(want string) {
 		t.Helper()
 		_, err := importAt(r, b, 2)
-		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "origin 5 seq 1") {
-			t.Fatalf("import: %v; want a refusal naming origin 5 seq 1 and %q", err, want)
+		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "origin 5 from seq 1") {
+			t.Fatalf("import: %v; want a refusal naming origin 5 from seq 1 and %q", err, want)
 		}
 		if h := r.head(t); h != 0 {
 			t.Fatalf("a refused import left the ledger at head %d", h)
@@ -132,7 +144,98 @@ func TestBundleHeldAcrossBatches(t *testing.T) {
 	if err != nil || len(held) != 5 || held[0].Seq != 4 || held[4].Seq != 8 || !strings.Contains(held[4].Reason, "follows held event seq 4") {
 		t.Fatalf("held events: %+v, %v", held, err)
 	}
-	if n, err := central.Release(ctx, r.store, r.reg, 5); err != nil || n != 5 || r.head(t) != 8 {
+	// Every record of the stick joined clinic 5's held set, those of
+	// held events too.
+	inHeldSet := func(evs []*ledger.Event) {
+		t.Helper()
+		want := map[ledger.Stream]bool{}
+		var streams []ledger.Stream
+		for _, e := range evs {
+			want[e.Stream()] = true
+			streams = append(streams, e.Stream())
+		}
+		if in, err := r.reg.HeldAmong(ctx, 5, streams); err != nil || len(in) != len(want) {
+			t.Fatalf("%d of %d records in the held set, %v", len(in), len(want), err)
+		}
+	}
+	inHeldSet(events)
+	// The same stick again, and a longer one whose batches start inside
+	// the held chain: what is held stays held once, what follows joins it.
+	if res, err := importAt(r, stick(t, events), 2); err != nil || res.Duplicates != 3 || res.Held != 5 || r.head(t) != 3 {
+		t.Fatalf("the stick again: %+v, %v, head %d", res, err, r.head(t))
+	}
+	more := append(slices.Clone(events), o.Patients(t, rng(t), 4)...)
+	if res, err := importAt(r, stick(t, more), 3); err != nil || res.Duplicates != 3 || res.Held != 9 || r.head(t) != 3 {
+		t.Fatalf("a longer stick: %+v, %v, head %d", res, err, r.head(t))
+	}
+	held, err = r.reg.HeldEvents(ctx, 5)
+	if err != nil || len(held) != 9 || held[8].Seq != 12 {
+		t.Fatalf("held events after the longer stick: %d, %v", len(held), err)
+	}
+	inHeldSet(more[8:])
+	// A stick that starts past the held chain leaves a gap: refused.
+	evenMore := append(slices.Clone(more), o.Patients(t, rng(t), 2)...)
+	_, err = importAt(r, stick(t, evenMore, bundle.Selection{SincePosition: 13}), 0)
+	if err == nil || !strings.Contains(err.Error(), "origin 5 from seq 14") || !strings.Contains(err.Error(), "holds seq 4..12 out of it for their clock: import first the bundle holding seq 4") {
+		t.Fatalf("a stick past the held chain: %v", err)
+	}
+	if n, err := central.Release(ctx, r.store, r.reg, 5); err != nil || n != 9 || r.head(t) != 12 {
 		t.Fatalf("release: %d, %v, head %d", n, err, r.head(t))
+	}
+}
+
+// Central takes an origin's events in order and without gaps, as a push:
+// a bundle narrowed by model (its seqs skip) is refused before anything
+// is appended. When a refusal comes only while appending (here a
+// satellite revoked between the check and the append), the error counts
+// what the batch stored before it.
+func TestBundleGapsAndPartialRefusals(t *testing.T) {
+	ctx := context.Background()
+	r := newRig(t, false)
+	r.add(t, 5, wire.ScopeAll)
+	r.add(t, 6, wire.ScopeAll)
+	o := ledgertest.NewOrigin(5)
+	var events []*ledger.Event
+	for i := range 4 {
+		model := "gnuhealth.patient"
+		if i == 2 {
+			model = "party.party"
+		}
+		events = append(events, o.Event(t, model, fmt.Sprintf("K%d", i), ledger.OpCreate, map[string]ledger.Value{"name": ledger.String("x")}))
+	}
+	_, err := importAt(r, stick(t, events, bundle.Selection{Models: []string{"gnuhealth.patient"}}), 0)
+	if err == nil || !strings.Contains(err.Error(), "skip from seq 2 to seq 4") || r.head(t) != 0 {
+		t.Fatalf("a bundle with a gap: %v, head %d", err, r.head(t))
+	}
+
+	// Two clinics' events in one bundle (central's export, say), checked,
+	// then clinic 6 revoked before the append.
+	both := ledgertest.NewOrigin(5).Patients(t, rng(t), 3)
+	both = append(both, ledgertest.NewOrigin(6).Patients(t, rng(t), 2)...)
+	p, err := checkAt(r, stick(t, both), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.reg.RevokeSatellite(ctx, 6, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	res, err := p.Apply(ctx)
+	if err == nil || !strings.Contains(err.Error(), "satellite 6 was revoked") || !strings.Contains(err.Error(), "3 events were appended and 0 held before this") ||
+		res.Appended != 3 || r.head(t) != 3 {
+		t.Fatalf("a refusal while appending: %+v, %v, head %d", res, err, r.head(t))
+	}
+
+	// A push's own refusal (here a fork: another event took seq 1 between
+	// the check and the append) stops the import too, naming the event.
+	r.add(t, 7, wire.ScopeAll)
+	fork := ledgertest.NewOrigin(7).Patients(t, rng(t), 2)
+	if p, err = checkAt(r, stick(t, fork), 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.store.Append(ctx, ledgertest.NewOrigin(7).Patients(t, rng(t), 1)); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := p.Apply(ctx); err == nil || !strings.Contains(err.Error(), "origin 7 seq 1") || res.Appended != 0 {
+		t.Fatalf("a forked event: %+v, %v", res, err)
 	}
 }

@@ -148,22 +148,7 @@ func (s *Server) apply(ctx context.Context, sat Satellite, events []*ledger.Even
 	if err != nil {
 		return nil, err
 	}
-	// The satellite's records join its held set before the append, with
-	// the next position as their join point: a later pull that covers it
-	// also sends what other origins wrote to those records before.
-	head, err := s.cfg.Store.Head(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("read head: %w", err)
-	}
-	seen := map[ledger.Stream]bool{}
-	var hold []HeldStream
-	for _, e := range events {
-		if st := e.Stream(); !seen[st] && !s.reference(st.Model) {
-			seen[st] = true
-			hold = append(hold, HeldStream{Stream: st, Expand: !s.hub(st.Model), Join: head + 1})
-		}
-	}
-	if err := s.cfg.Registry.Hold(ctx, sat.ID, hold); err != nil {
+	if err := s.holdStreams(ctx, sat.ID, events); err != nil {
 		return nil, err
 	}
 	if boundFrom >= 0 {
@@ -264,6 +249,26 @@ func (s *Server) apply(ctx context.Context, sat Satellite, events []*ledger.Even
 		s.log.Warn("push: the store's count of new events differs from central's view", "satellite", sat.ID, "store", resp.Accepted, "central", accepted)
 	}
 	return resp, nil
+}
+
+// holdStreams adds the records of a satellite's events to its held set,
+// before they are appended, with the next position as their join point:
+// a later pull that covers it also sends what other origins wrote to
+// those records before.
+func (s *Server) holdStreams(ctx context.Context, sat uint16, events []*ledger.Event) error {
+	head, err := s.cfg.Store.Head(ctx)
+	if err != nil {
+		return fmt.Errorf("read head: %w", err)
+	}
+	seen := map[ledger.Stream]bool{}
+	var hold []HeldStream
+	for _, e := range events {
+		if st := e.Stream(); !seen[st] && !s.reference(st.Model) {
+			seen[st] = true
+			hold = append(hold, HeldStream{Stream: st, Expand: !s.hub(st.Model), Join: head + 1})
+		}
+	}
+	return s.cfg.Registry.Hold(ctx, sat, hold)
 }
 
 // bound appends a clock bound covering events (consecutive, one origin),

@@ -84,7 +84,20 @@ type Registry interface {
 	RaiseFrontier(ctx context.Context, f clocks.Timestamp) error
 	LastFrontier(ctx context.Context) (clocks.Timestamp, error)
 
+	// SetClockPolicy records the clock policy serve runs with, and
+	// ClockPolicy reads it (ok false when none was recorded), so that
+	// events imported from bundles meet the same rule as pushes.
+	SetClockPolicy(ctx context.Context, p ClockPolicy) error
+	ClockPolicy(ctx context.Context) (p ClockPolicy, ok bool, err error)
+
 	Close() error
+}
+
+// ClockPolicy is central's rule for satellites' clocks (Config.MaxAhead
+// and Config.Skew).
+type ClockPolicy struct {
+	MaxAhead time.Duration
+	Skew     SkewPolicy
 }
 
 // Registry errors.

@@ -615,6 +615,45 @@ func (r *sqlRegistry) LastFrontier(ctx context.Context) (clocks.Timestamp, error
 	return clocks.Timestamp(f), nil
 }
 
+func (r *sqlRegistry) SetClockPolicy(ctx context.Context, p ClockPolicy) error {
+	return r.tx(ctx, func(tx *sql.Tx) error {
+		for name, v := range map[string]int64{"max_ahead_ms": p.MaxAhead.Milliseconds(), "skew": int64(p.Skew)} {
+			if _, err := tx.ExecContext(ctx, r.q(`INSERT INTO `+r.t("central_state")+` (name, value) VALUES (?, ?)
+				ON CONFLICT (name) DO UPDATE SET value = excluded.value`), name, v); err != nil {
+				return fmt.Errorf("record clock policy: %w", err)
+			}
+		}
+		return nil
+	})
+}
+
+func (r *sqlRegistry) ClockPolicy(ctx context.Context) (ClockPolicy, bool, error) {
+	rows, err := r.db.QueryContext(ctx, `SELECT name, value FROM `+r.t("central_state")+` WHERE name IN ('max_ahead_ms', 'skew')`)
+	if err != nil {
+		return ClockPolicy{}, false, fmt.Errorf("read clock policy: %w", err)
+	}
+	defer rows.Close()
+	var p ClockPolicy
+	n := 0
+	for rows.Next() {
+		var name string
+		var v int64
+		if err := rows.Scan(&name, &v); err != nil {
+			return ClockPolicy{}, false, fmt.Errorf("read clock policy: %w", err)
+		}
+		if name == "skew" {
+			p.Skew = SkewPolicy(v)
+		} else {
+			p.MaxAhead = time.Duration(v) * time.Millisecond
+		}
+		n++
+	}
+	if err := rows.Err(); err != nil {
+		return ClockPolicy{}, false, fmt.Errorf("read clock policy: %w", err)
+	}
+	return p, n == 2, nil
+}
+
 func (r *sqlRegistry) Stabilities(ctx context.Context) ([]Stability, error) {
 	rows, err := r.db.QueryContext(ctx, `SELECT origin, hlc, applied, reported_us FROM `+r.t("stability")+` ORDER BY origin`)
 	if err != nil {

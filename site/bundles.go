@@ -180,24 +180,27 @@ func (s Signers) signs(origin uint16, key ed25519.PublicKey) bool {
 
 // AdmitAtCentral is central's rule for the new events a bundle brings
 // (bundle.ImportOptions.Admit): as in a push, only a registered, active
-// satellite's events, never central's own; and a key bound to instances
-// (--trust ID=KEY) brings new events of those instances only, as a
-// satellite's token pushes only its own. A key trusted without an
-// instance is the administrator's word for every origin.
-func AdmitAtCentral(ctx context.Context, srv *central.Server, signers Signers) func(*bundle.Info, uint16) error {
-	return func(info *bundle.Info, origin uint16) error {
-		var bound []uint16
-		for id := range signers {
-			if signers.signs(id, info.Signer) {
-				bound = append(bound, id)
+// satellite's events, in order, never central's own; and only from a
+// signer bound to that satellite (--trust ID=KEY), as a satellite's token
+// pushes only its own events. A bundle accepted without a trusted
+// signature (--insecure-skip-signature) is the administrator's word.
+func AdmitAtCentral(ctx context.Context, srv *central.Server, signers Signers) func(*bundle.Info, uint16, uint64) error {
+	return func(info *bundle.Info, origin uint16, from uint64) error {
+		if info.Signature == bundle.SignedTrusted && !signers.signs(origin, info.Signer) {
+			var bound []uint16
+			for id := range signers {
+				if signers.signs(id, info.Signer) {
+					bound = append(bound, id)
+				}
 			}
-		}
-		if len(bound) > 0 && !slices.Contains(bound, origin) {
+			if len(bound) == 0 {
+				return fmt.Errorf("at central a clinic's key must be bound to the clinic it speaks for: give it as --trust %d=KEY", origin)
+			}
 			slices.Sort(bound)
-			return fmt.Errorf("the bundle's signer %s is bound to instance %v, and brings new events of instance %d: a clinic's key speaks for its own events only",
-				bundle.FormatPublicKey(info.Signer), bound, origin)
+			return fmt.Errorf("the bundle's signer %s is bound to instance %v: a clinic's key brings its own clinic's events only",
+				bundle.FormatPublicKey(info.Signer), bound)
 		}
-		return srv.AdmitBundleOrigin(ctx, origin)
+		return srv.AdmitBundleOrigin(ctx, origin, from)
 	}
 }
 

@@ -178,8 +178,10 @@ type ImportCmd struct {
 	Trust                 []string `help:"A trusted signer: its public key (ed25519:BASE64, as keygen prints) or a file holding it (keygen's FILE.pub, or a PEM PUBLIC KEY). Prefix ID= to bind it to the instance it signs for (0=central.pub at a satellite, 12=clinic12.pub at central): only bound keys' stability fields are believed. Repeat or comma-separate." placeholder:"[ID=]PUBKEY|FILE" sep:","`
 	InsecureSkipSignature bool     `help:"Accept bundles that are unsigned, or signed by a key not given with --trust, or whose signature does not verify. The checksum and every event are still checked."`
 	Batch                 int      `help:"Events per append." default:"2000"`
-	// At central, a satellite's bundle is admitted as its push would be.
-	ClockPolicy `embed:""`
+	// At central, a satellite's bundle is admitted as its push would be,
+	// under the clock policy serve records unless these are given.
+	MaxAhead time.Duration `help:"At central (--id 0): how far ahead of this machine's clock a clinic's events may be stamped and still merge as stamped. Default: what serve last ran with (5m if it never ran)." placeholder:"DURATION"`
+	Skew     string        `help:"At central (--id 0): bound or hold, for events stamped further ahead (see serve). Default: what serve last ran with (bound if it never ran)." enum:",bound,hold" default:""`
 }
 
 // parseTrust reads --trust: keys, each optionally bound to the instance
@@ -268,10 +270,10 @@ func (c *ImportCmd) Run(env *Env) error {
 		return fmt.Errorf("import: %w", err)
 	}
 	if n > 0 && c.Instance != 0 {
-		return fmt.Errorf("import: this is central's ledger (%d satellites registered): import here with --id 0 (or GHSYNC_ID=0), so bundles are admitted as pushes are; nothing was appended", n)
+		return errors.New("import: this is central's ledger (satellites are registered in it): import here with --id 0 (or GHSYNC_ID=0), so bundles are admitted as pushes are; nothing was appended")
 	}
 	if c.Instance == 0 {
-		cn, err := openCentral(env, store, c.ClockPolicy, false)
+		cn, err := openCentral(env, store, centralUse{Policy: ClockPolicy{MaxAhead: c.MaxAhead, Skew: c.Skew}})
 		if err != nil {
 			return err
 		}
@@ -323,7 +325,7 @@ func (c *ImportCmd) Run(env *Env) error {
 		}
 		fmt.Fprintf(w, "  %d events: %d new, %d duplicates (ledger head %d)\n", h.Events, res.Appended, res.Duplicates, res.Head)
 		if res.Held > 0 {
-			fmt.Fprintf(w, "  %d events held out of the ledger: their clock is too far ahead of this machine's (ghsync central held)\n", res.Held)
+			fmt.Fprintf(w, "  %d events held out of the ledger for review: stamped too far ahead of this machine's clock, or following such an event in their chain (ghsync central held)\n", res.Held)
 		}
 		printStability(w, h)
 		if c.Instance >= 0 {

@@ -1,14 +1,17 @@
 package main
 
 import (
+	"context"
 	"database/sql"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ghsync/ghsync/bundle"
+	"github.com/ghsync/ghsync/central"
 	"github.com/ghsync/ghsync/internal/pgtest"
 )
 
@@ -335,7 +338,7 @@ func TestBundleOnlySatelliteCLI(t *testing.T) {
 
 // At central a bundle is admitted as a push is: an import without --id 0
 // is refused there, and so are an unregistered clinic's events and events
-// brought by a key bound to another clinic, with nothing appended; a
+// brought by a key not bound to their clinic, with nothing appended; a
 // registered clinic's events go in once.
 func TestImportAtCentralAdmits(t *testing.T) {
 	dir := t.TempDir()
@@ -346,16 +349,43 @@ func TestImportAtCentralAdmits(t *testing.T) {
 	mustRun(t, "export", "--ledger", clinic, "--id", "1", "--origin", "1", "--key", key, "--out", b)
 	mustRun(t, "central", "satellite", "add", "2", "--name", "Another clinic", "--ledger", cen)
 
-	refused(t, []string{"this is central's ledger (1 satellites registered)", "--id 0"}, "import", "--ledger", cen, "--trust", key+".pub", b)
-	refused(t, []string{"origin 1 seq 1 is not held here yet", "no satellite 1 is registered", "nothing was appended"},
-		"import", "--ledger", cen, "--id", "0", "--trust", key+".pub", b)
+	refused(t, []string{"this is central's ledger (satellites are registered in it)", "--id 0"}, "import", "--ledger", cen, "--trust", "1="+key+".pub", b)
+	refused(t, []string{"origin 1 from seq 1 is new to this ledger", "no satellite 1 is registered", "nothing was appended"},
+		"import", "--ledger", cen, "--id", "0", "--trust", "1="+key+".pub", b)
 	mustRun(t, "central", "satellite", "add", "1", "--name", "Clinic", "--ledger", cen)
-	refused(t, []string{"is bound to instance [2], and brings new events of instance 1"},
+	refused(t, []string{"is bound to instance [2]: a clinic's key brings its own clinic's events only"},
 		"import", "--ledger", cen, "--id", "0", "--trust", "2="+key+".pub", b)
+	refused(t, []string{"at central a clinic's key must be bound to the clinic it speaks for: give it as --trust 1=KEY"},
+		"import", "--ledger", cen, "--id", "0", "--trust", key+".pub", b)
 	if out := mustRun(t, "import", "--ledger", cen, "--id", "0", "--trust", "1="+key+".pub", b); !strings.Contains(out, "22 events: 22 new, 0 duplicates (ledger head 22)") {
 		t.Fatalf("central's import of a registered clinic's bundle:\n%s", out)
 	}
 	if out := mustRun(t, "import", "--ledger", cen, "--id", "0", "--trust", "1="+key+".pub", b); !strings.Contains(out, "22 events: 0 new, 22 duplicates (ledger head 22)") {
 		t.Fatalf("the same bundle again:\n%s", out)
+	}
+}
+
+// import --id 0 applies the clock policy serve recorded, unless told
+// otherwise; with none recorded, serve's defaults.
+func TestImportTakesServesClockPolicy(t *testing.T) {
+	ctx := context.Background()
+	reg, err := central.OpenRegistry(ctx, "sqlite:"+filepath.Join(t.TempDir(), "central.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Close()
+	for _, c := range []struct {
+		use  centralUse
+		want central.ClockPolicy
+	}{
+		{centralUse{}, central.ClockPolicy{MaxAhead: 5 * time.Minute, Skew: central.SkewBound}},
+		{centralUse{Serve: true, Policy: ClockPolicy{MaxAhead: 2 * time.Hour, Skew: "hold"}}, central.ClockPolicy{MaxAhead: 2 * time.Hour, Skew: central.SkewHold}},
+		{centralUse{}, central.ClockPolicy{MaxAhead: 2 * time.Hour, Skew: central.SkewHold}},
+		{centralUse{Policy: ClockPolicy{Skew: "bound"}}, central.ClockPolicy{MaxAhead: 2 * time.Hour, Skew: central.SkewBound}},
+		{centralUse{Policy: ClockPolicy{MaxAhead: time.Minute}}, central.ClockPolicy{MaxAhead: time.Minute, Skew: central.SkewHold}},
+	} {
+		if got, err := clockPolicy(ctx, reg, c.use); err != nil || got != c.want {
+			t.Fatalf("clock policy for %+v: %+v, %v; want %+v", c.use, got, err, c.want)
+		}
 	}
 }

@@ -45,16 +45,27 @@ type centralNode struct {
 	mod *models.Registry
 }
 
+// centralUse says what a command wants of central's server.
+type centralUse struct {
+	// Policy is the clock policy; serve records it in the registry, and
+	// for other commands (import --id 0) its unset fields (zero MaxAhead,
+	// empty Skew) take what serve recorded, or serve's defaults.
+	Policy   ClockPolicy
+	Serve    bool
+	Projects bool // central's own instance captures and projects (serve --target)
+}
+
 // openCentral sets up central's server on store (at env.Ledger). Close
 // it when done; store stays open.
-func openCentral(env *Env, store ledger.Store, p ClockPolicy, projects bool) (*centralNode, error) {
+func openCentral(env *Env, store ledger.Store, use centralUse) (*centralNode, error) {
 	reg, err := central.OpenRegistry(env.Ctx, env.Ledger)
 	if err != nil {
 		return nil, err
 	}
-	skew := central.SkewBound
-	if p.Skew == "hold" {
-		skew = central.SkewHold
+	pol, err := clockPolicy(env.Ctx, reg, use)
+	if err != nil {
+		reg.Close()
+		return nil, err
 	}
 	n := &centralNode{reg: reg}
 	// Central's server (clock bounds) and its capturer both write origin 0.
@@ -67,14 +78,39 @@ func openCentral(env *Env, store ledger.Store, p ClockPolicy, projects bool) (*c
 		n.mod, err = env.registry()
 	}
 	if err == nil {
-		n.srv, err = central.New(central.Config{Store: store, Registry: reg, Models: n.mod, MaxAhead: p.MaxAhead,
-			Skew: skew, Sequencer: n.seq, Projects: projects, Logger: env.Log})
+		n.srv, err = central.New(central.Config{Store: store, Registry: reg, Models: n.mod, MaxAhead: pol.MaxAhead,
+			Skew: pol.Skew, Sequencer: n.seq, Projects: use.Projects, Logger: env.Log})
 	}
 	if err != nil {
 		reg.Close()
 		return nil, err
 	}
 	return n, nil
+}
+
+// clockPolicy resolves and, for serve, records the clock policy.
+func clockPolicy(ctx context.Context, reg central.Registry, use centralUse) (central.ClockPolicy, error) {
+	pol := central.ClockPolicy{MaxAhead: use.Policy.MaxAhead, Skew: central.SkewBound}
+	if use.Policy.Skew == "hold" {
+		pol.Skew = central.SkewHold
+	}
+	if use.Serve {
+		return pol, reg.SetClockPolicy(ctx, pol)
+	}
+	recorded, ok, err := reg.ClockPolicy(ctx)
+	if err != nil {
+		return pol, err
+	}
+	if !ok {
+		recorded = central.ClockPolicy{MaxAhead: clocks.DefaultMaxOffset, Skew: central.SkewBound}
+	}
+	if use.Policy.MaxAhead == 0 {
+		pol.MaxAhead = recorded.MaxAhead
+	}
+	if use.Policy.Skew == "" {
+		pol.Skew = recorded.Skew
+	}
+	return pol, nil
 }
 
 func (n *centralNode) Close() {
@@ -91,7 +127,7 @@ func (c *ServeCmd) Run(env *Env) error {
 		return err
 	}
 	defer store.Close()
-	cn, err := openCentral(env, store, c.ClockPolicy, c.Target != "")
+	cn, err := openCentral(env, store, centralUse{Policy: c.ClockPolicy, Serve: true, Projects: c.Target != ""})
 	if err != nil {
 		return err
 	}
