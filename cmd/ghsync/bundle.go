@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -203,13 +204,18 @@ func parseTrust(specs []string) ([]ed25519.PublicKey, site.Signers, error) {
 			origin, spec = int(n), rest
 		}
 		data := []byte(spec)
-		if fi, err := os.Stat(spec); err == nil && fi.Mode().IsRegular() {
+		fi, statErr := os.Stat(spec)
+		if statErr == nil && fi.Mode().IsRegular() {
+			var err error
 			if data, err = os.ReadFile(spec); err != nil {
 				return nil, nil, fmt.Errorf("--trust %s: %w", spec, err)
 			}
 		}
 		k, err := bundle.ParsePublicKey(data)
-		if err != nil {
+		switch {
+		case err != nil && errors.Is(statErr, fs.ErrNotExist) && !strings.HasPrefix(spec, "ed25519:"):
+			return nil, nil, fmt.Errorf("--trust %s: no such file, and not a public key (ed25519:BASE64, as keygen prints)", spec)
+		case err != nil:
 			return nil, nil, fmt.Errorf("--trust %s: neither a public key nor a file holding one: %w", spec, err)
 		}
 		keys = append(keys, k)

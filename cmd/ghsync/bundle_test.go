@@ -191,6 +191,7 @@ func TestImportRefusesBadBundles(t *testing.T) {
 		{[]string{good, flipped, trust}, []string{"flipped.bundle", "nothing was appended"}}, // the good one first: still nothing
 		{[]string{filepath.Join(dir, "missing.bundle"), trust}, []string{"missing.bundle", "no such file"}},
 		{[]string{good, "--trust", "ed25519:nonsense"}, []string{"--trust ed25519:nonsense", "not an Ed25519 public key"}},
+		{[]string{good, "--trust", "3=" + filepath.Join(dir, "clinic3.pub")}, []string{"clinic3.pub: no such file, and not a public key"}},
 	} {
 		refused(t, c.want, append([]string{"import", "--ledger", dst}, c.args...)...)
 		if out := logJSON(t, dst); out != "" {
