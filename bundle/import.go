@@ -199,9 +199,9 @@ func (p *Plan) partial(err error, done uint64, res *ImportResult) error {
 	case res.Appended+res.Held == 0:
 		return fmt.Errorf("%w (nothing was appended)", err)
 	case res.Appended+res.Held+res.Duplicates == done:
-		return fmt.Errorf("%w (events 1..%d, whole batches, were appended before this; import the file again once the cause is fixed: what is held is skipped and the import completes)", err, done)
+		return fmt.Errorf("%w (events 1..%d, whole batches, were appended before this; import the file again once the cause is fixed: what the ledger has is skipped and the import completes)", err, done)
 	}
-	return fmt.Errorf("%w (%d events were appended and %d held before this, some of this batch's among them; import the file again once the cause is fixed: what is held is skipped and the import completes)",
+	return fmt.Errorf("%w (%d events were appended and %d held before this, some of this batch's among them; import the file again once the cause is fixed: what the ledger has is skipped and the import completes)",
 		err, res.Appended, res.Held)
 }
 
