@@ -777,11 +777,7 @@ func (c *Capturer) readRow(ctx context.Context, table string, id int64) (row, er
 		if err != nil {
 			return nil, err
 		}
-		var parts []string
-		for _, col := range cols {
-			parts = append(parts, quoteLit(col.name)+", "+col.expr("t"))
-		}
-		q = `SELECT json_object(` + strings.Join(parts, ", ") + `) FROM ` + quoteIdent(table) + ` t WHERE id = ?`
+		q = `SELECT ` + sqliteObject(cols, "t") + ` FROM ` + quoteIdent(table) + ` t WHERE id = ?`
 	}
 	var s string
 	err := c.d.QueryRowContext(ctx, q, id).Scan(&s)

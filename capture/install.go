@@ -297,13 +297,7 @@ func triggerDDL(ctx context.Context, d *db, tx *sql.Tx, table string) (stmts, co
 	}
 	name := func(kind string) string { return quoteIdent("ghsync_capture_" + kind + "_" + table) }
 	lit := quoteLit(table)
-	obj := func(row string) string { // json_object('c', NEW.c, ...)
-		var parts []string
-		for _, c := range cols {
-			parts = append(parts, quoteLit(c.name)+", "+c.expr(row))
-		}
-		return "json_object(" + strings.Join(parts, ", ") + ")"
-	}
+	obj := func(row string) string { return sqliteObject(cols, row) }
 	var changed, pairs []string
 	for _, c := range cols {
 		changed = append(changed, "NEW."+quoteIdent(c.name)+" IS NOT OLD."+quoteIdent(c.name))
@@ -327,6 +321,40 @@ func triggerDDL(ctx context.Context, d *db, tx *sql.Tx, table string) (stmts, co
 			INSERT INTO ghsync_outbox (tbl, op, row_id, old) VALUES (` + lit + `, 'D', OLD.id, ` + obj("OLD") + `);
 		END`,
 	}, compared, nil
+}
+
+// sqliteMaxArgs bounds the arguments of any SQL function call capture
+// generates for SQLite. SQLite before 3.48 (Debian 12's 3.40, which the
+// sqlite3 CLI and Python's sqlite3, hence Tryton, link) allows 127
+// (SQLITE_MAX_FUNCTION_ARG) and will not even open a database whose
+// schema holds a trigger calling a function with more.
+const sqliteMaxArgs = 100
+
+// sqliteObject is SQL giving the columns of row (NEW, OLD or a table
+// alias) as the JSON object text one json_object('c', row.c, ...) over
+// them all would give, byte for byte, with no call over sqliteMaxArgs
+// arguments: a wide table's columns are split into several json_object
+// calls whose members are joined by text. Each chunk's text is {"c":v,...}
+// with no space; a member starts with a quote and ends with a quote, a
+// digit or a letter, so trimming the chunk's braces leaves its members
+// whole.
+func sqliteObject(cols []column, row string) string {
+	const pairs = sqliteMaxArgs / 2
+	var chunks []string
+	for lo := 0; lo < len(cols) || lo == 0; lo += pairs {
+		var parts []string
+		for _, c := range cols[lo:min(lo+pairs, len(cols))] {
+			parts = append(parts, quoteLit(c.name)+", "+c.expr(row))
+		}
+		chunks = append(chunks, "json_object("+strings.Join(parts, ", ")+")")
+	}
+	if len(chunks) == 1 {
+		return chunks[0]
+	}
+	for i, c := range chunks {
+		chunks[i] = "trim(" + c + ", '{}')"
+	}
+	return "('{' || " + strings.Join(chunks, " || ',' || ") + " || '}')"
 }
 
 // columnNames lists the columns of table that capture triggers read (all

@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/ghsync/ghsync/models"
@@ -77,11 +76,7 @@ func (c *Capturer) snapshotChunk(ctx context.Context, tx *sql.Tx, m *models.Mode
 		if err != nil {
 			return nil, err
 		}
-		var parts []string
-		for _, col := range cols {
-			parts = append(parts, quoteLit(col.name)+", "+col.expr("t"))
-		}
-		img = `json_object(` + strings.Join(parts, ", ") + `)`
+		img = sqliteObject(cols, "t")
 	}
 	q := c.d.q(`SELECT t.id, t.create_uid, ` + img + ` FROM ` + quoteIdent(m.Table) + ` t
 		WHERE t.id > ? AND NOT EXISTS (SELECT 1 FROM ` + c.d.t("records") + ` i WHERE i.model = ? AND i.local_id = t.id)
