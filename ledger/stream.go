@@ -112,18 +112,42 @@ func ParseStream(name string) (Stream, error) {
 		case c == '%' && i+2 < len(esc) && isUpperHex(esc[i+1]) && isUpperHex(esc[i+2]):
 			d := unhex(esc[i+1])<<4 | unhex(esc[i+2])
 			if keepUnescaped(d) {
-				return Stream{}, fmt.Errorf("ledger: stream %q escapes %q needlessly at byte %d", name, d, len(model)+1+i)
+				return Stream{}, fmt.Errorf("ledger: stream %q escapes %q needlessly at byte %d: write it as is", name, d, len(model)+1+i)
 			}
 			key = append(key, d)
 			i += 2
 		default:
-			return Stream{}, fmt.Errorf("ledger: stream %q has a bad byte or escape at byte %d", name, len(model)+1+i)
+			return Stream{}, fmt.Errorf("ledger: stream %q: %s", name, badKeyByte(model, esc, i))
 		}
 	}
 	if err := validateKey(string(key)); err != nil {
 		return Stream{}, fmt.Errorf("ledger: stream %q: %w", name, err)
 	}
 	return Stream{Model: model, Key: string(key)}, nil
+}
+
+// badKeyByte says why byte i of the escaped key esc is refused, and what
+// to write instead.
+func badKeyByte(model, esc string, i int) string {
+	at := len(model) + 1 + i
+	rule := "the key after the first '-' is percent-encoded, as log prints it"
+	if c := esc[i]; c != '%' {
+		what := fmt.Sprintf("%q", c)
+		if c >= utf8.RuneSelf {
+			what = fmt.Sprintf("byte 0x%02X", c)
+		}
+		if !strings.Contains(esc, "%") { // a raw key: say the whole name
+			rule += fmt.Sprintf(": write %q", Stream{Model: model, Key: esc}.String())
+		}
+		return fmt.Sprintf("%s at byte %d must be percent-encoded as %%%c%c (%s)", what, at, hexDigits[c>>4], hexDigits[c&15], rule)
+	}
+	if e := strings.ToUpper(esc[i:min(i+3, len(esc))]); len(e) == 3 && isUpperHex(e[1]) && isUpperHex(e[2]) {
+		if d := unhex(e[1])<<4 | unhex(e[2]); keepUnescaped(d) {
+			return fmt.Sprintf("escape %q at byte %d needs no escaping: write %q as is", esc[i:i+3], at, d)
+		}
+		return fmt.Sprintf("escape %q at byte %d must use uppercase hex digits: %s", esc[i:i+3], at, e)
+	}
+	return fmt.Sprintf("'%%' at byte %d starts no escape %%XX (two uppercase hex digits); a '%%' in the key is written %%25 (%s)", at, rule)
 }
 
 func isUpperHex(c byte) bool { return c >= '0' && c <= '9' || c >= 'A' && c <= 'F' }

@@ -96,6 +96,26 @@ func TestParseStreamRefuses(t *testing.T) {
 	}
 }
 
+// A refused stream name says what to write instead: the key is
+// percent-encoded, a space as %20.
+func TestParseStreamSaysWhatToWrite(t *testing.T) {
+	for _, tt := range []struct{ name, want string }{
+		{"party.party-CODE WITH SPACE", `' ' at byte 16 must be percent-encoded as %20 (the key after the first '-' is percent-encoded, as log prints it: write "party.party-CODE%20WITH%20SPACE")`},
+		{"party.party-ü", `byte 0xC3 at byte 12 must be percent-encoded as %C3 (the key after the first '-' is percent-encoded, as log prints it: write "party.party-%C3%BC")`},
+		{"party.party-a%20b c", `' ' at byte 17 must be percent-encoded as %20 (the key after the first '-' is percent-encoded, as log prints it)`},
+		{"party.party-%c3%bc", `escape "%c3" at byte 12 must use uppercase hex digits: %C3`},
+		{"party.party-a%2fb", `escape "%2f" at byte 13 needs no escaping: write '/' as is`},
+		{"party.party-%41", `escapes 'A' needlessly at byte 12: write it as is`},
+		{"party.party-50%", `'%' at byte 14 starts no escape %XX (two uppercase hex digits); a '%' in the key is written %25`},
+		{"party.party-%G0", `'%' at byte 12 starts no escape %XX`},
+	} {
+		_, err := ledger.ParseStream(tt.name)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("ParseStream(%q): %v; want an error saying %s", tt.name, err, tt.want)
+		}
+	}
+}
+
 func TestJoinSplitKey(t *testing.T) {
 	for _, tt := range []struct {
 		parts []string

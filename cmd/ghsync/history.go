@@ -5,9 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
+	"strings"
 
+	"github.com/google/uuid"
+
+	"github.com/ghsync/ghsync/clocks"
 	"github.com/ghsync/ghsync/ledger"
+	"github.com/ghsync/ghsync/merge"
 	"github.com/ghsync/ghsync/models"
 )
 
@@ -16,7 +22,7 @@ import (
 type HistoryCmd struct {
 	Model   string `arg:"" optional:"" help:"Model of the record, e.g. party.party."`
 	Key     string `arg:"" optional:"" help:"Network key of the record."`
-	Patient string `help:"A patient's PUID (party.party ref): the party and every record about it (addresses, contacts, patient, appointments, evaluations...)."`
+	Patient string `help:"A patient's PUID (party.party ref, current or former): the party and every record about it (addresses, contacts, patient, appointments, evaluations...)."`
 	Depth   int    `help:"With --patient, how many steps of referring records to follow." default:"3"`
 }
 
@@ -29,8 +35,12 @@ func (c *HistoryCmd) Run(env *Env) error {
 	var streams []ledger.Stream
 	switch {
 	case c.Patient != "":
-		if streams, err = patientStreams(env.Ctx, store, models.GNUHealth(), c.Patient, c.Depth); err != nil {
+		var notes []string
+		if streams, notes, err = patientStreams(env.Ctx, store, models.GNUHealth(), c.Patient, c.Depth); err != nil {
 			return err
+		}
+		for _, n := range notes {
+			fmt.Fprintln(env.Out, n)
 		}
 	case c.Model != "" && c.Key != "":
 		streams = []ledger.Stream{{Model: c.Model, Key: c.Key}}
@@ -80,25 +90,61 @@ func writeHistory(ctx context.Context, w io.Writer, store ledger.Store, streams 
 	return nil
 }
 
-// patientStreams finds the party whose PUID is puid and the records that
-// refer to it, depth steps deep (reference data aside), in one pass over
-// the ledger.
-func patientStreams(ctx context.Context, store ledger.Store, reg *models.Registry, puid string, depth int) ([]ledger.Stream, error) {
-	refOf := map[string]string{} // party key → latest PUID
+// partyRef is what the ledger says of one party's PUID: the merge state
+// of its ref field, and the events that set it.
+type partyRef struct {
+	state merge.State
+	sets  map[uuid.UUID]eventAt
+}
+
+// eventAt names an event for an auditor, without holding it.
+type eventAt struct {
+	position, seq uint64
+	origin        uint16
+}
+
+func (a eventAt) String() string {
+	return fmt.Sprintf("#%d (origin %d seq %d)", a.position, a.origin, a.seq)
+}
+
+// patientStreams finds the parties whose PUID is or ever was puid (a PUID
+// can lose a merge, and an auditor searches by the one they were given)
+// and the records that refer to them, depth steps deep (reference data
+// aside), in one pass over the ledger. Each note says of a party found by
+// a former PUID what its ref is now.
+func patientStreams(ctx context.Context, store ledger.Store, reg *models.Registry, puid string, depth int) (streams []ledger.Stream, notes []string, err error) {
+	parties := map[string]*partyRef{}
 	referrers := map[ledger.Stream][]ledger.Stream{}
 	for after := uint64(0); ; {
 		page, err := store.ReadAll(ctx, after, 5000, ledger.Filter{})
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if len(page) == 0 {
 			break
 		}
 		for _, r := range page {
 			e := r.Event
-			if v, ok := e.Fields["ref"]; ok && e.Model == "party.party" {
-				s, _ := v.AsString()
-				refOf[e.Key] = s
+			if e.Model == "party.party" {
+				p := parties[e.Key]
+				if p == nil {
+					p = &partyRef{}
+					parties[e.Key] = p
+				}
+				// Only ref matters here: merge a copy that sets nothing else.
+				only := *e
+				only.Fields, only.Base = nil, nil
+				if v, ok := e.Fields["ref"]; ok {
+					only.Fields = map[string]ledger.Value{"ref": v}
+					if b, ok := e.Base["ref"]; ok {
+						only.Base = map[string]clocks.Timestamp{"ref": b}
+					}
+					if p.sets == nil {
+						p.sets = map[uuid.UUID]eventAt{}
+					}
+					p.sets[e.ID] = eventAt{r.Position, e.OriginSeq, e.Origin}
+				}
+				p.state.Apply(&only)
 			}
 			for _, v := range e.Fields {
 				var refs []ledger.Ref
@@ -118,19 +164,36 @@ func patientStreams(ctx context.Context, store ledger.Store, reg *models.Registr
 		}
 		after = page[len(page)-1].Position
 	}
-	var out, level []ledger.Stream
+	var policy merge.Policy
+	if m, ok := reg.Lookup("party.party"); ok {
+		policy = m.Policy
+	}
+	var level []ledger.Stream
 	seen := map[ledger.Stream]bool{}
-	for key, ref := range refOf {
-		if ref == puid {
-			st := ledger.Stream{Model: "party.party", Key: key}
-			level, seen[st] = append(level, st), true
+	for _, key := range slices.Sorted(maps.Keys(parties)) {
+		p := parties[key]
+		var was []eventAt // the events that set ref to puid
+		for _, w := range p.state.Fields["ref"] {
+			if s, ok := w.Value.AsString(); ok && s == puid {
+				was = append(was, p.sets[w.Stamp.ID])
+			}
 		}
+		if len(was) == 0 {
+			continue
+		}
+		st := ledger.Stream{Model: "party.party", Key: key}
+		level, seen[st] = append(level, st), true
+		now, ok := p.state.Value(policy, "ref")
+		if s, _ := now.Value.AsString(); ok && s == puid {
+			continue
+		}
+		notes = append(notes, refNote(st, puid, was, now, ok, p.sets))
 	}
 	if len(level) == 0 {
-		return nil, fmt.Errorf("history: no party has PUID %q in this ledger", puid)
+		return nil, nil, fmt.Errorf("history: no party has or had PUID %q in this ledger", puid)
 	}
 	for d := 0; d <= depth && len(level) > 0; d++ {
-		out = append(out, level...)
+		streams = append(streams, level...)
 		var next []ledger.Stream
 		for _, st := range level {
 			for _, r := range referrers[st] {
@@ -143,5 +206,26 @@ func patientStreams(ctx context.Context, store ledger.Store, reg *models.Registr
 		}
 		level = next
 	}
-	return out, nil
+	return streams, notes, nil
+}
+
+// refNote says that party st was found by a former PUID: the events that
+// set it, and the ref that won instead.
+func refNote(st ledger.Stream, puid string, was []eventAt, now merge.Write, ok bool, sets map[uuid.UUID]eventAt) string {
+	at := make([]string, len(was))
+	for i, a := range was {
+		at[i] = a.String()
+	}
+	current := "unset"
+	if ok {
+		current = now.Value.String()
+		if a, held := sets[now.Stamp.ID]; held {
+			current += ", set by event " + a.String()
+		}
+	}
+	events := "event"
+	if len(was) > 1 {
+		events = "events"
+	}
+	return fmt.Sprintf("note: %s: ref was %q in %s %s, now %s", st, puid, events, strings.Join(at, ", "), current)
 }

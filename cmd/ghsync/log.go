@@ -13,7 +13,7 @@ import (
 // LogCmd prints events: the auditor's view of a ledger.
 type LogCmd struct {
 	Model  []string `help:"Only these models (repeat or comma-separate), e.g. gnuhealth.patient." sep:","`
-	Stream string   `help:"Only one record's history, by stream name (<model>-<key>, as log prints it)."`
+	Stream string   `help:"Only one record's history, by stream name (<model>-<key>, as log prints it: the key percent-encoded, a space as %20)."`
 	Origin []uint16 `help:"Only events from these synchronisation ids (0 = central)." sep:","`
 	After  uint64   `help:"Start after this ledger position." default:"0"`
 	Limit  int      `help:"Print at most this many events (0 = all)." default:"0"`

@@ -37,7 +37,11 @@ func (c *VerifyCmd) Run(env *Env) error {
 	for _, o := range r.Origins {
 		switch {
 		case o.Break != nil:
-			fmt.Fprintf(w, "  origin %3d: BREAK at %s (%d events verified before it)\n", o.Origin, o.Break, o.Held)
+			held := ""
+			if o.Held > o.Verified {
+				held = fmt.Sprintf(", %d held in all", o.Held)
+			}
+			fmt.Fprintf(w, "  origin %3d: BREAK at %s (%d events verified before it%s)\n", o.Origin, o.Break, o.Verified, held)
 		case o.Missing > 0:
 			state := "partial history (normal for another instance's events on a satellite)"
 			for _, want := range c.Complete {
