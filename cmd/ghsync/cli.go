@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -19,6 +18,7 @@ type CLI struct {
 	Globals
 
 	Demo     DemoCmd     `cmd:"" help:"Run a small network on this machine (central and three health centres on SQLite, over loopback HTTP): offline work, conflicts, convergence, a patient's history."`
+	Help     HelpCmd     `cmd:"" help:"Print the usage of ghsync, or of a command and its flags (ghsync help central satellite add)."`
 	Version  VersionCmd  `cmd:"" help:"Print the ghsync version and the ledger format it writes."`
 	Log      LogCmd      `cmd:"" help:"Print the events of a ledger: what changed, where, when and by whom."`
 	History  HistoryCmd  `cmd:"" help:"Replay one record's history, or a patient's whole record graph (--patient PUID), for an audit."`
@@ -53,12 +53,28 @@ type CLI struct {
 // flag, an environment variable or the configuration file, in that order
 // of precedence.
 type Globals struct {
-	Config    kong.ConfigFlag `help:"Configuration file (key = value lines, keys named like the flags)." placeholder:"FILE" env:"GHSYNC_CONFIG"`
-	Ledger    string          `help:"Ledger location: sqlite:PATH (embedded, the default) or a postgres:// URL of the GNU Health database." default:"sqlite:ghsync.db" env:"GHSYNC_LEDGER"`
-	LogLevel  string          `help:"Log level: trace, debug, info, warn, error." default:"info" enum:"trace,debug,info,warn,error" env:"GHSYNC_LOG_LEVEL"`
-	LogFormat string          `help:"Log format: text, json, or auto (text on a terminal, json otherwise)." default:"auto" enum:"auto,text,json" env:"GHSYNC_LOG_FORMAT"`
+	Config    configFlag `help:"Configuration file (key = value lines, keys named like the flags; relative paths in it are relative to its folder)." placeholder:"FILE" env:"GHSYNC_CONFIG"`
+	Ledger    string     `help:"Ledger location: sqlite:PATH (embedded, the default) or a postgres:// URL of the GNU Health database." default:"sqlite:ghsync.db" env:"GHSYNC_LEDGER"`
+	LogLevel  string     `help:"Log level: trace, debug, info, warn, error." default:"info" enum:"trace,debug,info,warn,error" env:"GHSYNC_LOG_LEVEL"`
+	LogFormat string     `help:"Log format: text, json, or auto (text on a terminal, json otherwise)." default:"auto" enum:"auto,text,json" env:"GHSYNC_LOG_FORMAT"`
 	// UUIDIdentity is network-wide: every instance must say the same.
 	UUIDIdentity []string `name:"uuid-identity" sep:"," placeholder:"MODEL,..." env:"GHSYNC_UUID_IDENTITY" help:"Identify these models by UUID instead of their natural key, e.g. party.party (and the models keyed by it) when party codes come from a per-instance sequence. Must be the same on every instance of the network."`
+}
+
+// HelpCmd prints what --help prints, for those who type "ghsync help log".
+type HelpCmd struct {
+	Command []string `arg:"" optional:"" help:"The command, e.g. log, or central satellite add."`
+}
+
+func (h *HelpCmd) Run(kctx *kong.Context) error {
+	ctx, err := kong.Trace(kctx.Kong, h.Command)
+	if err == nil {
+		err = ctx.Error
+	}
+	if err != nil {
+		return fmt.Errorf("help %s: %w", strings.Join(h.Command, " "), err)
+	}
+	return ctx.PrintUsage(false)
 }
 
 // registry is the model registry the settings describe: the GNU Health
@@ -87,39 +103,6 @@ func (g *Globals) logger(w *os.File) hclog.Logger {
 		Output:     w,
 		JSONFormat: json,
 	})
-}
-
-// loadConfig reads ghsync's configuration file: "key = value" lines, '#'
-// or ';' comments, optional [sections] (ignored, so the keys of a
-// [ghsync] section of a shared file work). Keys are flag names; '_' and
-// '-' are interchangeable.
-func loadConfig(r io.Reader) (kong.Resolver, error) {
-	values := map[string]string{}
-	sc := bufio.NewScanner(r)
-	for n := 1; sc.Scan(); n++ {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || line[0] == '#' || line[0] == ';' || line[0] == '[' {
-			continue
-		}
-		k, v, ok := strings.Cut(line, "=")
-		if !ok {
-			return nil, fmt.Errorf("config line %d: want key = value", n)
-		}
-		values[normKey(k)] = strings.TrimSpace(v)
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("read config: %w", err)
-	}
-	return kong.ResolverFunc(func(_ *kong.Context, _ *kong.Path, flag *kong.Flag) (any, error) {
-		if v, ok := values[normKey(flag.Name)]; ok {
-			return v, nil
-		}
-		return nil, nil
-	}), nil
-}
-
-func normKey(k string) string {
-	return strings.ReplaceAll(strings.ToLower(strings.TrimSpace(k)), "_", "-")
 }
 
 // isTerminal reports whether f is a character device (a terminal), without

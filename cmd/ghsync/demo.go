@@ -29,8 +29,8 @@ import (
 // central and three health centres on SQLite, talking HTTP over loopback.
 type DemoCmd struct {
 	Dir        string `help:"Folder for the instances' databases (must not exist, or be empty)." default:"ghsync-demo"`
-	Satellites int    `help:"Health centres besides central." default:"3"`
-	Events     int    `help:"Fixture events each instance starts with." default:"300"`
+	Satellites int    `help:"Health centres besides central (3..20: the story needs clinics 1, 2 and 3)." default:"3"`
+	Events     int    `help:"Fixture events each instance starts with (at least 3: a clinic's own record, then a patient)." default:"300"`
 	Seed       uint64 `help:"Random seed for the fixture data." default:"1"`
 }
 
@@ -47,16 +47,38 @@ type demoNode struct {
 	target string
 }
 
-func (c *DemoCmd) Run(env *Env) error {
-	start := time.Now()
-	if c.Satellites < 2 || c.Satellites > 20 {
-		return errors.New("demo: want 2..20 satellites")
+// Bounds of the demo's options. The offline story stages its conflicts at
+// clinics 1, 2 and 3, and picks a patient each clinic registered: a
+// clinic's first transaction records the clinic itself (2 events), the
+// next registers a patient.
+const (
+	demoMinSatellites = 3
+	demoMaxSatellites = 20
+	demoMinEvents     = 3
+)
+
+// validate refuses options the demo cannot tell its story with, before
+// anything is written.
+func (c *DemoCmd) validate() error {
+	if c.Satellites < demoMinSatellites || c.Satellites > demoMaxSatellites {
+		return fmt.Errorf("demo: --satellites %d: want %d..%d (the story stages conflicts between clinics 1, 2 and 3)", c.Satellites, demoMinSatellites, demoMaxSatellites)
+	}
+	if c.Events < demoMinEvents {
+		return fmt.Errorf("demo: --events %d: want at least %d (each clinic needs a patient of its own)", c.Events, demoMinEvents)
 	}
 	if entries, err := os.ReadDir(c.Dir); err == nil && len(entries) > 0 {
 		return fmt.Errorf("demo: %s exists and is not empty; remove it or give --dir", c.Dir)
 	}
-	if err := os.MkdirAll(c.Dir, 0o755); err != nil {
+	return nil
+}
+
+func (c *DemoCmd) Run(env *Env) error {
+	start := time.Now()
+	if err := c.validate(); err != nil {
 		return err
+	}
+	if err := os.MkdirAll(c.Dir, 0o755); err != nil {
+		return fmt.Errorf("demo: create %s: %w", c.Dir, err)
 	}
 	w := env.Out
 	ctx := env.Ctx
@@ -147,7 +169,7 @@ func (c *DemoCmd) Run(env *Env) error {
 			return err
 		}
 		if err := n.writeConfig(c.Dir, url); err != nil {
-			return err
+			return fmt.Errorf("demo: %s: %w", n.name, err)
 		}
 	}
 
@@ -190,7 +212,8 @@ func (c *DemoCmd) Run(env *Env) error {
 	if err := writeHistory(ctx, w, cn.store, []ledger.Stream{{Model: "party.party", Key: story.patient}}); err != nil {
 		return err
 	}
-	say("\ndone in %s. Explore the instances (the server has stopped; each folder file holds one instance):", time.Since(start).Round(100*time.Millisecond))
+	say("\ndone in %s. The server has stopped. Each instance is one SQLite file in %s,", time.Since(start).Round(100*time.Millisecond), c.Dir)
+	say("with a configuration file beside it (central.conf, clinic-1.conf, ...). Explore them:")
 	say("  ghsync --config %s log --limit 20", filepath.Join(c.Dir, "central.conf"))
 	say("  ghsync --config %s history --patient %s", filepath.Join(c.Dir, "clinic-1.conf"), story.puid)
 	say("  ghsync --config %s conflicts", filepath.Join(c.Dir, "clinic-2.conf"))
@@ -226,16 +249,19 @@ func (n *demoNode) create(ctx context.Context, reg *models.Registry) error {
 	return err
 }
 
-// writeConfig leaves a ghsync configuration file beside the database.
+// writeConfig leaves a ghsync configuration file beside the database. Its
+// paths are relative to the file's folder, so it works from any directory
+// and the folder can be moved.
 func (n *demoNode) writeConfig(dir, url string) error {
+	db := "sqlite:" + filepath.Base(n.path)
 	lines := []string{
-		"# ghsync demo instance " + n.name,
-		"ledger = " + n.target,
-		"target = " + n.target,
+		"# ghsync demo instance " + n.name + " (paths are relative to this file's folder)",
+		"ledger = " + db,
+		"target = " + db,
 		fmt.Sprintf("id = %d", n.id),
 	}
 	if n.id != 0 {
-		lines = append(lines, "central = "+url+"   # the demo's server has stopped", "token = "+n.token)
+		lines = append(lines, "# the demo's server has stopped", "central = "+url, "token = "+n.token)
 	}
 	return os.WriteFile(filepath.Join(dir, n.name+".conf"), []byte(strings.Join(lines, "\n")+"\n"), 0o600)
 }
@@ -305,7 +331,7 @@ type demoStory struct {
 // clinics' Tryton tables (captured for real by the triggers).
 func demoOffline(ctx context.Context, nodes []*demoNode) (*demoStory, error) {
 	st := &demoStory{}
-	c1, c2, c3 := nodes[1], nodes[2], nodes[len(nodes)-1]
+	c1, c2, c3 := nodes[1], nodes[2], nodes[3] // as the story says
 	// A patient registered at clinic 1, now edited at clinics 1 and 2.
 	var key, name, puid string
 	if err := c1.db.QueryRowContext(ctx, `SELECT p.code, p.name, p.ref FROM party_party p JOIN ghsync_records i ON i.model = 'party.party' AND i.local_id = p.id

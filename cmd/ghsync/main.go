@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -41,21 +42,29 @@ func tuneGC(env func(string) (string, bool)) {
 // tests can drive the whole CLI in-process.
 func run(args []string, stdout, stderr *os.File) int {
 	var cli CLI
-	parser, err := kong.New(&cli,
-		kong.Name("ghsync"),
-		kong.Description("Synchronise GNU Health instances (central and satellites) through an auditable event ledger."),
-		kong.UsageOnError(),
-		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
-		kong.Configuration(loadConfig, "/etc/ghsync/ghsync.conf"),
-		kong.Writers(stdout, stderr),
-		kong.Vars{"version": version},
-	)
+	exit := -1 // kong asks to exit after --help; run returns instead
+	parser, err := newParser(&cli, stdout, stderr, func(code int) {
+		if exit < 0 {
+			exit = code
+		}
+	})
 	if err != nil {
 		fmt.Fprintln(stderr, "ghsync:", err)
 		return 2
 	}
 	kctx, err := parser.Parse(args)
+	if exit >= 0 {
+		return exit
+	}
 	if err != nil {
+		// No command yet (bare ghsync, ghsync central): show what there is
+		// to choose from, rather than kong's "expected one of" and five names.
+		var perr *kong.ParseError
+		if errors.As(err, &perr) && perr.Context != nil && perr.Context.Error == nil && wantsCommand(perr.Context) {
+			if err := perr.Context.PrintUsage(false); err == nil {
+				return 2
+			}
+		}
 		fmt.Fprintln(stderr, "ghsync:", err)
 		return 2
 	}
@@ -71,4 +80,48 @@ func run(args []string, stdout, stderr *os.File) int {
 		return 1
 	}
 	return 0
+}
+
+// newParser builds the command line parser of cli, with the system-wide
+// configuration file if there is one.
+func newParser(cli *CLI, stdout, stderr io.Writer, exit func(int)) (*kong.Kong, error) {
+	parser, err := kong.New(cli,
+		kong.Name("ghsync"),
+		kong.Description("Synchronise GNU Health instances (central and satellites) through an auditable event ledger."),
+		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
+		kong.Writers(stdout, stderr),
+		kong.Exit(exit),
+		kong.Vars{"version": version},
+	)
+	if err != nil {
+		return nil, err
+	}
+	// Skipped when absent or unreadable (another user's 0600 file).
+	if f, err := os.Open(systemConfig); err == nil {
+		f.Close()
+		cf, err := readConfig(systemConfig, parser.Model)
+		if err != nil {
+			return nil, err
+		}
+		// Before any --config file, whose settings take precedence.
+		if err := kong.Resolvers(cf).Apply(parser); err != nil {
+			return nil, err
+		}
+	}
+	return parser, nil
+}
+
+// wantsCommand reports whether the command line stops at a node that has
+// subcommands, none chosen.
+func wantsCommand(ctx *kong.Context) bool {
+	node := ctx.Selected()
+	if node == nil {
+		node = ctx.Model.Node
+	}
+	for _, c := range node.Children {
+		if c.Type == kong.CommandNode && !c.Hidden {
+			return true
+		}
+	}
+	return false
 }

@@ -171,6 +171,66 @@ func TestDemo(t *testing.T) {
 	}
 }
 
+// TestDemoOptions: options the story cannot be told with are refused
+// before anything is written; with the fewest events and more clinics
+// than three, the narration names the clinics that acted, and every
+// command suggested at the end works.
+func TestDemoOptions(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--satellites", "2"}, "--satellites 2: want 3..20"},
+		{[]string{"--satellites", "21"}, "--satellites 21: want 3..20"},
+		{[]string{"--events", "0"}, "--events 0: want at least 3"},
+		{[]string{"--events=-5"}, "--events -5: want at least 3"},
+	} {
+		dir := filepath.Join(t.TempDir(), "demo")
+		code, out, stderr := ghsync(t, append([]string{"demo", "--dir", dir, "--log-format", "text"}, tc.args...)...)
+		if code != 1 || !strings.Contains(stderr, tc.want) || out != "" {
+			t.Errorf("demo %s: exit %d, want an error saying %q; got\n%s%s", strings.Join(tc.args, " "), code, tc.want, out, stderr)
+		}
+		if _, err := os.Stat(dir); err == nil {
+			t.Errorf("demo %s created %s", strings.Join(tc.args, " "), dir)
+		}
+	}
+
+	// A relative --dir, as in the README.
+	top := t.TempDir()
+	t.Chdir(top)
+	code, out, stderr := ghsync(t, "demo", "--dir", "demo", "--satellites", "4", "--events", "3", "--log-level", "warn")
+	if code != 0 {
+		t.Fatalf("demo --satellites 4 --events 3: exit %d\n%s%s", code, out, stderr)
+	}
+	for _, want := range []string{"clinic-3 deletes a phone number", "conflicts found (every instance lists the same): 4", "by clinic-3"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("demo output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "each folder file") {
+		t.Errorf("the closing text is still garbled:\n%s", out)
+	}
+	suggested := 0
+	for _, line := range strings.Split(out, "\n") {
+		args, ok := strings.CutPrefix(line, "  ghsync ")
+		if !ok {
+			continue
+		}
+		suggested++
+		if code, out, stderr := ghsync(t, strings.Fields(args)...); code != 0 {
+			t.Errorf("suggested command ghsync %s: exit %d\n%s%s", args, code, out, stderr)
+		}
+	}
+	if suggested != 5 {
+		t.Errorf("%d commands suggested, want 5:\n%s", suggested, out)
+	}
+	// From inside the folder, as an administrator exploring it would.
+	t.Chdir("demo")
+	if code, out, stderr := ghsync(t, "--config", "central.conf", "verify"); code != 0 || !strings.Contains(out, filepath.Join(top, "demo", "central.db")) {
+		t.Errorf("cd demo && ghsync --config central.conf verify: exit %d\n%s%s", code, out, stderr)
+	}
+}
+
 // TestTuneGC: the binary raises GOGC to gcPercent, unless GOGC is set,
 // which it leaves to the runtime.
 func TestTuneGC(t *testing.T) {

@@ -1,0 +1,228 @@
+package main
+
+import (
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/alecthomas/kong"
+)
+
+func writeConf(t *testing.T, dir, text string) string {
+	t.Helper()
+	path := filepath.Join(dir, "ghsync.conf")
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestConfigRelativePaths: a configuration file's relative paths are
+// relative to its folder, whatever directory ghsync runs in.
+func TestConfigRelativePaths(t *testing.T) {
+	db := generated(t)
+	dir := filepath.Dir(db)
+	elsewhere := t.TempDir()
+	t.Chdir(elsewhere)
+	for _, ledger := range []string{"sqlite:ledger.db", "ledger.db", "sqlite:" + db} {
+		conf := writeConf(t, dir, "ledger = "+ledger+"\n")
+		code, out, stderr := ghsync(t, "--config", conf, "verify")
+		if code != 0 || !strings.Contains(out, db+": 360 events") {
+			t.Errorf("ledger = %s, run from another folder: exit %d\n%s%s", ledger, code, out, stderr)
+		}
+	}
+	// The same through GHSYNC_CONFIG, with the file named relatively.
+	conf := writeConf(t, dir, "ledger = sqlite:ledger.db\n")
+	rel, err := filepath.Rel(elsewhere, conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("GHSYNC_CONFIG", rel)
+	if code, out, stderr := ghsync(t, "verify"); code != 0 || !strings.Contains(out, db) {
+		t.Errorf("GHSYNC_CONFIG=%s: exit %d\n%s%s", rel, code, out, stderr)
+	}
+	if _, err := os.Stat(filepath.Join(elsewhere, "ledger.db")); err == nil {
+		t.Error("a ledger was created in the working directory")
+	}
+}
+
+func TestResolvePath(t *testing.T) {
+	dir := t.TempDir()
+	pub := filepath.Join(dir, "central.pub")
+	os.WriteFile(pub, []byte("ed25519:x\n"), 0o644)
+	for _, tc := range []struct {
+		key, value, want string
+	}{
+		{"ledger", "sqlite:l.db", "sqlite:" + dir + "/l.db"},
+		{"ledger", "sqlite://l.db", "sqlite:" + dir + "/l.db"},
+		{"ledger", "sqlite:///var/l.db", "sqlite:/var/l.db"},
+		{"ledger", "sub/l.db", dir + "/sub/l.db"},
+		{"ledger", "/var/l.db", "/var/l.db"},
+		{"ledger", "postgres://u@h/db?sslmode=disable", "postgres://u@h/db?sslmode=disable"},
+		{"target", "sqlite:t.db", "sqlite:" + dir + "/t.db"},
+		{"target", "postgresql://h/db", "postgresql://h/db"},
+		{"target", "t.db", "t.db"}, // not a target; left for the command to refuse as given
+		{"db", "sqlite:../t.db", "sqlite:" + filepath.Dir(dir) + "/t.db"},
+		{"key", "clinic.key", dir + "/clinic.key"},
+		{"out", "-", "-"},
+		{"tls-cert", "/etc/ssl/c.pem", "/etc/ssl/c.pem"},
+		{"trust", "0=central.pub, ed25519:AAAA,12=missing.pub", "0=" + pub + ",ed25519:AAAA,12=missing.pub"},
+		{"trust", "central.pub", pub},
+		{"central", "http://h:7420", "http://h:7420"},
+		{"id", "12", "12"},
+	} {
+		if got := resolvePath(configPaths[tc.key], tc.value, dir); got != tc.want {
+			t.Errorf("%s = %s in %s: got %s, want %s", tc.key, tc.value, dir, got, tc.want)
+		}
+	}
+}
+
+// TestConfigPathKeys keeps configPaths in step with the flags: every key
+// it lists is a flag, and every flag naming a file or a SQLite database is
+// listed (else a relative path in a configuration file would silently
+// depend on the working directory).
+func TestConfigPathKeys(t *testing.T) {
+	var cli CLI
+	parser, err := newParser(&cli, io.Discard, io.Discard, func(int) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := configKeys(parser.Model)
+	for k := range configPaths {
+		if !strings.Contains(" "+strings.Join(keys, " ")+" ", " "+k+" ") {
+			t.Errorf("configPaths lists %s, which no command has", k)
+		}
+	}
+	var walk func(n *kong.Node)
+	walk = func(n *kong.Node) {
+		for _, f := range n.Flags {
+			names := f.PlaceHolder + " " + f.Help
+			if (strings.Contains(names, "FILE") || strings.Contains(names, "sqlite:PATH") || strings.Contains(strings.ToLower(f.Help), "folder")) && configPaths[f.Name] == 0 && f.Name != "config" {
+				t.Errorf("--%s names a file (%q) but configPaths does not list it", f.Name, f.PlaceHolder)
+			}
+		}
+		for _, c := range n.Children {
+			walk(c)
+		}
+	}
+	walk(parser.Model.Node)
+}
+
+func TestConfigRefused(t *testing.T) {
+	t.Chdir(t.TempDir())
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		text string
+		want []string
+	}{
+		{"ledgr = sqlite:x.db\n", []string{"line 1", `unknown key "ledgr"`, "did you mean ledger?"}},
+		{"# site\nfrobnicate = 1\n", []string{"line 2", `unknown key "frobnicate"`, "known keys:", "ledger", "log-level", "target", "token"}},
+		{"[ghsync]\nledger\n", []string{"line 2: want key = value", `"ledger"`}},
+		{"[ghsync\nledger = x.db\n", []string{"line 1: want [section]"}},
+		{"ledger = a.db\nlog_level = warn\nLedger = b.db\n", []string{"line 3: ledger is already set on line 1"}},
+		{"config = other.conf\n", []string{`unknown key "config"`}},
+	} {
+		conf := writeConf(t, dir, tc.text)
+		code, out, stderr := ghsync(t, "--config", conf, "verify")
+		for _, want := range append(tc.want, "config "+conf+" ") {
+			if code != 2 || !strings.Contains(stderr, want) {
+				t.Errorf("config %q: exit %d, want an error saying %q; got\n%s%s", tc.text, code, want, out, stderr)
+			}
+		}
+	}
+	if _, err := os.Stat("ghsync.db"); err == nil {
+		t.Error("a refused configuration still opened the default ledger")
+	}
+}
+
+// TestConfigSectionsAndPrecedence: other programs' sections are skipped;
+// the command line, then the environment, come before the file.
+func TestConfigSectionsAndPrecedence(t *testing.T) {
+	db := generated(t)
+	other := filepath.Join(t.TempDir(), "other.db")
+	conf := writeConf(t, t.TempDir(), "[database]\nuri = postgres://x\nledger = sqlite:nowhere.db\n[GHSync]\nledger = sqlite:"+db+"\n[other]\npath = /x\n")
+	if code, out, stderr := ghsync(t, "--config", conf, "verify"); code != 0 || !strings.Contains(out, db) {
+		t.Fatalf("a shared file: exit %d\n%s%s", code, out, stderr)
+	}
+	t.Setenv("GHSYNC_LEDGER", "sqlite:"+other)
+	if code, out, stderr := ghsync(t, "--config", conf, "verify"); code != 0 || !strings.Contains(out, other) {
+		t.Fatalf("GHSYNC_LEDGER must win over the file: exit %d\n%s%s", code, out, stderr)
+	}
+	if code, out, stderr := ghsync(t, "--config", conf, "verify", "--ledger", db); code != 0 || !strings.Contains(out, db) {
+		t.Fatalf("--ledger must win over the environment: exit %d\n%s%s", code, out, stderr)
+	}
+}
+
+// TestSystemConfig: the system-wide file is read like --config's, and a
+// --config file wins over it.
+func TestSystemConfig(t *testing.T) {
+	db := generated(t)
+	dir := filepath.Dir(db)
+	t.Chdir(t.TempDir())
+	defer func(old string) { systemConfig = old }(systemConfig)
+	systemConfig = filepath.Join(dir, "system.conf")
+	os.WriteFile(systemConfig, []byte("ledger = sqlite:ledger.db\n"), 0o600)
+	if code, out, stderr := ghsync(t, "verify"); code != 0 || !strings.Contains(out, db) {
+		t.Fatalf("verify with the system file: exit %d\n%s%s", code, out, stderr)
+	}
+	conf := writeConf(t, t.TempDir(), "ledger = sqlite:mine.db\n")
+	if code, out, stderr := ghsync(t, "--config", conf, "verify"); code != 0 || !strings.Contains(out, filepath.Join(filepath.Dir(conf), "mine.db")) {
+		t.Fatalf("--config must win over the system file: exit %d\n%s%s", code, out, stderr)
+	}
+	os.WriteFile(systemConfig, []byte("ledger = sqlite:ledger.db\nlog-levle = warn\n"), 0o600)
+	if code, _, stderr := ghsync(t, "verify"); code != 2 || !strings.Contains(stderr, systemConfig+" line 2") || !strings.Contains(stderr, "did you mean log-level?") {
+		t.Fatalf("a typo in the system file: exit %d\n%s", code, stderr)
+	}
+}
+
+// TestHelp: bare ghsync and "ghsync help" print the whole usage, "ghsync
+// help CMD" a command's, and --help still works (and runs nothing).
+func TestHelp(t *testing.T) {
+	t.Chdir(t.TempDir())
+	code, full, stderr := ghsync(t, "--help")
+	if code != 0 || !strings.HasPrefix(full, "Usage: ghsync <command>") {
+		t.Fatalf("--help: exit %d\n%s%s", code, full, stderr)
+	}
+	// Every command, however deep, is listed.
+	var cli CLI
+	parser, err := newParser(&cli, io.Discard, io.Discard, func(int) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var walk func(n *kong.Node)
+	walk = func(n *kong.Node) {
+		if len(n.Children) == 0 && !strings.Contains(full, "  "+n.Path()+" ") {
+			t.Errorf("--help does not list %q", n.Path())
+		}
+		for _, c := range n.Children {
+			walk(c)
+		}
+	}
+	for _, c := range parser.Model.Children {
+		walk(c)
+	}
+	if code, out, stderr := ghsync(t); code != 2 || out != full || stderr != "" {
+		t.Errorf("bare ghsync: exit %d, want 2 and the --help text; got\n%s%s", code, out, stderr)
+	}
+	if code, out, stderr := ghsync(t, "help"); code != 0 || out != full {
+		t.Errorf("ghsync help: exit %d, want the --help text; got\n%s%s", code, out, stderr)
+	}
+	_, sub, _ := ghsync(t, "central", "satellite", "add", "--help")
+	if code, out, stderr := ghsync(t, "help", "central", "satellite", "add"); code != 0 || out != sub || !strings.Contains(out, "--scope=") {
+		t.Errorf("ghsync help central satellite add: exit %d\n%s%s", code, out, stderr)
+	}
+	if code, out, _ := ghsync(t, "central"); code != 2 || !strings.HasPrefix(out, "Usage: ghsync central <command>") || !strings.Contains(out, "central held release") {
+		t.Errorf("ghsync central: exit %d, want central's usage; got\n%s", code, out)
+	}
+	if code, out, stderr := ghsync(t, "help", "frobnicate"); code == 0 || !strings.Contains(out+stderr, "unexpected argument frobnicate") {
+		t.Errorf("ghsync help frobnicate: exit %d\n%s%s", code, out, stderr)
+	}
+	if code, out, _ := ghsync(t, "verify", "--help"); code != 0 || !strings.HasPrefix(out, "Usage: ghsync verify") || strings.Contains(out, "verify: OK") {
+		t.Errorf("verify --help: exit %d\n%s", code, out)
+	}
+	if _, err := os.Stat("ghsync.db"); err == nil {
+		t.Error("verify --help ran verify")
+	}
+}
