@@ -41,17 +41,24 @@ func (s *Server) newGraph(w http.ResponseWriter, r *http.Request, sat Satellite)
 		return
 	}
 	root := ledger.Stream{Model: req.Model, Key: req.Key}
+	note := ""
 	if req.Patient != "" {
 		parties, err := s.cfg.Registry.PartiesByPUID(ctx, req.Patient)
+		if err == nil && len(parties) == 0 {
+			// No party has it now: one may have had it (a duplicate
+			// registration whose PUID lost the merge, a corrected card).
+			parties, err = s.cfg.Registry.PartiesOnceByPUID(ctx, req.Patient)
+			note = fmt.Sprintf("PUID %q is no longer this patient's current one (it lost a merge or was corrected); the record is the party that had it", req.Patient)
+		}
 		switch {
 		case err != nil:
 			s.refuse(w, r, &sat, http.StatusServiceUnavailable, err, nil)
 			return
 		case len(parties) == 0:
-			s.refuse(w, r, &sat, http.StatusNotFound, fmt.Errorf("no party has PUID (ref) %q at central", req.Patient), nil)
+			s.refuse(w, r, &sat, http.StatusNotFound, fmt.Errorf("no party has or had PUID (ref) %q at central", req.Patient), nil)
 			return
 		case len(parties) > 1:
-			s.refuse(w, r, &sat, http.StatusConflict, fmt.Errorf("PUID %q belongs to %d parties (%s): ask for one by model and key",
+			s.refuse(w, r, &sat, http.StatusConflict, fmt.Errorf("PUID %q belongs or belonged to %d parties (%s): ask for one by model and key",
 				req.Patient, len(parties), strings.Join(parties, ", ")), nil)
 			return
 		}
@@ -123,6 +130,10 @@ func (s *Server) newGraph(w http.ResponseWriter, r *http.Request, sat Satellite)
 	h.Set("Cache-Control", "no-store")
 	h.Set(wire.HeaderHead, strconv.FormatUint(head, 10))
 	h.Set(wire.HeaderStreams, strconv.Itoa(len(graph)))
+	h.Set(wire.HeaderRoot, root.String())
+	if note != "" {
+		h.Set(wire.HeaderNote, note)
+	}
 	if err := writeFrames(w, r, items); err != nil {
 		s.log.Warn("new response cut", "satellite", sat.ID, "error", err)
 	}

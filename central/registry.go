@@ -67,6 +67,10 @@ type Registry interface {
 	Targets(ctx context.Context, sources []ledger.Stream) ([]Edge, error)
 	// PartiesByPUID returns the party.party keys whose latest ref is puid.
 	PartiesByPUID(ctx context.Context, puid string) ([]string, error)
+	// PartiesOnceByPUID returns the party.party keys that any event ever
+	// gave ref puid: a patient whose card carries a PUID that lost a
+	// merge (a duplicate registration) is still found by it.
+	PartiesOnceByPUID(ctx context.Context, puid string) ([]string, error)
 
 	// ReportStable records what an instance last vouched for (see
 	// Stability), replacing its previous report.

@@ -11,6 +11,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/ghsync/ghsync/central"
+	"github.com/ghsync/ghsync/internal/dbopen"
 	"github.com/ghsync/ghsync/internal/pgtest"
 	"github.com/ghsync/ghsync/ledger"
 	"github.com/ghsync/ghsync/wire"
@@ -181,6 +182,12 @@ func runRegistryContract(t *testing.T, location func(t *testing.T) string) {
 		if got, _ := r.PartiesByPUID(ctx, "JM1"); !slices.Equal(got, []string{"A"}) {
 			t.Fatalf("after clearing B's ref: %v", got)
 		}
+		// Every PUID a party ever had still finds it.
+		for puid, want := range map[string][]string{"JM1": {"A", "B"}, "OLD": {"A"}, "never": nil} {
+			if got, err := r.PartiesOnceByPUID(ctx, puid); err != nil || !slices.Equal(got, want) {
+				t.Fatalf("parties that ever had PUID %s: %v, %v; want %v", puid, got, err, want)
+			}
+		}
 		in, err := r.Referrers(ctx, []ledger.Stream{p("A"), p("Z")})
 		if err != nil || len(in) != 1 || in[0].From != pat("A") {
 			t.Fatalf("referrers: %+v %v", in, err)
@@ -188,6 +195,37 @@ func runRegistryContract(t *testing.T, location func(t *testing.T) string) {
 		out, err := r.Targets(ctx, []ledger.Stream{pat("A"), pat("B")})
 		if err != nil || len(out) != 2 {
 			t.Fatalf("targets: %+v %v", out, err)
+		}
+	})
+	t.Run("IndexUpgrade", func(t *testing.T) {
+		// A registry from before the index of every PUID ever held is
+		// indexed again from the start when opened.
+		loc := location(t)
+		r := open(t, loc)
+		if err := r.AddToIndex(ctx, 0, 10, nil, []central.PUID{{Party: "A", Ref: "JM1", HLC: 5, Origin: 1, ID: uuid.Must(uuid.NewV7())}}); err != nil {
+			t.Fatal(err)
+		}
+		db, dialect, _, err := dbopen.Open(loc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		table := "ghsync_central_puid_seen"
+		if dialect == dbopen.Postgres {
+			table = "ghsync.central_puid_seen"
+		}
+		if _, err := db.Exec(`DROP TABLE ` + table); err != nil {
+			t.Fatal(err)
+		}
+		r = open(t, loc)
+		if pos, err := r.IndexPosition(ctx); err != nil || pos != 0 {
+			t.Fatalf("index position after the upgrade: %d, %v; want 0", pos, err)
+		}
+		if err := r.AddToIndex(ctx, 0, 10, nil, nil); err != nil {
+			t.Fatal(err)
+		}
+		if pos, err := open(t, loc).IndexPosition(ctx); err != nil || pos != 10 {
+			t.Fatalf("reopened once upgraded: %d, %v; want 10", pos, err)
 		}
 	})
 	t.Run("Stability", func(t *testing.T) {

@@ -242,8 +242,10 @@ func TestNewPatient(t *testing.T) {
 	if s := streams(recs); !slices.Equal(s, want) {
 		t.Fatalf("new --patient received\n%s\nwant\n%s", strings.Join(s, "\n"), strings.Join(want, "\n"))
 	}
-	if len(recs) != 13 || !slices.IsSorted(positions(recs)) || resp.Header.Get(wire.HeaderStreams) != "12" {
-		t.Fatalf("%d events at %v, %s streams", len(recs), positions(recs), resp.Header.Get(wire.HeaderStreams))
+	if len(recs) != 13 || !slices.IsSorted(positions(recs)) || resp.Header.Get(wire.HeaderStreams) != "12" ||
+		resp.Header.Get(wire.HeaderRoot) != "party.party-PX" || resp.Header.Get(wire.HeaderNote) != "" {
+		t.Fatalf("%d events at %v, %s streams, root %q, note %q", len(recs), positions(recs), resp.Header.Get(wire.HeaderStreams),
+			resp.Header.Get(wire.HeaderRoot), resp.Header.Get(wire.HeaderNote))
 	}
 	// The graph joined clinic 1's held set: later changes follow by pull.
 	h := r.head(t)
@@ -254,9 +256,16 @@ func TestNewPatient(t *testing.T) {
 	if _, recs := r.pull(t, tok1, h, ""); len(recs) != 1 || recs[0].Event.Key != "PX" {
 		t.Fatalf("after new, a pull brought %v", streams(recs))
 	}
-	// The old PUID no longer finds the party; unknown ones neither.
+	// The old PUID (a card printed before it was corrected) still finds
+	// the party, and the answer says it is no longer the current one.
+	resp, recs, raw = post(`{"patient":"JM-OLD"}`)
+	if resp.StatusCode != http.StatusOK || resp.Header.Get(wire.HeaderRoot) != "party.party-PX" || len(recs) != 14 || // 13, and the write above
+
+		!strings.Contains(resp.Header.Get(wire.HeaderNote), `PUID "JM-OLD" is no longer this patient's current one`) {
+		t.Fatalf("new by an old PUID: %d %s, root %q, note %q, %d events", resp.StatusCode, raw, resp.Header.Get(wire.HeaderRoot), resp.Header.Get(wire.HeaderNote), len(recs))
+	}
+	// Unknown ones find nothing.
 	for body, status := range map[string]int{
-		`{"patient":"JM-OLD"}`:                         http.StatusNotFound,
 		`{"patient":"nobody"}`:                         http.StatusNotFound,
 		`{"model":"party.party","key":"nobody"}`:       http.StatusNotFound,
 		`{"patient":"x","model":"party.party"}`:        http.StatusBadRequest,

@@ -86,6 +86,11 @@ CREATE TABLE IF NOT EXISTS ghsync_central_puid (
 	id     BLOB    NOT NULL
 ) STRICT;
 CREATE INDEX IF NOT EXISTS ghsync_central_puid_ref ON ghsync_central_puid (ref);
+CREATE TABLE IF NOT EXISTS ghsync_central_puid_seen (
+	ref   TEXT NOT NULL,
+	party TEXT NOT NULL,
+	PRIMARY KEY (ref, party)
+) STRICT, WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS ghsync_central_state (
 	name  TEXT PRIMARY KEY,
 	value INTEGER NOT NULL
@@ -147,6 +152,11 @@ CREATE TABLE IF NOT EXISTS ghsync.central_puid (
 	id     bytea    NOT NULL
 );
 CREATE INDEX IF NOT EXISTS central_puid_ref ON ghsync.central_puid (ref);
+CREATE TABLE IF NOT EXISTS ghsync.central_puid_seen (
+	ref   text NOT NULL,
+	party text NOT NULL,
+	PRIMARY KEY (ref, party)
+);
 CREATE TABLE IF NOT EXISTS ghsync.central_state (
 	name  text PRIMARY KEY,
 	value bigint NOT NULL
@@ -161,17 +171,32 @@ CREATE TABLE IF NOT EXISTS ghsync.stability (
 `
 
 func (r *sqlRegistry) init(ctx context.Context) error {
-	if !r.pg {
-		_, err := r.db.ExecContext(ctx, sqliteSchema)
-		return err
+	schema, seen := sqliteSchema, `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'ghsync_central_puid_seen'`
+	if r.pg {
+		schema, seen = pgSchema, `SELECT count(*) FROM pg_tables WHERE schemaname = 'ghsync' AND tablename = 'central_puid_seen'`
 	}
 	return r.tx(ctx, func(tx *sql.Tx) error {
-		// Concurrent first opens would race on CREATE ... IF NOT EXISTS.
-		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtext('ghsync.central'))`); err != nil {
+		if r.pg {
+			// Concurrent first opens would race on CREATE ... IF NOT EXISTS.
+			if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtext('ghsync.central'))`); err != nil {
+				return err
+			}
+		}
+		var had int
+		if err := tx.QueryRowContext(ctx, seen).Scan(&had); err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, pgSchema)
-		return err
+		if _, err := tx.ExecContext(ctx, schema); err != nil {
+			return err
+		}
+		if had == 0 {
+			// The index of every PUID a party ever had is new: build the
+			// reference index again from the start (its writes are
+			// idempotent), so it covers the ledger's past too.
+			_, err := tx.ExecContext(ctx, `UPDATE `+r.t("central_state")+` SET value = 0 WHERE name = 'index_position'`)
+			return err
+		}
+		return nil
 	})
 }
 
@@ -489,6 +514,9 @@ func (r *sqlRegistry) AddToIndex(ctx context.Context, from, through uint64, edge
 			var ref any
 			if p.Ref != "" {
 				ref = p.Ref
+				if _, err := tx.ExecContext(ctx, r.q(`INSERT INTO `+r.t("central_puid_seen")+` (ref, party) VALUES (?, ?) ON CONFLICT DO NOTHING`), p.Ref, p.Party); err != nil {
+					return fmt.Errorf("index puid of party %s: %w", p.Party, err)
+				}
 			}
 			// Keep the latest value by the ledger's total order (hlc, origin, id).
 			if _, err := tx.ExecContext(ctx, r.q(`INSERT INTO `+r.t("central_puid")+` AS p (party, ref, hlc, origin, id) VALUES (?, ?, ?, ?, ?)
@@ -540,7 +568,16 @@ func (r *sqlRegistry) Targets(ctx context.Context, sources []ledger.Stream) ([]E
 }
 
 func (r *sqlRegistry) PartiesByPUID(ctx context.Context, puid string) ([]string, error) {
-	rows, err := r.db.QueryContext(ctx, r.q(`SELECT party FROM `+r.t("central_puid")+` WHERE ref = ? ORDER BY party`), puid)
+	return r.parties(ctx, "central_puid", puid)
+}
+
+func (r *sqlRegistry) PartiesOnceByPUID(ctx context.Context, puid string) ([]string, error) {
+	return r.parties(ctx, "central_puid_seen", puid)
+}
+
+// parties lists the parties whose ref is puid in table.
+func (r *sqlRegistry) parties(ctx context.Context, table, puid string) ([]string, error) {
+	rows, err := r.db.QueryContext(ctx, r.q(`SELECT party FROM `+r.t(table)+` WHERE ref = ? ORDER BY party`), puid)
 	if err != nil {
 		return nil, fmt.Errorf("look up PUID: %w", err)
 	}

@@ -83,6 +83,8 @@ type PullStats struct {
 	Cursor     uint64 // the cursor afterwards
 	Head       uint64 // central's head as last seen
 	Streams    int    // New: the records in the graph
+	Root       string // New: the record the graph is of (a patient's party)
+	Note       string // New: what central says of how it found it, for people
 }
 
 // Errors, tested with errors.Is.
@@ -461,6 +463,7 @@ type page struct {
 	head, next uint64
 	bytes      int64
 	streams    int
+	root, note string // a /v1/new answer's
 }
 
 // read decodes a whole answer before anything is appended: a cut
@@ -478,6 +481,7 @@ func (c *Client) read(resp *http.Response) (page, error) {
 		}
 	}
 	p.streams, _ = strconv.Atoi(resp.Header.Get(wire.HeaderStreams))
+	p.root, p.note = resp.Header.Get(wire.HeaderRoot), resp.Header.Get(wire.HeaderNote)
 	if resp.StatusCode == http.StatusNoContent {
 		return p, nil
 	}
@@ -614,7 +618,7 @@ func (c *Client) New(ctx context.Context, req NewRequest) (PullStats, error) {
 	if err := c.apply(ctx, &st, p, "new "+what, c.Cursor()); err != nil {
 		return st, err
 	}
-	st.Head, st.Streams, st.Cursor = p.head, p.streams, c.Cursor()
+	st.Head, st.Streams, st.Cursor, st.Root, st.Note = p.head, p.streams, c.Cursor(), p.root, p.note
 	if c.cfg.Progress != nil {
 		c.cfg.Progress(Progress{Op: "new", Events: st.Received, Bytes: st.Bytes, Head: p.head})
 	}

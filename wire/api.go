@@ -33,6 +33,11 @@ const (
 	HeaderNext = "X-Ghsync-Next"
 	// HeaderStreams counts the streams a new response carries.
 	HeaderStreams = "X-Ghsync-Streams"
+	// HeaderRoot names the record a /v1/new answer is the graph of, and
+	// HeaderNote says what a person should know about how it was found
+	// (a PUID that is no longer the patient's current one).
+	HeaderRoot = "X-Ghsync-Root"
+	HeaderNote = "X-Ghsync-Note"
 )
 
 // Pull bounds.

@@ -86,6 +86,9 @@ func (c *NewCmd) Run(env *Env) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(env.Out, "fetched %d records' history: %d events (%d new here); they now come with every pull\n", st.Streams, st.Received, st.Appended)
+	if st.Note != "" {
+		fmt.Fprintf(env.Out, "note: %s\n", st.Note)
+	}
+	fmt.Fprintf(env.Out, "fetched %s and %d records about it: %d events (%d new here); they now come with every pull\n", st.Root, st.Streams-1, st.Received, st.Appended)
 	return nil
 }

@@ -146,10 +146,10 @@ func TestServePushPullNew(t *testing.T) {
 	sat2 := "sqlite:" + filepath.Join(dir, "sat2.db")
 	t.Setenv("GHSYNC_TOKEN", tok2)
 	code, out, stderr = ghsync(t, "new", "--ledger", sat2, "--id", "2", "--patient", puid)
-	if code != 0 || !strings.Contains(out, "records' history") {
+	if code != 0 || !strings.Contains(out, "records about it") {
 		t.Fatalf("new --patient %s: exit %d\n%s%s", puid, code, out, stderr)
 	}
-	if code, _, stderr := ghsync(t, "new", "--ledger", sat2, "--id", "2", "--patient", "nobody"); code == 0 || !strings.Contains(stderr, "no party has PUID") {
+	if code, _, stderr := ghsync(t, "new", "--ledger", sat2, "--id", "2", "--patient", "nobody"); code == 0 || !strings.Contains(stderr, "no party has or had PUID") {
 		t.Fatalf("new for an unknown PUID: exit %d %s", code, stderr)
 	}
 	if code, _, stderr := ghsync(t, "new", "--ledger", sat2, "--id", "2"); code == 0 || !strings.Contains(stderr, "--patient") {
