@@ -215,7 +215,8 @@ func (c *Client) Close() error {
 }
 
 // Offset is central's clock minus this machine's, as last measured (from
-// the midpoint of a request and central's X-Ghsync-Time).
+// the midpoint of a request central answered at once and its
+// X-Ghsync-Time).
 func (c *Client) Offset() time.Duration {
 	c.omu.Lock()
 	defer c.omu.Unlock()
@@ -246,8 +247,9 @@ func (c *Client) Heads(ctx context.Context) (wire.Heads, error) {
 	return h, nil
 }
 
-// do sends one request and measures the clock offset from the answer. A
-// non-2xx answer is an *APIError; a transport failure matches ErrUnavailable.
+// do sends one request and, when central answers it at once, measures the
+// clock offset from the answer. A non-2xx answer is an *APIError; a
+// transport failure matches ErrUnavailable.
 func (c *Client) do(ctx context.Context, method, path string, query url.Values, body []byte) (*http.Response, error) {
 	u := *c.base
 	u.Path = strings.TrimRight(u.Path, "/") + path
@@ -278,7 +280,15 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 		}
 		return nil, unavailable{err}
 	}
-	c.measure(resp, sent, time.Now())
+	// Central stamps its time as it answers, so the midpoint of the
+	// round trip stands for that moment only when central answers at
+	// once: not after a long poll (wait), nor after reading an upload
+	// (push, new). Those leave the offset as the last quick request
+	// (heads, a pull page) measured it; every dial and push begins
+	// with heads.
+	if body == nil && !query.Has("wait") {
+		c.measure(resp, sent, time.Now())
+	}
 	if resp.StatusCode/100 != 2 {
 		defer resp.Body.Close()
 		e := &APIError{Status: resp.StatusCode}

@@ -72,7 +72,10 @@ type hub struct {
 	// cut, when set, decides how many bytes of a response body to let
 	// through before breaking the connection (-1: all).
 	cut func(r *http.Request) int
-	mu  sync.Mutex
+	// delay, when set, is how long central takes over a request before
+	// answering it (a slow upload, a busy server).
+	delay func(r *http.Request) time.Duration
+	mu    sync.Mutex
 }
 
 func newHub(t testing.TB, pg bool, clock func() time.Time, opts ...func(*central.Config)) *hub {
@@ -108,8 +111,11 @@ func (h *hub) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.mu.Lock()
-	cut := h.cut
+	cut, delay := h.cut, h.delay
 	h.mu.Unlock()
+	if delay != nil {
+		time.Sleep(delay(r))
+	}
 	n := -1
 	if cut != nil {
 		n = cut(r)
@@ -354,6 +360,49 @@ func TestClockOffset(t *testing.T) {
 	if err := db.QueryRow(`SELECT offset_ns FROM ghsync_sync_state`).Scan(&ns); err != nil || (time.Duration(ns)-90*time.Second).Abs() > time.Second {
 		t.Fatalf("persisted offset %v: %v", time.Duration(ns), err)
 	}
+}
+
+// Central stamps its time as it answers. After a long poll, or a request
+// central took a while over, the round trip's midpoint is not that
+// moment: the offset stays as a quick request measured it, about 0 with
+// central on this machine.
+func TestClockOffsetHeldRequests(t *testing.T) {
+	ctx := context.Background()
+	h := newHub(t, false, time.Now)
+	s := h.dial(t, 6, wire.ScopeAll, false)
+	near0 := func(what string) {
+		t.Helper()
+		if off := s.c.Offset(); off.Abs() > 300*time.Millisecond {
+			t.Fatalf("offset after %s: %v, want about 0", what, off)
+		}
+	}
+	start := time.Now()
+	if _, err := s.c.Pull(ctx, 2*time.Second); err != nil || time.Since(start) < 1500*time.Millisecond {
+		t.Fatalf("long poll: %v after %v", err, time.Since(start))
+	}
+	near0("a 2s long poll")
+	var ns int64
+	db, err := sql.Open("sqlite", strings.TrimPrefix(s.loc, "sqlite:"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.QueryRow(`SELECT offset_ns FROM ghsync_sync_state`).Scan(&ns); err != nil || time.Duration(ns).Abs() > 300*time.Millisecond {
+		t.Fatalf("persisted offset %v: %v", time.Duration(ns), err)
+	}
+	h.mu.Lock()
+	h.delay = func(r *http.Request) time.Duration {
+		if r.URL.Path == wire.PathPush {
+			return 2 * time.Second
+		}
+		return 0
+	}
+	h.mu.Unlock()
+	appendAll(t, s.store, origin(6).Patients(t, ledgertest.Rand(t), 3))
+	if _, err := s.c.Push(ctx); err != nil {
+		t.Fatal(err)
+	}
+	near0("a push central took 2s over")
 }
 
 // Retryable failures (central down, 5xx) match ErrUnavailable; refusals

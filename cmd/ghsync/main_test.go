@@ -121,7 +121,7 @@ func TestBadInput(t *testing.T) {
 	}{
 		{[]string{"log", "--ledger", "mysql://x"}, "unknown scheme"},
 		{[]string{"log", "--ledger", "sqlite:"}, "names no file"},
-		{[]string{"log", "--ledger", "sqlite:" + filepath.Join(t.TempDir(), "l.db"), "--stream", "Bad-x"}, "must start with a lowercase letter"},
+		{[]string{"log", "--ledger", "sqlite:" + emptyLedger(t), "--stream", "Bad-x"}, "must start with a lowercase letter"},
 		{[]string{"generate", "--ledger", "sqlite:" + filepath.Join(t.TempDir(), "l.db"), "--clinics", "600"}, "0..511 clinics"},
 		{[]string{"frobnicate"}, "unexpected argument"},
 	} {

@@ -29,8 +29,9 @@ type Remote struct {
 // that a satellite's identity is complete: with central's URL and token
 // when linked, or without either when offline (sync and run with no
 // central: a clinic that exchanges bundles only). It returns the
-// instance's database from [database] uri, if any.
-func (r *Remote) resolve(offline bool) (database string, err error) {
+// instance's database from [database] uri, if any. op names the command
+// in errors.
+func (r *Remote) resolve(op string, offline bool) (database string, err error) {
 	if r.TrytondConf != "" {
 		tc, err := readTrytondConf(r.TrytondConf)
 		if err != nil {
@@ -48,8 +49,10 @@ func (r *Remote) resolve(offline bool) (database string, err error) {
 		database = tc.Database
 	}
 	switch {
+	case r.ID > ledger.MaxOrigin:
+		return "", fmt.Errorf("%s: --id %d outside 1..%d", op, r.ID, ledger.MaxOrigin)
 	case r.ID == 0:
-		return "", errors.New("no synchronisation id: give --id (1..511) or a trytond.conf with [synchronisation] id")
+		return "", fmt.Errorf("%s is for satellites, and the synchronisation id is unset or 0, which is central's own: give this satellite's --id (1..%d) or a trytond.conf with its [synchronisation] id", op, ledger.MaxOrigin)
 	case r.Central == "" && offline:
 		if r.Token != "" {
 			return "", errors.New("a token but no central URL: give --central or a trytond.conf with [synchronisation] url")
@@ -99,7 +102,7 @@ func progressLog(env *Env, op string) func(satellite.Progress) {
 // dial opens the satellite's ledger and connects to central; the cursor
 // persists beside the ledger.
 func (r *Remote) dial(env *Env, op string) (*satellite.Client, ledger.Store, error) {
-	if _, err := r.resolve(false); err != nil {
+	if _, err := r.resolve(op, false); err != nil {
 		return nil, nil, err
 	}
 	hc, err := r.httpClient()

@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -122,6 +124,21 @@ func (c *ServeCmd) Run(env *Env) error {
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return errors.New("serve: give both --tls-cert and --tls-key, or neither")
 	}
+	// What can be refused is refused before the ledger is opened (or
+	// created) and anything is announced.
+	var tlsConf *tls.Config
+	if c.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey)
+		if err != nil {
+			return fmt.Errorf("serve: --tls-cert %s, --tls-key %s: %w", c.TLSCert, c.TLSKey, err)
+		}
+		tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	ln, err := net.Listen("tcp", c.Listen)
+	if err != nil {
+		return fmt.Errorf("serve: --listen %s: %w", c.Listen, err)
+	}
+	defer ln.Close()
 	store, err := openLedger(env.Ctx, env.Ledger)
 	if err != nil {
 		return err
@@ -133,47 +150,55 @@ func (c *ServeCmd) Run(env *Env) error {
 	}
 	defer cn.Close()
 	srv, mreg, seq := cn.srv, cn.mod, cn.seq
-	// Reports imported from bundles move the frontier too.
-	go srv.KeepFrontier(env.Ctx)
+	var st *site.Site
 	if c.Target != "" {
-		st, err := site.Open(env.Ctx, site.Config{Origin: 0, Target: c.Target, Store: store, StoreLocation: env.Ledger, Registry: mreg,
+		st, err = site.Open(env.Ctx, site.Config{Origin: 0, Target: c.Target, Store: store, StoreLocation: env.Ledger, Registry: mreg,
 			Sequencer: seq, Logger: env.Log, ReportStable: srv.ReportOwn})
 		if err != nil {
 			return err
 		}
 		defer st.Close()
-		go func() {
-			if err := st.Run(env.Ctx, c.Every, site.Backoff{}); err != nil {
+	}
+	// The background work stops, and is waited for, before what it uses
+	// (the site, the registry, the store) is closed by the defers above.
+	bg, stopBg := context.WithCancel(env.Ctx)
+	var wg sync.WaitGroup
+	defer func() {
+		stopBg()
+		wg.Wait()
+	}()
+	// Reports imported from bundles move the frontier too.
+	wg.Go(func() { srv.KeepFrontier(bg) })
+	if st != nil {
+		wg.Go(func() {
+			if err := st.Run(bg, c.Every, site.Backoff{}); err != nil && bg.Err() == nil {
 				env.Log.Error("central's own capture and projection stopped", "error", err)
 			}
-		}()
+		})
 	}
-	ln, err := net.Listen("tcp", c.Listen)
-	if err != nil {
-		return fmt.Errorf("serve: %w", err)
-	}
+	// The reference index catches up in the background, so the first
+	// /v1/new after a start does not wait for it.
+	wg.Go(func() {
+		if err := srv.CatchUpIndex(bg); err != nil && bg.Err() == nil {
+			env.Log.Warn("reference index catch-up failed; /v1/new will retry it", "error", err)
+		}
+	})
 	hs := &http.Server{
 		Handler:           srv,
+		TLSConfig:         tlsConf,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          env.Log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
 	}
-	// The reference index catches up in the background, so the first
-	// /v1/new after a start does not wait for it.
-	go func() {
-		if err := srv.CatchUpIndex(env.Ctx); err != nil && env.Ctx.Err() == nil {
-			env.Log.Warn("reference index catch-up failed; /v1/new will retry it", "error", err)
-		}
-	}()
 	scheme := "http"
-	if c.TLSCert != "" {
+	if tlsConf != nil {
 		scheme = "https"
 	}
 	env.Log.Info("serving", "url", scheme+"://"+ln.Addr().String(), "ledger", redact(env.Ledger), "max_ahead", c.MaxAhead.String())
 	errc := make(chan error, 1)
 	go func() {
-		if c.TLSCert != "" {
-			errc <- hs.ServeTLS(ln, c.TLSCert, c.TLSKey)
+		if tlsConf != nil {
+			errc <- hs.ServeTLS(ln, "", "")
 		} else {
 			errc <- hs.Serve(ln)
 		}

@@ -19,8 +19,8 @@ type Instance struct {
 	Target string `help:"This instance's GNU Health database (postgres:// URL or sqlite:PATH); default: [database] uri of --trytond-conf. Without it only the ledger is synchronised." aliases:"db" env:"GHSYNC_TARGET"`
 }
 
-func (in *Instance) open(env *Env) (*site.Site, func(), error) {
-	db, err := in.resolve(true)
+func (in *Instance) open(env *Env, op string) (*site.Site, func(), error) {
+	db, err := in.resolve(op, true)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -45,7 +45,7 @@ func (in *Instance) open(env *Env) (*site.Site, func(), error) {
 type SyncCmd struct{ Instance }
 
 func (c *SyncCmd) Run(env *Env) error {
-	s, done, err := c.open(env)
+	s, done, err := c.open(env, "sync")
 	if err != nil {
 		return err
 	}
@@ -74,7 +74,7 @@ type RunCmd struct {
 }
 
 func (c *RunCmd) Run(env *Env) error {
-	s, done, err := c.open(env)
+	s, done, err := c.open(env, "run")
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,81 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"time"
+
+	"github.com/alecthomas/kong"
+
+	"github.com/ghsync/ghsync/ledger"
+)
+
+// AfterApply runs once the command line, environment and configuration
+// file are applied, before the command: the checks every command shares
+// live here rather than in each Run.
+func (c *CLI) AfterApply(kctx *kong.Context) error {
+	if err := checkOrigins(kctx); err != nil {
+		return err
+	}
+	if sel := kctx.Selected(); sel != nil && readsLedgerOnly(sel.Target) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		return requireLedger(ctx, c.Ledger)
+	}
+	return nil
+}
+
+// readsLedgerOnly says whether a command never appends to the ledger, so
+// has no use for an empty one: it refuses a ledger that does not exist
+// instead of creating it. The others (generate, import, pull, new, sync,
+// run, serve, capture, central satellite add, central held release)
+// create the ledger as they write it.
+func readsLedgerOnly(cmd reflect.Value) bool {
+	if !cmd.IsValid() || !cmd.CanAddr() {
+		return false
+	}
+	switch cmd.Addr().Interface().(type) {
+	case *VerifyCmd, *LogCmd, *HistoryCmd, *ExportCmd,
+		*ProjectCmd, *RebuildCmd, *ParkedCmd, *StatesCmd, *ConflictsCmd, *RejectedCmd, *DumpCmd,
+		*PushCmd, *SatelliteListCmd, *SatelliteRemoveCmd, *HeldListCmd:
+		return true
+	}
+	return false
+}
+
+// checkOrigins refuses a synchronisation id outside 0..MaxOrigin in any
+// flag or argument: every uint16 the commands take is one (--id,
+// --origin, --complete, central satellite add's id...).
+func checkOrigins(kctx *kong.Context) error {
+	check := func(what string, v reflect.Value) error {
+		ids := []uint16{}
+		switch {
+		case v.Kind() == reflect.Uint16:
+			ids = append(ids, uint16(v.Uint()))
+		case v.Kind() == reflect.Slice && v.Type().Elem().Kind() == reflect.Uint16:
+			for i := range v.Len() {
+				ids = append(ids, uint16(v.Index(i).Uint()))
+			}
+		}
+		for _, id := range ids {
+			if id > ledger.MaxOrigin {
+				return fmt.Errorf("%s %d: a synchronisation id outside 0..%d (0 is central, 1..%d the satellites)", what, id, ledger.MaxOrigin, ledger.MaxOrigin)
+			}
+		}
+		return nil
+	}
+	for _, f := range kctx.Flags() {
+		if err := check("--"+f.Name, f.Target); err != nil {
+			return err
+		}
+	}
+	if sel := kctx.Selected(); sel != nil {
+		for _, p := range sel.Positional {
+			if err := check("<"+p.Name+">", p.Target); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
