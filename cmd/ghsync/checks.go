@@ -12,16 +12,20 @@ import (
 )
 
 // AfterApply runs once the command line, environment and configuration
-// file are applied, before the command: the checks every command shares
-// live here rather than in each Run.
+// file are applied: the argument checks every command shares live here
+// rather than in each Run. It does no I/O: parsing alone (README's
+// examples are checked that way) touches no ledger.
 func (c *CLI) AfterApply(kctx *kong.Context) error {
-	if err := checkOrigins(kctx); err != nil {
-		return err
-	}
+	return checkOrigins(kctx)
+}
+
+// beforeRun refuses, before a read-only command runs, a ledger that does
+// not exist, rather than letting it create an empty one.
+func beforeRun(ctx context.Context, kctx *kong.Context, location string) error {
 	if sel := kctx.Selected(); sel != nil && readsLedgerOnly(sel.Target) {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		ctx, cancel := context.WithTimeout(ctx, time.Minute)
 		defer cancel()
-		return requireLedger(ctx, c.Ledger)
+		return requireLedger(ctx, location)
 	}
 	return nil
 }

@@ -141,7 +141,7 @@ func TestConfigRefused(t *testing.T) {
 // the command line, then the environment, come before the file.
 func TestConfigSectionsAndPrecedence(t *testing.T) {
 	db := generated(t)
-	other := filepath.Join(t.TempDir(), "other.db")
+	other := filepath.Join(filepath.Dir(generated(t)), "ledger.db") // another ledger
 	conf := writeConf(t, t.TempDir(), "[database]\nuri = postgres://x\nledger = sqlite:nowhere.db\n[GHSync]\nledger = sqlite:"+db+"\n[other]\npath = /x\n")
 	if code, out, stderr := ghsync(t, "--config", conf, "verify"); code != 0 || !strings.Contains(out, db) {
 		t.Fatalf("a shared file: exit %d\n%s%s", code, out, stderr)
@@ -167,8 +167,9 @@ func TestSystemConfig(t *testing.T) {
 	if code, out, stderr := ghsync(t, "verify"); code != 0 || !strings.Contains(out, db) {
 		t.Fatalf("verify with the system file: exit %d\n%s%s", code, out, stderr)
 	}
-	conf := writeConf(t, t.TempDir(), "ledger = sqlite:mine.db\n")
-	if code, out, stderr := ghsync(t, "--config", conf, "verify"); code != 0 || !strings.Contains(out, filepath.Join(filepath.Dir(conf), "mine.db")) {
+	mine := filepath.Dir(generated(t)) // holds ledger.db
+	conf := writeConf(t, mine, "ledger = sqlite:ledger.db\n")
+	if code, out, stderr := ghsync(t, "--config", conf, "verify"); code != 0 || !strings.Contains(out, filepath.Join(mine, "ledger.db")) {
 		t.Fatalf("--config must win over the system file: exit %d\n%s%s", code, out, stderr)
 	}
 	os.WriteFile(systemConfig, []byte("ledger = sqlite:ledger.db\nlog-levle = warn\n"), 0o600)

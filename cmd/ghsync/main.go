@@ -71,6 +71,10 @@ func run(args []string, stdout, stderr *os.File) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	env := &Env{Globals: &cli.Globals, Ctx: ctx, Out: stdout, Log: cli.Globals.logger(stderr)}
+	if err := beforeRun(ctx, kctx, cli.Ledger); err != nil {
+		fmt.Fprintln(stderr, "ghsync:", err)
+		return 2
+	}
 	if err := kctx.Run(env); err != nil {
 		// Reports that found problems have printed them already.
 		if errors.Is(err, errVerifyFailed) || errors.Is(err, errModelsCheckFailed) || errors.Is(err, errProblemsListed) {
