@@ -140,7 +140,10 @@ func printStability(w io.Writer, h bundle.Header) {
 func exportToFile(env *Env, store ledger.Store, path string, opts bundle.ExportOptions) (*bundle.ExportResult, error) {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
 	if err != nil {
-		return nil, fmt.Errorf("export: %w", err)
+		if fi, serr := os.Stat(filepath.Dir(path)); serr != nil || !fi.IsDir() {
+			return nil, fmt.Errorf("export --out %s: the folder %s does not exist (is the USB stick mounted?)", path, filepath.Dir(path))
+		}
+		return nil, fmt.Errorf("export --out %s: cannot write there: %w", path, err)
 	}
 	ok := false
 	defer func() {

@@ -219,6 +219,7 @@ func TestExportBadFlags(t *testing.T) {
 		{[]string{"export", "--ledger", src, "--id", "0", "--unsigned", "--since", "999999"}, "past this ledger's head 360"},
 		{[]string{"export", "--ledger", src, "--id", "0", "--key", strings.TrimPrefix(src, "sqlite:")}, "not a PEM PRIVATE KEY"},
 		{[]string{"export", "--ledger", src, "--id", "0", "--unsigned", "--model", "Bad"}, "model"},
+		{[]string{"export", "--ledger", src, "--id", "0", "--unsigned", "--out", "/nonexistent/usb/x.bundle"}, "export --out /nonexistent/usb/x.bundle: the folder /nonexistent/usb does not exist"},
 		{[]string{"import", "--ledger", src}, "expected \"<file> ...\""},
 	} {
 		refused(t, []string{c.want}, c.args...)
