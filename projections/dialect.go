@@ -16,7 +16,8 @@ type dialect interface {
 	name() string
 	schemaPrefix() string // "ghsync." (PostgreSQL) or "ghsync_" (SQLite)
 	blobType() string
-	// text renders a column of type t as comparable text, for Dump.
+	// text renders a column of type t as comparable text, for Dump; NULL
+	// stays NULL.
 	text(col string, t models.Type) string
 	begin(ctx context.Context) (dtx, error)
 	// skipsRowChecks says inserts and updates run without the target's
@@ -87,6 +88,11 @@ type stored struct {
 
 // recKey names one record.
 type recKey struct{ model, key string }
+
+// boolText renders a boolean column as '1', '0' or NULL.
+func boolText(col string) string {
+	return "CASE WHEN " + col + " THEN '1' WHEN NOT " + col + " THEN '0' END"
+}
 
 // dollarize and quoteIdent are the shared SQL text helpers, under the
 // short names this package's statements use.

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -26,6 +27,11 @@ func (p *Projector) Dump(ctx context.Context, w io.Writer) (string, error) {
 		return "", err
 	}
 	defer tx.rollback(ctx)
+	if p.d.name() == "postgres" {
+		if err := tx.exec(ctx, dumpSettings); err != nil {
+			return "", fmt.Errorf("dump: %w", err)
+		}
+	}
 	keys := map[string]map[int64]string{} // model → local id → network key
 	rows, err := tx.query(ctx, `SELECT model, key, local_id FROM `+p.d.schemaPrefix()+`records WHERE local_id IS NOT NULL`)
 	if err != nil {
@@ -160,7 +166,9 @@ func (p *Projector) dumpRelations(ctx context.Context, tx dtx, m *models.Model, 
 	return out, nil
 }
 
-// normalise renders a column's text so both backends agree.
+// normalise renders a column's text so both backends agree: NULL is null
+// whatever the type, numbers are plain canonical decimals, dates and
+// times ISO.
 func normalise(s *string, f *models.Field, keyOf func(string, int64) string) string {
 	if s == nil {
 		return "null"
@@ -174,8 +182,7 @@ func normalise(s *string, f *models.Field, keyOf func(string, int64) string) str
 		}
 		return "→" + keyOf(f.Target, id)
 	case models.Numeric, models.Float:
-		if d, err := ledger.Decimal(v); err == nil {
-			c, _ := d.AsDecimal()
+		if c, ok := canonicalNumber(v); ok {
 			return c
 		}
 	case models.Date:
@@ -183,11 +190,39 @@ func normalise(s *string, f *models.Field, keyOf func(string, int64) string) str
 			return v[:10]
 		}
 	case models.DateTime, models.Timestamp:
-		for _, layout := range []string{"2006-01-02 15:04:05.999999999", "2006-01-02T15:04:05.999999999Z07:00", "2006-01-02 15:04:05.999999999-07"} {
+		for _, layout := range []string{"2006-01-02 15:04:05.999999999", "2006-01-02T15:04:05.999999999",
+			"2006-01-02T15:04:05.999999999Z07:00", "2006-01-02 15:04:05.999999999-07"} {
 			if t, err := time.Parse(layout, v); err == nil {
 				return t.UTC().Format("2006-01-02T15:04:05.000000Z")
 			}
 		}
+	case models.Time:
+		for _, layout := range []string{"15:04:05.999999999", "15:04"} {
+			if t, err := time.Parse(layout, v); err == nil {
+				return strconv.Quote(t.Format("15:04:05.999999"))
+			}
+		}
 	}
 	return strconv.Quote(v)
+}
+
+// canonicalNumber renders a number as a canonical plain decimal. The text
+// may be a float's with an exponent (PostgreSQL's double precision, a
+// SQLite REAL as the driver reads it); a float is written with the
+// fewest digits that read back as it.
+func canonicalNumber(v string) (string, bool) {
+	if d, err := ledger.Decimal(v); err == nil {
+		c, _ := d.AsDecimal()
+		return c, true
+	}
+	x, err := strconv.ParseFloat(v, 64)
+	if err != nil || math.IsInf(x, 0) || math.IsNaN(x) {
+		return "", false
+	}
+	plain := strconv.FormatFloat(x, 'f', -1, 64)
+	if d, err := ledger.Decimal(plain); err == nil {
+		c, _ := d.AsDecimal()
+		return c, true
+	}
+	return plain, true // more digits than a ledger decimal holds
 }

@@ -34,6 +34,15 @@ func (p *Projector) Parked(ctx context.Context) ([]Parked, error) {
 	return out, err
 }
 
+// ParkedRecords counts the parked records (each once, whatever it waits
+// for), so a catch-up's summary can say that some are waiting.
+func (p *Projector) ParkedRecords(ctx context.Context) (int, error) {
+	var n int64
+	err := p.list(ctx, `SELECT count(*) FROM (SELECT DISTINCT model, key FROM `+p.d.schemaPrefix()+`parked) x`,
+		func(r rowIter) error { return r.Scan(&n) })
+	return int(n), err
+}
+
 // Conflict is a losing write as stored for auditors: both values, both
 // origins and clocks.
 type Conflict struct {

@@ -156,6 +156,7 @@ func (p *Projector) catchUpPipelined(ctx context.Context, sp splitter, st *Stats
 		guard := `UPDATE ` + s + `checkpoint SET position = ? WHERE name = ? AND position = ?
 			AND (SELECT coalesce(sum(position), 0) FROM ` + s + `checkpoint WHERE name <> ?) = ?`
 		args := []any{int64(last), p.opts.Name, int64(st.Checkpoint), p.opts.Name, int64(p.cache.seen - p.cache.own)}
+		p.queueCheckpointEvent(tx, pg.recs[len(pg.recs)-1])
 		inflight = &flight{done: make(chan error, 1), recs: pg.recs, rejected: rejected}
 		go func(done chan<- error) { done <- tx.commitIf(ctx, guard, args...) }(inflight.done)
 		prev = b.carry()

@@ -57,6 +57,17 @@ func maySetReplicaRole(ctx context.Context, pool *pgxpool.Pool) (bool, error) {
 
 func (d *pgDialect) skipsRowChecks() bool { return d.replica }
 
+// hasTables checks, before anything is written, that the target's schema
+// has one of tables.
+func (d *pgDialect) hasTables(ctx context.Context, tables []string) error {
+	var n int
+	if err := d.pool.QueryRow(ctx, `SELECT count(*) FROM information_schema.tables
+		WHERE table_schema = current_schema() AND table_name = ANY($1)`, tables).Scan(&n); err != nil {
+		return fmt.Errorf("look for GNU Health's tables: %w", err)
+	}
+	return noTables(n, tables)
+}
+
 func (d *pgDialect) name() string         { return "postgres" }
 func (d *pgDialect) schemaPrefix() string { return "ghsync." }
 func (d *pgDialect) blobType() string     { return "BYTEA" }
@@ -67,10 +78,14 @@ func (d *pgDialect) text(col string, t models.Type) string {
 	case models.Binary:
 		return "encode(" + col + ", 'hex')"
 	case models.Boolean:
-		return "CASE WHEN " + col + " THEN '1' ELSE '0' END"
+		return boolText(col)
 	}
 	return col + "::text"
 }
+
+// dumpSettings pin what the text of floats, dates and times depends on
+// (extra_float_digits > 0: the shortest exact form), for Dump.
+const dumpSettings = `SELECT set_config('extra_float_digits', '3', true), set_config('DateStyle', 'ISO, YMD', true)`
 
 func (d *pgDialect) begin(ctx context.Context) (dtx, error) {
 	tx, err := d.pool.Begin(ctx)

@@ -2,6 +2,7 @@ package projections
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
@@ -186,8 +187,23 @@ type Stats struct {
 	Checkpoint uint64 // ledger position applied through
 }
 
+// ErrNoTables says a target has none of the registry's tables: not the
+// GNU Health database (a mistyped path, an empty database), where every
+// record would only be parked. Open refuses it before writing anything.
+var ErrNoTables = errors.New("not a GNU Health database")
+
+// noTables is ErrNoTables when found, of tables, is zero.
+func noTables(found int, tables []string) error {
+	if found > 0 {
+		return nil
+	}
+	some := tables[:min(3, len(tables))]
+	return fmt.Errorf("none of the %d synchronised models' tables (%s...): %w", len(tables), strings.Join(some, ", "), ErrNoTables)
+}
+
 // Open connects to the Tryton database at target (a postgres:// URL or
-// sqlite:PATH) and creates the projector's bookkeeping tables there.
+// sqlite:PATH) and creates the projector's bookkeeping tables there. A
+// target with none of reg's tables is refused (ErrNoTables), untouched.
 func Open(ctx context.Context, target string, store ledger.Store, reg *models.Registry, opts Options) (*Projector, error) {
 	if opts.Name == "" {
 		opts.Name = "tryton"
@@ -203,11 +219,22 @@ func Open(ctx context.Context, target string, store ledger.Store, reg *models.Re
 	}
 	var d dialect
 	var err error
+	tables := make([]string, 0, reg.Len())
+	for _, m := range reg.Models() {
+		tables = append(tables, m.Table)
+	}
 	switch {
 	case strings.HasPrefix(target, "postgres://"), strings.HasPrefix(target, "postgresql://"):
-		d, err = openPostgres(ctx, target, opts.RowTriggers)
+		var pg *pgDialect
+		if pg, err = openPostgres(ctx, target, opts.RowTriggers); err == nil {
+			if err = pg.hasTables(ctx, tables); err != nil {
+				pg.close()
+			} else {
+				d = pg
+			}
+		}
 	case strings.HasPrefix(target, "sqlite:"):
-		d, err = openSQLite(ctx, strings.TrimPrefix(strings.TrimPrefix(target, "sqlite:"), "//"))
+		d, err = openSQLite(ctx, strings.TrimPrefix(strings.TrimPrefix(target, "sqlite:"), "//"), tables)
 	default:
 		err = fmt.Errorf("unknown target %q (want postgres://... or sqlite:PATH)", target)
 	}
@@ -377,14 +404,67 @@ func (p *Projector) Frontier() clocks.Timestamp { return clocks.Timestamp(p.fron
 
 // Checkpoint is the ledger position the target reflects.
 func (p *Projector) Checkpoint(ctx context.Context) (uint64, error) {
+	cp, _, err := p.checkpoint(ctx)
+	return cp, err
+}
+
+// checkpointEvent is the event recorded at a checkpoint.
+type checkpointEvent struct {
+	position uint64 // 0: none recorded
+	hash     string // hex
+}
+
+// checkpoint reads the checkpoint and the event recorded at it.
+func (p *Projector) checkpoint(ctx context.Context) (uint64, checkpointEvent, error) {
 	tx, err := p.d.begin(ctx)
 	if err != nil {
-		return 0, err
+		return 0, checkpointEvent{}, err
 	}
 	defer tx.rollback(ctx)
-	var pos int64
-	err = scanOne(ctx, tx, []any{&pos}, `SELECT position FROM `+p.d.schemaPrefix()+`checkpoint WHERE name = ?`, p.opts.Name)
-	return uint64(pos), err
+	s := p.d.schemaPrefix()
+	var pos, at int64
+	var hash string
+	err = scanOne(ctx, tx, []any{&pos, &at, &hash}, `SELECT c.position, coalesce(e.position, 0), coalesce(e.hash, '') FROM `+s+`checkpoint c
+		LEFT JOIN `+s+`checkpoint_event e ON e.name = c.name WHERE c.name = ?`, p.opts.Name)
+	return uint64(pos), checkpointEvent{uint64(at), hash}, err
+}
+
+// queueCheckpointEvent records, with a batch's checkpoint, the hash of
+// the event there (sameLedger reads it).
+func (p *Projector) queueCheckpointEvent(tx dtx, last ledger.Record) {
+	tx.queue(`INSERT INTO `+p.d.schemaPrefix()+`checkpoint_event (name, position, hash) VALUES (?, ?, ?)
+		ON CONFLICT (name) DO UPDATE SET position = excluded.position, hash = excluded.hash`,
+		p.opts.Name, int64(last.Position), hex.EncodeToString(last.Event.Hash[:]))
+}
+
+// ErrOtherLedger says the target's checkpoint does not fit the ledger: it
+// was built from another one, and catching up from this one would skip
+// or misapply events.
+var ErrOtherLedger = errors.New("the target was probably built from another ledger")
+
+// sameLedger checks, with one read, that the ledger holds the event the
+// target's checkpoint cp was recorded at (or at least position cp, where
+// no event was recorded: a target an older ghsync last moved).
+func (p *Projector) sameLedger(ctx context.Context, cp uint64, at checkpointEvent) error {
+	if cp == 0 {
+		return nil
+	}
+	recs, err := p.store.ReadAll(ctx, cp-1, 1, ledger.Filter{})
+	if err != nil {
+		return fmt.Errorf("read ledger position %d (the target's checkpoint): %w", cp, err)
+	}
+	if len(recs) == 0 || recs[0].Position != cp {
+		head, err := p.store.Head(ctx)
+		if err != nil {
+			return fmt.Errorf("read ledger head: %w", err)
+		}
+		return fmt.Errorf("the target reflects ledger positions through %d, but the ledger ends at position %d: %w", cp, head, ErrOtherLedger)
+	}
+	if got := hex.EncodeToString(recs[0].Event.Hash[:]); at.position == cp && got != at.hash {
+		return fmt.Errorf("the target reflects ledger positions through %d, whose event had hash %s, but the ledger's event %d has hash %s: %w",
+			cp, at.hash, cp, got, ErrOtherLedger)
+	}
+	return nil
 }
 
 // CatchUp applies every event after the checkpoint, one batch per
@@ -392,12 +472,16 @@ func (p *Projector) Checkpoint(ctx context.Context) (uint64, error) {
 // from the ledger while the current one is applied: reading and decoding
 // is the projector's own CPU work, applying mostly waits on the target.
 // On PostgreSQL the next batch is also prepared while the current one
-// commits (pipeline.go).
+// commits (pipeline.go). A target whose checkpoint does not fit the
+// ledger is refused (ErrOtherLedger), unchanged.
 func (p *Projector) CatchUp(ctx context.Context) (Stats, error) {
 	var st Stats
 	p.late, p.lateAll = nil, false
-	cp, err := p.Checkpoint(ctx)
+	cp, at, err := p.checkpoint(ctx)
 	if err != nil {
+		return st, err
+	}
+	if err := p.sameLedger(ctx, cp, at); err != nil {
 		return st, err
 	}
 	st.Checkpoint = cp
@@ -531,6 +615,7 @@ func (p *Projector) applyBatch(ctx context.Context, recs []ledger.Record) (rejec
 	}
 	if len(recs) > 0 {
 		tx.queue(`UPDATE `+p.d.schemaPrefix()+`checkpoint SET position = ? WHERE name = ?`, int64(recs[len(recs)-1].Position), p.opts.Name)
+		p.queueCheckpointEvent(tx, recs[len(recs)-1])
 	}
 	if err := tx.flush(ctx); err != nil {
 		if len(recs) == 0 {

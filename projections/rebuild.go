@@ -72,6 +72,7 @@ func (p *Projector) reset(ctx context.Context) error {
 		tx.queue(`DELETE FROM ` + s + t)
 	}
 	tx.queue(`UPDATE `+s+`checkpoint SET position = 0 WHERE name = ?`, p.opts.Name)
+	tx.queue(`DELETE FROM `+s+`checkpoint_event WHERE name = ?`, p.opts.Name)
 	if err := tx.flush(ctx); err != nil {
 		return err
 	}

@@ -21,6 +21,15 @@ var schemaTables = []string{
 	`CREATE TABLE IF NOT EXISTS {s}checkpoint (
 		name     TEXT PRIMARY KEY,
 		position BIGINT NOT NULL)`,
+	// checkpoint_event: the hash of the event at a projector's checkpoint,
+	// committed with it, so a catch-up can tell whether the ledger it
+	// reads is the one the target was built from. position says which
+	// checkpoint the hash belongs to: a ghsync without this table moves
+	// checkpoints without it, and the check then waits for the next batch.
+	`CREATE TABLE IF NOT EXISTS {s}checkpoint_event (
+		name     TEXT PRIMARY KEY,
+		position BIGINT NOT NULL,
+		hash     TEXT NOT NULL)`,
 	// records: one row per record the network knows here: its local
 	// Tryton id (NULL while it has no row: parked, deleted, or not
 	// materialised yet) and its merge state (merge.State, canonical bytes;

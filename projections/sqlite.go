@@ -3,8 +3,11 @@ package projections
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"strings"
 
 	_ "modernc.org/sqlite" // the embedded target
@@ -15,8 +18,17 @@ import (
 
 type sqliteDialect struct{ db *sql.DB }
 
-func openSQLite(ctx context.Context, path string) (*sqliteDialect, error) {
+// openSQLite opens the database at path once it has at least one of
+// tables, which it first looks for read-only: a mistyped path or a
+// database that is not GNU Health's is left as it was (not even created).
+func openSQLite(ctx context.Context, path string, tables []string) (*sqliteDialect, error) {
 	name := strings.NewReplacer("%", "%25", "?", "%3F", "#", "%23").Replace(path)
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%s: no such file: %w", path, ErrNoTables)
+	}
+	if err := sqliteHasTables(ctx, "file:"+name+"?mode=ro", tables); err != nil {
+		return nil, err
+	}
 	db, err := sql.Open("sqlite", "file:"+name+"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)&_txlock=immediate")
 	if err != nil {
 		return nil, err
@@ -29,18 +41,39 @@ func openSQLite(ctx context.Context, path string) (*sqliteDialect, error) {
 	return &sqliteDialect{db: db}, nil
 }
 
+// sqliteHasTables checks that the database at dsn has one of tables.
+func sqliteHasTables(ctx context.Context, dsn string, tables []string) error {
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	var n int
+	q := `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN (SELECT value FROM json_each(?))`
+	list, _ := json.Marshal(tables)
+	if err := db.QueryRowContext(ctx, q, string(list)).Scan(&n); err != nil {
+		return fmt.Errorf("look for GNU Health's tables: %w", err)
+	}
+	return noTables(n, tables)
+}
+
 func (d *sqliteDialect) name() string         { return "sqlite" }
 func (d *sqliteDialect) schemaPrefix() string { return "ghsync_" }
 func (d *sqliteDialect) blobType() string     { return "BLOB" }
 func (d *sqliteDialect) close()               { d.db.Close() }
 func (d *sqliteDialect) skipsRowChecks() bool { return false }
 
+// text keeps NULL as NULL (hex(NULL) is an empty string). Numbers come as
+// the driver reads them: CAST of a REAL keeps 15 digits; normalise reads
+// them.
 func (d *sqliteDialect) text(col string, t models.Type) string {
 	switch t {
 	case models.Binary:
-		return "lower(hex(" + col + "))"
+		return "CASE WHEN " + col + " IS NOT NULL THEN lower(hex(" + col + ")) END"
 	case models.Boolean:
-		return "CASE WHEN " + col + " THEN '1' ELSE '0' END"
+		return boolText(col)
+	case models.Float, models.Numeric:
+		return col
 	}
 	return "CAST(" + col + " AS TEXT)"
 }

@@ -22,6 +22,10 @@ type Target struct {
 func (t Target) open(env *Env) (*projections.Projector, func(), error) {
 	return openOnLedger(env, func(store ledger.Store, reg *models.Registry) (*projections.Projector, func(), error) {
 		p, err := projections.Open(env.Ctx, t.Target, store, reg, projections.Options{Logger: env.Log})
+		if errors.Is(err, projections.ErrNoTables) {
+			return nil, nil, fmt.Errorf("--target %s: %w; point --target at the GNU Health database, or run ghsync schema --target %s to create empty GNU Health tables (ghsync models check --db %s shows what is missing)",
+				redact(t.Target), err, redact(t.Target), redact(t.Target))
+		}
 		if err != nil {
 			return nil, nil, err
 		}
@@ -43,18 +47,35 @@ func (c *ProjectCmd) Run(env *Env) error {
 	defer done()
 	if c.Follow {
 		env.Log.Info("projecting", "target", redact(c.Target.Target))
-		return p.Run(env.Ctx)
+		return c.otherLedger(env, p.Run(env.Ctx))
 	}
 	st, err := p.CatchUp(env.Ctx)
 	if err != nil {
-		return err
+		return c.otherLedger(env, err)
 	}
 	fmt.Fprintf(env.Out, "applied %d events in %d transactions; %s reflects the ledger through position %d\n",
 		st.Events, st.Batches, redact(c.Target.Target), st.Checkpoint)
 	if st.Rejected > 0 {
 		fmt.Fprintf(env.Out, "%d events were set aside: see ghsync rejected\n", st.Rejected)
 	}
+	parked, err := p.ParkedRecords(env.Ctx)
+	if err != nil {
+		return err
+	}
+	if parked > 0 {
+		fmt.Fprintf(env.Out, "%d records are parked, not written to their tables (waiting for a record they reference, a required value, or a table the target lacks): see ghsync parked\n", parked)
+	}
 	return nil
+}
+
+// otherLedger says what to do when the target was built from another
+// ledger than --ledger.
+func (c *ProjectCmd) otherLedger(env *Env, err error) error {
+	if !errors.Is(err, projections.ErrOtherLedger) {
+		return err
+	}
+	return fmt.Errorf("--ledger %s, --target %s: %w; give --ledger the ledger the target was built from (ghsync rebuild would replace what ghsync wrote in the target with this ledger's records)",
+		redact(env.Ledger), redact(c.Target.Target), err)
 }
 
 // RebuildCmd replays the whole ledger into the target.
