@@ -155,7 +155,7 @@ func (c *Capturer) init(ctx context.Context) error {
 		(SELECT value FROM `+c.d.t("capture_meta")+` WHERE name = 'install_id')`).Scan(&version, &installID); err != nil {
 		return err
 	}
-	if err := checkVersion(version); err != nil {
+	if err := checkVersion(version, c.d.dialect); err != nil {
 		return err
 	}
 	unlock, err := c.d.lock(ctx)

@@ -19,16 +19,22 @@ import (
 
 // schemaVersion is the capture schema's version, kept in capture_meta.
 // 2: per-table update trigger functions, capture_tables.cols.
-const schemaVersion = 2
+// 3: SQLite's insert and delete triggers call no function with more than
+// 100 arguments (SQLite builds limited to 127 refused to open the file).
+const schemaVersion = 3
+
+// oldestUsable is, per dialect, the oldest capture schema this binary
+// works with: version 3 changed only SQLite's triggers.
+var oldestUsable = map[string]int{models.Postgres: 2, models.SQLite: 3}
 
 // checkVersion refuses a capture schema this binary cannot work with.
-func checkVersion(version string) error {
+func checkVersion(version string, dialect string) error {
 	v, _ := strconv.Atoi(version)
 	switch {
 	case v > schemaVersion:
 		return fmt.Errorf("capture schema version %s is newer than this ghsync understands (%d)", version, schemaVersion)
-	case v < schemaVersion:
-		return fmt.Errorf("capture schema version %s was installed by an older ghsync (this one needs %d): run ghsync capture install again, which keeps the changes waiting in the outbox", version, schemaVersion)
+	case v < oldestUsable[dialect]:
+		return fmt.Errorf("capture schema version %s was installed by an older ghsync (this one needs %d): run ghsync capture install again, which keeps the changes waiting in the outbox", version, oldestUsable[dialect])
 	}
 	return nil
 }

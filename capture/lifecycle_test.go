@@ -260,6 +260,15 @@ func TestOlderInstallAsksForReinstall(t *testing.T) {
 		if evs := s.drain(); len(evs) != 1 || evs[0].Key != "O-1" {
 			t.Fatalf("after the upgrade the waiting change drained as %v, want the create of O-1", evs)
 		}
+		// Version 3 changed SQLite's triggers only (no function over 100
+		// arguments): a version 2 install is refused there, kept on
+		// PostgreSQL.
+		s.cap.Close()
+		s.exec(`UPDATE ` + meta + ` SET value = '2' WHERE name = 'version'`)
+		_, err := capture.Inspect(ctx(t), s.target)
+		if refused := err != nil && strings.Contains(err.Error(), "run ghsync capture install again"); refused != (lay.dialect == models.SQLite) {
+			t.Fatalf("status of a version 2 install on %s: %v", lay.dialect, err)
+		}
 	})
 }
 

@@ -64,7 +64,7 @@ func Inspect(ctx context.Context, target string) (*Status, error) {
 		}
 	}
 	rows.Close()
-	if err := checkVersion(strconv.Itoa(st.Version)); err != nil {
+	if err := checkVersion(strconv.Itoa(st.Version), d.dialect); err != nil {
 		return nil, err
 	}
 	if st.Tables, err = capturedTables(ctx, d, d.DB); err != nil {

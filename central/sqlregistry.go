@@ -492,31 +492,26 @@ func (r *sqlRegistry) AddToIndex(ctx context.Context, from, through uint64, edge
 		if n, _ := res.RowsAffected(); n != 1 {
 			return ErrIndexMoved
 		}
-		for len(edges) > 0 {
-			n := min(len(edges), batch)
-			var b strings.Builder
-			args := make([]any, 0, 4*n)
-			b.WriteString(`INSERT INTO ` + r.t("central_refs") + ` (src_model, src_key, dst_model, dst_key) VALUES `)
-			for i, e := range edges[:n] {
-				if i > 0 {
-					b.WriteByte(',')
-				}
-				b.WriteString("(?, ?, ?, ?)")
-				args = append(args, e.From.Model, e.From.Key, e.To.Model, e.To.Key)
+		refs := make([][]any, len(edges))
+		for i, e := range edges {
+			refs[i] = []any{e.From.Model, e.From.Key, e.To.Model, e.To.Key}
+		}
+		if err := r.insertNew(ctx, tx, "central_refs", "src_model, src_key, dst_model, dst_key", refs); err != nil {
+			return fmt.Errorf("index references: %w", err)
+		}
+		var seen [][]any
+		for _, p := range puids {
+			if p.Ref != "" {
+				seen = append(seen, []any{p.Ref, p.Party})
 			}
-			b.WriteString(` ON CONFLICT DO NOTHING`)
-			if _, err := tx.ExecContext(ctx, r.q(b.String()), args...); err != nil {
-				return fmt.Errorf("index references: %w", err)
-			}
-			edges = edges[n:]
+		}
+		if err := r.insertNew(ctx, tx, "central_puid_seen", "ref, party", seen); err != nil {
+			return fmt.Errorf("index the PUIDs parties had: %w", err)
 		}
 		for _, p := range puids {
 			var ref any
 			if p.Ref != "" {
 				ref = p.Ref
-				if _, err := tx.ExecContext(ctx, r.q(`INSERT INTO `+r.t("central_puid_seen")+` (ref, party) VALUES (?, ?) ON CONFLICT DO NOTHING`), p.Ref, p.Party); err != nil {
-					return fmt.Errorf("index puid of party %s: %w", p.Party, err)
-				}
 			}
 			// Keep the latest value by the ledger's total order (hlc, origin, id).
 			if _, err := tx.ExecContext(ctx, r.q(`INSERT INTO `+r.t("central_puid")+` AS p (party, ref, hlc, origin, id) VALUES (?, ?, ?, ?, ?)
@@ -528,6 +523,30 @@ func (r *sqlRegistry) AddToIndex(ctx context.Context, from, through uint64, edge
 		}
 		return nil
 	})
+}
+
+// insertNew inserts rows (values of cols) into table in multi-row
+// statements, skipping rows it holds already.
+func (r *sqlRegistry) insertNew(ctx context.Context, tx *sql.Tx, table, cols string, rows [][]any) error {
+	for len(rows) > 0 {
+		n := min(len(rows), batch)
+		var b strings.Builder
+		var args []any
+		b.WriteString(`INSERT INTO ` + r.t(table) + ` (` + cols + `) VALUES `)
+		for i, row := range rows[:n] {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString("(" + strings.TrimSuffix(strings.Repeat("?, ", len(row)), ", ") + ")")
+			args = append(args, row...)
+		}
+		b.WriteString(` ON CONFLICT DO NOTHING`)
+		if _, err := tx.ExecContext(ctx, r.q(b.String()), args...); err != nil {
+			return err
+		}
+		rows = rows[n:]
+	}
+	return nil
 }
 
 func (r *sqlRegistry) edges(ctx context.Context, col string, streams []ledger.Stream) ([]Edge, error) {

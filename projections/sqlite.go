@@ -26,7 +26,7 @@ func openSQLite(ctx context.Context, path string, tables []string) (*sqliteDiale
 	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("%s: no such file: %w", path, ErrNoTables)
 	}
-	if err := sqliteHasTables(ctx, "file:"+name+"?mode=ro", tables); err != nil {
+	if err := sqliteHasTables(ctx, "file:"+name+"?mode=ro&_pragma=busy_timeout(10000)", tables); err != nil {
 		return nil, err
 	}
 	db, err := sql.Open("sqlite", "file:"+name+"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)&_txlock=immediate")

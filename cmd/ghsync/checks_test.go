@@ -77,25 +77,35 @@ func TestReadOnlyCommandsRefuseMissingLedger(t *testing.T) {
 	}
 }
 
-// In PostgreSQL a database without the ghsync schema holds no ledger:
-// read-only commands refuse it and do not create the schema.
+// In PostgreSQL a database without the ghsync ledger holds no ledger,
+// even when capture made the ghsync schema there: read-only commands
+// refuse it and do not create the ledger.
 func TestReadOnlyCommandsRefusePostgresWithoutSchema(t *testing.T) {
 	url := pgtest.NewDatabase(t)
-	for _, args := range [][]string{{"verify"}, {"log"}, {"central", "satellite", "list"}} {
-		code, out, stderr := ghsync(t, append(args, "--ledger", url)...)
-		if code == 0 || !strings.Contains(stderr, "has no ghsync schema") {
-			t.Errorf("%s on a database without ghsync: exit %d\n%s%s", args[0], code, out, stderr)
-		}
-	}
 	conn, err := pgx.Connect(context.Background(), url)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close(context.Background())
-	var n int
-	if err := conn.QueryRow(context.Background(), `SELECT count(*) FROM pg_namespace WHERE nspname = 'ghsync'`).Scan(&n); err != nil || n != 0 {
-		t.Fatalf("ghsync schemas after refusals: %d, %v", n, err)
+	refuse := func() {
+		t.Helper()
+		for _, args := range [][]string{{"verify"}, {"log"}, {"central", "satellite", "list"}} {
+			code, out, stderr := ghsync(t, append(args, "--ledger", url)...)
+			if code == 0 || !strings.Contains(stderr, "has no ghsync.events table") {
+				t.Errorf("%s on a database without a ledger: exit %d\n%s%s", args[0], code, out, stderr)
+			}
+		}
+		var n int
+		if err := conn.QueryRow(context.Background(), `SELECT count(*) FROM pg_tables WHERE schemaname = 'ghsync' AND tablename = 'events'`).Scan(&n); err != nil || n != 0 {
+			t.Fatalf("ghsync.events after refusals: %d, %v", n, err)
+		}
 	}
+	refuse()
+	// A ghsync schema made by something else (capture, the projector).
+	if _, err := conn.Exec(context.Background(), `CREATE SCHEMA ghsync; CREATE TABLE ghsync.outbox (seq bigint)`); err != nil {
+		t.Fatal(err)
+	}
+	refuse()
 	if code, _, stderr := ghsync(t, "generate", "--ledger", url, "--clinics", "0", "--events", "5"); code != 0 {
 		t.Fatalf("generate: exit %d\n%s", code, stderr)
 	}

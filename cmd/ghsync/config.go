@@ -121,7 +121,11 @@ func readConfig(path string, app *kong.Application) (*configFile, error) {
 			return nil, fmt.Errorf("config %s line %d: %s is already set on line %d", path, n, key, prev)
 		}
 		lineOf[key] = n
-		cf.values[key] = resolvePath(configPaths[key], strings.TrimSpace(v), dir)
+		v = strings.TrimSpace(v)
+		cf.values[key] = resolvePath(configPaths[key], v, dir)
+		if err := movedPath(cf.values[key], resolvePath(configPaths[key], v, ".")); err != nil {
+			return nil, fmt.Errorf("config %s line %d: %s = %s: %w", path, n, key, v, err)
+		}
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("read config %s: %w", path, err)
@@ -134,8 +138,13 @@ func (*configFile) Validate(*kong.Application) error { return nil }
 
 // Resolve gives the file's value for flag, by its name or an alias, unless
 // the flag's environment variable is set: the environment takes precedence
-// over configuration files.
+// over configuration files. Flags tagged noconfig pick one record for one
+// run (conflicts --key, new --key): a file's key = clinic.key, meant for
+// export's signing key, must not become a record's key.
 func (cf *configFile) Resolve(_ *kong.Context, _ *kong.Path, flag *kong.Flag) (any, error) {
+	if flag.Tag.Has("noconfig") {
+		return nil, nil
+	}
 	for _, env := range flag.Tag.Envs {
 		if _, set := os.LookupEnv(env); set {
 			return nil, nil
@@ -247,6 +256,25 @@ func resolvePath(kind pathKind, v, dir string) string {
 		return strings.Join(items, ",")
 	}
 	return v
+}
+
+// movedPath refuses a relative path that names a file only when read
+// against the working directory, as ghsync read configuration files
+// before their paths were relative to their own folder: a service would
+// otherwise quietly start an empty ledger beside its configuration.
+func movedPath(resolved, fromCwd string) error {
+	file := func(v string) string { return strings.TrimPrefix(strings.TrimPrefix(v, "sqlite:"), "//") }
+	if resolved == fromCwd || strings.Contains(resolved, "://") {
+		return nil
+	}
+	if _, err := os.Stat(file(resolved)); err == nil {
+		return nil
+	}
+	if _, err := os.Stat(file(fromCwd)); err != nil {
+		return nil
+	}
+	abs, _ := filepath.Abs(file(fromCwd))
+	return fmt.Errorf("relative paths in a configuration file are read from the file's folder, where %s does not exist; %s does: write that absolute path", file(resolved), abs)
 }
 
 func normKey(k string) string {

@@ -227,3 +227,48 @@ func TestHelp(t *testing.T) {
 		t.Error("verify --help ran verify")
 	}
 }
+
+// A file's key = clinic.key is export's signing key; it must not become
+// the record key of conflicts --key or new --key, which pick a record for
+// one run.
+func TestConfigKeyIsNotARecordKey(t *testing.T) {
+	conf := writeConf(t, t.TempDir(), "key = clinic.key\n")
+	parse := func(args ...string) *CLI {
+		t.Helper()
+		var cli CLI
+		parser, err := newParser(&cli, io.Discard, io.Discard, func(int) {})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := parser.Parse(append([]string{"--config", conf}, args...)); err != nil {
+			t.Fatalf("%v: %v", args, err)
+		}
+		return &cli
+	}
+	if cli := parse("export", "--id", "1"); cli.Export.Key != filepath.Join(filepath.Dir(conf), "clinic.key") {
+		t.Errorf("export's --key from the file: %q", cli.Export.Key)
+	}
+	if cli := parse("conflicts", "--target", "sqlite:x.db"); cli.Conflicts.Key != "" {
+		t.Errorf("conflicts --key took the file's signing key: %q", cli.Conflicts.Key)
+	}
+	if cli := parse("new", "--id", "1", "--patient", "P1"); cli.New.Key != "" {
+		t.Errorf("new --key took the file's signing key: %q", cli.New.Key)
+	}
+}
+
+// A relative path that exists only from the working directory (how a file
+// was read before paths were relative to its folder) is refused, so a
+// service does not start an empty ledger beside its configuration.
+func TestConfigRelativePathMoved(t *testing.T) {
+	db := generated(t)
+	t.Chdir(filepath.Dir(db))
+	conf := writeConf(t, t.TempDir(), "ledger = sqlite:ledger.db\n")
+	code, _, stderr := ghsync(t, "--config", conf, "verify")
+	if code != 2 || !strings.Contains(stderr, "line 1: ledger = sqlite:ledger.db: relative paths in a configuration file are read from the file's folder") ||
+		!strings.Contains(stderr, db+" does: write that absolute path") {
+		t.Fatalf("a path that moved: exit %d\n%s", code, stderr)
+	}
+	if _, err := os.Stat(filepath.Join(filepath.Dir(conf), "ledger.db")); err == nil {
+		t.Fatal("an empty ledger was created beside the configuration file")
+	}
+}

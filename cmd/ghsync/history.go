@@ -168,8 +168,12 @@ func patientStreams(ctx context.Context, store ledger.Store, reg *models.Registr
 	if m, ok := reg.Lookup("party.party"); ok {
 		policy = m.Policy
 	}
-	var level []ledger.Stream
-	seen := map[ledger.Stream]bool{}
+	// The parties that have the PUID now are the patient; those that only
+	// had it are, when none has it now (as central's new --patient finds
+	// them). A PUID reused after a correction must not show two people's
+	// records as one: former holders beside a current one are named only.
+	var current, former []ledger.Stream
+	var formerNotes []string
 	for _, key := range slices.Sorted(maps.Keys(parties)) {
 		p := parties[key]
 		var was []eventAt // the events that set ref to puid
@@ -182,15 +186,28 @@ func patientStreams(ctx context.Context, store ledger.Store, reg *models.Registr
 			continue
 		}
 		st := ledger.Stream{Model: "party.party", Key: key}
-		level, seen[st] = append(level, st), true
 		now, ok := p.state.Value(policy, "ref")
 		if s, _ := now.Value.AsString(); ok && s == puid {
+			current = append(current, st)
 			continue
 		}
-		notes = append(notes, refNote(st, puid, was, now, ok, p.sets))
+		former = append(former, st)
+		formerNotes = append(formerNotes, refNote(st, puid, was, now, ok, p.sets))
+	}
+	level := current
+	if len(current) == 0 {
+		level, notes = former, formerNotes
+	} else {
+		for i, st := range former {
+			notes = append(notes, formerNotes[i]+fmt.Sprintf(" (not shown: ghsync history %s %s)", st.Model, st.Key))
+		}
 	}
 	if len(level) == 0 {
 		return nil, nil, fmt.Errorf("history: no party has or had PUID %q in this ledger", puid)
+	}
+	seen := map[ledger.Stream]bool{}
+	for _, st := range level {
+		seen[st] = true
 	}
 	for d := 0; d <= depth && len(level) > 0; d++ {
 		streams = append(streams, level...)

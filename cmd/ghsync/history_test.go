@@ -11,6 +11,7 @@ import (
 
 	"github.com/ghsync/ghsync/clocks"
 	"github.com/ghsync/ghsync/ledger"
+	"github.com/ghsync/ghsync/ledger/ledgertest"
 	"github.com/ghsync/ghsync/ledger/sqlite"
 )
 
@@ -72,6 +73,31 @@ func TestHistoryByFormerPUID(t *testing.T) {
 	code, out, stderr = ghsync(t, "history", "--ledger", db, "--patient", "JM003777777")
 	if code != 0 || strings.Contains(out, "note:") || !strings.HasPrefix(out, "== party.party-JM-NID-1970-0042%20Grace%20Campbell (2 events)\n") {
 		t.Fatalf("history --patient JM003777777: exit %d\n%s%s", code, out, stderr)
+	}
+	// The losing PUID given to someone else since: the current holder is
+	// the patient; the former one is named, not shown with her.
+	store, err := sqlite.Open(context.Background(), db, sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	heads, _ := store.Origins(context.Background())
+	o := ledgertest.NewOrigin(2)
+	for _, h := range heads {
+		if h.Origin == 2 {
+			o.ResumeAt(h)
+		}
+	}
+	o.Wall.Set(time.Date(2026, 12, 1, 8, 0, 0, 0, time.UTC))
+	if _, err := store.Append(context.Background(), []*ledger.Event{o.Event(t, "party.party", "JM-NID-1988-0007 Ann Lee", ledger.OpCreate,
+		map[string]ledger.Value{"name": ledger.String("Ann"), "ref": ledger.String("JM001777777")})}); err != nil {
+		t.Fatal(err)
+	}
+	store.Close()
+	code, out, stderr = ghsync(t, "history", "--ledger", db, "--patient", "JM001777777")
+	if code != 0 || !strings.HasPrefix(out, `note: party.party-JM-NID-1970-0042%20Grace%20Campbell: ref was "JM001777777"`) ||
+		!strings.Contains(out, "(not shown: ghsync history party.party JM-NID-1970-0042 Grace Campbell)\n") ||
+		!strings.Contains(out, "== party.party-JM-NID-1988-0007%20Ann%20Lee (1 events)\n") || strings.Contains(out, "== gnuhealth.patient-JM-NID-1970") {
+		t.Fatalf("history of a reused PUID: exit %d\n%s%s", code, out, stderr)
 	}
 	code, out, stderr = ghsync(t, "history", "--ledger", db, "--patient", "JM009999999")
 	if code == 0 || !strings.Contains(stderr, `no party has or had PUID \"JM009999999\"`) {

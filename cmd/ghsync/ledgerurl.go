@@ -74,12 +74,14 @@ func requireLedger(ctx context.Context, loc string) error {
 		return fmt.Errorf("ledger %s: %w", redact(loc), err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
+	// The ghsync schema alone is not a ledger: capture and the projector
+	// make it too, in a GNU Health database that holds no ledger.
 	var exists bool
-	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'ghsync')`).Scan(&exists); err != nil {
-		return fmt.Errorf("ledger %s: look for the ghsync schema: %w", redact(loc), err)
+	if err := conn.QueryRow(ctx, `SELECT to_regclass('ghsync.events') IS NOT NULL`).Scan(&exists); err != nil {
+		return fmt.Errorf("ledger %s: look for the ghsync ledger: %w", redact(loc), err)
 	}
 	if !exists {
-		return fmt.Errorf("no ledger in %s: the database has no ghsync schema (a mistyped --ledger? only commands that write, such as generate, import, pull, sync and serve, create a ledger)", redact(loc))
+		return fmt.Errorf("no ledger in %s: the database has no ghsync.events table (a mistyped --ledger? only commands that write, such as generate, import, pull, sync and serve, create a ledger)", redact(loc))
 	}
 	return nil
 }

@@ -155,8 +155,8 @@ func (c *StatesCmd) Run(env *Env) error {
 // ConflictsCmd lists the writes that lost to another.
 type ConflictsCmd struct {
 	Target
-	Model string `help:"Only this model."`
-	Key   string `help:"Only this record (with --model)."`
+	Model string `help:"Only this model." noconfig:""`
+	Key   string `help:"Only this record (with --model)." noconfig:""`
 }
 
 func (c *ConflictsCmd) Run(env *Env) error {

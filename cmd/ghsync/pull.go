@@ -69,9 +69,9 @@ func (c *PullCmd) Run(env *Env) error {
 // central, for a patient who arrives at this clinic for the first time.
 type NewCmd struct {
 	Remote
-	Patient string `help:"The patient's PUID (party.party's ref field)." xor:"what" required:""`
-	Model   string `help:"Or a record by model (with --key)." xor:"what" required:""`
-	Key     string `help:"The record's network key (with --model)."`
+	Patient string `help:"The patient's PUID (party.party's ref field)." xor:"what" required:"" noconfig:""`
+	Model   string `help:"Or a record by model (with --key)." xor:"what" required:"" noconfig:""`
+	Key     string `help:"The record's network key (with --model)." noconfig:""`
 	Depth   int    `help:"How many steps of 'records referring to it' to follow from the record (default 4, at most 8)." default:"0"`
 }
 
