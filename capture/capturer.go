@@ -13,6 +13,7 @@ import (
 	"github.com/ghsync/ghsync/clocks"
 	"github.com/ghsync/ghsync/ledger"
 	"github.com/ghsync/ghsync/models"
+	"github.com/ghsync/ghsync/projections"
 )
 
 // DefaultBatchSize is how many outbox rows one drain transaction takes.
@@ -166,6 +167,15 @@ func (c *Capturer) init(ctx context.Context) error {
 	if err := upgradeBookkeeping(ctx, c.d); err != nil {
 		return err
 	}
+	// Nothing leaves the outbox for the wrong instance or the wrong
+	// ledger: either would strand the clinic's changes where no sync
+	// finds them.
+	if err := c.bindOrigin(ctx); err != nil {
+		return err
+	}
+	if err := projections.CheckLedger(ctx, c.d.DB, c.d.dialect, c.store); err != nil {
+		return fmt.Errorf("%w (is --ledger this instance's ledger?); nothing was drained", err)
+	}
 	tables, err := capturedTables(ctx, c.d, c.d.DB)
 	if err != nil {
 		return err
@@ -188,10 +198,30 @@ func (c *Capturer) init(ctx context.Context) error {
 		})
 		c.sameDB = err == nil && seen == installID
 	}
-	if err := c.finishHandoff(ctx); err != nil {
+	if err := c.finishHandoff(ctx, true); err != nil {
 		return err
 	}
 	return c.resume(ctx)
+}
+
+// bindOrigin records, the first time, the instance this database's
+// changes are stamped as (capture_meta 'origin'), and refuses a capturer
+// opened as another: a wrong --id would split the instance's own events
+// under two origins, and those stamped as the other would never be pushed.
+func (c *Capturer) bindOrigin(ctx context.Context) error {
+	want := strconv.Itoa(int(c.opts.Origin))
+	var got string
+	err := c.d.QueryRowContext(ctx, `SELECT value FROM `+c.d.t("capture_meta")+` WHERE name = 'origin'`).Scan(&got)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		_, err = c.d.ExecContext(ctx, c.d.q(`INSERT INTO `+c.d.t("capture_meta")+` (name, value) VALUES ('origin', ?)`), want)
+		return err
+	case err != nil:
+		return fmt.Errorf("read the captured instance: %w", err)
+	case got != want:
+		return fmt.Errorf("this database's changes are captured as instance %s, not %s: check --id (synchronisation_id); if the instance's id really changed, drain with the old one, then capture uninstall and install; nothing was drained", got, want)
+	}
+	return nil
 }
 
 // resume rebuilds the sequencer from the ledger: after Open, and before
@@ -269,7 +299,7 @@ func (c *Capturer) login(ctx context.Context, uid sql.NullInt64) string {
 // to the hand-off table but may not have appended (a crash between the
 // two), then clears them. Appending is idempotent, so this is safe
 // whether or not they reached the ledger.
-func (c *Capturer) finishHandoff(ctx context.Context) error {
+func (c *Capturer) finishHandoff(ctx context.Context, recovering bool) error {
 	rows, err := c.d.QueryContext(ctx, `SELECT origin_seq, payload FROM `+c.d.t("handoff")+` ORDER BY origin_seq`)
 	if err != nil {
 		return fmt.Errorf("read hand-off: %w", err)
@@ -297,7 +327,11 @@ func (c *Capturer) finishHandoff(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("append %d handed-off events: %w", len(evs), err)
 	}
-	c.log.Info("finished an interrupted hand-off", "events", len(evs), "new", res.Appended, "already_held", res.Duplicates)
+	if recovering {
+		c.log.Info("finished an interrupted hand-off", "events", len(evs), "new", res.Appended, "already_held", res.Duplicates)
+	} else {
+		c.log.Debug("handed off", "events", len(evs), "new", res.Appended)
+	}
 	_, err = c.d.ExecContext(ctx, c.d.q(`DELETE FROM `+c.d.t("handoff")+` WHERE origin_seq <= ?`), last)
 	return err
 }

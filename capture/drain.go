@@ -49,7 +49,7 @@ type change struct {
 //     ledger before anything is stamped again.
 func (c *Capturer) Drain(ctx context.Context) (Stats, error) {
 	var st Stats
-	if err := c.finishHandoff(ctx); err != nil {
+	if err := c.finishHandoff(ctx, true); err != nil {
 		return st, err
 	}
 	cur, err := c.prepareNext(ctx, 0, nil)
@@ -341,7 +341,7 @@ func (c *Capturer) handOff(ctx context.Context, b *batch, seqs []int64) error {
 	if c.opts.BeforeAppend != nil {
 		c.opts.BeforeAppend()
 	}
-	return c.finishHandoff(ctx)
+	return c.finishHandoff(ctx, false)
 }
 
 // intList renders ids as a literal IN list (they are integers we read).

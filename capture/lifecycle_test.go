@@ -2,12 +2,14 @@ package capture_test
 
 import (
 	"errors"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/ghsync/ghsync/capture"
 	"github.com/ghsync/ghsync/ledger"
 	"github.com/ghsync/ghsync/models"
+	"github.com/ghsync/ghsync/projections"
 )
 
 // TestKeyChangeMovesIdentity: changing a party's code is a move of its
@@ -305,6 +307,40 @@ func TestOpenUpgradesVersion1Bookkeeping(t *testing.T) {
 		}
 		if _, err := s.db.ExecContext(ctx(t), `SELECT 1 FROM `+p+`idmap`); err == nil {
 			t.Fatalf("the version-1 id map is still there")
+		}
+	})
+}
+
+// TestDrainRefusesWrongInstanceOrLedger: the outbox is drained only as the
+// instance it was first drained as, and only into the ledger the target's
+// tables were projected from; otherwise the clinic's changes would be
+// stranded (under another origin, or in another ledger) with their outbox
+// rows gone. Both are refused before anything leaves the outbox.
+func TestDrainRefusesWrongInstanceOrLedger(t *testing.T) {
+	forEachLayout(t, func(t *testing.T, lay layout) {
+		s := newSite(t, lay, 6)
+		s.insert("party_party", 1, map[string]any{"code": "W-1", "name": "Wanda", "active": true})
+		s.drain()
+		s.project()
+		s.insert("party_party", 1, map[string]any{"code": "W-2", "name": "Walt", "active": true})
+		s.cap.Close()
+		s.cap = nil
+
+		_, err := capture.Open(ctx(t), s.target, s.store, s.reg, capture.Options{Origin: 7})
+		if err == nil || !strings.Contains(err.Error(), "captured as instance 6, not 7: check --id") {
+			t.Fatalf("a capturer opened as instance 7: %v", err)
+		}
+		other := openLedger(t, "sqlite:"+filepath.Join(t.TempDir(), "typo.db"))
+		_, err = capture.Open(ctx(t), s.target, other, s.reg, capture.Options{Origin: 6})
+		if !errors.Is(err, projections.ErrOtherLedger) || !strings.Contains(err.Error(), "nothing was drained") {
+			t.Fatalf("a capturer on another ledger: %v", err)
+		}
+		if h, _ := other.Head(ctx(t)); h != 0 || s.outbox() != 1 {
+			t.Fatalf("after the refusals: the other ledger's head %d, outbox %d; want 0 and 1", h, s.outbox())
+		}
+		s.open(capture.Options{})
+		if evs := s.drain(); len(evs) != 1 || evs[0].Key != "W-2" || evs[0].Origin != 6 {
+			t.Fatalf("the right instance and ledger drained %v", evs)
 		}
 	})
 }

@@ -28,7 +28,7 @@ type SnapshotProgress struct {
 // it runs reach the outbox; Drain them afterwards.
 func (c *Capturer) Snapshot(ctx context.Context, progress func(SnapshotProgress)) (Stats, error) {
 	var st Stats
-	if err := c.finishHandoff(ctx); err != nil {
+	if err := c.finishHandoff(ctx, true); err != nil {
 		return st, err
 	}
 	rd, err := c.d.snapshotReader(ctx)

@@ -2,6 +2,7 @@ package projections
 
 import (
 	"context"
+	"database/sql"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -446,15 +447,19 @@ var ErrOtherLedger = errors.New("the target was probably built from another ledg
 // target's checkpoint cp was recorded at (or at least position cp, where
 // no event was recorded: a target an older ghsync last moved).
 func (p *Projector) sameLedger(ctx context.Context, cp uint64, at checkpointEvent) error {
+	return sameLedger(ctx, p.store, cp, at)
+}
+
+func sameLedger(ctx context.Context, store ledger.Store, cp uint64, at checkpointEvent) error {
 	if cp == 0 {
 		return nil
 	}
-	recs, err := p.store.ReadAll(ctx, cp-1, 1, ledger.Filter{})
+	recs, err := store.ReadAll(ctx, cp-1, 1, ledger.Filter{})
 	if err != nil {
 		return fmt.Errorf("read ledger position %d (the target's checkpoint): %w", cp, err)
 	}
 	if len(recs) == 0 || recs[0].Position != cp {
-		head, err := p.store.Head(ctx)
+		head, err := store.Head(ctx)
 		if err != nil {
 			return fmt.Errorf("read ledger head: %w", err)
 		}
@@ -463,6 +468,61 @@ func (p *Projector) sameLedger(ctx context.Context, cp uint64, at checkpointEven
 	if got := hex.EncodeToString(recs[0].Event.Hash[:]); at.position == cp && got != at.hash {
 		return fmt.Errorf("the target reflects ledger positions through %d, whose event had hash %s, but the ledger's event %d has hash %s: %w",
 			cp, at.hash, cp, got, ErrOtherLedger)
+	}
+	return nil
+}
+
+// CheckLedger checks that store is the ledger every projection in the
+// target database db (of dialect models.Postgres or models.SQLite) was
+// built from, ErrOtherLedger otherwise. Capture calls it before it
+// appends: an instance's changes drained into another ledger (a mistyped
+// --ledger) would be stranded there, their outbox rows gone. A target
+// nothing was projected into passes.
+func CheckLedger(ctx context.Context, db *sql.DB, dialect string, store ledger.Store) error {
+	prefix, exists := "ghsync_", `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('ghsync_checkpoint', 'ghsync_checkpoint_event')`
+	if dialect == models.Postgres {
+		prefix, exists = "ghsync.", `SELECT count(*) FROM pg_tables WHERE schemaname = 'ghsync' AND tablename IN ('checkpoint', 'checkpoint_event')`
+	}
+	var n int
+	if err := db.QueryRowContext(ctx, exists).Scan(&n); err != nil {
+		return fmt.Errorf("look for the target's checkpoints: %w", err)
+	}
+	q := `SELECT name, position, 0, '' FROM ` + prefix + `checkpoint`
+	switch n {
+	case 0:
+		return nil
+	case 2:
+		q = `SELECT c.name, c.position, coalesce(e.position, 0), coalesce(e.hash, '') FROM ` + prefix + `checkpoint c
+			LEFT JOIN ` + prefix + `checkpoint_event e ON e.name = c.name`
+	}
+	rows, err := db.QueryContext(ctx, q)
+	if err != nil {
+		return fmt.Errorf("read the target's checkpoints: %w", err)
+	}
+	type cp struct {
+		name string
+		pos  uint64
+		at   checkpointEvent
+	}
+	var cps []cp
+	for rows.Next() {
+		var c cp
+		var pos, at int64
+		if err := rows.Scan(&c.name, &pos, &at, &c.at.hash); err != nil {
+			rows.Close()
+			return fmt.Errorf("read the target's checkpoints: %w", err)
+		}
+		c.pos, c.at.position = uint64(pos), uint64(at)
+		cps = append(cps, c)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read the target's checkpoints: %w", err)
+	}
+	for _, c := range cps {
+		if err := sameLedger(ctx, store, c.pos, c.at); err != nil {
+			return fmt.Errorf("projection %q: %w", c.name, err)
+		}
 	}
 	return nil
 }

@@ -72,10 +72,17 @@ func (h *HelpCmd) Run(kctx *kong.Context) error {
 		err = ctx.Error
 	}
 	if err != nil {
-		return fmt.Errorf("help %s: %w", strings.Join(h.Command, " "), err)
+		return usageError{fmt.Errorf("help %s: no such command (%w); ghsync help lists the commands", strings.Join(h.Command, " "), err)}
 	}
 	return ctx.PrintUsage(false)
 }
+
+// usageError is a mistake on the command line found while a command runs:
+// printed as kong prints its own, with exit status 2, not logged as a
+// failure.
+type usageError struct{ error }
+
+func (e usageError) Unwrap() error { return e.error }
 
 // registry is the model registry the settings describe: the GNU Health
 // catalogue, with the administrator's UUID identities.

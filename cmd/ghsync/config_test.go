@@ -217,7 +217,7 @@ func TestHelp(t *testing.T) {
 	if code, out, _ := ghsync(t, "central"); code != 2 || !strings.HasPrefix(out, "Usage: ghsync central <command>") || !strings.Contains(out, "central held release") {
 		t.Errorf("ghsync central: exit %d, want central's usage; got\n%s", code, out)
 	}
-	if code, out, stderr := ghsync(t, "help", "frobnicate"); code == 0 || !strings.Contains(out+stderr, "unexpected argument frobnicate") {
+	if code, out, stderr := ghsync(t, "help", "frobnicate"); code != 2 || stderr != "ghsync: help frobnicate: no such command (unexpected argument frobnicate); ghsync help lists the commands\n" {
 		t.Errorf("ghsync help frobnicate: exit %d\n%s%s", code, out, stderr)
 	}
 	if code, out, _ := ghsync(t, "verify", "--help"); code != 0 || !strings.HasPrefix(out, "Usage: ghsync verify") || strings.Contains(out, "verify: OK") {

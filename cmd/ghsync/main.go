@@ -76,6 +76,10 @@ func run(args []string, stdout, stderr *os.File) int {
 		return 2
 	}
 	if err := kctx.Run(env); err != nil {
+		if ue := (usageError{}); errors.As(err, &ue) {
+			fmt.Fprintln(stderr, "ghsync:", err)
+			return 2
+		}
 		// Reports that found problems have printed them already.
 		if errors.Is(err, errVerifyFailed) || errors.Is(err, errModelsCheckFailed) || errors.Is(err, errProblemsListed) {
 			return 1

@@ -72,7 +72,7 @@ type NewCmd struct {
 	Patient string `help:"The patient's PUID (party.party's ref field)." xor:"what" required:"" noconfig:""`
 	Model   string `help:"Or a record by model (with --key)." xor:"what" required:"" noconfig:""`
 	Key     string `help:"The record's network key (with --model)." noconfig:""`
-	Depth   int    `help:"How many steps of 'records referring to it' to follow from the record (default 4, at most 8)." default:"0"`
+	Depth   int    `help:"How many steps of 'records referring to it' to follow from the record (at most 8)." default:"4"`
 }
 
 func (c *NewCmd) Run(env *Env) error {

@@ -70,7 +70,7 @@ func (c *SyncCmd) Run(env *Env) error {
 type RunCmd struct {
 	Instance
 	Every      time.Duration `help:"How often to synchronise." default:"5m"`
-	BackoffMin time.Duration `help:"First wait after central could not be reached; it doubles up to --every, with jitter." default:"5s"`
+	BackoffMin time.Duration `help:"Longest first wait after central could not be reached (each wait is drawn between half and all of a bound that doubles up to --every)." default:"5s"`
 }
 
 func (c *RunCmd) Run(env *Env) error {
