@@ -525,6 +525,22 @@ func (c *countReader) Read(b []byte) (int, error) {
 // central answers as soon as something arrives, or after wait. A transfer
 // cut anywhere leaves the cursor where the last whole page put it; the
 // next Pull resumes there (appends are idempotent anyway).
+// Rewind sets the pull cursor back to central's position 0, durably, so
+// the next Pull asks central for everything this satellite's scope covers:
+// after its scope widened (re-registered with scope all), events central
+// left out before are sent then. What the ledger holds is skipped.
+func (c *Client) Rewind(ctx context.Context) error {
+	c.pullMu.Lock()
+	defer c.pullMu.Unlock()
+	c.omu.Lock()
+	c.cursor = 0
+	c.omu.Unlock()
+	if err := c.save(ctx); err != nil {
+		return fmt.Errorf("rewind the pull cursor: %w", err)
+	}
+	return nil
+}
+
 func (c *Client) Pull(ctx context.Context, wait time.Duration) (PullStats, error) {
 	c.pullMu.Lock()
 	defer c.pullMu.Unlock()

@@ -497,6 +497,40 @@ func TestNewPatient(t *testing.T) {
 	}
 }
 
+// A satellite whose scope widened (re-registered with scope all) gets what
+// central left out before once it rewinds its cursor; what it holds is
+// skipped, and the rewind survives a new dial.
+func TestRewindAfterScopeWidened(t *testing.T) {
+	ctx := context.Background()
+	h := newHub(t, false, time.Now)
+	s := h.dial(t, 6, wire.ScopeLocal, false)
+	appendAll(t, h.store, origin(0).Patients(t, ledgertest.Rand(t), 30))
+	if st, err := s.c.Pull(ctx, 0); err != nil || st.Appended != 0 {
+		t.Fatalf("pull with scope local: %+v %v", st, err)
+	}
+	if err := h.reg.RevokeSatellite(ctx, 6, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	s.cfg.Token = h.add(t, 6, wire.ScopeAll)
+	s.redial(t)
+	if st, err := s.c.Pull(ctx, 0); err != nil || st.Appended != 0 {
+		t.Fatalf("pull after widening, before the rewind: %+v %v", st, err)
+	}
+	if err := s.c.Rewind(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s.redial(t)
+	if st, err := s.c.Pull(ctx, 0); err != nil || st.Appended != 30 {
+		t.Fatalf("pull after the rewind: %+v %v", st, err)
+	}
+	if err := s.c.Rewind(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := s.c.Pull(ctx, 0); err != nil || st.Appended != 0 || st.Duplicates != 30 {
+		t.Fatalf("a second rewind: %+v %v", st, err)
+	}
+}
+
 // A long poll returns as soon as central has something.
 func TestPullWaits(t *testing.T) {
 	ctx := context.Background()

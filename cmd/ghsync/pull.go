@@ -14,6 +14,8 @@ type PullCmd struct {
 	Remote
 	Wait   time.Duration `help:"When central has nothing new, wait up to this long for something to arrive (at most 60s)." default:"0s"`
 	Follow bool          `short:"f" help:"Keep pulling (long polls) until interrupted, as a service would, backing off while central is unavailable."`
+	// After a scope change central does not resend what it left out.
+	FromStart bool `name:"from-start" help:"Ask central for its whole ledger again, as this satellite's scope now covers it (after its scope widened: central satellite add ID --scope all); what is held here is skipped."`
 }
 
 func (c *PullCmd) Run(env *Env) error {
@@ -26,6 +28,11 @@ func (c *PullCmd) Run(env *Env) error {
 	}
 	defer store.Close()
 	defer cl.Close()
+	if c.FromStart {
+		if err := cl.Rewind(env.Ctx); err != nil {
+			return err
+		}
+	}
 	if !c.Follow {
 		st, err := cl.Pull(env.Ctx, c.Wait)
 		if err != nil {
