@@ -43,6 +43,40 @@ func (p *Projector) ParkedRecords(ctx context.Context) (int, error) {
 	return int(n), err
 }
 
+// Uncreated is a record this target has writes of but no create: it has
+// no row until the create arrives (a record outside a satellite's former
+// scope, say), and is listed so that it is not silently missing.
+type Uncreated struct {
+	Model, Key string
+	Writes     int
+}
+
+// Uncreated lists the records written but not created here.
+func (p *Projector) Uncreated(ctx context.Context) ([]Uncreated, error) {
+	var out []Uncreated
+	err := p.list(ctx, `SELECT model, key, state FROM `+p.d.schemaPrefix()+`records WHERE local_id IS NULL AND state IS NOT NULL ORDER BY model, key`,
+		func(r rowIter) error {
+			var x Uncreated
+			var raw []byte
+			if err := r.Scan(&x.Model, &x.Key, &raw); err != nil {
+				return err
+			}
+			st, err := merge.DecodeState(raw)
+			if err != nil {
+				return fmt.Errorf("uncreated: %s/%s: %w", x.Model, x.Key, err)
+			}
+			if st.Created != nil || st.Deleted != nil {
+				return nil
+			}
+			for _, ws := range st.Fields {
+				x.Writes += len(ws)
+			}
+			out = append(out, x)
+			return nil
+		})
+	return out, err
+}
+
 // Conflict is a losing write as stored for auditors: both values, both
 // origins and clocks.
 type Conflict struct {

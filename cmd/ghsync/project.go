@@ -115,7 +115,17 @@ func (c *ParkedCmd) Run(env *Env) error {
 	}
 	w.Flush()
 	fmt.Fprintf(env.Out, "%d parked\n", len(parked))
-	return nil
+	un, err := p.Uncreated(env.Ctx)
+	if err != nil || len(un) == 0 {
+		return err
+	}
+	fmt.Fprintf(env.Out, "\n%d records written but never created here (no row until their create arrives; after a satellite's scope widened, pull --from-start fetches it):\n", len(un))
+	w = tabwriter.NewWriter(env.Out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "MODEL\tKEY\tWRITES")
+	for _, x := range un {
+		fmt.Fprintf(w, "%s\t%s\t%d\n", x.Model, x.Key, x.Writes)
+	}
+	return w.Flush()
 }
 
 // StatesCmd reports the merge states' size, and the largest, so an
