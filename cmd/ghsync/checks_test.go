@@ -226,10 +226,7 @@ func TestServeFailsBeforeAnnouncing(t *testing.T) {
 // central stamped it.
 func TestPullWaitOffset(t *testing.T) {
 	dir := t.TempDir()
-	centralDB := "sqlite:" + filepath.Join(dir, "central.db")
-	if code, _, stderr := ghsync(t, "generate", "--ledger", centralDB, "--clinics", "0", "--events", "5"); code != 0 {
-		t.Fatalf("generate: %s", stderr)
-	}
+	centralDB := generatedCentral(t, dir, 5)
 	tok := addSatellite(t, centralDB, "1", "all")
 	url, _ := serving(t, centralDB)
 	sat := "sqlite:" + filepath.Join(dir, "sat.db")

@@ -5,6 +5,7 @@ import (
 	"context"
 	"net"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -71,15 +72,22 @@ func TestServeRefusesHalfTLS(t *testing.T) {
 	}
 }
 
+// generatedCentral makes central's ledger in dir, with events of its own.
+func generatedCentral(t *testing.T, dir string, events int) string {
+	t.Helper()
+	loc := "sqlite:" + filepath.Join(dir, "central.db")
+	if code, _, stderr := ghsync(t, "generate", "--ledger", loc, "--clinics", "0", "--events", strconv.Itoa(events)); code != 0 {
+		t.Fatalf("generate: %s", stderr)
+	}
+	return loc
+}
+
 // The whole loop through the commands: central generated and served;
 // satellite 1 pushes and pulls; satellite 2 (scope local) fetches a
 // patient with new; a pending long poll does not hold up shutdown.
 func TestServePushPullNew(t *testing.T) {
 	dir := t.TempDir()
-	centralDB := "sqlite:" + filepath.Join(dir, "central.db")
-	if code, _, stderr := ghsync(t, "generate", "--ledger", centralDB, "--clinics", "0", "--events", "60"); code != 0 {
-		t.Fatalf("generate: %s", stderr)
-	}
+	centralDB := generatedCentral(t, dir, 60)
 	tok1 := addSatellite(t, centralDB, "1", "all")
 	tok2 := addSatellite(t, centralDB, "2", "local")
 	url, stop := serving(t, centralDB)
