@@ -31,6 +31,10 @@ type Store interface {
 	// what forwarding events needs (central's pull pages), at the cost of
 	// a hash check an event.
 	ReadAllRaw(ctx context.Context, after uint64, limit int) ([]RawRecord, error)
+	// ReadColumns returns up to limit stored rows after position after,
+	// every column as stored, nothing decoded or checked: what Verify
+	// compares with the events' bytes.
+	ReadColumns(ctx context.Context, after uint64, limit int) ([]StoredColumns, error)
 	// ReadStream returns up to limit records of one record's history after position after.
 	ReadStream(ctx context.Context, s Stream, after uint64, limit int) ([]Record, error)
 	// ReadOrigin returns up to limit records of one origin with origin_seq

@@ -46,13 +46,14 @@ type Report struct {
 	Events    uint64
 	Corrupt   []Break // unreadable events found by the position walk
 	Positions []Break // holes in the position sequence
+	Columns   []Break // rows whose columns disagree with their event's bytes
 	Origins   []OriginReport
 }
 
 // OK reports whether nothing is broken. Missing sequence numbers are not a
 // break: a satellite holds only part of other origins' histories.
 func (r *Report) OK() bool {
-	if len(r.Corrupt) > 0 || len(r.Positions) > 0 {
+	if len(r.Corrupt) > 0 || len(r.Positions) > 0 || len(r.Columns) > 0 {
 		return false
 	}
 	for _, o := range r.Origins {
@@ -76,6 +77,9 @@ func Verify(ctx context.Context, s Store) (*Report, error) {
 	}
 	w := positionWalk{r: r}
 	if err := w.walk(ctx, s); err != nil {
+		return nil, err
+	}
+	if err := checkColumns(ctx, s, r); err != nil {
 		return nil, err
 	}
 	heads, err := s.Origins(ctx)
@@ -111,6 +115,33 @@ func Verify(ctx context.Context, s Store) (*Report, error) {
 		}
 	}
 	return r, nil
+}
+
+// checkColumns compares every row's columns with its event's bytes (only
+// those are under the hash): a model, key or origin changed by hand would
+// hide the event from the reads that filter by them. Rows whose bytes do
+// not decode are the position walk's to report.
+func checkColumns(ctx context.Context, s Store, r *Report) error {
+	for after := uint64(0); after < r.Head; {
+		rows, err := s.ReadColumns(ctx, after, DefaultPageSize)
+		if err != nil {
+			return err
+		}
+		if len(rows) == 0 {
+			return nil
+		}
+		for _, c := range rows {
+			e, err := DecodeStored(c.Position, c.Hash, c.Payload)
+			if err != nil {
+				continue
+			}
+			if d := c.Disagreement(e); d != "" {
+				r.Columns = append(r.Columns, Break{Origin: e.Origin, Seq: e.OriginSeq, Position: c.Position, Problem: d})
+			}
+		}
+		after = rows[len(rows)-1].Position
+	}
+	return nil
 }
 
 // damagedAt reports whether err is a corrupt event at key (a position or
@@ -297,6 +328,7 @@ func verifyOrigin(ctx context.Context, s Store, h OriginHead) (o OriginReport, l
 	var gaps []seqRange
 	var heldBeforeGap uint64 // events held below the first gap
 	truncated := false
+	suspectPrev := false // the break may be the previous event's
 	fail := func(b Break) { o.Break = &b }
 	check := func(recs []Record) bool {
 		for _, rec := range recs {
@@ -306,7 +338,14 @@ func verifyOrigin(ctx context.Context, s Store, h OriginHead) (o OriginReport, l
 			case prev == nil && e.OriginSeq == 1 && !e.PrevHash.IsZero():
 				b.Problem = "first event has a prev_hash"
 			case prev != nil && e.OriginSeq == prev.OriginSeq+1 && e.PrevHash != prev.Hash:
-				b.Problem = fmt.Sprintf("prev_hash %s does not match hash %s of seq %d", e.PrevHash.Short(), prev.Hash.Short(), prev.OriginSeq)
+				// Either this event or the one before was altered (and
+				// re-hashed): neither is trusted.
+				b.Problem = fmt.Sprintf("prev_hash %s does not match hash %s of seq %d: this event or seq %d was altered", e.PrevHash.Short(), prev.Hash.Short(), prev.OriginSeq, prev.OriginSeq)
+				suspectPrev = true
+			case prev != nil && e.OriginSeq <= prev.OriginSeq:
+				// Read in origin_seq column order: a row whose column
+				// disagrees with its bytes (the walk would loop on it).
+				b.Problem = fmt.Sprintf("read after seq %d: its row's origin_seq column does not match its bytes", prev.OriginSeq)
 			}
 			if b.Problem != "" {
 				fail(b)
@@ -353,6 +392,9 @@ func verifyOrigin(ctx context.Context, s Store, h OriginHead) (o OriginReport, l
 		after = prev.OriginSeq
 	}
 	o.Verified = o.Held
+	if suspectPrev {
+		o.Verified--
+	}
 	named = true
 	if o.Break == nil {
 		lost, named = o.checkMark(h, gaps, truncated, heldBeforeGap, prev)

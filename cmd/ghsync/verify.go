@@ -34,6 +34,9 @@ func (c *VerifyCmd) Run(env *Env) error {
 	for _, b := range r.Positions {
 		fmt.Fprintf(w, "  HOLE    %s\n", b)
 	}
+	for _, b := range r.Columns {
+		fmt.Fprintf(w, "  ALTERED %s\n", b)
+	}
 	for _, o := range r.Origins {
 		switch {
 		case o.Break != nil:

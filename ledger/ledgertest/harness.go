@@ -30,9 +30,10 @@ type Harness struct {
 	// Corrupt flips one byte inside the stored payload at position,
 	// behind the store's back (as a failing disk would).
 	Corrupt func(t testing.TB, location string, position uint64)
-	// SetOrigin overwrites the origin stored beside the payload at
-	// position (a column the payload's hash does not cover).
-	SetOrigin func(t testing.TB, location string, position uint64, origin uint16)
+	// SetColumn overwrites a column stored beside the payload at
+	// position (one the payload's hash does not cover: origin, model,
+	// key, hlc, tx...), behind the store's back.
+	SetColumn func(t testing.TB, location string, position uint64, column string, value any)
 }
 
 func (h Harness) open(t testing.TB, loc string, opts Options) ledger.Store {

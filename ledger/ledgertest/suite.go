@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -30,6 +31,8 @@ func RunStoreSuite(t *testing.T, h Harness) {
 		{"AppendHookSharesTransaction", testAppendHook},
 		{"AppendEncoded", testAppendEncoded},
 		{"CorruptPayload", testCorrupt},
+		{"VerifyComparesColumns", testVerifyColumns},
+		{"VerifyRehashedEvent", testVerifyRehashed},
 		{"SubscribeCatchUpThenLive", testSubscribe},
 		{"GapSafety", testGapSafety},
 		{"Closed", testClosed},
@@ -507,7 +510,7 @@ func testCorrupt(t *testing.T, h Harness) {
 	}
 	// The origin stored beside a payload must be the payload's: a central
 	// forwarding by it would otherwise skip or misroute the event.
-	h.SetOrigin(t, loc, 9, 3)
+	h.SetColumn(t, loc, 9, "origin", 3)
 	if _, err := s.ReadAllRaw(ctx(t), 7, 100); !errors.Is(err, ledger.ErrCorrupt) || !errors.As(err, &ee) || ee.Position != 9 {
 		t.Fatalf("raw read of a damaged origin: %v; want ErrCorrupt naming position 9", err)
 	}
@@ -516,6 +519,67 @@ func testCorrupt(t *testing.T, h Harness) {
 	res, err := s.Append(ctx(t), evs[6:7])
 	if err != nil || res.Duplicates != 1 {
 		t.Fatalf("re-append over a damaged row: %+v, %v", res, err)
+	}
+}
+
+// testVerifyColumns: a column changed behind the store's back (model, key,
+// origin...) would hide an event from the reads that filter by it; Verify
+// compares every row's columns with its event's bytes and names the
+// position and the column.
+func testVerifyColumns(t *testing.T, h Harness) {
+	rng := Rand(t)
+	for _, c := range []struct {
+		column string
+		value  any
+	}{
+		{"model", "gnuhealth.appointment"},
+		{"key", "zzz"},
+		{"origin", 9},
+		{"origin_seq", 999},
+		{"hlc", 1},
+		{"tx", 4242},
+	} {
+		t.Run(c.column, func(t *testing.T) {
+			loc := h.NewLocation(t)
+			s := h.open(t, loc, Options{})
+			defer s.Close()
+			mustAppend(t, s, NewOrigin(1).Patients(t, rng, 6))
+			if r, err := ledger.Verify(ctx(t), s); err != nil || !r.OK() {
+				t.Fatalf("verify before: %+v, %v", r, err)
+			}
+			h.SetColumn(t, loc, 4, c.column, c.value)
+			r, err := ledger.Verify(ctx(t), s)
+			if err != nil || r.OK() || len(r.Columns) != 1 || r.Columns[0].Position != 4 || !strings.Contains(r.Columns[0].Problem, "column "+c.column+" holds") {
+				t.Fatalf("verify after changing column %s at position 4: %+v, %v", c.column, r, err)
+			}
+		})
+	}
+}
+
+// An event altered and re-hashed behind the store's back breaks the chain
+// at the next event; either may be the altered one, so neither counts as
+// verified.
+func testVerifyRehashed(t *testing.T, h Harness) {
+	loc := h.NewLocation(t)
+	s := h.open(t, loc, Options{})
+	defer s.Close()
+	evs := NewOrigin(1).Patients(t, Rand(t), 6)
+	mustAppend(t, s, evs)
+	forged := *evs[2]
+	forged.User = "intruder"
+	if err := forged.Seal(evs[1].Hash); err != nil {
+		t.Fatal(err)
+	}
+	payload, err := ledger.Marshal(&forged)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.SetColumn(t, loc, 3, "payload", payload)
+	h.SetColumn(t, loc, 3, "hash", forged.Hash[:])
+	r, err := ledger.Verify(ctx(t), s)
+	if err != nil || len(r.Origins) != 1 || r.Origins[0].Break == nil || r.Origins[0].Break.Seq != 4 ||
+		!strings.Contains(r.Origins[0].Break.Problem, "this event or seq 3 was altered") || r.Origins[0].Verified != 2 {
+		t.Fatalf("verify after re-hashing seq 3: %+v, %v", r, err)
 	}
 }
 

@@ -493,6 +493,15 @@ func collect[T any](ctx context.Context, s *Store, rowsTo func(ledger.RecordRows
 	return recs, nil
 }
 
+// ReadColumns implements ledger.Store.
+func (s *Store) ReadColumns(ctx context.Context, after uint64, limit int) ([]ledger.StoredColumns, error) {
+	if s.closed.Load() {
+		return nil, ledger.ErrClosed
+	}
+	return collect(ctx, s, ledger.CollectColumns, `SELECT position, uuid_send(id), origin, origin_seq, hlc, model, key, tx, hash, prev_hash, payload
+		FROM ghsync.events WHERE position > $1 ORDER BY position LIMIT $2`, int64(after), pageSize(limit))
+}
+
 // ReadStream implements ledger.Store.
 func (s *Store) ReadStream(ctx context.Context, st ledger.Stream, after uint64, limit int) ([]ledger.Record, error) {
 	return s.query(ctx, `SELECT position, hash, payload FROM ghsync.events

@@ -32,14 +32,14 @@ var harness = ledgertest.Harness{
 			t.Fatal(err)
 		}
 	},
-	SetOrigin: func(t testing.TB, url string, pos uint64, origin uint16) {
+	SetColumn: func(t testing.TB, url string, pos uint64, column string, value any) {
 		t.Helper()
 		conn, err := pgx.Connect(context.Background(), url)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer conn.Close(context.Background())
-		if _, err := conn.Exec(context.Background(), `UPDATE ghsync.events SET origin = $1 WHERE position = $2`, int16(origin), int64(pos)); err != nil {
+		if _, err := conn.Exec(context.Background(), `UPDATE ghsync.events SET `+column+` = $1 WHERE position = $2`, value, int64(pos)); err != nil {
 			t.Fatal(err)
 		}
 	},

@@ -340,6 +340,15 @@ func (s *Store) ReadAllRaw(ctx context.Context, after uint64, limit int) ([]ledg
 		WHERE position > ? ORDER BY position LIMIT ?`, after, pageSize(limit))
 }
 
+// ReadColumns implements ledger.Store.
+func (s *Store) ReadColumns(ctx context.Context, after uint64, limit int) ([]ledger.StoredColumns, error) {
+	if s.closed.Load() {
+		return nil, ledger.ErrClosed
+	}
+	return collect(ctx, s.r, ledger.CollectColumns, `SELECT position, id, origin, origin_seq, hlc, model, key, tx, hash, prev_hash, payload
+		FROM ghsync_events WHERE position > ? ORDER BY position LIMIT ?`, after, pageSize(limit))
+}
+
 // ReadStream implements ledger.Store.
 func (s *Store) ReadStream(ctx context.Context, st ledger.Stream, after uint64, limit int) ([]ledger.Record, error) {
 	if s.closed.Load() {

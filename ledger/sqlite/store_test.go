@@ -36,14 +36,14 @@ var harness = ledgertest.Harness{
 			t.Fatal(err)
 		}
 	},
-	SetOrigin: func(t testing.TB, path string, pos uint64, origin uint16) {
+	SetColumn: func(t testing.TB, path string, pos uint64, column string, value any) {
 		t.Helper()
 		db, err := sql.Open("sqlite", path)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer db.Close()
-		if _, err := db.Exec(`UPDATE ghsync_events SET origin = ? WHERE position = ?`, origin, pos); err != nil {
+		if _, err := db.Exec(`UPDATE ghsync_events SET `+column+` = ? WHERE position = ?`, value, pos); err != nil {
 			t.Fatal(err)
 		}
 	},
