@@ -6,6 +6,7 @@ import (
 	"io"
 	"maps"
 	"slices"
+	"time"
 
 	"github.com/ghsync/ghsync/ledger"
 )
@@ -16,12 +17,19 @@ type LogCmd struct {
 	Stream string   `help:"Only one record's history, by stream name (<model>-<key>, as log prints it: the key percent-encoded, a space as %20)."`
 	Origin []uint16 `help:"Only events from these synchronisation ids (0 = central)." sep:","`
 	After  uint64   `help:"Start after this ledger position." default:"0"`
+	User   string   `help:"Only events made by this Tryton login."`
+	Since  string   `help:"Only events stamped at or after this time (RFC 3339, e.g. 2026-11-30T08:00:00Z, or a date, 2026-11-30, meaning its start in UTC)." placeholder:"TIME"`
+	Until  string   `help:"Only events stamped before this time (as --since)." placeholder:"TIME"`
 	Limit  int      `help:"Print at most this many events (0 = all)." default:"0"`
 	Follow bool     `short:"f" help:"Keep printing new events as they are appended (until interrupted)."`
 	JSON   bool     `name:"json" help:"One JSON object per line, with typed values, for tools."`
 }
 
 func (c *LogCmd) Run(env *Env) error {
+	match, err := c.matcher()
+	if err != nil {
+		return err
+	}
 	store, err := openLedger(env.Ctx, env.Ledger)
 	if err != nil {
 		return err
@@ -39,7 +47,7 @@ func (c *LogCmd) Run(env *Env) error {
 		if err != nil {
 			return err
 		}
-		return c.readStream(env, store, st, f, print)
+		return c.readStream(env, store, st, func(e *ledger.Event) bool { return f.Match(e) && match(e) }, print)
 	}
 	n := 0
 	if c.Follow {
@@ -49,6 +57,9 @@ func (c *LogCmd) Run(env *Env) error {
 					return nil // interrupted: a normal end for --follow
 				}
 				return err
+			}
+			if !match(r.Event) {
+				continue
 			}
 			if err := print(r); err != nil {
 				return err
@@ -65,6 +76,9 @@ func (c *LogCmd) Run(env *Env) error {
 			return err
 		}
 		for _, r := range page {
+			if !match(r.Event) {
+				continue
+			}
 			if err := print(r); err != nil {
 				return err
 			}
@@ -76,7 +90,37 @@ func (c *LogCmd) Run(env *Env) error {
 	}
 }
 
-func (c *LogCmd) readStream(env *Env, store ledger.Store, st ledger.Stream, f ledger.Filter, print func(ledger.Record) error) error {
+// matcher is the filter on what the store does not index: the user and
+// the time an event was stamped (its clock's wall part, UTC).
+func (c *LogCmd) matcher() (func(*ledger.Event) bool, error) {
+	parse := func(flag, v string) (time.Time, error) {
+		if v == "" {
+			return time.Time{}, nil
+		}
+		for _, layout := range []string{time.RFC3339Nano, time.DateOnly} {
+			if t, err := time.Parse(layout, v); err == nil {
+				return t, nil
+			}
+		}
+		return time.Time{}, usageError{fmt.Errorf("--%s %q: want an RFC 3339 time such as 2026-11-30T08:00:00Z, or a date such as 2026-11-30", flag, v)}
+	}
+	since, err := parse("since", c.Since)
+	if err != nil {
+		return nil, err
+	}
+	until, err := parse("until", c.Until)
+	if err != nil {
+		return nil, err
+	}
+	return func(e *ledger.Event) bool {
+		at := e.HLC.WallMillis()
+		return (c.User == "" || e.User == c.User) &&
+			(since.IsZero() || at >= since.UnixMilli()) &&
+			(until.IsZero() || at < until.UnixMilli())
+	}, nil
+}
+
+func (c *LogCmd) readStream(env *Env, store ledger.Store, st ledger.Stream, keep func(*ledger.Event) bool, print func(ledger.Record) error) error {
 	n := 0
 	for after := c.After; ; {
 		page, err := store.ReadStream(env.Ctx, st, after, ledger.DefaultPageSize)
@@ -85,7 +129,7 @@ func (c *LogCmd) readStream(env *Env, store ledger.Store, st ledger.Stream, f le
 		}
 		for _, r := range page {
 			after = r.Position
-			if !f.Match(r.Event) {
+			if !keep(r.Event) {
 				continue
 			}
 			if err := print(r); err != nil {
