@@ -159,6 +159,16 @@ func TestDemo(t *testing.T) {
 	if code, out, _ := ghsync(t, "--config", conf, "conflicts"); code != 0 || !strings.Contains(out, "4 conflicts") {
 		t.Fatalf("conflicts at clinic-2: exit %d\n%s", code, out)
 	}
+	// --json gives both events' ids, which log --json names too.
+	code, out, _ = ghsync(t, "--config", conf, "conflicts", "--json")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	var c conflictJSON
+	if code != 0 || len(lines) != 4 || json.Unmarshal([]byte(lines[0]), &c) != nil || c.LoserEvent == "" || c.WinnerEvent == "" {
+		t.Fatalf("conflicts --json at clinic-2: exit %d\n%s", code, out)
+	}
+	if _, logged, _ := ghsync(t, "--config", conf, "log", "--json"); !strings.Contains(logged, `"id":"`+c.LoserEvent+`"`) || !strings.Contains(logged, `"id":"`+c.WinnerEvent+`"`) {
+		t.Fatalf("log --json does not hold conflict events %s and %s", c.LoserEvent, c.WinnerEvent)
+	}
 	// Every instance reported its last cycle: the states are compacted.
 	if code, out, _ := ghsync(t, "--config", conf, "states", "--top", "3"); code != 0 || !strings.Contains(out, "compacted up to") || strings.Count(out, "\n") != 5 {
 		t.Fatalf("states at clinic-2: exit %d\n%s", code, out)

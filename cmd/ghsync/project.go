@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -167,9 +168,29 @@ type ConflictsCmd struct {
 	Target
 	Model string `help:"Only this model." noconfig:""`
 	Key   string `help:"Only this record (with --model)." noconfig:""`
+	JSON  bool   `name:"json" help:"One JSON object per line, with both events' ids (as log --json prints them), for tools."`
+}
+
+// conflictJSON is a conflict as conflicts --json prints it.
+type conflictJSON struct {
+	Model        string          `json:"model"`
+	Key          string          `json:"key"`
+	Field        string          `json:"field"`
+	Reason       string          `json:"reason"`
+	LoserEvent   string          `json:"loser_event"`
+	LoserOrigin  uint16          `json:"loser_origin"`
+	LoserHLC     string          `json:"loser_hlc"`
+	LoserValue   json.RawMessage `json:"loser_value"`
+	WinnerEvent  string          `json:"winner_event"`
+	WinnerOrigin uint16          `json:"winner_origin"`
+	WinnerHLC    string          `json:"winner_hlc"`
+	WinnerValue  json.RawMessage `json:"winner_value"`
 }
 
 func (c *ConflictsCmd) Run(env *Env) error {
+	if c.Key != "" && c.Model == "" {
+		return usageError{errors.New("conflicts --key: give --model too (keys are per model)")}
+	}
 	p, done, err := c.open(env)
 	if err != nil {
 		return err
@@ -180,19 +201,42 @@ func (c *ConflictsCmd) Run(env *Env) error {
 		return err
 	}
 	w := tabwriter.NewWriter(env.Out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "MODEL\tKEY\tFIELD\tREASON\tLOST (origin, hlc, value)\tWON (origin, hlc, value)")
+	if !c.JSON {
+		fmt.Fprintln(w, "MODEL\tKEY\tFIELD\tREASON\tLOST (origin, hlc, value)\tWON (origin, hlc, value)")
+	}
 	n := 0
+	enc := json.NewEncoder(env.Out)
 	for _, x := range all {
 		if c.Model != "" && x.Model != c.Model || c.Key != "" && x.Key != c.Key {
 			continue
 		}
 		n++
+		if c.JSON {
+			if err := enc.Encode(conflictJSON{x.Model, x.Key, x.Field, x.Reason, x.LoserEvent, x.LoserOrigin, x.LoserHLC, rawJSON(x.LoserValue),
+				x.WinnerEvent, x.WinnerOrigin, x.WinnerHLC, rawJSON(x.WinnerValue)}); err != nil {
+				return err
+			}
+			continue
+		}
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d %s %s\t%d %s %s\n", x.Model, x.Key, x.Field, x.Reason,
 			x.LoserOrigin, x.LoserHLC, x.LoserValue, x.WinnerOrigin, x.WinnerHLC, x.WinnerValue)
+	}
+	if c.JSON {
+		return nil
 	}
 	w.Flush()
 	fmt.Fprintf(env.Out, "%d conflicts\n", n)
 	return nil
+}
+
+// rawJSON passes a stored JSON value through; one that is not JSON
+// (never written so) becomes a string rather than breaking the line.
+func rawJSON(v string) json.RawMessage {
+	if json.Valid([]byte(v)) {
+		return json.RawMessage(v)
+	}
+	b, _ := json.Marshal(v)
+	return b
 }
 
 // RejectedCmd lists events the projector set aside.
