@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -50,6 +52,11 @@ func (c *HistoryCmd) Run(env *Env) error {
 	return writeHistory(env.Ctx, env.Out, store, streams)
 }
 
+// mergeOrder orders events as merging decides between them.
+func mergeOrder(a, b *ledger.Event) int {
+	return cmp.Or(cmp.Compare(a.HLC, b.HLC), cmp.Compare(a.Origin, b.Origin), bytes.Compare(a.ID[:], b.ID[:]))
+}
+
 // writeHistory prints each stream's events, streams in the order they
 // began.
 func writeHistory(ctx context.Context, w io.Writer, store ledger.Store, streams []ledger.Stream) error {
@@ -78,7 +85,12 @@ func writeHistory(ctx context.Context, w io.Writer, store ledger.Store, streams 
 	if len(hs) == 0 {
 		return fmt.Errorf("history: the ledger holds no event of %v", streams)
 	}
-	slices.SortFunc(hs, func(a, b hist) int { return int(a.recs[0].Position) - int(b.recs[0].Position) })
+	// In merge order (clock, origin, event id), not this ledger's
+	// positions: every instance tells a record's history alike.
+	for _, h := range hs {
+		slices.SortFunc(h.recs, func(a, b ledger.Record) int { return mergeOrder(a.Event, b.Event) })
+	}
+	slices.SortFunc(hs, func(a, b hist) int { return mergeOrder(a.recs[0].Event, b.recs[0].Event) })
 	for _, h := range hs {
 		fmt.Fprintf(w, "== %s (%d events)\n", h.st, len(h.recs))
 		for _, r := range h.recs {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime/debug"
 	"strings"
 	"testing"
@@ -168,6 +169,19 @@ func TestDemo(t *testing.T) {
 	}
 	if _, logged, _ := ghsync(t, "--config", conf, "log", "--json"); !strings.Contains(logged, `"id":"`+c.LoserEvent+`"`) || !strings.Contains(logged, `"id":"`+c.WinnerEvent+`"`) {
 		t.Fatalf("log --json does not hold conflict events %s and %s", c.LoserEvent, c.WinnerEvent)
+	}
+	// A history reads alike at every instance: merge order, not positions.
+	position := regexp.MustCompile(`(?m)^#\d+ `)
+	var told []string
+	for _, inst := range []string{"clinic-1", "clinic-2", "clinic-3"} {
+		code, out, stderr := ghsync(t, "--config", filepath.Join(dir, inst+".conf"), "history", "--patient", "JM003777777")
+		if code != 0 {
+			t.Fatalf("history at %s: exit %d\n%s", inst, code, stderr)
+		}
+		told = append(told, position.ReplaceAllString(out, "#N "))
+	}
+	if told[0] != told[1] || told[1] != told[2] {
+		t.Fatalf("history of one patient differs between instances:\n%s\n---\n%s\n---\n%s", told[0], told[1], told[2])
 	}
 	// Every instance reported its last cycle: the states are compacted.
 	if code, out, _ := ghsync(t, "--config", conf, "states", "--top", "3"); code != 0 || !strings.Contains(out, "compacted up to") || strings.Count(out, "\n") != 5 {
