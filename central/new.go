@@ -71,6 +71,11 @@ func (s *Server) newGraph(w http.ResponseWriter, r *http.Request, sat Satellite)
 	if depth == 0 {
 		depth = DefaultNewDepth
 	}
+	indexed, err := s.cfg.Registry.IndexPosition(ctx)
+	if err != nil {
+		s.refuse(w, r, &sat, http.StatusServiceUnavailable, fmt.Errorf("reference index: %w", err), nil)
+		return
+	}
 	graph, err := s.Graph(ctx, root, depth)
 	if errors.Is(err, errGraphTooLarge) {
 		s.refuse(w, r, &sat, http.StatusRequestEntityTooLarge, err, nil)
@@ -80,50 +85,47 @@ func (s *Server) newGraph(w http.ResponseWriter, r *http.Request, sat Satellite)
 		s.refuse(w, r, &sat, http.StatusServiceUnavailable, err, nil)
 		return
 	}
-	head, err := s.cfg.Store.Head(ctx)
+	// Histories first, before anything is held: a refusal (no such
+	// record, too large) leaves the held set as it was.
+	before, err := s.cfg.Store.Head(ctx)
+	if err != nil {
+		s.refuse(w, r, &sat, http.StatusServiceUnavailable, fmt.Errorf("read head: %w", err), nil)
+		return
+	}
+	items, rootEvents, err := s.histories(ctx, graph, root, before, s.cfg.MaxNewBytes)
+	if errors.Is(err, errGraphTooLarge) {
+		s.refuse(w, r, &sat, http.StatusRequestEntityTooLarge, fmt.Errorf("new: the graph of %s holds more than %d bytes of events: ask with a smaller depth", root, s.cfg.MaxNewBytes), nil)
+		return
+	}
 	if err != nil {
 		s.refuse(w, r, &sat, http.StatusServiceUnavailable, err, nil)
 		return
-	}
-	// Histories up to now; later events reach the satellite by pull, as
-	// the streams are held from here on.
-	var items []item
-	size, rootEvents := 0, 0
-	for _, h := range graph {
-		hist, err := s.history(ctx, h.Stream, head+1)
-		if err != nil {
-			s.refuse(w, r, &sat, http.StatusServiceUnavailable, err, nil)
-			return
-		}
-		for _, rec := range hist {
-			b, err := rec.Encoded()
-			if err != nil {
-				s.refuse(w, r, &sat, http.StatusInternalServerError, err, nil)
-				return
-			}
-			if size += len(b); size > s.cfg.MaxNewBytes {
-				s.refuse(w, r, &sat, http.StatusRequestEntityTooLarge, fmt.Errorf("new: the graph of %s holds more than %d bytes of events: ask with a smaller depth", root, s.cfg.MaxNewBytes), nil)
-				return
-			}
-			items = append(items, item{pos: rec.Position, payload: b})
-			if h.Stream == root {
-				rootEvents++
-			}
-		}
 	}
 	if rootEvents == 0 {
 		s.refuse(w, r, &sat, http.StatusNotFound, fmt.Errorf("new: central holds no record %s", root), nil)
 		return
 	}
-	slices.SortFunc(items, func(a, b item) int { return cmp.Compare(a.pos, b.pos) })
-	items = slices.CompactFunc(items, func(a, b item) bool { return a.pos == b.pos })
-	s.locks[sat.ID].Lock()
-	err = s.cfg.Registry.Hold(ctx, sat.ID, graph)
-	s.locks[sat.ID].Unlock()
+	// Then the hold, and what was appended while this ran: from head on,
+	// pulls send the graph's events; up to head, this answer does.
+	known := len(graph)
+	graph, head, err := s.holdGraph(ctx, sat.ID, root, depth, graph, indexed)
 	if err != nil {
 		s.refuse(w, r, &sat, http.StatusServiceUnavailable, err, nil)
 		return
 	}
+	late, _, err := s.histories(ctx, graph[known:], root, before, -1)
+	if err != nil {
+		s.refuse(w, r, &sat, http.StatusServiceUnavailable, err, nil)
+		return
+	}
+	since, err := s.appendedTo(ctx, graph, before, head)
+	if err != nil {
+		s.refuse(w, r, &sat, http.StatusServiceUnavailable, err, nil)
+		return
+	}
+	items = append(append(items, late...), since...)
+	slices.SortFunc(items, func(a, b item) int { return cmp.Compare(a.pos, b.pos) })
+	items = slices.CompactFunc(items, func(a, b item) bool { return a.pos == b.pos })
 	s.log.Info("new", "satellite", sat.ID, "root", root.String(), "streams", len(graph), "events", len(items))
 	h := w.Header()
 	h.Set("Content-Type", wire.ContentType)

@@ -49,7 +49,9 @@ type Config struct {
 	// MaxPageBytes bounds the event bytes of one pull page. Default 8 MiB.
 	MaxPageBytes int
 	// MaxNewStreams and MaxNewBytes bound the record graph a /v1/new
-	// returns. Defaults 20,000 streams and 128 MiB.
+	// returns. Defaults 20,000 streams and 128 MiB. They are checked
+	// before the graph is held (a refusal holds nothing); what is
+	// appended to it while new runs is sent on top.
 	MaxNewStreams int
 	MaxNewBytes   int
 	// Projects says central's own instance (origin 0) captures and
