@@ -118,6 +118,17 @@ func TestKilledMidTransfer(t *testing.T) {
 		for _, s := range sats {
 			procs["satellite"] = append(procs["satellite"], start(fmt.Sprintf("satellite|%d|%s|%s|http://%s", s.id, s.url, tokens[s.id], addr)))
 		}
+		// Every other round, the window starts once central has taken a
+		// push: on a loaded machine, starting the children alone can take
+		// longer than the window, and no round would get that far.
+		if rng.IntN(2) == 0 {
+			before, _ := cn.store.Head(ctx)
+			for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+				if h, err := cn.store.Head(ctx); err == nil && h > before {
+					break
+				}
+			}
+		}
 		time.Sleep(time.Duration(200+rng.IntN(800)) * time.Millisecond)
 		// Kill one kind first (mid-transfer for the other), then the rest.
 		first := []string{"central", "satellite"}[rng.IntN(2)]
