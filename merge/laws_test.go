@@ -176,7 +176,7 @@ func (h *history) step(r *replica) {
 		if revive {
 			// It saw the latest delete, or (now and then) only an earlier
 			// one, which must not be enough.
-			saw := lastDelete(s).HLC
+			saw := s.LastDelete().HLC
 			if h.rng.IntN(5) == 0 {
 				saw = s.Deleted.HLC
 			}
@@ -459,7 +459,7 @@ func countStats(stats map[string]int, s *State, p Policy, events []*ledger.Event
 		case ledger.OpCreate:
 			if v, ok := e.Fields[Revives]; ok {
 				revivals = append(revivals, e)
-				if saw, _ := v.AsInt(); s.Deleted != nil && clocks.Timestamp(saw) < lastDelete(s).HLC {
+				if saw, _ := v.AsInt(); s.Deleted != nil && clocks.Timestamp(saw) < s.LastDelete().HLC {
 					stats["revival that missed a delete"]++
 				}
 			}
@@ -603,14 +603,6 @@ func TestSequential(t *testing.T) {
 	}
 }
 
-// lastDelete is the greatest delete stamp of a deleted record's state.
-func lastDelete(s *State) Stamp {
-	if n := len(s.Redeleted); n > 0 {
-		return s.Redeleted[n-1]
-	}
-	return *s.Deleted
-}
-
 // afterItsDelete reports whether st comes after a delete that ended the
 // life st belongs to: simulating the record's history in stamp order.
 func afterItsDelete(s *State, st Stamp) bool {
@@ -629,7 +621,7 @@ func afterItsDelete(s *State, st Stamp) bool {
 		evs = append(evs, ev{st: w.Stamp, saw: clocks.Timestamp(saw)})
 	}
 	slices.SortFunc(evs, func(a, b ev) int { return a.st.Compare(b.st) })
-	dead, gap := false, false // gap: dead at st's position in its own life
+	dead := false // at st's position, its life has ended
 	var last Stamp
 	for _, e := range evs {
 		if e.st.Compare(st) > 0 {
@@ -642,6 +634,5 @@ func afterItsDelete(s *State, st Stamp) bool {
 			dead = false
 		}
 	}
-	gap = dead
-	return gap
+	return dead
 }

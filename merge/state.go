@@ -194,6 +194,17 @@ func (s *State) Owner() (origin uint16, ok bool) {
 	return s.Created.Origin, true
 }
 
+// LastDelete is the greatest delete stamp; the zero Stamp if none.
+func (s *State) LastDelete() Stamp {
+	switch {
+	case len(s.Redeleted) > 0:
+		return s.Redeleted[len(s.Redeleted)-1]
+	case s.Deleted != nil:
+		return *s.Deleted
+	}
+	return Stamp{}
+}
+
 // lifeline is a deleted record's lives: each starts at a create (the first
 // life at Created, or at the beginning when no create is known, each
 // later one at a reviving create) and ends at its first delete, if any.
