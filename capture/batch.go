@@ -567,8 +567,12 @@ func (b *batch) flushOwners(ctx context.Context) error {
 // setBases names, for each field a write changes, the HLC of the value the
 // writer saw: what the projector had shown (deferred), else the merged
 // state's winner, and at least this capturer's own previous write
-// (committed, or in the batch appended meanwhile).
+// (committed, or in the batch appended meanwhile). A create of a key
+// whose record the network deleted names that delete (setRevivals).
 func (b *batch) setBases(ctx context.Context) error {
+	if err := b.setRevivals(ctx); err != nil {
+		return err
+	}
 	var keys []recKeyOf
 	for _, e := range b.events {
 		if e.Op == ledger.OpWrite {
@@ -605,6 +609,47 @@ func (b *batch) setBases(ctx context.Context) error {
 }
 
 type recKeyOf struct{ model, key string }
+
+// setRevivals marks the creates of natural keys whose record the network
+// has deleted, as the merged state here shows it: a code used again after
+// its party was deleted, or a record renamed back to a key it left. The
+// user saw the deletion (the row was gone here), so the create begins a
+// new life of the record (merge.Revives) instead of losing to the delete,
+// which would take the user's new row away again. A delete made in this
+// batch is named when the batch is stamped (Capturer.stamp).
+func (b *batch) setRevivals(ctx context.Context) error {
+	byModel := map[string][]string{}
+	for _, e := range b.events {
+		if m, ok := b.c.reg.Lookup(e.Model); ok && e.Op == ledger.OpCreate && m.Kind != models.UUIDKey {
+			byModel[e.Model] = append(byModel[e.Model], e.Key)
+		}
+	}
+	for model, keys := range byModel {
+		ended := map[string]clocks.Timestamp{}
+		err := b.c.eachKeyRow(ctx, "records", "state", model, keys, func(key string, raw []byte) error {
+			if raw == nil {
+				return nil
+			}
+			st, err := merge.DecodeState(raw)
+			if err != nil {
+				return err
+			}
+			if st.Deleted != nil && !st.Live() {
+				ended[key] = st.LastDelete().HLC
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, e := range b.events {
+			if saw, ok := ended[e.Key]; ok && e.Model == model && e.Op == ledger.OpCreate {
+				e.Fields[merge.Revives] = ledger.Int(int64(saw))
+			}
+		}
+	}
+	return nil
+}
 
 // shownBases reads, per record, the HLC of each field's shown value: the
 // deferred bases where the projector left the row as it was, else the

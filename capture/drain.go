@@ -10,6 +10,7 @@ import (
 
 	"github.com/ghsync/ghsync/clocks"
 	"github.com/ghsync/ghsync/ledger"
+	"github.com/ghsync/ghsync/merge"
 	"github.com/ghsync/ghsync/models"
 )
 
@@ -279,10 +280,20 @@ func (c *Capturer) committed(p *prepared, st *Stats) {
 // otherwise the user's edit would lose to the value it overwrote.
 func (c *Capturer) stamp(b *batch) error {
 	here := map[recKeyOf]fieldStamps{}
+	deleted := map[recKeyOf]clocks.Timestamp{} // deletes stamped in this batch
 	b.encoded = make([][]byte, 0, len(b.pending))
 	for _, p := range b.pending {
 		e := p.e
 		var floor clocks.Timestamp
+		if d, ok := deleted[recKeyOf{e.Model, e.Key}]; ok && e.Op == ledger.OpCreate {
+			// The key's record was deleted by this very batch (a rename
+			// undone, a row deleted and saved again): a new life.
+			e.Fields[merge.Revives] = ledger.Int(int64(d))
+		}
+		if v, ok := e.Fields[merge.Revives]; ok {
+			saw, _ := v.AsInt()
+			floor = clocks.Timestamp(saw) // after the delete it saw
+		}
 		if e.Op == ledger.OpWrite {
 			earlier := here[recKeyOf{e.Model, e.Key}]
 			for f := range e.Fields {
@@ -310,6 +321,9 @@ func (c *Capturer) stamp(b *batch) error {
 		}
 		b.encoded = append(b.encoded, payload)
 		noteStamps(here, e)
+		if e.Op == ledger.OpDelete {
+			deleted[recKeyOf{e.Model, e.Key}] = e.HLC
+		}
 	}
 	b.stamps = here
 	return nil

@@ -17,9 +17,12 @@ import (
 // Layout (version 1), integers big-endian unless marked uvarint:
 //
 //	format   byte = 1
-//	flags    byte: bit 0 Created present, bit 1 Deleted present
+//	flags    byte: bit 0 Created present, bit 1 Deleted present,
+//	         bit 2 Redeleted present (later deletes)
 //	created  stamp, if present
 //	deleted  stamp, if present
+//	redeleted uvarint count (at least 1), then stamps, ascending, after
+//	         deleted, if present
 //	nfields  uvarint, then per field in ascending name order:
 //	  name     uvarint length + bytes
 //	  nwrites  uvarint (at least 1), then per write in ascending stamp order:
@@ -40,6 +43,7 @@ const StateFormat byte = 1
 const (
 	flagCreated = 1 << iota
 	flagDeleted
+	flagRedeleted
 )
 
 const stampLen = 8 + 2 + 16
@@ -63,6 +67,17 @@ func (s *State) MarshalBinary() ([]byte, error) {
 	if s.Deleted != nil {
 		b[1] |= flagDeleted
 		b = appendStamp(b, *s.Deleted)
+		if len(s.Redeleted) > 0 {
+			b[1] |= flagRedeleted
+			b = binary.AppendUvarint(b, uint64(len(s.Redeleted)))
+			prev := *s.Deleted
+			for _, d := range s.Redeleted {
+				if d.Compare(prev) <= 0 {
+					return nil, fmt.Errorf("merge: deletes out of stamp order or repeated")
+				}
+				b, prev = appendStamp(b, d), d
+			}
+		}
 	}
 	var room [24]string // a record's fields, without allocating for most models
 	names := room[:0]
@@ -356,7 +371,7 @@ func decodeState(data []byte) (*State, error) {
 	if err != nil {
 		return nil, err
 	}
-	if flags&^(flagCreated|flagDeleted) != 0 {
+	if flags&^(flagCreated|flagDeleted|flagRedeleted) != 0 || flags&flagRedeleted != 0 && flags&flagDeleted == 0 {
 		return nil, fmt.Errorf("unknown flags 0x%02x", flags)
 	}
 	s := &State{}
@@ -373,6 +388,23 @@ func decodeState(data []byte) (*State, error) {
 			return nil, fmt.Errorf("deleted: %w", err)
 		}
 		s.Deleted = &st
+	}
+	if flags&flagRedeleted != 0 {
+		n, err := r.count(stampLen)
+		if err != nil || n == 0 {
+			return nil, fmt.Errorf("later deletes: count %d: %v", n, err)
+		}
+		s.Redeleted = make([]Stamp, n)
+		prev := *s.Deleted
+		for i := range s.Redeleted {
+			if s.Redeleted[i], err = r.stamp(); err != nil {
+				return nil, fmt.Errorf("later delete %d: %w", i, err)
+			}
+			if s.Redeleted[i].Compare(prev) <= 0 {
+				return nil, errors.New("later deletes out of stamp order or repeated")
+			}
+			prev = s.Redeleted[i]
+		}
 	}
 	nf, err := r.count(2) // a name length and a write count
 	if err != nil {

@@ -29,18 +29,20 @@ import (
 //     after a stable tombstone), up to the first that is not;
 //   - FirstWins, Max, Min: every write but the stable winner;
 //   - nothing under Union or CentralWins, nor on an OriginOwned model:
-//     their outcomes or conflicts can still change with later writes.
+//     their outcomes or conflicts can still change with later writes;
+//     nor anything of a revived record (see Revives): each of its lives
+//     keeps its own winners and conflicts.
 //
 // Compaction depends on the policy: after a rule changes, a compacted
 // state may lack writes the new rule would use (ghsync rebuild replays the
 // ledger). It returns how many writes it dropped.
 func (s *State) Compact(p Policy, stable clocks.Timestamp) (dropped int) {
-	if p.OriginOwned || stable == 0 {
-		return 0
+	if p.OriginOwned || stable == 0 || s.Revival() != nil {
+		return 0 // a revived record (rare) keeps every life's writes
 	}
 	for name, ws := range s.Fields {
-		if len(ws) < 2 || ws[0].Stamp.HLC > stable {
-			continue
+		if len(ws) < 2 || ws[0].Stamp.HLC > stable || name == Revives {
+			continue // a later create may revive the record: kept
 		}
 		var keep []Write
 		switch r := p.Rule(name); r {

@@ -7,7 +7,8 @@ writes the outcome to the Tryton tables and the conflict queue.
 # The state
 
 A State is one record's merge state: the smallest create stamp seen
-(Created), the smallest delete stamp seen (Deleted, the tombstone), and for
+(Created), every delete stamp seen (Deleted, the smallest: the tombstone,
+and Redeleted), and for
 every field every write any create or write event made to it (Fields),
 sorted by Stamp and unique by it. A Stamp is (HLC, origin, event id), the
 total order of ledger.Event.Compare. A Write is a stamp, the Base the writer
@@ -74,8 +75,9 @@ against each other once central has a value.
 
 # Deletes and creates
 
-The tombstone is the smallest delete stamp; Live is false from then on, and
-no later create or write revives the record (every write after the
+The tombstone is the smallest delete stamp (Deleted; later ones are in
+Redeleted); Live is false from then on, and no later create or write that
+had not seen the delete revives the record (every write after the
 tombstone is a RecordDeleted conflict, one per field it set; writes before
 it are not). A second delete is no conflict. A create arriving after writes
 to the same key merges with them like any write; Created is the smallest
@@ -83,6 +85,15 @@ create stamp. Two creates of one key from different origins (a duplicate
 registration) merge field by field like any writes: creates have Base 0, so
 differing values are ConcurrentWrite conflicts, and with OriginOwned the
 smaller create's origin owns the record.
+
+A create that carries Revives (the HLC of the latest delete its writer
+saw) and comes after a life ended, having seen the latest delete so far,
+begins a new life: the record is live again (Revival), its values and
+owner come from the new life, and the writes of earlier lives are history,
+neither values nor conflicts of it. Each life is judged on its own writes
+for conflicts; a write stamped after the delete that ended its life is a
+RecordDeleted conflict against that delete. Revived states are not
+compacted.
 
 # Laws
 

@@ -137,12 +137,19 @@ func (h *history) step(r *replica) {
 	key := simKeys[h.rng.IntN(len(simKeys))]
 	s := h.state(r, key)
 	var op ledger.Op
+	revive := false
 	switch {
-	case s.Deleted != nil:
-		if h.sequential || h.rng.IntN(5) != 0 {
+	case s.Deleted != nil && !s.Live():
+		switch x := h.rng.IntN(10); {
+		case x < 2 && !h.sequential:
+			op = []ledger.Op{ledger.OpCreate, ledger.OpWrite}[h.rng.IntN(2)]
+		case x < 4:
+			op, revive = ledger.OpCreate, true // the key used again, knowingly
+		default:
 			return // a replica that saw the delete mostly leaves the record alone
 		}
-		op = []ledger.Op{ledger.OpCreate, ledger.OpWrite}[h.rng.IntN(2)]
+	case s.Deleted != nil && h.sequential:
+		op = []ledger.Op{ledger.OpWrite, ledger.OpWrite, ledger.OpDelete}[h.rng.IntN(3)]
 	case h.sequential && s.Created == nil && len(s.Fields) == 0:
 		op = ledger.OpCreate
 	case h.sequential:
@@ -166,6 +173,16 @@ func (h *history) step(r *replica) {
 	if op != ledger.OpDelete {
 		e.Fields = map[string]ledger.Value{}
 		e.Base = map[string]clocks.Timestamp{}
+		if revive {
+			// It saw the latest delete, or (now and then) only an earlier
+			// one, which must not be enough.
+			saw := s.LastDelete().HLC
+			if h.rng.IntN(5) == 0 {
+				saw = s.Deleted.HLC
+			}
+			e.Fields[Revives] = ledger.Int(int64(saw))
+			e.Base[Revives] = 0
+		}
 		for _, f := range simFields {
 			if h.rng.IntN(2) == 0 && (op == ledger.OpCreate || len(e.Fields) > 0 || f != simFields[len(simFields)-1]) {
 				continue
@@ -393,7 +410,8 @@ func TestLaws(t *testing.T) {
 	stats["write of the current value"] = currentWrites
 	t.Logf("%d histories; %v", histories, stats)
 	for _, k := range []string{"concurrent write", "write once", "central only", "not owner", "record deleted",
-		"hlc tie", "two deletes", "duplicate registration", "create after write", "create after delete", "write of the current value"} {
+		"hlc tie", "two deletes", "duplicate registration", "create after write", "create after delete", "write of the current value",
+		"revived", "revival undone by a later delete", "revival that missed a delete"} {
 		if stats[k] == 0 {
 			t.Errorf("no history exercised %s", k)
 		}
@@ -430,11 +448,21 @@ func countStats(stats map[string]int, s *State, p Policy, events []*ledger.Event
 			hlcs[w.Stamp.HLC] = w.Stamp.Origin
 		}
 	}
+	if s.Revival() != nil {
+		stats["revived"]++
+	}
 	var creators, deletes, writes int
+	var revivals []*ledger.Event
 	origins := map[uint16]bool{}
 	for _, e := range events {
 		switch e.Op {
 		case ledger.OpCreate:
+			if v, ok := e.Fields[Revives]; ok {
+				revivals = append(revivals, e)
+				if saw, _ := v.AsInt(); s.Deleted != nil && clocks.Timestamp(saw) < s.LastDelete().HLC {
+					stats["revival that missed a delete"]++
+				}
+			}
 			if writes > 0 && creators == 0 {
 				stats["create after write"]++
 			}
@@ -452,6 +480,9 @@ func countStats(stats map[string]int, s *State, p Policy, events []*ledger.Event
 		case ledger.OpDelete:
 			if deletes++; deletes == 2 {
 				stats["two deletes"]++
+			}
+			if len(revivals) > 0 && s.Revival() == nil {
+				stats["revival undone by a later delete"]++
 			}
 		}
 	}
@@ -488,19 +519,31 @@ func checkInvariants(t *testing.T, s *State, p Policy, fail func(string, ...any)
 			}
 		case RecordDeleted:
 			deletedLosers++
-			if c.Winner.Stamp != *s.Deleted || c.Loser.Stamp.Compare(*s.Deleted) <= 0 {
-				fail("record deleted conflict not against the tombstone")
+			isDelete := c.Winner.Stamp == *s.Deleted || slices.Contains(s.Redeleted, c.Winner.Stamp)
+			if !isDelete || c.Loser.Stamp.Compare(c.Winner.Stamp) <= 0 {
+				fail("record deleted conflict not against a delete before it")
 			}
 		case NotOwner:
-			if o, _ := s.Owner(); c.Loser.Stamp.Origin == o {
+			var start *Stamp
+			if s.Deleted == nil {
+				start = s.Created
+			} else {
+				l := s.lives()
+				life, _ := l.place(c.Loser.Stamp)
+				start = s.lifeStart(l, life)
+			}
+			if start == nil || c.Loser.Stamp.Origin == start.Origin {
 				fail("owner reported as not owner")
 			}
 		}
 	}
+	// Writes made after the delete that ended their life, found the slow
+	// way: the last create-or-revival before each write, then a delete
+	// between them.
 	after := 0
 	for _, name := range slices.Sorted(maps.Keys(s.Fields)) {
 		for _, w := range s.Fields[name] {
-			if s.Deleted != nil && w.Stamp.Compare(*s.Deleted) > 0 {
+			if s.Deleted != nil && name != Revives && afterItsDelete(s, w.Stamp) {
 				after++
 			}
 		}
@@ -519,7 +562,7 @@ func checkInvariants(t *testing.T, s *State, p Policy, fail func(string, ...any)
 		}
 	}
 	if after != deletedLosers {
-		fail("%d writes after the tombstone, %d record deleted conflicts", after, deletedLosers)
+		fail("%d writes after the tombstone (and before a revival), %d record deleted conflicts", after, deletedLosers)
 	}
 }
 
@@ -558,4 +601,38 @@ func TestSequential(t *testing.T) {
 			}
 		}
 	}
+}
+
+// afterItsDelete reports whether st comes after a delete that ended the
+// life st belongs to: simulating the record's history in stamp order.
+func afterItsDelete(s *State, st Stamp) bool {
+	type ev struct {
+		st     Stamp
+		delete bool
+		saw    clocks.Timestamp
+	}
+	var evs []ev
+	evs = append(evs, ev{st: *s.Deleted, delete: true})
+	for _, d := range s.Redeleted {
+		evs = append(evs, ev{st: d, delete: true})
+	}
+	for _, w := range s.Fields[Revives] {
+		saw, _ := w.Value.AsInt()
+		evs = append(evs, ev{st: w.Stamp, saw: clocks.Timestamp(saw)})
+	}
+	slices.SortFunc(evs, func(a, b ev) int { return a.st.Compare(b.st) })
+	dead := false // at st's position, its life has ended
+	var last Stamp
+	for _, e := range evs {
+		if e.st.Compare(st) > 0 {
+			break
+		}
+		switch {
+		case e.delete:
+			dead, last = true, e.st
+		case dead && e.saw >= last.HLC:
+			dead = false
+		}
+	}
+	return dead
 }

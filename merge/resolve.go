@@ -19,17 +19,38 @@ type Conflict struct {
 	Reason Reason
 }
 
+// retired is why a write of a revived record's earlier life takes no part
+// in the merge: it is history, not a lost write, and no conflict.
+const retired = reasonEnd + 1
+
 // ineligible says why a write takes no part in the merge, if it does not.
-// A write after the tombstone is out whatever its origin; otherwise, on an
-// origin-owned model, a write from another origin than the creator's.
+// A write after the delete that ended its life is out whatever its origin
+// (RecordDeleted, against that delete), a write of an earlier life than
+// the record's current one is retired; otherwise, on an origin-owned
+// model, a write from another origin than the owner's is out.
 func (s *State) ineligible(p Policy, w *Write) (Reason, bool) {
-	if s.Deleted != nil && w.Stamp.Compare(*s.Deleted) > 0 {
-		return RecordDeleted, true
+	if s.Deleted != nil {
+		l := s.lives()
+		life, del := l.place(w.Stamp)
+		if del != nil {
+			return RecordDeleted, true
+		}
+		if life < len(l.starts)-1 {
+			return retired, true
+		}
 	}
-	if p.OriginOwned && s.Created != nil && w.Stamp.Origin != s.Created.Origin {
-		return NotOwner, true
+	if p.OriginOwned {
+		if owner, ok := s.Owner(); ok && w.Stamp.Origin != owner {
+			return NotOwner, true
+		}
 	}
 	return 0, false
+}
+
+// tombstoneOf is the delete a RecordDeleted write lost to.
+func (s *State) tombstoneOf(w *Write) Write {
+	_, del := s.lives().place(w.Stamp)
+	return Write{Stamp: *del}
 }
 
 // eligible returns the field's writes that take part in the merge, in
@@ -113,30 +134,66 @@ func winner(r Rule, el []Write) (Write, bool) {
 //     overrode unseen). Max, Min and Union report none.
 func (s *State) Conflicts(p Policy) []Conflict {
 	var out []Conflict
-	var tomb Write
+	var l lifeline
 	if s.Deleted != nil {
-		tomb.Stamp = *s.Deleted
+		l = s.lives()
 	}
 	for name, ws := range s.Fields { // any order: sorted below
-		if len(ws) == 1 && s.Deleted == nil && !p.OriginOwned {
+		if len(ws) == 1 && s.Deleted == nil && !p.OriginOwned || name == Revives {
 			continue // one eligible write: no rule finds a conflict in it
 		}
 		r := p.Rule(name)
-		el := s.eligible(p, ws)
-		win, _ := winner(r, el)
-		for i := range ws {
-			if why, out1 := s.ineligible(p, &ws[i]); out1 {
-				c := Conflict{Field: name, Loser: ws[i], Reason: why, Winner: win}
-				if why == RecordDeleted {
-					c.Winner = tomb
-				}
-				out = append(out, c)
-			}
+		if s.Deleted == nil {
+			out = s.lifeConflicts(out, p, name, r, ws, s.Created)
+			continue
 		}
-		out = ruleConflicts(out, name, r, el, win)
+		// Each life is judged on its own writes: a write lost in a life
+		// the record has since left is still a lost write.
+		byLife := make([][]Write, len(l.starts))
+		for i := range ws {
+			life, del := l.place(ws[i].Stamp)
+			if del != nil {
+				out = append(out, Conflict{Field: name, Loser: ws[i], Winner: Write{Stamp: *del}, Reason: RecordDeleted})
+				continue
+			}
+			byLife[life] = append(byLife[life], ws[i])
+		}
+		for life, lw := range byLife {
+			out = s.lifeConflicts(out, p, name, r, lw, s.lifeStart(l, life))
+		}
 	}
 	slices.SortFunc(out, compareConflicts)
 	return out
+}
+
+// lifeStart is the create that began life i of l: the reviving create,
+// or for the first life Created if it is part of it (nil if unknown).
+func (s *State) lifeStart(l lifeline, i int) *Stamp {
+	if i > 0 {
+		return &l.starts[i]
+	}
+	if s.Created != nil && (len(l.starts) == 1 || s.Created.Compare(l.starts[1]) < 0) {
+		return s.Created
+	}
+	return nil
+}
+
+// lifeConflicts appends the conflicts among ws, one life's writes of a
+// field (none of them after the life's end), begun by the create start.
+func (s *State) lifeConflicts(out []Conflict, p Policy, name string, r Rule, ws []Write, start *Stamp) []Conflict {
+	el := ws
+	if p.OriginOwned && start != nil {
+		el = slices.DeleteFunc(slices.Clone(ws), func(w Write) bool { return w.Stamp.Origin != start.Origin })
+	}
+	win, _ := winner(r, el)
+	if len(el) < len(ws) {
+		for i := range ws {
+			if ws[i].Stamp.Origin != start.Origin {
+				out = append(out, Conflict{Field: name, Loser: ws[i], Winner: win, Reason: NotOwner})
+			}
+		}
+	}
+	return ruleConflicts(out, name, r, el, win)
 }
 
 func compareConflicts(a, b Conflict) int {

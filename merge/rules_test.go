@@ -477,3 +477,72 @@ func TestLastWriterWinsConflictsSkipSeenWrites(t *testing.T) {
 		}
 	}
 }
+
+// TestRevival: a create that saw the latest delete brings the record back
+// with its own values; one that did not see it (or saw only an earlier
+// delete) does not, and a later delete ends the revived life.
+func TestRevival(t *testing.T) {
+	p := Policy{}
+	var h hand
+	c := h.ev(C, 1, 10, nil, "f", 1, "g", 1)
+	old := h.ev(W, 1, 15, base{"f": 10}, "f", 5)
+	d1 := h.ev(D, 1, 20, nil)
+	concurrent := h.ev(W, 2, 22, base{"f": 10}, "f", 7) // did not see d1
+	missed := h.ev(C, 3, 24, nil, "f", 8)               // a concurrent create of the key
+	r1 := h.ev(C, 1, 30, nil, Revives, 20, "f", 2)      // saw d1: the key used again
+	later := h.ev(W, 1, 35, base{"f": 30}, "f", 3)
+
+	s := check(t, p, []*ledger.Event{later, r1, missed, concurrent, d1, old, c},
+		map[string]Write{"f": wr(later, "f"), Revives: wr(r1, Revives)},
+		[]Conflict{
+			{Field: "f", Loser: wr(concurrent, "f"), Winner: tomb(d1), Reason: RecordDeleted},
+			{Field: "f", Loser: wr(missed, "f"), Winner: tomb(d1), Reason: RecordDeleted},
+		})
+	if !s.Live() || *s.Revival() != StampOf(r1) {
+		t.Fatalf("live %v revival %v, want live since %v", s.Live(), s.Revival(), StampOf(r1))
+	}
+	if _, ok := s.Value(p, "g"); ok {
+		t.Error("a field of the life before the delete shows in the revived record")
+	}
+	if o, _ := s.Owner(); o != 1 {
+		t.Errorf("owner %d, want the reviving origin 1", o)
+	}
+
+	// A create that saw only an earlier delete does not revive.
+	d1b := h.ev(D, 2, 25, nil) // concurrent with d1, unseen by r1
+	s = check(t, p, []*ledger.Event{r1, d1b, d1, c},
+		map[string]Write{"f": wr(c, "f"), "g": wr(c, "g")},
+		[]Conflict{
+			{Field: "f", Loser: wr(r1, "f"), Winner: tomb(d1), Reason: RecordDeleted},
+		})
+	if s.Live() || s.Revival() != nil {
+		t.Fatal("a create that missed the latest delete revived the record")
+	}
+
+	// A later delete ends the revived life; a create that saw it begins
+	// another, owned by its origin.
+	d2 := h.ev(D, 2, 32, nil)
+	s = check(t, p, []*ledger.Event{r1, d2, d1, c},
+		map[string]Write{"f": wr(r1, "f"), Revives: wr(r1, Revives)}, nil)
+	if s.Live() || *s.Revival() != StampOf(r1) {
+		t.Fatalf("live %v revival %v: want deleted again after %v", s.Live(), s.Revival(), StampOf(r1))
+	}
+	r2 := h.ev(C, 2, 40, nil, Revives, 32, "f", 4, "g", 4)
+	s = check(t, Policy{OriginOwned: true}, []*ledger.Event{r2, later, r1, d2, d1, c},
+		map[string]Write{"f": wr(r2, "f"), "g": wr(r2, "g"), Revives: wr(r2, Revives)},
+		[]Conflict{
+			{Field: "f", Loser: wr(later, "f"), Winner: tomb(d2), Reason: RecordDeleted},
+		})
+	if !s.Live() || *s.Revival() != StampOf(r2) || len(s.Redeleted) != 1 || s.Redeleted[0] != StampOf(d2) {
+		t.Fatalf("live %v revival %v later deletes %v", s.Live(), s.Revival(), s.Redeleted)
+	}
+	if o, _ := s.Owner(); o != 2 {
+		t.Errorf("owner %d, want the reviving origin 2", o)
+	}
+
+	// The second delete survives the encoding.
+	back, err := UnmarshalState(mustMarshal(t, s))
+	if err != nil || len(back.Redeleted) != 1 || back.Redeleted[0] != StampOf(d2) || !back.Live() {
+		t.Fatalf("round trip: %v, later deletes %v", err, back.Redeleted)
+	}
+}

@@ -64,10 +64,23 @@ func (w Write) equal(v Write) bool {
 // The zero State is an empty record. A State is not safe for concurrent
 // use; Apply and Merge modify it, every other method only reads it.
 type State struct {
-	Created *Stamp             // smallest create stamp seen (nil: no create yet)
-	Deleted *Stamp             // smallest delete stamp seen (nil: not deleted): the tombstone
-	Fields  map[string][]Write // per field, sorted by Stamp, unique by Stamp
+	Created *Stamp // smallest create stamp seen (nil: no create yet)
+	Deleted *Stamp // smallest delete stamp seen (nil: not deleted): the tombstone
+	// Redeleted is every later delete stamp, ascending: deletes of a life
+	// the record began again (Revives), or second deletes of one life.
+	Redeleted []Stamp
+	Fields    map[string][]Write // per field, sorted by Stamp, unique by Stamp
 }
+
+// Revives is the reserved field a create carries when it brings back a
+// record whose deletion its writer saw: a natural key reused after the
+// record that had it was deleted, or a renamed record renamed back. Its
+// value is an Int, the HLC of the latest delete the writer knew of. Only a
+// create that saw the latest delete before it begins a new life: a create
+// or a write that did not see it (a concurrent one) never brings a deleted
+// record back. Tryton field names never start with '_', so it cannot
+// collide with a real one.
+const Revives = "_revives"
 
 // Apply adds e's effect to the state and reports whether anything changed.
 // It is idempotent: re-applying an event changes nothing. A create or a
@@ -82,7 +95,7 @@ func (s *State) Apply(e *ledger.Event) (changed bool) {
 	st := StampOf(e)
 	switch e.Op {
 	case ledger.OpDelete:
-		return lowerStamp(&s.Deleted, st)
+		return s.addDelete(st)
 	case ledger.OpCreate:
 		changed = lowerStamp(&s.Created, st)
 	case ledger.OpWrite:
@@ -112,7 +125,10 @@ func (s *State) Merge(o *State) {
 		lowerStamp(&s.Created, *o.Created)
 	}
 	if o.Deleted != nil {
-		lowerStamp(&s.Deleted, *o.Deleted)
+		s.addDelete(*o.Deleted)
+	}
+	for _, d := range o.Redeleted {
+		s.addDelete(d)
 	}
 	for name, ws := range o.Fields {
 		if len(ws) == 0 {
@@ -138,17 +154,128 @@ func (s *State) Clone() *State {
 	return c
 }
 
-// Live reports whether the record exists: created and not deleted. A
-// deleted record stays deleted whatever arrives later.
-func (s *State) Live() bool { return s.Created != nil && s.Deleted == nil }
+// Live reports whether the record exists: created, and not deleted since
+// its current life began (see Revives). Nothing that did not see a delete
+// brings the record back.
+func (s *State) Live() bool {
+	if s.Created == nil {
+		return false
+	}
+	if s.Deleted == nil {
+		return true
+	}
+	l := s.lives()
+	return l.ends[len(l.ends)-1] == nil
+}
 
-// Owner is the creating origin, the origin of Created; ok is false before
-// any create is known.
+// Revival is the stamp of the create that began the record's current life
+// after a delete; nil if its life is the first.
+func (s *State) Revival() *Stamp {
+	if s.Deleted == nil {
+		return nil
+	}
+	if l := s.lives(); len(l.starts) > 1 {
+		st := l.starts[len(l.starts)-1]
+		return &st
+	}
+	return nil
+}
+
+// Owner is the origin that began the record's current life: the origin of
+// Created, or of the reviving create; ok is false before any create is
+// known.
 func (s *State) Owner() (origin uint16, ok bool) {
+	if r := s.Revival(); r != nil {
+		return r.Origin, true
+	}
 	if s.Created == nil {
 		return 0, false
 	}
 	return s.Created.Origin, true
+}
+
+// LastDelete is the greatest delete stamp; the zero Stamp if none.
+func (s *State) LastDelete() Stamp {
+	switch {
+	case len(s.Redeleted) > 0:
+		return s.Redeleted[len(s.Redeleted)-1]
+	case s.Deleted != nil:
+		return *s.Deleted
+	}
+	return Stamp{}
+}
+
+// lifeline is a deleted record's lives: each starts at a create (the first
+// life at Created, or at the beginning when no create is known, each
+// later one at a reviving create) and ends at its first delete, if any.
+type lifeline struct {
+	starts []Stamp  // ascending; the first is the zero Stamp
+	ends   []*Stamp // ends[i]: the first delete after starts[i], nil if none
+}
+
+// lives computes the lifeline: going through deletes and reviving creates
+// in stamp order, a reviving create begins a new life when the current
+// one has ended and it saw the latest delete so far. Another create of a
+// live life joins it, like a duplicate registration.
+func (s *State) lives() lifeline {
+	l := lifeline{starts: []Stamp{{}}, ends: []*Stamp{nil}}
+	deletes := append([]Stamp{*s.Deleted}, s.Redeleted...)
+	revs := s.Fields[Revives]
+	var last *Stamp // the latest delete so far
+	for i, j := 0, 0; i < len(deletes) || j < len(revs); {
+		if j == len(revs) || i < len(deletes) && deletes[i].Compare(revs[j].Stamp) < 0 {
+			d := deletes[i]
+			if l.ends[len(l.ends)-1] == nil {
+				l.ends[len(l.ends)-1] = &d
+			}
+			last = &d
+			i++
+			continue
+		}
+		r := revs[j]
+		j++
+		saw, ok := r.Value.AsInt()
+		if ok && last != nil && l.ends[len(l.ends)-1] != nil && clocks.Timestamp(saw) >= last.HLC {
+			l.starts = append(l.starts, r.Stamp)
+			l.ends = append(l.ends, nil)
+		}
+	}
+	return l
+}
+
+// place says where a stamp falls: in which life (index), and whether after
+// that life's end (deleted: the end is the delete it lost to).
+func (l lifeline) place(st Stamp) (life int, deleted *Stamp) {
+	life = len(l.starts) - 1
+	for life > 0 && l.starts[life].Compare(st) > 0 {
+		life--
+	}
+	if end := l.ends[life]; end != nil && st.Compare(*end) > 0 {
+		return life, end
+	}
+	return life, nil
+}
+
+// addDelete notes a delete stamp: Deleted keeps the smallest, Redeleted
+// the others.
+func (s *State) addDelete(st Stamp) bool {
+	if s.Deleted == nil {
+		s.Deleted = &st
+		return true
+	}
+	switch c := st.Compare(*s.Deleted); {
+	case c == 0:
+		return false
+	case c < 0:
+		first := st
+		st, s.Deleted = *s.Deleted, &first
+	}
+	i, found := slices.BinarySearchFunc(s.Redeleted, st, Stamp.Compare)
+	if found {
+		return false
+	}
+	s.Redeleted = slices.Insert(s.Redeleted, i, st)
+	return true
 }
 
 func lowerStamp(p **Stamp, st Stamp) bool {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/ghsync/ghsync/ledger"
 	"github.com/ghsync/ghsync/ledger/ledgertest"
+	"github.com/ghsync/ghsync/merge"
 )
 
 // TestBadInput: each kind of bad event is set aside with an error naming
@@ -35,6 +36,8 @@ func TestBadInput(t *testing.T) {
 		{ev("party.party", "P1", ledger.OpWrite, map[string]ledger.Value{"dob": str("1980-01-01")}), "dob", "value is string, field dob (date) wants date"},
 		{ev("gnuhealth.appointment", "A1", ledger.OpCreate, map[string]ledger.Value{"patient": ref(t, "res.user", "admin")}), "patient", "references model res.user, which is not synchronised"},
 		{ev("gnuhealth.appointment", "A2", ledger.OpCreate, map[string]ledger.Value{"patient": ref(t, "party.party", "P1")}), "patient", "references model party.party, field targets gnuhealth.patient"},
+		{ev("party.party", "P1", ledger.OpWrite, map[string]ledger.Value{merge.Revives: ledger.Int(1)}), merge.Revives, "a revival names the delete it saw"},
+		{ev("gnuhealth.appointment", "A3", ledger.OpCreate, map[string]ledger.Value{merge.Revives: ledger.Int(1)}), merge.Revives, "on a create of a natural key"},
 	}
 	var all []*ledger.Event
 	all = append(all, good[0], bad[0].e, bad[1].e, good[1])

@@ -217,6 +217,8 @@ func (b *batch) apply(ctx context.Context, evs []ledger.Record) error {
 			if err := b.rename(ctx, r.Event); err != nil {
 				return err
 			}
+		} else if _, ok := r.Event.Fields[merge.Revives]; ok {
+			b.unalias(rec.k)
 		}
 		e := b.clamp(r.Event)
 		if e.HLC <= b.frontier {

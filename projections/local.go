@@ -124,6 +124,7 @@ func (b *batch) rename(ctx context.Context, e *ledger.Event) error {
 		return nil
 	}
 	from, to := recKey{r.Model, r.Key}, recKey{e.Model, e.Key}
+	b.unalias(to) // renamed back: the key is the record's again
 	b.alias[from] = to.key
 	b.tx.queue(`INSERT INTO `+b.s+`alias (model, old_key, new_key) VALUES (?, ?, ?)
 		ON CONFLICT (model, old_key) DO UPDATE SET new_key = excluded.new_key`, from.model, from.key, to.key)
@@ -140,6 +141,17 @@ func (b *batch) rename(ctx context.Context, e *ledger.Event) error {
 	b.ids[to] = id
 	delete(b.ids, from)
 	return nil
+}
+
+// unalias ends the alias of a key that names a record again (a rename
+// back, or a key used again after its record was renamed away: see
+// merge.Revives): references to it are the record's own.
+func (b *batch) unalias(k recKey) {
+	if _, ok := b.alias[k]; !ok {
+		return
+	}
+	delete(b.alias, k)
+	b.tx.queue(`DELETE FROM `+b.s+`alias WHERE model = ? AND old_key = ?`, k.model, k.key)
 }
 
 // keepsLocalChange reports whether rec's row has a change waiting in the

@@ -16,6 +16,7 @@ import (
 
 	"github.com/ghsync/ghsync/clocks"
 	"github.com/ghsync/ghsync/ledger"
+	"github.com/ghsync/ghsync/merge"
 	"github.com/ghsync/ghsync/models"
 )
 
@@ -767,6 +768,12 @@ func (p *Projector) validate(e *ledger.Event) *Rejection {
 		if name == models.RenamedFrom {
 			if r, ok := v.AsRef(); !ok || r.Model != e.Model || e.Op != ledger.OpCreate {
 				return rej(name, "a rename names a record of the same model, on a create")
+			}
+			continue
+		}
+		if name == merge.Revives {
+			if _, ok := v.AsInt(); !ok || e.Op != ledger.OpCreate || m.Kind == models.UUIDKey {
+				return rej(name, "a revival names the delete it saw (an integer clock), on a create of a natural key")
 			}
 			continue
 		}

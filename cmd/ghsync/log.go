@@ -8,7 +8,9 @@ import (
 	"slices"
 	"time"
 
+	"github.com/ghsync/ghsync/clocks"
 	"github.com/ghsync/ghsync/ledger"
+	"github.com/ghsync/ghsync/merge"
 )
 
 // LogCmd prints events: the auditor's view of a ledger.
@@ -157,6 +159,9 @@ func writeHuman(w io.Writer, r ledger.Record) error {
 		replaces := ""
 		if b := e.Base[n]; !b.IsZero() {
 			replaces = "   (replaces value of " + b.String() + ")"
+		}
+		if saw, ok := e.Fields[n].AsInt(); ok && n == merge.Revives {
+			replaces = "   (a new life of the record, after its delete of " + clocks.Timestamp(saw).String() + ")"
 		}
 		if _, err := fmt.Fprintf(w, "      %-*s = %s%s\n", width, n, e.Fields[n], replaces); err != nil {
 			return err

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/ghsync/ghsync/clocks"
+	"github.com/ghsync/ghsync/ledger"
+	"github.com/ghsync/ghsync/merge"
 )
 
 // A stream name typed with the key as is gets the name to type instead.
@@ -77,4 +79,19 @@ func TestLogByUserAndTime(t *testing.T) {
 		t.Fatalf("log --user --limit 2: %+v", got)
 	}
 	refused(t, []string{`--since "yesterday": want an RFC 3339 time`}, "log", "--ledger", db, "--since", "yesterday")
+}
+
+// A revival prints the delete it saw as a clock, not a bare integer.
+func TestLogShowsRevival(t *testing.T) {
+	deleted := clocks.New(time.Date(2026, 11, 30, 9, 0, 0, 0, time.UTC).UnixMilli(), 0)
+	e := &ledger.Event{Model: "party.party", Key: "A-1", Op: ledger.OpCreate, HLC: deleted + 10,
+		Fields: map[string]ledger.Value{merge.Revives: ledger.Int(int64(deleted)), "name": ledger.String("Bob")}}
+	var out strings.Builder
+	if err := writeHuman(&out, ledger.Record{Position: 3, Event: e}); err != nil {
+		t.Fatal(err)
+	}
+	want := "(a new life of the record, after its delete of " + deleted.String() + ")"
+	if !strings.Contains(out.String(), want) {
+		t.Fatalf("log prints\n%s\nwant %q", out.String(), want)
+	}
 }

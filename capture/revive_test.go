@@ -1,0 +1,125 @@
+package capture_test
+
+import (
+	"testing"
+
+	"github.com/ghsync/ghsync/ledger"
+	"github.com/ghsync/ghsync/merge"
+)
+
+// A natural key can be used again after the record that had it was
+// deleted, or renamed away: the capturer marks the create as having seen
+// the delete (merge.Revives), and the record begins a new life at every
+// site instead of losing to its tombstone (which deleted the user's new
+// row, and its addresses with it, before).
+
+// TestKeyChangedBack: a party's code corrected A-1 → A-2 and back (a
+// correction undone) leaves the party and its address at both sites, in
+// the same rows, and references to either code reach it.
+func TestKeyChangedBack(t *testing.T) {
+	forEachLayout(t, func(t *testing.T, lay layout) {
+		a, b := newSite(t, lay, 1), newSite(t, lay, 2)
+		party := a.insert("party_party", 1, map[string]any{"code": "A-1", "name": "Ana", "active": true})
+		a.insert("party_address", 1, map[string]any{"party": party, "city": "Ocho Rios", "active": true})
+		a.drain()
+		a.project()
+		b.receive(a)
+		b.project()
+		idB := b.int(`SELECT id FROM party_party WHERE code = 'A-1'`)
+
+		a.update("party_party", party, 1, map[string]any{"code": "A-2"})
+		a.drain()
+		a.project()
+		a.update("party_party", party, 1, map[string]any{"code": "A-1"})
+		evs := a.drain()
+		if len(evs) != 2 || evs[0].Op != ledger.OpCreate || evs[0].Key != "A-1" {
+			t.Fatalf("renaming back captured as %v, want a create of A-1, then a delete of A-2", evs)
+		}
+		if _, ok := evs[0].Fields[merge.Revives].AsInt(); !ok {
+			t.Fatalf("the create of A-1 does not name the delete it saw: %v", evs[0].Fields)
+		}
+		a.project()
+		b.receive(a)
+		b.project()
+		for _, s := range []*site{a, b} {
+			id := s.int(`SELECT id FROM party_party WHERE code = 'A-1'`)
+			if n, ad := s.int(`SELECT count(*) FROM party_party`), s.int(s.q(`SELECT count(*) FROM party_address WHERE party = ?`), id); n != 1 || ad != 1 {
+				t.Fatalf("origin %d: %d parties, %d addresses on A-1 after a code change undone, want 1 and 1", s.origin, n, ad)
+			}
+			if s == b && id != idB {
+				t.Fatalf("origin 2: the party got id %d, had %d", id, idB)
+			}
+			if cs, err := s.proj.Conflicts(ctx(t)); err != nil || len(cs) != 0 {
+				t.Fatalf("origin %d: conflicts %v (%v), want none", s.origin, cs, err)
+			}
+		}
+		// Late references to either code, from a site that missed the
+		// renames, land on the party.
+		for i, code := range []string{"A-1", "A-2"} {
+			late := ledgerEvent(t, uint16(3+i), "party.address", "late-"+code, ledger.OpCreate, map[string]ledger.Value{
+				"party": ref(t, "party.party", code), "city": ledger.String("Negril"), "active": ledger.Bool(true)})
+			if _, err := b.store.Append(ctx(t), []*ledger.Event{late}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		b.project()
+		if n := b.int(b.q(`SELECT count(*) FROM party_address WHERE party = ?`), idB); n != 3 {
+			t.Fatalf("%d addresses on the party, want 3: a reference to one of its codes went astray", n)
+		}
+	})
+}
+
+// TestKeyChangedBackInOneDrain: both saves captured together.
+func TestKeyChangedBackInOneDrain(t *testing.T) {
+	a := newSite(t, layouts[0], 1)
+	party := a.insert("party_party", 1, map[string]any{"code": "A-1", "name": "Ana", "active": true})
+	a.insert("party_address", 1, map[string]any{"party": party, "city": "Ocho Rios", "active": true})
+	a.drain()
+	a.project()
+	a.update("party_party", party, 1, map[string]any{"code": "A-2"})
+	a.update("party_party", party, 1, map[string]any{"code": "A-1"})
+	evs := a.drain()
+	if len(evs) != 4 || evs[2].Key != "A-1" || evs[2].Op != ledger.OpCreate {
+		t.Fatalf("captured %v, want create A-2, delete A-1, create A-1, delete A-2", evs)
+	}
+	if saw, ok := evs[2].Fields[merge.Revives].AsInt(); !ok || saw != int64(evs[1].HLC) {
+		t.Fatalf("the create of A-1 names %v as the delete it saw, want %d (the delete of this drain)", evs[2].Fields[merge.Revives], evs[1].HLC)
+	}
+	a.project()
+	if n, ad := a.int(`SELECT count(*) FROM party_party WHERE code = 'A-1'`), a.int(`SELECT count(*) FROM party_address`); n != 1 || ad != 1 {
+		t.Fatalf("%d parties A-1 and %d addresses, want 1 and 1", n, ad)
+	}
+}
+
+// TestCodeReusedAfterDelete: a party deleted, then a new person
+// registered under the same code: the new row stays, at both sites.
+func TestCodeReusedAfterDelete(t *testing.T) {
+	forEachLayout(t, func(t *testing.T, lay layout) {
+		a, b := newSite(t, lay, 1), newSite(t, lay, 2)
+		ana := a.insert("party_party", 1, map[string]any{"code": "A-1", "name": "Ana", "active": true})
+		a.drain()
+		a.project()
+		a.exec(a.q(`DELETE FROM party_party WHERE id = ?`), ana)
+		a.drain()
+		a.project()
+		a.insert("party_party", 1, map[string]any{"code": "A-1", "name": "Bob", "active": true})
+		evs := a.drain()
+		if len(evs) != 1 || evs[0].Op != ledger.OpCreate {
+			t.Fatalf("captured %v, want one create", evs)
+		}
+		if _, ok := evs[0].Fields[merge.Revives].AsInt(); !ok {
+			t.Fatalf("the create of a deleted party's code does not name the delete: %v", evs[0].Fields)
+		}
+		a.project()
+		b.receive(a)
+		b.project()
+		for _, s := range []*site{a, b} {
+			if n := s.int(`SELECT count(*) FROM party_party WHERE code = 'A-1' AND name = 'Bob'`); n != 1 {
+				t.Fatalf("origin %d: %d parties Bob, want 1", s.origin, n)
+			}
+			if cs, err := s.proj.Conflicts(ctx(t)); err != nil || len(cs) != 0 {
+				t.Fatalf("origin %d: conflicts %v (%v), want none", s.origin, cs, err)
+			}
+		}
+	})
+}
