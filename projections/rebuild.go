@@ -23,7 +23,7 @@ func (p *Projector) Rebuild(ctx context.Context) (Stats, error) {
 	if err != nil {
 		return st, fmt.Errorf("rebuild: %w", err)
 	}
-	tx, err := p.d.begin(ctx)
+	tx, err := p.d.beginProjection(ctx)
 	if err != nil {
 		return st, err
 	}
@@ -37,7 +37,7 @@ func (p *Projector) Rebuild(ctx context.Context) (Stats, error) {
 
 func (p *Projector) reset(ctx context.Context) error {
 	p.cache.reset()
-	tx, err := p.d.begin(ctx)
+	tx, err := p.d.beginProjection(ctx)
 	if err != nil {
 		return err
 	}
