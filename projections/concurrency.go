@@ -31,6 +31,12 @@ import (
 //   - the checkpoint update itself stays guarded on the position the
 //     batch started from, for a ghsync without the lock (an older one)
 //     writing beside this one.
+//   - a rebuild marks the target (proj_meta 'rebuilding') in the
+//     transaction that empties it, and clears the mark in the one that
+//     ends the replay; any other projector's batch meanwhile fails with
+//     ErrRebuilding instead of writing into a half-replayed target
+//     without the rows' old ids. The mark outlives an interrupted
+//     rebuild, which is run again to finish.
 
 // projectionLock takes the target's projection lock, held to the end of
 // the transaction (PostgreSQL). A batch's reads must come in later
@@ -43,16 +49,28 @@ const projectionLock = `pg_advisory_xact_lock(hashtext('ghsync.projection'))`
 // written, and must be prepared again from the stored checkpoint.
 var errMoved = errors.New("projection checkpoints moved while the batch was prepared")
 
+// ErrRebuilding says a rebuild of the target is under way, or was
+// interrupted: projecting into it now would write rows without their
+// pre-rebuild ids. Wait for the rebuild, or run it again to finish it.
+var ErrRebuilding = errors.New("a rebuild of the target is under way or was interrupted")
+
+// rebuildMark is the proj_meta row a rebuild holds while it replays.
+const rebuildMark = "rebuilding"
+
 // checkTurn starts a batch by batch transaction, tx, that applies the
 // events after from: it reads the checkpoints (the state cache is kept
 // only if they are as this projector left them), and refuses to go on
-// if this projector's checkpoint is no longer from.
+// if a rebuild holds the target or this projector's checkpoint is no
+// longer from.
 func (p *Projector) checkTurn(ctx context.Context, tx dtx, from uint64) error {
 	s := p.d.schemaPrefix()
-	var sum, own int64
-	if err := scanOne(ctx, tx, []any{&sum, &own}, `SELECT coalesce(sum(position), 0), coalesce(max(CASE WHEN name = ? THEN position END), 0) FROM `+
-		s+`checkpoint`, p.opts.Name); err != nil {
+	var sum, own, rebuilding int64
+	if err := scanOne(ctx, tx, []any{&sum, &own, &rebuilding}, `SELECT coalesce(sum(position), 0), coalesce(max(CASE WHEN name = ? THEN position END), 0),
+		(SELECT count(*) FROM `+s+`proj_meta WHERE name = '`+rebuildMark+`') FROM `+s+`checkpoint`, p.opts.Name); err != nil {
 		return fmt.Errorf("read checkpoint: %w", err)
+	}
+	if rebuilding > 0 && !p.rebuilding {
+		return fmt.Errorf("%w: wait for ghsync rebuild to finish, or run it again if it was stopped", ErrRebuilding)
 	}
 	p.cache.verify(p, uint64(sum), uint64(own))
 	if uint64(own) != from {
@@ -63,9 +81,10 @@ func (p *Projector) checkTurn(ctx context.Context, tx dtx, from uint64) error {
 }
 
 // checkpointGuard is the statement that moves this projector's checkpoint
-// from from to to, and changes no row unless it is still at from and the
+// from from to to, and changes no row unless it is still at from, the
 // other projectors' checkpoints sum to others (when known: pipelined
-// preparation read them outside the transaction).
+// preparation read them outside the transaction) and no rebuild holds
+// the target (unless this is the rebuild).
 func (p *Projector) checkpointGuard(from, to uint64, others *uint64) (string, []any) {
 	s := p.d.schemaPrefix()
 	q := `UPDATE ` + s + `checkpoint SET position = ? WHERE name = ? AND position = ?`
@@ -73,6 +92,9 @@ func (p *Projector) checkpointGuard(from, to uint64, others *uint64) (string, []
 	if others != nil {
 		q += ` AND (SELECT coalesce(sum(position), 0) FROM ` + s + `checkpoint WHERE name <> ?) = ?`
 		args = append(args, p.opts.Name, int64(*others))
+	}
+	if !p.rebuilding {
+		q += ` AND NOT EXISTS (SELECT 1 FROM ` + s + `proj_meta WHERE name = '` + rebuildMark + `')`
 	}
 	return q, args
 }

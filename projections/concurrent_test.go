@@ -1,12 +1,15 @@
 package projections_test
 
 import (
+	"context"
 	"database/sql"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/google/uuid"
+	"github.com/hashicorp/go-hclog"
 
 	"github.com/ghsync/ghsync/ledger"
 	"github.com/ghsync/ghsync/ledger/ledgertest"
@@ -155,4 +158,129 @@ func openTarget(t *testing.T, target string) (*sql.DB, string) {
 	}
 	t.Cleanup(func() { db.Close() })
 	return db, prefix
+}
+
+// TestRebuildBesideProjector: a rebuild empties the target and replays
+// the ledger, giving rows their old ids; a projector writing meanwhile
+// would give the records it reaches first new ids (or, interleaved, a
+// second row). While a rebuild is under way, or after one was stopped,
+// other projectors refuse (ErrRebuilding); running the rebuild again
+// finishes it with the old ids.
+func TestRebuildBesideProjector(t *testing.T) {
+	reg, store := clinicLedger(t)
+	for _, target := range []func(testing.TB, *models.Registry) string{pgTarget, sqliteTarget} {
+		url := target(t, reg)
+		name := url[:strings.Index(url, ":")]
+		a := openProjector(t, url, store, reg, 9)
+		want := project(t, a)
+		ids := localIDs(t, url)
+
+		// A rebuild stopped after a few batches leaves the target marked.
+		ctx, stop := context.WithCancel(t.Context())
+		stopped, err := projections.Open(ctx, url, store, reg, projections.Options{BatchSize: 9,
+			Logger: hclog.New(&hclog.LoggerOptions{Level: hclog.Debug, Output: &cancelAfter{line: "batch applied", n: 3, cancel: stop}})})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := stopped.Rebuild(ctx); err == nil {
+			t.Fatalf("%s: the stopped rebuild finished", name)
+		}
+		stopped.Close()
+		if _, err := a.CatchUp(t.Context()); !errors.Is(err, projections.ErrRebuilding) {
+			t.Fatalf("%s: catch up after a stopped rebuild: %v, want ErrRebuilding", name, err)
+		}
+		if _, err := openProjector(t, url, store, reg, 9).Rebuild(t.Context()); err != nil {
+			t.Fatalf("%s: rebuild again: %v", name, err)
+		}
+		sameOutcome(t, name+", rebuilt after a stopped rebuild", project(t, a), want)
+		sameIDs(t, name+", rebuilt after a stopped rebuild", localIDs(t, url), ids)
+
+		// A projector catching up over and over while a rebuild runs.
+		done := make(chan error, 1)
+		go func() {
+			p, err := projections.Open(t.Context(), url, store, reg, projections.Options{BatchSize: 9})
+			if err == nil {
+				_, err = p.Rebuild(t.Context())
+				p.Close()
+			}
+			done <- err
+		}()
+		refused := 0
+		for running := true; running; {
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatalf("%s: rebuild beside a projector: %v", name, err)
+				}
+				running = false
+			default:
+			}
+			switch _, err := a.CatchUp(t.Context()); {
+			case errors.Is(err, projections.ErrRebuilding):
+				refused++
+			case err != nil:
+				t.Fatalf("%s: catch up beside a rebuild: %v", name, err)
+			}
+		}
+		t.Logf("%s: %d catch-ups refused during the rebuild", name, refused)
+		sameOutcome(t, name+", rebuilt beside a projector", project(t, a), want)
+		sameIDs(t, name+", rebuilt beside a projector", localIDs(t, url), ids)
+		noOrphans(t, url, reg)
+	}
+}
+
+// cancelAfter cancels once n log lines have said line.
+type cancelAfter struct {
+	line   string
+	n      int
+	cancel func()
+}
+
+func (c *cancelAfter) Write(b []byte) (int, error) {
+	if strings.Contains(string(b), c.line) {
+		if c.n--; c.n == 0 {
+			c.cancel()
+		}
+	}
+	return len(b), nil
+}
+
+// localIDs maps each record with a row ("model key") to its local id.
+func localIDs(t *testing.T, target string) map[string]int64 {
+	t.Helper()
+	db, prefix := openTarget(t, target)
+	rows, err := db.Query(`SELECT model, key, local_id FROM ` + prefix + `records WHERE local_id IS NOT NULL`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	out := map[string]int64{}
+	for rows.Next() {
+		var model, key string
+		var id int64
+		if err := rows.Scan(&model, &key, &id); err != nil {
+			t.Fatal(err)
+		}
+		out[model+" "+key] = id
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// sameIDs checks that every record kept its local id.
+func sameIDs(t *testing.T, name string, got, want map[string]int64) {
+	t.Helper()
+	moved := 0
+	for k, id := range want {
+		if got[k] != id {
+			if moved++; moved <= 3 {
+				t.Errorf("%s: %s has local id %d, had %d", name, k, got[k], id)
+			}
+		}
+	}
+	if moved > 3 || len(got) != len(want) {
+		t.Errorf("%s: %d of %d records changed local id; %d records have one, had %d", name, moved, len(want), len(got), len(want))
+	}
 }

@@ -22,8 +22,8 @@ import (
 // N did not touch read the same before and after N commits. N+1's writes
 // are sent only once N has committed, in a transaction that first takes
 // the projection lock and moves the checkpoint, guarded: its own must
-// still be N's end and the other projectors' sum what N+1's preparation
-// assumed, else it rolls back (errMoved) before
+// still be N's end, the other projectors' sum what N+1's preparation
+// assumed and no rebuild under way, else it rolls back (errMoved) before
 // writing anything and the catch-up goes on batch by batch
 // (concurrency.go). If N fails, N+1 is dropped unsent.
 

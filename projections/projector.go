@@ -535,7 +535,8 @@ func CheckLedger(ctx context.Context, db *sql.DB, dialect string, store ledger.S
 // is the projector's own CPU work, applying mostly waits on the target.
 // On PostgreSQL the next batch is also prepared while the current one
 // commits (pipeline.go). A target whose checkpoint does not fit the
-// ledger is refused (ErrOtherLedger), unchanged. Another projector catching up on the same
+// ledger is refused (ErrOtherLedger), unchanged; so is one a rebuild
+// holds (ErrRebuilding). Another projector catching up on the same
 // target at the same time is harmless: whichever commits a batch first
 // applies it, and the other goes on from there (concurrency.go).
 func (p *Projector) CatchUp(ctx context.Context) (Stats, error) {
