@@ -1,10 +1,6 @@
 package projections
 
-import (
-	"context"
-
-	"github.com/ghsync/ghsync/merge"
-)
+import "github.com/ghsync/ghsync/merge"
 
 // DefaultStateCache is how many records' decoded merge states a projector
 // keeps between batches. Busy records (an institution, a ward, a patient
@@ -46,20 +42,15 @@ func newStateCache(max int) *stateCache {
 	return &stateCache{max: max, entries: map[recKey]*cachedState{}}
 }
 
-// verify reads the checkpoints at a batch's start and empties the cache
-// unless they are as this projector's last commit left them.
-func (c *stateCache) verify(ctx context.Context, p *Projector, tx dtx) error {
-	var sum, own int64
-	if err := scanOne(ctx, tx, []any{&sum, &own}, `SELECT coalesce(sum(position), 0), coalesce(max(CASE WHEN name = ? THEN position END), 0) FROM `+
-		p.d.schemaPrefix()+`checkpoint`, p.opts.Name); err != nil {
-		return err
-	}
-	c.seen, c.own = uint64(sum), uint64(own)
+// verify takes the checkpoints' sum and this projector's, as read at a
+// batch's start (checkTurn), and empties the cache unless they are as
+// this projector's last commit left them.
+func (c *stateCache) verify(p *Projector, sum, own uint64) {
+	c.seen, c.own = sum, own
 	if len(c.entries) > 0 && (!c.valid || c.seen != c.sum) {
 		p.log.Debug("checkpoints moved under this projector: state cache emptied")
 		c.reset()
 	}
-	return nil
 }
 
 // take removes and returns the cached state of k.

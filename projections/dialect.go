@@ -20,6 +20,10 @@ type dialect interface {
 	// stays NULL.
 	text(col string, t models.Type) string
 	begin(ctx context.Context) (dtx, error)
+	// beginProjection begins a transaction that writes projected state:
+	// it holds the target's projection lock from its start to its end
+	// (concurrency.go).
+	beginProjection(ctx context.Context) (dtx, error)
 	// skipsRowChecks says inserts and updates run without the target's
 	// per-row foreign-key checks, so the projector locks what they
 	// reference itself (references.go).
@@ -40,6 +44,10 @@ type dtx interface {
 	// queueOp defers a set-based write to flush.
 	queueOp(o *op)
 	flush(ctx context.Context) error
+	// commitIf sends what is queued and commits, if cond, a statement that
+	// must change exactly one row (a guarded checkpoint update), does;
+	// otherwise it rolls back, nothing written, with errMoved.
+	commitIf(ctx context.Context, cond string, args ...any) error
 	// loadStates returns the records table's rows of the keys that have
 	// one: merge state and local id.
 	loadStates(ctx context.Context, keys []recKey) (map[recKey]stored, error)
@@ -58,18 +66,12 @@ type dtx interface {
 
 // splitter is a dialect whose batches can be prepared while the previous
 // one commits (pipeline.go): PostgreSQL, where the server's work on one
-// batch then overlaps the projector's on the next.
+// batch then overlaps the projector's on the next. A split transaction's
+// reads run at once, outside any transaction; its writes wait for
+// commitIf, which takes the projection lock and checks cond before it
+// sends them. flush keeps them.
 type splitter interface {
-	beginSplit() splitTx
-}
-
-// splitTx is a dtx whose reads run at once and whose writes wait for
-// commitIf; flush keeps them.
-type splitTx interface {
-	dtx
-	// commitIf writes everything in one transaction; cond, a statement
-	// that must change exactly one row, guards it (errMoved if not).
-	commitIf(ctx context.Context, cond string, args ...any) error
+	beginSplit() dtx
 }
 
 type rowIter interface {

@@ -20,10 +20,12 @@ import (
 // carry instead: merge states, id map entries, parked entries, and the
 // small tables a batch reads whole (alias, clock bounds, deferred). Keys
 // N did not touch read the same before and after N commits. N+1's writes
-// are sent only once N has committed, in a transaction guarded by the
-// checkpoints: its own must still be N's end and the other projectors'
-// sum what N+1's preparation assumed, else it rolls back (errMoved) and
-// the catch-up goes on batch by batch. If N fails, N+1 is dropped unsent.
+// are sent only once N has committed, in a transaction that first takes
+// the projection lock and moves the checkpoint, guarded: its own must
+// still be N's end, the other projectors' sum what N+1's preparation
+// assumed and no rebuild under way, else it rolls back (errMoved) before
+// writing anything and the catch-up goes on batch by batch
+// (concurrency.go). If N fails, N+1 is dropped unsent.
 
 // carry is what a batch leaves for the one prepared while it commits.
 type carry struct {
@@ -92,6 +94,7 @@ func (b *batch) parkedOn(ctx context.Context, keys []recKey) ([]recKey, error) {
 
 // catchUpPipelined is CatchUp on a splitter: see the top of this file.
 func (p *Projector) catchUpPipelined(ctx context.Context, sp splitter, st *Stats) error {
+	from := st.Checkpoint // where the next page's events follow on
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	pages := p.readAhead(ctx, st.Checkpoint)
@@ -139,10 +142,10 @@ func (p *Projector) catchUpPipelined(ctx context.Context, sp splitter, st *Stats
 			if pg.err != nil {
 				return pg.err
 			}
-			return p.finish(ctx)
+			return p.finish(ctx, st.Checkpoint)
 		}
 		tx := sp.beginSplit()
-		b, rejected, err := p.prepare(ctx, tx, pg.recs, prev)
+		b, rejected, err := p.prepare(ctx, tx, from, pg.recs, prev)
 		if err != nil {
 			p.cache.reset()
 			return err
@@ -152,10 +155,9 @@ func (p *Projector) catchUpPipelined(ctx context.Context, sp splitter, st *Stats
 		if err := land(); err != nil {
 			return err
 		}
-		s := p.d.schemaPrefix()
-		guard := `UPDATE ` + s + `checkpoint SET position = ? WHERE name = ? AND position = ?
-			AND (SELECT coalesce(sum(position), 0) FROM ` + s + `checkpoint WHERE name <> ?) = ?`
-		args := []any{int64(last), p.opts.Name, int64(st.Checkpoint), p.opts.Name, int64(p.cache.seen - p.cache.own)}
+		others := p.cache.seen - p.cache.own
+		guard, args := p.checkpointGuard(from, last, &others)
+		from = last
 		p.queueCheckpointEvent(tx, pg.recs[len(pg.recs)-1])
 		inflight = &flight{done: make(chan error, 1), recs: pg.recs, rejected: rejected}
 		go func(done chan<- error) { done <- tx.commitIf(ctx, guard, args...) }(inflight.done)

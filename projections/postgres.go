@@ -87,12 +87,21 @@ func (d *pgDialect) text(col string, t models.Type) string {
 // (extra_float_digits > 0: the shortest exact form), for Dump.
 const dumpSettings = `SELECT set_config('extra_float_digits', '3', true), set_config('DateStyle', 'ISO, YMD', true)`
 
-func (d *pgDialect) begin(ctx context.Context) (dtx, error) {
+func (d *pgDialect) begin(ctx context.Context) (dtx, error) { return d.beginWith(ctx, txSettings) }
+
+// beginProjection takes the projection lock in the statement that makes
+// the settings: no round trip of its own, and the batch's first read,
+// the next statement, takes its snapshot once the lock is held.
+func (d *pgDialect) beginProjection(ctx context.Context) (dtx, error) {
+	return d.beginWith(ctx, lockedSettings)
+}
+
+func (d *pgDialect) beginWith(ctx context.Context, settings string) (dtx, error) {
 	tx, err := d.pool.Begin(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := tx.Exec(ctx, txSettings); err != nil {
+	if _, err := tx.Exec(ctx, settings); err != nil {
 		tx.Rollback(ctx)
 		return nil, err
 	}
@@ -108,6 +117,10 @@ func (d *pgDialect) begin(ctx context.Context) (dtx, error) {
 // one column is an = ANY).
 const txSettings = `SELECT set_config('ghsync.projecting', 'on', true),
 	set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true)`
+
+// lockedSettings is txSettings and the projection lock (concurrency.go),
+// in one statement.
+const lockedSettings = txSettings + `, ` + projectionLock
 
 type pgTx struct {
 	tx     pgx.Tx
@@ -149,6 +162,24 @@ func (t *pgTx) flush(ctx context.Context) error {
 	t.writes = pgBatch{}
 	_, err := w.send(ctx, t.tx.Conn().PgConn())
 	return err
+}
+
+// commitIf sends cond with the last writes, in their round trip.
+func (t *pgTx) commitIf(ctx context.Context, cond string, args ...any) error {
+	w := t.writes
+	t.writes = pgBatch{}
+	if cond != "" {
+		w.queue(dollarize(cond), args...)
+	}
+	last, err := w.send(ctx, t.tx.Conn().PgConn())
+	if err != nil {
+		return err
+	}
+	if cond != "" && last.RowsAffected() != 1 {
+		t.tx.Rollback(ctx)
+		return errMoved
+	}
+	return t.tx.Commit(ctx)
 }
 
 func splitKeys(keys []recKey) (models, ks []string) {

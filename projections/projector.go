@@ -47,7 +47,9 @@ type Options struct {
 }
 
 // Projector keeps a Tryton database equal to the merged state of a ledger.
-// It is not safe for concurrent use; run one per target database.
+// It is not safe for concurrent use. Several on one target database (in
+// one process or several) take turns batch by batch and stay correct
+// (concurrency.go), though only one does useful work at a time.
 type Projector struct {
 	d     dialect
 	store ledger.Store
@@ -262,7 +264,7 @@ func Open(ctx context.Context, target string, store ledger.Store, reg *models.Re
 func (p *Projector) SkipsRowTriggers() bool { return p.d.skipsRowChecks() }
 
 func (p *Projector) init(ctx context.Context) error {
-	tx, err := p.d.begin(ctx)
+	tx, err := p.d.beginProjection(ctx) // two Opens at once take turns creating the schema
 	if err != nil {
 		return err
 	}
@@ -534,7 +536,10 @@ func CheckLedger(ctx context.Context, db *sql.DB, dialect string, store ledger.S
 // is the projector's own CPU work, applying mostly waits on the target.
 // On PostgreSQL the next batch is also prepared while the current one
 // commits (pipeline.go). A target whose checkpoint does not fit the
-// ledger is refused (ErrOtherLedger), unchanged.
+// ledger is refused (ErrOtherLedger), unchanged; so is one a rebuild
+// holds (ErrRebuilding). Another projector catching up on the same
+// target at the same time is harmless: whichever commits a batch first
+// applies it, and the other goes on from there (concurrency.go).
 func (p *Projector) CatchUp(ctx context.Context) (Stats, error) {
 	var st Stats
 	p.late, p.lateAll = nil, false
@@ -553,7 +558,24 @@ func (p *Projector) CatchUp(ctx context.Context) (Stats, error) {
 		}
 		p.log.Debug("checkpoints moved while a batch was prepared: going on batch by batch")
 	}
-	return st, p.catchUp(ctx, &st)
+	for {
+		err := p.catchUp(ctx, &st)
+		if !errors.Is(err, errMoved) {
+			return st, err
+		}
+		// Another projector applied the events this batch held: go on
+		// from where it left the checkpoint, once it is known to be
+		// this ledger's.
+		cp, at, err := p.checkpoint(ctx)
+		if err != nil {
+			return st, err
+		}
+		if err := p.sameLedger(ctx, cp, at); err != nil {
+			return st, err
+		}
+		p.log.Debug("another projector moved the checkpoint: going on from there", "from", st.Checkpoint, "to", cp)
+		st.Checkpoint = cp
+	}
 }
 
 // catchUp applies one batch after another, each prepared in the
@@ -572,9 +594,9 @@ func (p *Projector) catchUp(ctx context.Context, st *Stats) error {
 		}
 		recs := pg.recs
 		if len(recs) == 0 {
-			return p.finish(ctx)
+			return p.finish(ctx, st.Checkpoint)
 		}
-		rejected, err := p.applyBatch(ctx, recs)
+		rejected, err := p.applyBatch(ctx, st.Checkpoint, recs)
 		if err != nil {
 			return err
 		}
@@ -588,12 +610,12 @@ func (p *Projector) catchUp(ctx context.Context, st *Stats) error {
 
 // finish ends a catch-up at the ledger's head: rows left alone for a
 // local change the capturer has drained since are derived again, even
-// with no new events.
-func (p *Projector) finish(ctx context.Context) error {
+// with no new events. at is the checkpoint it reached.
+func (p *Projector) finish(ctx context.Context, at uint64) error {
 	if again, err := p.hasDeferred(ctx); err != nil || !again {
 		return err
 	}
-	_, err := p.applyBatch(ctx, nil)
+	_, err := p.applyBatch(ctx, at, nil)
 	return err
 }
 
@@ -657,11 +679,14 @@ func (p *Projector) Run(ctx context.Context) error {
 	}
 }
 
-// applyBatch projects one batch in one transaction: table rows, merge
-// states, id map, parked records, conflicts, rejects and the checkpoint
-// commit together, so a crash at any point repeats the batch exactly.
-func (p *Projector) applyBatch(ctx context.Context, recs []ledger.Record) (rejected int, err error) {
-	tx, err := p.d.begin(ctx)
+// applyBatch projects one batch, the events after position from, in one
+// transaction: table rows, merge states, id map, parked records,
+// conflicts, rejects and the checkpoint commit together, so a crash at
+// any point repeats the batch exactly. It returns errMoved, nothing
+// written, if the checkpoint is no longer from (another projector
+// applied these events).
+func (p *Projector) applyBatch(ctx context.Context, from uint64, recs []ledger.Record) (rejected int, err error) {
+	tx, err := p.d.beginProjection(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("begin projection: %w", err)
 	}
@@ -670,22 +695,25 @@ func (p *Projector) applyBatch(ctx context.Context, recs []ledger.Record) (rejec
 			tx.rollback(ctx)
 		}
 	}()
-	b, rejected, err := p.prepare(ctx, tx, recs, nil)
+	b, rejected, err := p.prepare(ctx, tx, from, recs, nil)
 	if err != nil {
 		return 0, err
 	}
+	var guard string
+	var args []any
 	if len(recs) > 0 {
-		tx.queue(`UPDATE `+p.d.schemaPrefix()+`checkpoint SET position = ? WHERE name = ?`, int64(recs[len(recs)-1].Position), p.opts.Name)
 		p.queueCheckpointEvent(tx, recs[len(recs)-1])
+		guard, args = p.checkpointGuard(from, recs[len(recs)-1].Position, nil)
 	}
-	if err := tx.flush(ctx); err != nil {
+	if err := tx.commitIf(ctx, guard, args...); err != nil {
+		if errors.Is(err, errMoved) {
+			p.cache.reset() // moved by a projector without the lock
+			return 0, err
+		}
 		if len(recs) == 0 {
 			return 0, fmt.Errorf("derive deferred rows again: %w", err)
 		}
 		return 0, fmt.Errorf("project positions %d..%d: %w", recs[0].Position, recs[len(recs)-1].Position, err)
-	}
-	if err := tx.commit(ctx); err != nil {
-		return 0, fmt.Errorf("commit projection: %w", err)
 	}
 	if len(recs) > 0 {
 		p.cache.keep(b.recs, recs[len(recs)-1].Position)
@@ -693,13 +721,14 @@ func (p *Projector) applyBatch(ctx context.Context, recs []ledger.Record) (rejec
 	return rejected, nil
 }
 
-// prepare merges a batch's events and queues its writes on tx (all but
-// the checkpoint's). prev is what the batch still committing changed, if
-// one is (pipeline.go); without one, the state cache is checked first.
-func (p *Projector) prepare(ctx context.Context, tx dtx, recs []ledger.Record, prev *carry) (*batch, int, error) {
+// prepare merges a batch's events, those after position from, and queues
+// its writes on tx (all but the checkpoint's). prev is what the batch
+// still committing changed, if one is (pipeline.go); without one, the
+// checkpoints are checked first (checkTurn).
+func (p *Projector) prepare(ctx context.Context, tx dtx, from uint64, recs []ledger.Record, prev *carry) (*batch, int, error) {
 	if prev == nil {
-		if err := p.cache.verify(ctx, p, tx); err != nil {
-			return nil, 0, fmt.Errorf("read checkpoint: %w", err)
+		if err := p.checkTurn(ctx, tx, from); err != nil {
+			return nil, 0, err
 		}
 	}
 	b := newBatch(p, tx, prev)

@@ -12,7 +12,10 @@ import (
 // merge states, parked records, conflicts, rejects, the checkpoint) and
 // replays the whole ledger. Rows get their old local ids back, so other
 // Tryton tables that point at them stay valid. The result equals what
-// incremental projection built; the tests hold it to that.
+// incremental projection built; the tests hold it to that. Until the
+// replay is over, other projectors on the target refuse to write
+// (ErrRebuilding); a rebuild that was stopped is finished by running it
+// again, and rows still get their old ids.
 func (p *Projector) Rebuild(ctx context.Context) (Stats, error) {
 	if err := p.reset(ctx); err != nil {
 		return Stats{}, fmt.Errorf("rebuild: %w", err)
@@ -23,21 +26,27 @@ func (p *Projector) Rebuild(ctx context.Context) (Stats, error) {
 	if err != nil {
 		return st, fmt.Errorf("rebuild: %w", err)
 	}
-	tx, err := p.d.begin(ctx)
+	tx, err := p.d.beginProjection(ctx)
 	if err != nil {
-		return st, err
+		return st, fmt.Errorf("rebuild: %w", err)
 	}
 	defer tx.rollback(ctx)
-	tx.queue(`DELETE FROM ` + p.d.schemaPrefix() + `idmap_prior`)
-	if err := tx.flush(ctx); err != nil {
-		return st, err
+	s := p.d.schemaPrefix()
+	tx.queue(`DELETE FROM ` + s + `idmap_prior`)
+	tx.queue(`DELETE FROM ` + s + `proj_meta WHERE name = '` + rebuildMark + `'`)
+	if err := tx.commitIf(ctx, ""); err != nil {
+		return st, fmt.Errorf("rebuild: end the replay: %w", err)
 	}
-	return st, tx.commit(ctx)
+	return st, nil
 }
 
+// reset empties the target for a replay and marks it as being rebuilt.
+// Found marked already (a rebuild stopped half way, or one running), it
+// keeps the old ids idmap_prior holds: the records table then has only
+// those of the records replayed so far.
 func (p *Projector) reset(ctx context.Context) error {
 	p.cache.reset()
-	tx, err := p.d.begin(ctx)
+	tx, err := p.d.beginProjection(ctx)
 	if err != nil {
 		return err
 	}
@@ -52,8 +61,18 @@ func (p *Projector) reset(ctx context.Context) error {
 		return fmt.Errorf("the capture outbox holds changes to %d tables not yet in the ledger: run ghsync capture drain first", len(b.pending))
 	}
 	s := p.d.schemaPrefix()
-	tx.queue(`DELETE FROM ` + s + `idmap_prior`)
-	tx.queue(`INSERT INTO ` + s + `idmap_prior (model, key, local_id) SELECT model, key, local_id FROM ` + s + `records WHERE local_id IS NOT NULL`)
+	var marked int64
+	if err := scanOne(ctx, tx, []any{&marked}, `SELECT count(*) FROM `+s+`proj_meta WHERE name = '`+rebuildMark+`'`); err != nil {
+		return err
+	}
+	if marked > 0 {
+		p.log.Info("the target was being rebuilt already: finishing that rebuild, rows keep the ids they had before it")
+	} else {
+		tx.queue(`DELETE FROM ` + s + `idmap_prior`)
+	}
+	tx.queue(`INSERT INTO ` + s + `idmap_prior (model, key, local_id) SELECT model, key, local_id FROM ` + s + `records WHERE local_id IS NOT NULL
+		ON CONFLICT (model, key) DO NOTHING`)
+	tx.queue(`INSERT INTO ` + s + `proj_meta (name, value) VALUES ('` + rebuildMark + `', 1) ON CONFLICT (name) DO NOTHING`)
 	ms := slices.Clone(p.reg.Models())
 	slices.Reverse(ms) // referrers first
 	for _, m := range ms {

@@ -2,33 +2,26 @@ package projections
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/ghsync/ghsync/ledger"
 	"github.com/ghsync/ghsync/models"
 )
 
-// errMoved says a pipelined batch found the checkpoints other than its
-// preparation assumed (the batch before it failed, or another projector
-// committed in between): it was rolled back and must be prepared again.
-var errMoved = errors.New("projection checkpoints moved while the batch was prepared")
-
 // pgSplit is a projection transaction in two halves, so the next batch can
 // be prepared while the previous one commits: reads run at once on the
-// pool (outside any transaction: the batch's overlay, see pipeline.go,
-// supplies what the committing batch changed), writes are kept and sent,
-// in one transaction, by commitIf.
+// pool (outside any transaction and the projection lock: the batch's
+// overlay, see pipeline.go, supplies what the committing batch changed),
+// writes are kept and sent, in one transaction under the lock, by
+// commitIf.
 type pgSplit struct {
 	d      *pgDialect
 	writes pgBatch
 	roles  roles
 }
 
-func (d *pgDialect) beginSplit() splitTx {
-	t := &pgSplit{d: d, roles: roles{skip: d.replica}}
-	t.writes.queue(txSettings)
-	return t
+func (d *pgDialect) beginSplit() dtx {
+	return &pgSplit{d: d, roles: roles{skip: d.replica}}
 }
 
 func (t *pgSplit) query(ctx context.Context, q string, args ...any) (rowIter, error) {
@@ -73,25 +66,36 @@ func (t *pgSplit) rollback(context.Context) error {
 	return nil
 }
 
-// commitIf sends the kept writes in one transaction, then cond (if any),
-// which must change exactly one row; otherwise it rolls back with errMoved.
+// commitIf takes the projection lock and runs cond (if any), in one round
+// trip; unless cond changed exactly one row, it rolls back with errMoved,
+// nothing written. Then it sends the kept writes and commits. cond goes
+// first so that a batch prepared against a state another projector has
+// changed since is not sent at all: its writes could fail on the rows
+// the other one wrote (a unique key inserted twice) before a guard at the
+// end would say why.
 func (t *pgSplit) commitIf(ctx context.Context, cond string, args ...any) error {
+	w := t.writes
+	t.writes, t.roles.replica = pgBatch{}, false
 	tx, err := t.d.pool.Begin(ctx)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback(ctx)
-	w := t.writes
-	t.writes, t.roles.replica = pgBatch{}, false
+	var turn pgBatch
+	turn.queue(lockedSettings)
 	if cond != "" {
-		w.queue(dollarize(cond), args...)
+		turn.queue(dollarize(cond), args...)
 	}
-	last, err := w.send(ctx, tx.Conn().PgConn())
+	conn := tx.Conn().PgConn()
+	last, err := turn.send(ctx, conn)
 	if err != nil {
 		return err
 	}
 	if cond != "" && last.RowsAffected() != 1 {
 		return errMoved
+	}
+	if _, err := w.send(ctx, conn); err != nil {
+		return err
 	}
 	return tx.Commit(ctx)
 }

@@ -92,6 +92,10 @@ func (d *sqliteDialect) begin(ctx context.Context) (dtx, error) {
 	return &sqliteTx{tx: tx, top: map[string]int64{}}, nil
 }
 
+// beginProjection is begin: every transaction begins IMMEDIATE, holding
+// the database's write lock, the projection lock on SQLite, from BEGIN.
+func (d *sqliteDialect) beginProjection(ctx context.Context) (dtx, error) { return d.begin(ctx) }
+
 type sqliteTx struct {
 	tx      *sql.Tx
 	pending []stmt
@@ -259,6 +263,26 @@ func (t *sqliteTx) arg(v ledger.Value, _ *models.Field) any {
 		return ts.Format("2006-01-02 15:04:05.999999")
 	}
 	return native(v)
+}
+
+func (t *sqliteTx) commitIf(ctx context.Context, cond string, args ...any) error {
+	if err := t.flush(ctx); err != nil {
+		return err
+	}
+	if cond != "" {
+		res, err := t.tx.ExecContext(ctx, cond, args...)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil || n != 1 {
+			t.tx.Rollback()
+			if err != nil {
+				return err
+			}
+			return errMoved
+		}
+	}
+	return t.commit(ctx)
 }
 
 func (t *sqliteTx) commit(ctx context.Context) error {
