@@ -90,8 +90,9 @@ type PullStats struct {
 	Streams    int    // New: the records in the graph
 	Root       string // New: the record the graph is of (a patient's party)
 	Note       string // New: what central says of how it found it, for people
-	// Rescanned: central said this satellite's scope widened, and the
-	// pull went back to position 0 for what the old scope left out.
+	// Rescanned: the pull fetched central's ledger again from the start,
+	// for what an old scope left out (the scope widened: central said so
+	// now or at Dial) or because Rewind or FromStart asked.
 	Rescanned bool
 }
 
@@ -679,6 +680,7 @@ func (c *Client) Pull(ctx context.Context, wait time.Duration) (PullStats, error
 	defer c.pullMu.Unlock()
 	var st PullStats
 	from := c.Cursor()
+	st.Rescanned = c.Rescanning()
 	start := time.Now()
 	reset := false
 	for {
