@@ -260,7 +260,7 @@ func (c *Client) adopt(ctx context.Context, h wire.Heads) error {
 				continue
 			}
 			if r.legacy() {
-				return fmt.Errorf("%w? this satellite's pull cursor (central position %d) was kept for the central at %s, from before centrals had identities; %s (central %s) may be that central under another name, or another: reach central once at %s to tie the cursor to its identity, or pull --from-start to fetch this central's ledger from the start",
+				return fmt.Errorf("%w, perhaps: this satellite's pull cursor (central position %d) was kept for the central at %s, from before centrals had identities; %s (central %s) may be that central under another name, or another: reach central once at %s to tie the cursor to its identity, or pull --from-start to fetch this central's ledger from the start",
 					ErrOtherCentral, r.Cursor, r.Key, c.url, h.Central, r.Key)
 			}
 			at := r.URL
