@@ -633,17 +633,31 @@ func TestCursorKeyedByCentral(t *testing.T) {
 // the later columns) is moved to central's identity at the first contact
 // through that URL.
 func TestLegacyCursorMoved(t *testing.T) {
+	for _, pg := range []bool{false, true} {
+		t.Run(map[bool]string{false: "sqlite", true: "postgres"}[pg], func(t *testing.T) { testLegacyCursorMoved(t, pg) })
+	}
+}
+
+func testLegacyCursorMoved(t *testing.T, pg bool) {
 	ctx := context.Background()
 	h := newHub(t, false, time.Now)
 	appendAll(t, h.store, origin(0).Patients(t, ledgertest.Rand(t), 25))
-	store, loc := open(t, false)
-	db, err := sql.Open("sqlite", strings.TrimPrefix(loc, "sqlite:"))
+	store, loc := open(t, pg)
+	driver, dsn, table, create := "sqlite", strings.TrimPrefix(loc, "sqlite:"), "ghsync_sync_state",
+		`CREATE TABLE ghsync_sync_state (central TEXT PRIMARY KEY, cursor INTEGER NOT NULL, offset_ns INTEGER NOT NULL, updated_us INTEGER NOT NULL) STRICT`
+	if pg {
+		driver, dsn, table, create = "pgx", loc, "ghsync.sync_state",
+			`CREATE TABLE ghsync.sync_state (central text PRIMARY KEY, cursor bigint NOT NULL, offset_ns bigint NOT NULL, updated_us bigint NOT NULL)`
+	}
+	db, err := sql.Open(driver, dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	if _, err := db.Exec(`CREATE TABLE ghsync_sync_state (central TEXT PRIMARY KEY, cursor INTEGER NOT NULL, offset_ns INTEGER NOT NULL, updated_us INTEGER NOT NULL) STRICT;
-		INSERT INTO ghsync_sync_state VALUES (?, 20, 0, 1)`, h.ts.URL); err != nil {
+	if _, err := db.Exec(create); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`INSERT INTO ` + table + ` VALUES ('` + h.ts.URL + `', 20, 0, 1)`); err != nil {
 		t.Fatal(err)
 	}
 	s := &site{store: store, loc: loc, cfg: satellite.Config{URL: h.ts.URL, Token: h.add(t, 1, wire.ScopeAll), Origin: 1, Store: store, StateLocation: loc, HTTPClient: h.ts.Client()}}
@@ -655,8 +669,10 @@ func TestLegacyCursorMoved(t *testing.T) {
 		t.Fatalf("pull: %+v %v", st, err)
 	}
 	id, _ := h.reg.Identity(ctx)
-	if rows := stateRows(t, loc); len(rows) != 1 || rows[id] != h.ts.URL+" 25" {
-		t.Fatalf("state rows: %v", rows)
+	var key, url string
+	var cursor int64
+	if err := db.QueryRow(`SELECT central, url, cursor FROM `+table).Scan(&key, &url, &cursor); err != nil || key != id || url != h.ts.URL || cursor != 25 {
+		t.Fatalf("state row: %s %s %d %v; want %s %s 25", key, url, cursor, err, id, h.ts.URL)
 	}
 }
 
