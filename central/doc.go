@@ -3,10 +3,11 @@
 // requests (new) to authenticated satellites, over central's ledger.
 //
 // Central keeps its own bookkeeping in the ledger's database (Registry):
-// the satellites and the SHA-256 of their tokens, each satellite's held
-// set (the records a scope-local satellite receives), the events held back
-// because their clock ran too far ahead of central's, and an index of
-// references and PUIDs maintained incrementally from the ledger.
+// its identity (satellites key their pull cursors by it), the satellites
+// and the SHA-256 of their tokens, each satellite's held set (the records
+// a scope-local satellite receives), the events held back because their
+// clock ran too far ahead of central's, and an index of references and
+// PUIDs maintained incrementally from the ledger.
 //
 // Rules that keep central's ledger trustworthy:
 //

@@ -33,6 +33,21 @@ type Registry interface {
 	SatelliteByToken(ctx context.Context, h TokenHash) (Satellite, error)
 	// RevokeSatellite marks id revoked at at; ErrNotFound if unknown.
 	RevokeSatellite(ctx context.Context, id uint16, at time.Time) error
+	// ChangeSatellite changes an active satellite's name or scope (an
+	// empty field is left as it is), keeping its token, its held set and
+	// its stability report: the instance goes on running as it was. A
+	// change from scope local to all counts one more widening
+	// (Satellite.Widened), which tells the satellite to fetch what its
+	// old scope left out. It returns the satellite before and after;
+	// ErrNotFound if id is not active.
+	ChangeSatellite(ctx context.Context, id uint16, c SatelliteChange) (before, after Satellite, err error)
+
+	// Identity is central's identity: a random id made the first time
+	// the registry was opened in this database, kept with the ledger.
+	// Satellites key their pull cursor by it rather than by central's
+	// URL, and refuse a central whose identity is not the one their
+	// cursor belongs to.
+	Identity(ctx context.Context) (string, error)
 
 	// Hold adds streams to satellite's held set. A stream already held
 	// keeps its join position; Expand only ever turns on.
@@ -137,6 +152,18 @@ type Satellite struct {
 	TokenHash TokenHash
 	Created   time.Time
 	Revoked   time.Time // zero while active
+	// Widened counts the times the satellite's scope went from local to
+	// all (ChangeSatellite, or AddSatellite over a revoked registration).
+	// Every response to it carries the count (wire.HeaderWidened): a
+	// satellite that sees it grow pulls central's ledger again from the
+	// start, since its cursor passed events its old scope left out.
+	Widened uint64
+}
+
+// SatelliteChange is what ChangeSatellite changes; empty fields stay.
+type SatelliteChange struct {
+	Name  string
+	Scope string
 }
 
 // Active reports whether the satellite's token is still accepted.

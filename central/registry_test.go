@@ -84,6 +84,142 @@ func runRegistryContract(t *testing.T, location func(t *testing.T) string) {
 			t.Fatalf("list: %+v %v", all, err)
 		}
 	})
+	t.Run("ChangeSatellite", func(t *testing.T) {
+		// A scope or name changes in place: the token, the registration,
+		// the held set and the stability report stay, so the running
+		// satellite is neither locked out nor restarted.
+		loc := location(t)
+		r := open(t, loc)
+		_, hash, _ := central.NewToken()
+		created := time.Date(2026, 11, 30, 8, 0, 0, 0, time.UTC)
+		if err := r.AddSatellite(ctx, central.Satellite{ID: 2, Name: "Portland HC", Scope: wire.ScopeLocal, TokenHash: hash, Created: created}); err != nil {
+			t.Fatal(err)
+		}
+		held := []central.HeldStream{{Stream: ledger.Stream{Model: "party.party", Key: "P1"}, Expand: true, Join: 4}}
+		if err := r.Hold(ctx, 2, held); err != nil {
+			t.Fatal(err)
+		}
+		report := central.Stability{Origin: 2, HLC: 1 << 40, Applied: 9, Reported: created}
+		if err := r.ReportStable(ctx, report); err != nil {
+			t.Fatal(err)
+		}
+		before, after, err := r.ChangeSatellite(ctx, 2, central.SatelliteChange{Scope: wire.ScopeAll})
+		if err != nil || before.Scope != wire.ScopeLocal || before.Widened != 0 || after.Scope != wire.ScopeAll || after.Widened != 1 || after.Name != "Portland HC" {
+			t.Fatalf("widen: %+v -> %+v, %v", before, after, err)
+		}
+		s, err := open(t, loc).SatelliteByToken(ctx, hash) // reopened: persisted
+		if err != nil || s.Scope != wire.ScopeAll || s.Widened != 1 || !s.Created.Equal(created) || !s.Active() {
+			t.Fatalf("the same token after widening: %+v %v", s, err)
+		}
+		if got, _ := r.HeldAmong(ctx, 2, []ledger.Stream{held[0].Stream}); len(got) != 1 {
+			t.Fatal("widening dropped the held set")
+		}
+		if reps, _ := r.Stabilities(ctx); len(reps) != 1 || reps[0] != report {
+			t.Fatalf("widening forgot the stability report: %+v", reps)
+		}
+		// Narrowing and renaming count no widening; widening again does.
+		for _, c := range []struct {
+			change  central.SatelliteChange
+			scope   string
+			name    string
+			widened uint64
+		}{
+			{central.SatelliteChange{Scope: wire.ScopeAll}, wire.ScopeAll, "Portland HC", 1},
+			{central.SatelliteChange{Name: "Portland"}, wire.ScopeAll, "Portland", 1},
+			{central.SatelliteChange{Scope: wire.ScopeLocal}, wire.ScopeLocal, "Portland", 1},
+			{central.SatelliteChange{Scope: wire.ScopeAll, Name: "Portland HC"}, wire.ScopeAll, "Portland HC", 2},
+		} {
+			_, after, err := r.ChangeSatellite(ctx, 2, c.change)
+			if err != nil || after.Scope != c.scope || after.Name != c.name || after.Widened != c.widened || after.TokenHash != hash {
+				t.Fatalf("change %+v: %+v, %v", c.change, after, err)
+			}
+		}
+		if _, _, err := r.ChangeSatellite(ctx, 2, central.SatelliteChange{Scope: "everything"}); err == nil {
+			t.Fatal("an unknown scope was accepted")
+		}
+		if _, _, err := r.ChangeSatellite(ctx, 9, central.SatelliteChange{Scope: wire.ScopeAll}); !errors.Is(err, central.ErrNotFound) {
+			t.Fatalf("an unknown satellite: %v", err)
+		}
+		if err := r.RevokeSatellite(ctx, 2, created.Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := r.ChangeSatellite(ctx, 2, central.SatelliteChange{Name: "x"}); !errors.Is(err, central.ErrNotFound) {
+			t.Fatalf("a revoked satellite: %v", err)
+		}
+		_, other, _ := central.NewToken()
+		if err := r.AddSatellite(ctx, central.Satellite{ID: 3, Name: "new", Scope: wire.ScopeAll, TokenHash: other, Created: created}); err != nil {
+			t.Fatal(err)
+		}
+		if s, _ := r.SatelliteByToken(ctx, other); s.Widened != 0 {
+			t.Fatalf("registered with scope all from the start: widened %d", s.Widened)
+		}
+	})
+	t.Run("WidenedByRegisteringAgain", func(t *testing.T) {
+		// Registered again over a revoked registration with a wider scope:
+		// the instance keeps its ledger and cursor, so that is a widening.
+		r := open(t, location(t))
+		_, h1, _ := central.NewToken()
+		_, h2, _ := central.NewToken()
+		if err := r.AddSatellite(ctx, central.Satellite{ID: 4, Name: "a", Scope: wire.ScopeLocal, TokenHash: h1, Created: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.RevokeSatellite(ctx, 4, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.AddSatellite(ctx, central.Satellite{ID: 4, Name: "a", Scope: wire.ScopeAll, TokenHash: h2, Created: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+		if s, err := r.SatelliteByToken(ctx, h2); err != nil || s.Widened != 1 {
+			t.Fatalf("registered again with scope all: %+v %v", s, err)
+		}
+	})
+	t.Run("Identity", func(t *testing.T) {
+		loc := location(t)
+		id, err := open(t, loc).Identity(ctx)
+		if err != nil || uuid.Validate(id) != nil {
+			t.Fatalf("identity %q: %v", id, err)
+		}
+		if again, err := open(t, loc).Identity(ctx); err != nil || again != id {
+			t.Fatalf("reopened: identity %q, %v; want %q", again, err, id)
+		}
+		if other, _ := open(t, location(t)).Identity(ctx); other == id {
+			t.Fatal("two centrals share an identity")
+		}
+	})
+	t.Run("UpgradeSatellites", func(t *testing.T) {
+		// A registry made before scope widenings were counted gains the
+		// column, its satellites at 0.
+		loc := location(t)
+		db, dialect, _, err := dbopen.Open(loc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		create := `CREATE TABLE ghsync_satellites (id INTEGER PRIMARY KEY, name TEXT NOT NULL, scope TEXT NOT NULL,
+			token_hash BLOB NOT NULL UNIQUE, created_us INTEGER NOT NULL, revoked_us INTEGER) STRICT`
+		if dialect == dbopen.Postgres {
+			create = `CREATE SCHEMA ghsync; CREATE TABLE ghsync.satellites (id smallint PRIMARY KEY, name text NOT NULL, scope text NOT NULL,
+				token_hash bytea NOT NULL UNIQUE, created_us bigint NOT NULL, revoked_us bigint)`
+		}
+		if _, err := db.Exec(create); err != nil {
+			t.Fatal(err)
+		}
+		_, hash, _ := central.NewToken()
+		insert := `INSERT INTO ghsync_satellites VALUES (5, 'old', 'local', ?, 1, NULL)`
+		if dialect == dbopen.Postgres {
+			insert = `INSERT INTO ghsync.satellites VALUES (5, 'old', 'local', $1, 1, NULL)`
+		}
+		if _, err := db.Exec(insert, hash[:]); err != nil {
+			t.Fatal(err)
+		}
+		r := open(t, loc)
+		if s, err := r.SatelliteByToken(ctx, hash); err != nil || s.Scope != wire.ScopeLocal || s.Widened != 0 {
+			t.Fatalf("after the upgrade: %+v %v", s, err)
+		}
+		if _, after, err := r.ChangeSatellite(ctx, 5, central.SatelliteChange{Scope: wire.ScopeAll}); err != nil || after.Widened != 1 {
+			t.Fatalf("widened after the upgrade: %+v %v", after, err)
+		}
+	})
 	t.Run("HeldSet", func(t *testing.T) {
 		r := open(t, location(t))
 		var many []central.HeldStream

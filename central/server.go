@@ -92,6 +92,7 @@ type Server struct {
 	locks [ledger.MaxOrigin + 1]sync.Mutex // one push or pull page at a time per satellite
 	watch *headWatch
 
+	identity  string // central's (Registry.Identity)
 	indexMu   sync.Mutex
 	front     frontier      // the stability frontier (stable.go)
 	closing   chan struct{} // closed by Close: long polls answer at once
@@ -163,7 +164,11 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.NewNullLogger()
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger.Named("central"), mux: http.NewServeMux(), closing: make(chan struct{})}
+	id, err := cfg.Registry.Identity(context.Background())
+	if err != nil {
+		return nil, fmt.Errorf("central: %w", err)
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger.Named("central"), mux: http.NewServeMux(), closing: make(chan struct{}), identity: id}
 	s.watch = newHeadWatch(cfg.Store, s.log)
 	s.mux.HandleFunc("GET "+wire.PathHeads, s.authed(s.heads))
 	s.mux.HandleFunc("POST "+wire.PathPush, s.authed(s.push))
@@ -172,6 +177,10 @@ func New(cfg Config) (*Server, error) {
 	s.mux.HandleFunc("POST "+wire.PathStable, s.authed(s.stable))
 	return s, nil
 }
+
+// Identity is central's identity (Registry.Identity), which every answer
+// to a satellite carries.
+func (s *Server) Identity() string { return s.identity }
 
 // Close ends long polls (they answer at once, with no events) and stops
 // the server's background watcher. Call it before http.Server.Shutdown so
@@ -264,7 +273,7 @@ type handler func(w http.ResponseWriter, r *http.Request, sat Satellite)
 // Only the token's SHA-256 is looked up (by the database's index, which
 // leaks nothing useful: the attacker does not choose the hash) and then
 // compared in constant time.
-func (s *Server) authed(h handler) http.HandlerFunc {
+func (s *Server) authed(next handler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		tok, ok := wire.BearerToken(r.Header)
 		if !ok {
@@ -287,7 +296,13 @@ func (s *Server) authed(h handler) http.HandlerFunc {
 			s.refuse(w, r, &sat, http.StatusForbidden, fmt.Errorf("the token of satellite %d was revoked at %s", sat.ID, sat.Revoked.Format(time.RFC3339)), nil)
 			return
 		}
-		h(w, r, sat)
+		// Read with the satellite in one lookup, so they describe the
+		// scope this very answer is computed for.
+		h := w.Header()
+		h.Set(wire.HeaderCentral, s.identity)
+		h.Set(wire.HeaderScope, sat.Scope)
+		h.Set(wire.HeaderWidened, strconv.FormatUint(sat.Widened, 10))
+		next(w, r, sat)
 	}
 }
 
@@ -308,7 +323,8 @@ func (s *Server) heads(w http.ResponseWriter, r *http.Request, sat Satellite) {
 		s.refuse(w, r, &sat, http.StatusServiceUnavailable, err, nil)
 		return
 	}
-	out := wire.Heads{Origin: sat.ID, Name: sat.Name, Scope: sat.Scope, Head: head, HeldEvents: len(held), CentralTime: s.cfg.Clock().UTC()}
+	out := wire.Heads{Origin: sat.ID, Name: sat.Name, Scope: sat.Scope, Head: head, HeldEvents: len(held), CentralTime: s.cfg.Clock().UTC(),
+		Central: s.identity, Widened: sat.Widened}
 	for _, h := range origins {
 		if h.Origin == sat.ID {
 			out.HighWater, out.Count, out.Hash = h.Seq, h.Count, h.Hash.String()

@@ -417,6 +417,20 @@ func TestHeadsAndClock(t *testing.T) {
 	if resp.Header.Get(wire.HeaderHead) != strconv.Itoa(7) {
 		t.Fatalf("head header %q", resp.Header.Get(wire.HeaderHead))
 	}
+	// Central's identity and the caller's scope travel with every answer,
+	// a pull's too, so a satellite keys its cursor by central, not by URL,
+	// and notices a widening.
+	id, err := r.reg.Identity(context.Background())
+	if err != nil || h.Central != id || id == "" || r.srv.Identity() != id || h.Widened != 0 {
+		t.Fatalf("heads: central %q widened %d; registry %q %v", h.Central, h.Widened, id, err)
+	}
+	if _, _, err := r.reg.ChangeSatellite(context.Background(), 4, central.SatelliteChange{Scope: wire.ScopeAll}); err != nil {
+		t.Fatal(err)
+	}
+	presp, _ := r.pull(t, tok, 0, "")
+	if presp.Header.Get(wire.HeaderCentral) != id || presp.Header.Get(wire.HeaderScope) != wire.ScopeAll || presp.Header.Get(wire.HeaderWidened) != "1" {
+		t.Fatalf("pull answer's headers: %v", presp.Header)
+	}
 }
 
 // Malformed bodies are refused whole, with a JSON error naming the frame

@@ -15,6 +15,7 @@ import (
 	"github.com/ghsync/ghsync/internal/dbopen"
 	"github.com/ghsync/ghsync/internal/sqltext"
 	"github.com/ghsync/ghsync/ledger"
+	"github.com/ghsync/ghsync/wire"
 )
 
 // OpenRegistry opens central's registry in the database a ledger location
@@ -46,7 +47,8 @@ CREATE TABLE IF NOT EXISTS ghsync_satellites (
 	scope      TEXT    NOT NULL,
 	token_hash BLOB    NOT NULL UNIQUE,  -- sha256 of the bearer token; the token is never stored
 	created_us INTEGER NOT NULL,
-	revoked_us INTEGER
+	revoked_us INTEGER,
+	widened    INTEGER NOT NULL DEFAULT 0  -- times the scope went from local to all
 ) STRICT;
 CREATE TABLE IF NOT EXISTS ghsync_satellite_held (
 	satellite INTEGER NOT NULL,
@@ -96,6 +98,10 @@ CREATE TABLE IF NOT EXISTS ghsync_central_state (
 	value INTEGER NOT NULL
 ) STRICT;
 INSERT OR IGNORE INTO ghsync_central_state (name, value) VALUES ('index_position', 0);
+CREATE TABLE IF NOT EXISTS ghsync_central_identity (
+	one INTEGER PRIMARY KEY CHECK (one = 1),
+	id  TEXT    NOT NULL
+) STRICT;
 CREATE TABLE IF NOT EXISTS ghsync_stability (
 	origin      INTEGER PRIMARY KEY CHECK (origin BETWEEN 0 AND 511),
 	hlc         INTEGER NOT NULL,
@@ -112,7 +118,8 @@ CREATE TABLE IF NOT EXISTS ghsync.satellites (
 	scope      text     NOT NULL,
 	token_hash bytea    NOT NULL UNIQUE,
 	created_us bigint   NOT NULL,
-	revoked_us bigint
+	revoked_us bigint,
+	widened    bigint   NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS ghsync.satellite_held (
 	satellite smallint NOT NULL,
@@ -162,6 +169,10 @@ CREATE TABLE IF NOT EXISTS ghsync.central_state (
 	value bigint NOT NULL
 );
 INSERT INTO ghsync.central_state (name, value) VALUES ('index_position', 0) ON CONFLICT DO NOTHING;
+CREATE TABLE IF NOT EXISTS ghsync.central_identity (
+	one smallint PRIMARY KEY CHECK (one = 1),
+	id  text     NOT NULL
+);
 CREATE TABLE IF NOT EXISTS ghsync.stability (
 	origin      smallint PRIMARY KEY CHECK (origin BETWEEN 0 AND 511),
 	hlc         bigint   NOT NULL,
@@ -189,6 +200,14 @@ func (r *sqlRegistry) init(ctx context.Context) error {
 		if _, err := tx.ExecContext(ctx, schema); err != nil {
 			return err
 		}
+		if err := r.upgrade(ctx, tx); err != nil {
+			return err
+		}
+		// Central's identity, made once: the satellites' cursors are
+		// keyed by it.
+		if _, err := tx.ExecContext(ctx, r.q(`INSERT INTO `+r.t("central_identity")+` (one, id) VALUES (1, ?) ON CONFLICT (one) DO NOTHING`), uuid.NewString()); err != nil {
+			return err
+		}
 		if had == 0 {
 			// The index of every PUID a party ever had is new: build the
 			// reference index again from the start (its writes are
@@ -200,7 +219,30 @@ func (r *sqlRegistry) init(ctx context.Context) error {
 	})
 }
 
+// upgrade adds the columns later versions brought to tables an older
+// ghsync made.
+func (r *sqlRegistry) upgrade(ctx context.Context, tx *sql.Tx) error {
+	if r.pg {
+		_, err := tx.ExecContext(ctx, `ALTER TABLE ghsync.satellites ADD COLUMN IF NOT EXISTS widened bigint NOT NULL DEFAULT 0`)
+		return err
+	}
+	var n int
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM pragma_table_info('ghsync_satellites') WHERE name = 'widened'`).Scan(&n); err != nil || n > 0 {
+		return err
+	}
+	_, err := tx.ExecContext(ctx, `ALTER TABLE ghsync_satellites ADD COLUMN widened INTEGER NOT NULL DEFAULT 0`)
+	return err
+}
+
 func (r *sqlRegistry) Close() error { return r.db.Close() }
+
+func (r *sqlRegistry) Identity(ctx context.Context) (string, error) {
+	var id string
+	if err := r.db.QueryRowContext(ctx, `SELECT id FROM `+r.t("central_identity")).Scan(&id); err != nil {
+		return "", fmt.Errorf("read central's identity: %w", err)
+	}
+	return id, nil
+}
 
 // t names a table: ghsync_NAME in SQLite, ghsync.NAME in PostgreSQL.
 func (r *sqlRegistry) t(name string) string {
@@ -243,7 +285,7 @@ func fromMicros(us sql.NullInt64) time.Time {
 	return time.UnixMicro(us.Int64).UTC()
 }
 
-const satCols = `id, name, scope, token_hash, created_us, revoked_us`
+const satCols = `id, name, scope, token_hash, created_us, revoked_us, widened`
 
 func scanSatellite(row interface{ Scan(...any) error }) (Satellite, error) {
 	var s Satellite
@@ -251,9 +293,11 @@ func scanSatellite(row interface{ Scan(...any) error }) (Satellite, error) {
 	var hash []byte
 	var created int64
 	var revoked sql.NullInt64
-	if err := row.Scan(&id, &s.Name, &s.Scope, &hash, &created, &revoked); err != nil {
+	var widened int64
+	if err := row.Scan(&id, &s.Name, &s.Scope, &hash, &created, &revoked, &widened); err != nil {
 		return s, err
 	}
+	s.Widened = uint64(widened)
 	s.ID = uint16(id)
 	copy(s.TokenHash[:], hash)
 	s.Created = time.UnixMicro(created).UTC()
@@ -271,8 +315,10 @@ func (r *sqlRegistry) AddSatellite(ctx context.Context, s Satellite) error {
 		case err == nil && old.Active():
 			return fmt.Errorf("%w: satellite %d (%s) is registered; remove it first", ErrExists, s.ID, old.Name)
 		case err == nil:
-			_, err = tx.ExecContext(ctx, r.q(`UPDATE `+r.t("satellites")+` SET name = ?, scope = ?, token_hash = ?, created_us = ?, revoked_us = NULL WHERE id = ?`),
-				s.Name, s.Scope, s.TokenHash[:], micros(s.Created), s.ID)
+			// The instance registered again keeps its ledger and cursor:
+			// a wider scope than before is a widening.
+			_, err = tx.ExecContext(ctx, r.q(`UPDATE `+r.t("satellites")+` SET name = ?, scope = ?, token_hash = ?, created_us = ?, revoked_us = NULL, widened = ? WHERE id = ?`),
+				s.Name, s.Scope, s.TokenHash[:], micros(s.Created), int64(old.Widened+widening(old.Scope, s.Scope)), s.ID)
 			if err == nil {
 				// What the revoked instance vouched for does not speak for
 				// this one: the frontier waits for its own first report.
@@ -287,6 +333,45 @@ func (r *sqlRegistry) AddSatellite(ctx context.Context, s Satellite) error {
 		}
 		return nil
 	})
+}
+
+// widening is 1 when a satellite's scope goes from local to all.
+func widening(from, to string) uint64 {
+	if from == wire.ScopeLocal && to == wire.ScopeAll {
+		return 1
+	}
+	return 0
+}
+
+func (r *sqlRegistry) ChangeSatellite(ctx context.Context, id uint16, c SatelliteChange) (before, after Satellite, err error) {
+	if c.Scope != "" && !wire.ValidScope(c.Scope) {
+		return before, after, fmt.Errorf("change satellite %d: scope %q: want %s or %s", id, c.Scope, wire.ScopeAll, wire.ScopeLocal)
+	}
+	err = r.tx(ctx, func(tx *sql.Tx) error {
+		var err error
+		before, err = scanSatellite(tx.QueryRowContext(ctx, r.q(`SELECT `+satCols+` FROM `+r.t("satellites")+` WHERE id = ?`), id))
+		if errors.Is(err, sql.ErrNoRows) || err == nil && !before.Active() {
+			return fmt.Errorf("%w: no active satellite %d", ErrNotFound, id)
+		}
+		if err != nil {
+			return err
+		}
+		after = before
+		if c.Name != "" {
+			after.Name = c.Name
+		}
+		if c.Scope != "" {
+			after.Scope = c.Scope
+		}
+		after.Widened += widening(before.Scope, after.Scope)
+		_, err = tx.ExecContext(ctx, r.q(`UPDATE `+r.t("satellites")+` SET name = ?, scope = ?, widened = ? WHERE id = ?`),
+			after.Name, after.Scope, int64(after.Widened), id)
+		return err
+	})
+	if err != nil {
+		return Satellite{}, Satellite{}, fmt.Errorf("change satellite %d: %w", id, err)
+	}
+	return before, after, nil
 }
 
 func (r *sqlRegistry) Satellites(ctx context.Context) ([]Satellite, error) {

@@ -106,9 +106,10 @@ func newBatch(p *Projector, tx dtx, prev *carry) *batch {
 	b := &batch{p: p, tx: tx, s: p.d.schemaPrefix(), recs: map[recKey]*record{}, ids: map[recKey]int64{},
 		looked: map[recKey]bool{}, parked: map[recKey][]recKey{}, rebooked: map[recKey]bool{},
 		waits: map[recKey][]recKey{}, deferred: map[recKey]bool{}, prev: prev, frontier: p.Frontier()}
-	if p.rebuilding {
+	if p.rebuilding || p.compactionHeld() {
 		// A replay from the start brings every record's history again, in
 		// ledger order: the frontier's premise holds only once it is over.
+		// So does a pull from the start (HoldCompaction).
 		b.frontier = 0
 	}
 	if p.d.skipsRowChecks() {

@@ -78,6 +78,31 @@ type Projector struct {
 	// history takes. Touched only while preparing a batch.
 	late    map[recKey]bool
 	lateAll bool
+	// hold, when set, says whether a batch about to be prepared must
+	// not compact (HoldCompaction).
+	hold atomic.Pointer[func() bool]
+}
+
+// HoldCompaction makes every batch prepared while held() is true compact
+// nothing, as during a rebuild. A satellite whose scope widened pulls
+// central's ledger again from the start: the histories of records new to
+// it then arrive in central's order across many pages and catch-ups, not
+// whole in one, so the frontier's premise (every write at or before it
+// is here) holds for them only once that pull has passed where its
+// cursor was. held is called once a batch, from the goroutine running
+// CatchUp; nil removes the hold.
+func (p *Projector) HoldCompaction(held func() bool) {
+	if held == nil {
+		p.hold.Store(nil)
+		return
+	}
+	p.hold.Store(&held)
+}
+
+// compactionHeld reports whether HoldCompaction's function says so now.
+func (p *Projector) compactionHeld() bool {
+	h := p.hold.Load()
+	return h != nil && (*h)()
 }
 
 // maxLate bounds Projector.late.

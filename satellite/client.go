@@ -43,6 +43,11 @@ type Config struct {
 	PushBytes  int
 	PullLimit  int
 	MaxBody    int64
+	// FromStart sets the pull cursor back to position 0 (see Rewind), and
+	// follows whichever central answers at URL even if the cursor kept
+	// here belongs to another one (a central rebuilt from scratch): the
+	// other centrals' cursors are forgotten.
+	FromStart bool
 }
 
 // NewRequest asks for a record graph: a patient by PUID, or a record by
@@ -85,6 +90,10 @@ type PullStats struct {
 	Streams    int    // New: the records in the graph
 	Root       string // New: the record the graph is of (a patient's party)
 	Note       string // New: what central says of how it found it, for people
+	// Rescanned: the pull fetched central's ledger again from the start,
+	// for what an old scope left out (the scope widened: central said so
+	// now or at Dial) or because Rewind or FromStart asked.
+	Rescanned bool
 }
 
 // Errors, tested with errors.Is.
@@ -139,14 +148,20 @@ type Client struct {
 	http  *http.Client
 	log   hclog.Logger
 	state *stateDB
-	key   string // the state row: central's URL
+	url   string // central's URL, as configured (normalised)
+	// central is central's identity (wire.Heads), "" from a central older
+	// than identities; key is the state row: the identity, or the URL.
+	central, key string
 
 	pushMu sync.Mutex // one push at a time
 	pullMu sync.Mutex // one pull (the cursor's owner) at a time
-	omu    sync.Mutex // guards cursor and offset
+	omu    sync.Mutex // guards cursor, offset, scope, widened and rescan
 	cursor uint64
 	offset time.Duration
 	scope  string
+	// widened is central's count of this satellite's scope widenings as
+	// last seen; rescan is the cursor the last widening found (State).
+	widened, rescan uint64
 }
 
 // Dial checks the configuration, loads the persisted cursor and asks
@@ -178,7 +193,8 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.NewNullLogger()
 	}
-	c := &Client{cfg: cfg, base: base, http: cfg.HTTPClient, log: cfg.Logger.Named("satellite"), key: base.String()}
+	c := &Client{cfg: cfg, base: base, http: cfg.HTTPClient, log: cfg.Logger.Named("satellite"), url: base.String()}
+	c.key = c.url
 	if c.http == nil {
 		c.http = http.DefaultClient
 	}
@@ -186,24 +202,107 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 		if c.state, err = openState(ctx, cfg.StateLocation); err != nil {
 			return nil, err
 		}
-		st, err := c.state.load(ctx, c.key)
-		if err != nil {
-			c.state.close()
-			return nil, err
-		}
-		c.cursor, c.offset = st.Cursor, st.Offset
 	}
 	h, err := c.Heads(ctx)
 	if err != nil {
 		c.Close()
-		return nil, fmt.Errorf("dial %s: %w", c.key, err)
+		return nil, fmt.Errorf("dial %s: %w", c.url, err)
 	}
 	if h.Origin != cfg.Origin {
 		c.Close()
-		return nil, fmt.Errorf("dial %s: the token belongs to satellite %d (%s), but this instance is origin %d", c.key, h.Origin, h.Name, cfg.Origin)
+		return nil, fmt.Errorf("dial %s: the token belongs to satellite %d (%s), but this instance is origin %d", c.url, h.Origin, h.Name, cfg.Origin)
 	}
-	c.scope = h.Scope
+	if err := c.adopt(ctx, h); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("dial %s: %w", c.url, err)
+	}
 	return c, nil
+}
+
+// adopt loads the state of the central that answered h: the row keyed by
+// its identity, or, the first time a central with an identity answers,
+// the row kept for its URL (moved to the identity). It refuses a central
+// other than the one a cursor kept here belongs to, unless FromStart. A
+// scope widened since the state was saved sets the cursor back to 0.
+func (c *Client) adopt(ctx context.Context, h wire.Heads) error {
+	c.central, c.scope = h.Central, h.Scope
+	if h.Central != "" {
+		c.key = h.Central
+	}
+	if c.state == nil {
+		c.widened = h.Widened
+		return nil
+	}
+	rows, err := c.state.rows(ctx)
+	if err != nil {
+		return err
+	}
+	var mine *stateRow
+	var others []stateRow
+	for _, r := range rows {
+		switch {
+		case r.Key == c.key:
+			mine = &r
+		case h.Central != "" && mine == nil && r.Key == c.url:
+			mine = &r // the URL's row from before identities: this central's
+		default:
+			others = append(others, r)
+		}
+	}
+	var drop []string
+	if c.cfg.FromStart {
+		for _, r := range others {
+			drop = append(drop, r.Key)
+		}
+	} else if h.Central != "" && mine == nil {
+		for _, r := range others { // the most recently used first
+			if r.Cursor == 0 {
+				continue
+			}
+			if r.legacy() {
+				return fmt.Errorf("%w, perhaps: this satellite's pull cursor (central position %d) was kept for the central at %s, from before centrals had identities; %s (central %s) may be that central under another name, or another: reach central once at %s to tie the cursor to its identity, or pull --from-start to fetch this central's ledger from the start",
+					ErrOtherCentral, r.Cursor, r.Key, c.url, h.Central, r.Key)
+			}
+			at := r.URL
+			if at == "" {
+				at = "an unrecorded URL"
+			}
+			return fmt.Errorf("%w: %s answers as central %s, but this satellite's pull cursor (central position %d) belongs to central %s, last reached at %s: check --central ([synchronisation] url); if this satellite now belongs to the central at %s (its central was rebuilt from scratch), pull --from-start once",
+				ErrOtherCentral, c.url, h.Central, r.Cursor, r.Key, at, c.url)
+		}
+	}
+	var st State
+	from := ""
+	if mine != nil {
+		st, from = mine.State, mine.Key
+	}
+	if from != c.key || len(drop) > 0 {
+		if err := c.state.rekey(ctx, from, c.key, drop); err != nil {
+			return err
+		}
+		if from != "" && from != c.key {
+			c.log.Info("pull cursor now keyed by central's identity, not its URL", "url", from, "central", c.key, "cursor", st.Cursor)
+		}
+	}
+	changed := st.URL != c.url
+	if c.cfg.FromStart && st.Cursor > 0 {
+		st.RescanThrough, st.Cursor, changed = max(st.RescanThrough, st.Cursor), 0, true
+	}
+	if h.Widened != st.Widened {
+		if h.Widened > st.Widened && st.Cursor > 0 {
+			c.log.Info("scope widened: pulling central's ledger again from position 0 for what the old scope left out",
+				"scope", h.Scope, "cursor", st.Cursor)
+			st.RescanThrough, st.Cursor = max(st.RescanThrough, st.Cursor), 0
+		}
+		st.Widened, changed = h.Widened, true
+	}
+	c.omu.Lock()
+	c.cursor, c.widened, c.rescan = st.Cursor, st.Widened, st.RescanThrough
+	c.omu.Unlock()
+	if changed {
+		return c.save(ctx)
+	}
+	return nil
 }
 
 // Close releases the state database. It does not close the Store.
@@ -230,8 +329,27 @@ func (c *Client) Cursor() uint64 {
 	return c.cursor
 }
 
-// Scope is the scope central gives this satellite.
-func (c *Client) Scope() string { return c.scope }
+// Scope is the scope central gives this satellite, as last seen.
+func (c *Client) Scope() string {
+	c.omu.Lock()
+	defer c.omu.Unlock()
+	return c.scope
+}
+
+// Central is central's identity ("" from a central older than
+// identities): the pull cursor belongs to it.
+func (c *Client) Central() string { return c.central }
+
+// Rescanning reports whether the satellite is fetching central's ledger
+// again from the start (its scope widened, or Rewind) and has not yet
+// reached where its cursor was: the histories of records new to it then
+// arrive over many pages, so a projector must not compact merge states
+// meanwhile (projections.Projector.HoldCompaction).
+func (c *Client) Rescanning() bool {
+	c.omu.Lock()
+	defer c.omu.Unlock()
+	return c.cursor < c.rescan
+}
 
 // Heads asks central for this origin's high-water mark there and its head.
 func (c *Client) Heads(ctx context.Context) (wire.Heads, error) {
@@ -286,6 +404,10 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 	// (push, new). Those leave the offset as the last quick request
 	// (heads, a pull page) measured it; every dial and push begins
 	// with heads.
+	if id := resp.Header.Get(wire.HeaderCentral); id != "" && c.central != "" && id != c.central {
+		resp.Body.Close()
+		return nil, fmt.Errorf("%w: %s now answers as central %s, but this satellite follows central %s", ErrOtherCentral, c.url, id, c.central)
+	}
 	if body == nil && !query.Has("wait") {
 		c.measure(resp, sent, time.Now())
 	}
@@ -343,7 +465,7 @@ func (c *Client) save(ctx context.Context) error {
 		return nil
 	}
 	c.omu.Lock()
-	st := State{Cursor: c.cursor, Offset: c.offset, Updated: time.Now()}
+	st := State{Cursor: c.cursor, Offset: c.offset, Updated: time.Now(), URL: c.url, Widened: c.widened, RescanThrough: c.rescan}
 	c.omu.Unlock()
 	return c.state.save(ctx, c.key, st)
 }
@@ -439,7 +561,7 @@ func (c *Client) Push(ctx context.Context) (PushStats, error) {
 		hw = pr.HighWater
 	}
 	if c.state != nil {
-		if err := c.state.saveOffset(ctx, c.key, c.Offset(), time.Now()); err != nil {
+		if err := c.state.saveOffset(ctx, c.key, c.url, c.Offset(), time.Now()); err != nil {
 			c.log.Warn("could not save the clock offset", "error", err)
 		}
 	}
@@ -474,6 +596,10 @@ type page struct {
 	bytes      int64
 	streams    int
 	root, note string // a /v1/new answer's
+	// scope and widened are the satellite's scope as this answer was
+	// computed for it (widened -1: not said, an older central).
+	scope   string
+	widened int64
 }
 
 // read decodes a whole answer before anything is appended: a cut
@@ -492,6 +618,10 @@ func (c *Client) read(resp *http.Response) (page, error) {
 	}
 	p.streams, _ = strconv.Atoi(resp.Header.Get(wire.HeaderStreams))
 	p.root, p.note = resp.Header.Get(wire.HeaderRoot), resp.Header.Get(wire.HeaderNote)
+	p.scope, p.widened = resp.Header.Get(wire.HeaderScope), -1
+	if w, err := strconv.ParseUint(resp.Header.Get(wire.HeaderWidened), 10, 63); err == nil {
+		p.widened = int64(w)
+	}
 	if resp.StatusCode == http.StatusNoContent {
 		return p, nil
 	}
@@ -519,21 +649,16 @@ func (c *countReader) Read(b []byte) (int, error) {
 	return n, err
 }
 
-// Pull fetches central's events after the cursor, page by page, appends
-// each page to the store and then persists the cursor, until it has
-// reached central's head. With wait > 0 the first request long-polls:
-// central answers as soon as something arrives, or after wait. A transfer
-// cut anywhere leaves the cursor where the last whole page put it; the
-// next Pull resumes there (appends are idempotent anyway).
 // Rewind sets the pull cursor back to central's position 0, durably, so
-// the next Pull asks central for everything this satellite's scope covers:
-// after its scope widened (re-registered with scope all), events central
-// left out before are sent then. What the ledger holds is skipped.
+// the next Pull asks central for everything this satellite's scope covers.
+// A widening central announces does this by itself (wire.HeaderWidened);
+// Rewind is for a satellite whose scope widened at a central older than
+// that. What the ledger holds is skipped.
 func (c *Client) Rewind(ctx context.Context) error {
 	c.pullMu.Lock()
 	defer c.pullMu.Unlock()
 	c.omu.Lock()
-	c.cursor = 0
+	c.rescan, c.cursor = max(c.rescan, c.cursor), 0
 	c.omu.Unlock()
 	if err := c.save(ctx); err != nil {
 		return fmt.Errorf("rewind the pull cursor: %w", err)
@@ -541,11 +666,21 @@ func (c *Client) Rewind(ctx context.Context) error {
 	return nil
 }
 
+// Pull fetches central's events after the cursor, page by page, appends
+// each page to the store and then persists the cursor, until it has
+// reached central's head. With wait > 0 the first request long-polls:
+// central answers as soon as something arrives, or after wait. A transfer
+// cut anywhere leaves the cursor where the last whole page put it; the
+// next Pull resumes there (appends are idempotent anyway). An answer that
+// says this satellite's scope widened since the cursor was saved sets the
+// cursor back to 0, durably, and the pull goes on from there: the cursor
+// had passed events the old scope left out.
 func (c *Client) Pull(ctx context.Context, wait time.Duration) (PullStats, error) {
 	c.pullMu.Lock()
 	defer c.pullMu.Unlock()
 	var st PullStats
 	from := c.Cursor()
+	st.Rescanned = c.Rescanning()
 	start := time.Now()
 	reset := false
 	for {
@@ -582,9 +717,22 @@ func (c *Client) Pull(ctx context.Context, wait time.Duration) (PullStats, error
 		}
 		c.omu.Lock()
 		c.cursor = p.next
+		if p.scope != "" {
+			c.scope = p.scope
+		}
+		widened := p.widened >= 0 && uint64(p.widened) > c.widened
+		if widened {
+			c.rescan, c.cursor, c.widened = max(c.rescan, p.next), 0, uint64(p.widened)
+		}
 		c.omu.Unlock()
 		if err := c.save(ctx); err != nil {
 			return st, fmt.Errorf("pull: %w", err)
+		}
+		if widened {
+			c.log.Info("scope widened: pulling central's ledger again from position 0 for what the old scope left out", "scope", p.scope, "cursor", p.next)
+			st.Rescanned, from = true, 0
+			wait = 0
+			continue
 		}
 		st.Cursor, st.Head = p.next, p.head
 		if c.cfg.Progress != nil {

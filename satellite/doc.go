@@ -8,5 +8,8 @@
 // the cursor is persisted after the append, beside the satellite's ledger
 // (table ghsync_sync_state, or ghsync.sync_state in PostgreSQL). A
 // transfer cut anywhere resumes from the last whole page, and appends are
-// idempotent anyway. Errors worth retrying later match ErrUnavailable.
+// idempotent anyway. The cursor belongs to central's identity, not to the
+// URL central is reached at; another central is refused (ErrOtherCentral).
+// A widening of the satellite's scope that central announces sets the
+// cursor back to 0. Errors worth retrying later match ErrUnavailable.
 package satellite

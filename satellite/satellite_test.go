@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -497,37 +498,264 @@ func TestNewPatient(t *testing.T) {
 	}
 }
 
-// A satellite whose scope widened (re-registered with scope all) gets what
-// central left out before once it rewinds its cursor; what it holds is
-// skipped, and the rewind survives a new dial.
-func TestRewindAfterScopeWidened(t *testing.T) {
+// A satellite whose scope is widened in place (central satellite set
+// --scope all) gets what central left out before at its next pull,
+// without a new token or a redial: central's answers say the scope
+// widened, and the client pulls again from position 0, durably. What it
+// holds is skipped. Narrowed again, it keeps everything; widened again,
+// a new dial sees it.
+func TestScopeWidenedRescans(t *testing.T) {
 	ctx := context.Background()
 	h := newHub(t, false, time.Now)
 	s := h.dial(t, 6, wire.ScopeLocal, false)
 	appendAll(t, h.store, origin(0).Patients(t, ledgertest.Rand(t), 30))
-	if st, err := s.c.Pull(ctx, 0); err != nil || st.Appended != 0 {
+	if st, err := s.c.Pull(ctx, 0); err != nil || st.Appended != 0 || st.Cursor != 30 {
 		t.Fatalf("pull with scope local: %+v %v", st, err)
 	}
-	if err := h.reg.RevokeSatellite(ctx, 6, time.Now()); err != nil {
+	if _, _, err := h.reg.ChangeSatellite(ctx, 6, central.SatelliteChange{Scope: wire.ScopeAll}); err != nil {
 		t.Fatal(err)
 	}
-	s.cfg.Token = h.add(t, 6, wire.ScopeAll)
-	s.redial(t)
-	if st, err := s.c.Pull(ctx, 0); err != nil || st.Appended != 0 {
-		t.Fatalf("pull after widening, before the rewind: %+v %v", st, err)
+	st, err := s.c.Pull(ctx, 0)
+	if err != nil || st.Appended != 30 || !st.Rescanned || st.Cursor != 30 || s.c.Scope() != wire.ScopeAll || s.c.Rescanning() {
+		t.Fatalf("pull after widening: %+v %v (scope %s, rescanning %v)", st, err, s.c.Scope(), s.c.Rescanning())
 	}
-	if err := s.c.Rewind(ctx); err != nil {
+	if st, err := s.c.Pull(ctx, 0); err != nil || st.Received != 0 || st.Rescanned {
+		t.Fatalf("the next pull: %+v %v", st, err)
+	}
+	// Narrowed: nothing is pulled again, nothing goes away.
+	if _, _, err := h.reg.ChangeSatellite(ctx, 6, central.SatelliteChange{Scope: wire.ScopeLocal}); err != nil {
+		t.Fatal(err)
+	}
+	appendAll(t, h.store, origin(9).Patients(t, ledgertest.Rand(t), 5))
+	if st, err := s.c.Pull(ctx, 0); err != nil || st.Received != 0 || st.Rescanned || st.Cursor != 35 {
+		t.Fatalf("pull after narrowing: %+v %v", st, err)
+	}
+	if n := count(t, s.store); n[0] != 30 {
+		t.Fatalf("after narrowing the satellite holds %v", n)
+	}
+	// Widened again while the satellite is stopped: its next dial sees
+	// it, and the rewind is saved before anything is pulled.
+	if _, _, err := h.reg.ChangeSatellite(ctx, 6, central.SatelliteChange{Scope: wire.ScopeAll}); err != nil {
 		t.Fatal(err)
 	}
 	s.redial(t)
+	if s.c.Cursor() != 0 || !s.c.Rescanning() {
+		t.Fatalf("dialled after widening: cursor %d, rescanning %v", s.c.Cursor(), s.c.Rescanning())
+	}
+	s.redial(t)
+	if s.c.Cursor() != 0 || !s.c.Rescanning() {
+		t.Fatalf("dialled again before pulling: cursor %d, rescanning %v", s.c.Cursor(), s.c.Rescanning())
+	}
+	if st, err := s.c.Pull(ctx, 0); err != nil || st.Appended != 5 || st.Duplicates != 30 || s.c.Rescanning() {
+		t.Fatalf("pull after widening again: %+v %v", st, err)
+	}
+	s.redial(t)
+	if s.c.Cursor() != 35 || s.c.Rescanning() {
+		t.Fatalf("dialled once caught up: cursor %d", s.c.Cursor())
+	}
+}
+
+// FromStart pulls everything again (for a widening at a central older
+// than widening counts); what the ledger holds is skipped.
+func TestFromStart(t *testing.T) {
+	ctx := context.Background()
+	h := newHub(t, false, time.Now)
+	s := h.dial(t, 6, wire.ScopeAll, false)
+	appendAll(t, h.store, origin(0).Patients(t, ledgertest.Rand(t), 30))
 	if st, err := s.c.Pull(ctx, 0); err != nil || st.Appended != 30 {
-		t.Fatalf("pull after the rewind: %+v %v", st, err)
+		t.Fatalf("pull: %+v %v", st, err)
 	}
-	if err := s.c.Rewind(ctx); err != nil {
+	s.cfg.FromStart = true
+	s.redial(t)
+	if s.c.Cursor() != 0 || !s.c.Rescanning() {
+		t.Fatalf("from start: cursor %d", s.c.Cursor())
+	}
+	if st, err := s.c.Pull(ctx, 0); err != nil || st.Appended != 0 || st.Duplicates != 30 || st.Cursor != 30 {
+		t.Fatalf("pull from the start: %+v %v", st, err)
+	}
+	if err := s.c.Rewind(ctx); err != nil || s.c.Cursor() != 0 {
+		t.Fatalf("rewind: %v", err)
+	}
+}
+
+// stateRows lists a SQLite satellite's sync state rows: key → url, cursor.
+func stateRows(t *testing.T, loc string) map[string]string {
+	t.Helper()
+	db, err := sql.Open("sqlite", strings.TrimPrefix(loc, "sqlite:"))
+	if err != nil {
 		t.Fatal(err)
 	}
-	if st, err := s.c.Pull(ctx, 0); err != nil || st.Appended != 0 || st.Duplicates != 30 {
-		t.Fatalf("a second rewind: %+v %v", st, err)
+	defer db.Close()
+	rows, err := db.Query(`SELECT central, url, cursor FROM ghsync_sync_state`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	out := map[string]string{}
+	for rows.Next() {
+		var k, u string
+		var c int64
+		if err := rows.Scan(&k, &u, &c); err != nil {
+			t.Fatal(err)
+		}
+		out[k] = u + " " + strconv.FormatInt(c, 10)
+	}
+	return out
+}
+
+// The cursor belongs to central, not to the URL it was reached at: the
+// same central by another name (localhost, a trailing slash) continues
+// where the cursor is, with one state row.
+func TestCursorKeyedByCentral(t *testing.T) {
+	ctx := context.Background()
+	h := newHub(t, false, time.Now)
+	s := h.dial(t, 1, wire.ScopeAll, false)
+	appendAll(t, h.store, origin(0).Patients(t, ledgertest.Rand(t), 20))
+	if st, err := s.c.Pull(ctx, 0); err != nil || st.Appended != 20 {
+		t.Fatalf("pull: %+v %v", st, err)
+	}
+	id, _ := h.reg.Identity(ctx)
+	other := strings.Replace(h.ts.URL, "127.0.0.1", "localhost", 1) + "/"
+	s.cfg.URL = other
+	s.redial(t)
+	if s.c.Cursor() != 20 || s.c.Central() != id {
+		t.Fatalf("through %s: cursor %d, central %q", other, s.c.Cursor(), s.c.Central())
+	}
+	if st, err := s.c.Pull(ctx, 0); err != nil || st.Received != 0 {
+		t.Fatalf("pull through %s: %+v %v", other, st, err)
+	}
+	if rows := stateRows(t, s.loc); len(rows) != 1 || rows[id] != strings.TrimSuffix(other, "/")+" 20" {
+		t.Fatalf("state rows: %v", rows)
+	}
+}
+
+// A cursor saved before centrals had identities (keyed by URL, without
+// the later columns) is moved to central's identity at the first contact
+// through that URL.
+func TestLegacyCursorMoved(t *testing.T) {
+	for _, pg := range []bool{false, true} {
+		t.Run(map[bool]string{false: "sqlite", true: "postgres"}[pg], func(t *testing.T) { testLegacyCursorMoved(t, pg) })
+	}
+}
+
+func testLegacyCursorMoved(t *testing.T, pg bool) {
+	ctx := context.Background()
+	h := newHub(t, false, time.Now)
+	appendAll(t, h.store, origin(0).Patients(t, ledgertest.Rand(t), 25))
+	store, loc := open(t, pg)
+	driver, dsn, table, create := "sqlite", strings.TrimPrefix(loc, "sqlite:"), "ghsync_sync_state",
+		`CREATE TABLE ghsync_sync_state (central TEXT PRIMARY KEY, cursor INTEGER NOT NULL, offset_ns INTEGER NOT NULL, updated_us INTEGER NOT NULL) STRICT`
+	if pg {
+		driver, dsn, table, create = "pgx", loc, "ghsync.sync_state",
+			`CREATE TABLE ghsync.sync_state (central text PRIMARY KEY, cursor bigint NOT NULL, offset_ns bigint NOT NULL, updated_us bigint NOT NULL)`
+	}
+	db, err := sql.Open(driver, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(create); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`INSERT INTO ` + table + ` VALUES ('` + h.ts.URL + `', 20, 0, 1)`); err != nil {
+		t.Fatal(err)
+	}
+	s := &site{store: store, loc: loc, cfg: satellite.Config{URL: h.ts.URL, Token: h.add(t, 1, wire.ScopeAll), Origin: 1, Store: store, StateLocation: loc, HTTPClient: h.ts.Client()}}
+	s.redial(t)
+	if s.c.Cursor() != 20 {
+		t.Fatalf("cursor %d, want the legacy row's 20", s.c.Cursor())
+	}
+	if st, err := s.c.Pull(ctx, 0); err != nil || st.Received != 5 {
+		t.Fatalf("pull: %+v %v", st, err)
+	}
+	id, _ := h.reg.Identity(ctx)
+	var key, url string
+	var cursor int64
+	if err := db.QueryRow(`SELECT central, url, cursor FROM `+table).Scan(&key, &url, &cursor); err != nil || key != id || url != h.ts.URL || cursor != 25 {
+		t.Fatalf("state row: %s %s %d %v; want %s %s 25", key, url, cursor, err, id, h.ts.URL)
+	}
+}
+
+// Another central than the one the cursor belongs to is refused, naming
+// both, before anything is pulled: its positions mean nothing here.
+// FromStart follows it (a central rebuilt from scratch) and forgets the
+// other cursor.
+func TestOtherCentralRefused(t *testing.T) {
+	ctx := context.Background()
+	h1, h2 := newHub(t, false, time.Now), newHub(t, false, time.Now)
+	s := h1.dial(t, 1, wire.ScopeAll, false)
+	// Central 2 is central 1 rebuilt from scratch, from what it had
+	// sent: the same events at other positions, and more.
+	o0 := origin(0)
+	evs := o0.Patients(t, ledgertest.Rand(t), 20)
+	appendAll(t, h1.store, evs)
+	appendAll(t, h2.store, origin(5).Patients(t, ledgertest.Rand(t), 10))
+	appendAll(t, h2.store, evs)
+	if _, err := s.c.Pull(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	id1, _ := h1.reg.Identity(ctx)
+	id2, _ := h2.reg.Identity(ctx)
+	s.cfg.URL, s.cfg.Token, s.cfg.HTTPClient = h2.ts.URL, h2.add(t, 1, wire.ScopeAll), h2.ts.Client()
+	_, err := satellite.Dial(ctx, s.cfg)
+	if !errors.Is(err, satellite.ErrOtherCentral) || !strings.Contains(err.Error(), id1) || !strings.Contains(err.Error(), id2) || !strings.Contains(err.Error(), "--from-start") {
+		t.Fatalf("dial another central: %v", err)
+	}
+	s.cfg.FromStart = true
+	s.redial(t)
+	if st, err := s.c.Pull(ctx, 0); err != nil || st.Received != 30 || st.Appended != 10 || st.Cursor != 30 {
+		t.Fatalf("pull from the new central: %+v %v", st, err)
+	}
+	if rows := stateRows(t, s.loc); len(rows) != 1 || rows[id2] != h2.ts.URL+" 30" {
+		t.Fatalf("state rows: %v", rows)
+	}
+	// A cursor from before identities, kept for another URL, is no proof
+	// either way: refused too, saying how to tie it.
+	store, loc := open(t, false)
+	db, err := sql.Open("sqlite", strings.TrimPrefix(loc, "sqlite:"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(`CREATE TABLE ghsync_sync_state (central TEXT PRIMARY KEY, cursor INTEGER NOT NULL, offset_ns INTEGER NOT NULL, updated_us INTEGER NOT NULL) STRICT;
+		INSERT INTO ghsync_sync_state VALUES ('https://old.example.org:7432', 20, 0, 1)`); err != nil {
+		t.Fatal(err)
+	}
+	cfg := satellite.Config{URL: h2.ts.URL, Token: s.cfg.Token, Origin: 1, Store: store, StateLocation: loc, HTTPClient: h2.ts.Client()}
+	if _, err := satellite.Dial(ctx, cfg); !errors.Is(err, satellite.ErrOtherCentral) || !strings.Contains(err.Error(), "https://old.example.org:7432") {
+		t.Fatalf("dial with a legacy cursor of another URL: %v", err)
+	}
+}
+
+// A URL that starts answering as another central mid-session (DNS moved)
+// is refused at the next request.
+func TestCentralChangesUnderTheURL(t *testing.T) {
+	ctx := context.Background()
+	h1, h2 := newHub(t, false, time.Now), newHub(t, false, time.Now)
+	tok, hash, _ := central.NewToken()
+	for _, h := range []*hub{h1, h2} {
+		if err := h.reg.AddSatellite(ctx, central.Satellite{ID: 1, Name: "clinic", Scope: wire.ScopeAll, TokenHash: hash, Created: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var second atomic.Bool
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if second.Load() {
+			h2.srv.ServeHTTP(w, r)
+		} else {
+			h1.srv.ServeHTTP(w, r)
+		}
+	}))
+	defer ts.Close()
+	store, loc := open(t, false)
+	c, err := satellite.Dial(ctx, satellite.Config{URL: ts.URL, Token: tok, Origin: 1, Store: store, StateLocation: loc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	second.Store(true)
+	if _, err := c.Pull(ctx, 0); !errors.Is(err, satellite.ErrOtherCentral) {
+		t.Fatalf("pull from another central under the same URL: %v", err)
 	}
 }
 

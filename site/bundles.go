@@ -57,10 +57,11 @@ func (s *Site) vouch(ctx context.Context, r *Report, mark clocks.Timestamp) erro
 		s.stampClock().Restore(o.Frontier)
 	}
 	if f := o.UsableFrontier(); f != 0 {
+		if !r.Answered {
+			r.Derived, r.Answered = f, true
+		}
 		if err := s.recordFrontier(ctx, f); err != nil {
 			s.log.Warn("could not record the stability frontier central's bundles carried", "frontier", f.String(), "error", err)
-		} else if r.Frontier == 0 {
-			r.Frontier = f
 		}
 	}
 	return nil

@@ -45,6 +45,10 @@ type Config struct {
 	Wall     clocks.WallClock
 	Logger   hclog.Logger
 	Progress func(satellite.Progress)
+	// FromStart, at a satellite, pulls central's ledger again from
+	// position 0 and follows whichever central answers at Central
+	// (satellite.Config.FromStart).
+	FromStart bool
 	// ReportStable, at central, records what central's own instance
 	// vouches for after a complete cycle and returns the stability
 	// frontier (central.Server.ReportStable); satellites report over
@@ -97,6 +101,7 @@ func Open(ctx context.Context, cfg Config) (*Site, error) {
 		s.Close()
 		return nil, err
 	}
+	s.proj.HoldCompaction(s.rescanning)
 	if cfg.Origin != 0 && cfg.StoreLocation != "" {
 		if s.bundles, err = satellite.OpenBundleState(ctx, cfg.StoreLocation); err != nil {
 			s.Close()
@@ -135,6 +140,11 @@ func (s *Site) Capturer() *capture.Capturer { return s.cap }
 // Client is the link to central, once it answered (nil at central).
 func (s *Site) Client() *satellite.Client { return s.client }
 
+// rescanning reports whether the link to central is pulling central's
+// ledger again from the start (satellite.Client.Rescanning): the
+// projector holds compaction meanwhile.
+func (s *Site) rescanning() bool { return s.client != nil && s.client.Rescanning() }
+
 // Report says what one Sync did.
 type Report struct {
 	Captured  int // events made from local changes
@@ -142,9 +152,17 @@ type Report struct {
 	Pulled    int // events newly appended from central
 	Projected int // events applied to the Tryton tables
 	Offset    time.Duration
-	// Frontier is the stability frontier central answered after a
-	// complete cycle (zero: none), recorded for the projector.
+	// Frontier is the stability frontier the projector compacts merge
+	// states to after the cycle (zero: none yet, or no projector). It
+	// never goes back.
 	Frontier clocks.Timestamp
+	// Derived is the frontier central answered this cycle's report with,
+	// or its bundles announced (Answered says whether there was one). It
+	// can be below Frontier, even zero: an instance registered since, or
+	// one pulling history again, holds central's derivation back until it
+	// has reported; what was compacted here stays compacted.
+	Derived  clocks.Timestamp
+	Answered bool
 }
 
 // dial links to central, once.
@@ -153,7 +171,8 @@ func (s *Site) dial(ctx context.Context) error {
 		return nil
 	}
 	c, err := satellite.Dial(ctx, satellite.Config{URL: s.cfg.Central, Token: s.cfg.Token, Origin: s.cfg.Origin,
-		Store: s.cfg.Store, StateLocation: s.cfg.StoreLocation, HTTPClient: s.cfg.HTTPClient, Logger: s.cfg.Logger, Progress: s.cfg.Progress})
+		Store: s.cfg.Store, StateLocation: s.cfg.StoreLocation, HTTPClient: s.cfg.HTTPClient, Logger: s.cfg.Logger, Progress: s.cfg.Progress,
+		FromStart: s.cfg.FromStart})
 	if err != nil {
 		return err
 	}
@@ -200,29 +219,16 @@ func (s *Site) Sync(ctx context.Context) (Report, error) {
 			netErr = fmt.Errorf("push: %w", err)
 		}
 		if netErr == nil {
-			var pulled chan struct{}
-			var projected chan followed
-			if s.proj != nil {
-				pulled, projected = make(chan struct{}), make(chan followed, 1)
-				go func() { projected <- s.follow(ctx, pulled) }()
+			pl, projected, err := s.pullProjecting(ctx, 0)
+			r.Pulled, r.Projected = pl.Appended, projected
+			if errors.Is(err, errProject) {
+				return r, err
 			}
-			pl, err := s.client.Pull(ctx, 0)
-			r.Pulled = pl.Appended
-			if err != nil {
-				netErr = fmt.Errorf("pull: %w", err)
-			}
-			s.correct()
-			if s.proj != nil {
-				close(pulled)
-				f := <-projected
-				r.Projected = f.events
-				if f.err != nil {
-					return r, fmt.Errorf("project: %w", f.err)
-				}
-			}
+			netErr = err
 			if pushedAll && netErr == nil && s.vouched(ctx, &r, mark) {
 				s.stabilize(ctx, &r, mark, s.client.Cursor(), s.client.ReportStable)
 			}
+			s.reportFrontier(&r)
 			return r, netErr
 		}
 	}
@@ -239,7 +245,96 @@ func (s *Site) Sync(ctx context.Context) (Report, error) {
 		}
 		s.vouched(ctx, &r, mark)
 	}
+	s.reportFrontier(&r)
 	return r, netErr
+}
+
+// reportFrontier sets r.Frontier to what the projector compacts to now.
+func (s *Site) reportFrontier(r *Report) {
+	if s.proj != nil {
+		r.Frontier = s.proj.Frontier()
+	}
+}
+
+// errProject marks a projection failure among pullProjecting's errors.
+var errProject = errors.New("project")
+
+// pullProjecting pulls from central while the projector, if any, applies
+// the pages as they land, and returns once both are done. A projection
+// failure matches errProject; a pull failure is wrapped as "pull: ...".
+func (s *Site) pullProjecting(ctx context.Context, wait time.Duration) (satellite.PullStats, int, error) {
+	var pulled chan struct{}
+	var projected chan followed
+	if s.proj != nil {
+		pulled, projected = make(chan struct{}), make(chan followed, 1)
+		go func() { projected <- s.follow(ctx, pulled) }()
+	}
+	pl, err := s.client.Pull(ctx, wait)
+	if err != nil {
+		err = fmt.Errorf("pull: %w", err)
+	}
+	s.correct()
+	n := 0
+	if s.proj != nil {
+		close(pulled)
+		f := <-projected
+		n = f.events
+		if f.err != nil {
+			return pl, n, fmt.Errorf("%w: %w", errProject, f.err)
+		}
+	}
+	return pl, n, err
+}
+
+// Push drains the capture outbox into events, as a cycle does first, and
+// pushes this instance's events to central: `ghsync push`, which would
+// otherwise send nothing of what users changed since the last cycle.
+// Nothing is pulled, projected or reported.
+func (s *Site) Push(ctx context.Context) (captured int, st satellite.PushStats, err error) {
+	if err := s.dial(ctx); err != nil {
+		return 0, st, err
+	}
+	s.correct()
+	if s.cap != nil {
+		ds, err := s.cap.Drain(ctx)
+		if err != nil {
+			return 0, st, fmt.Errorf("capture: %w", err)
+		}
+		captured = ds.Events
+	}
+	st, err = s.client.Push(ctx)
+	return captured, st, err
+}
+
+// Pull fetches central's events for this satellite and, with a target,
+// projects them as they land, as a cycle does: `ghsync pull`. With wait >
+// 0 the first request long-polls. Nothing is captured, pushed or
+// reported.
+func (s *Site) Pull(ctx context.Context, wait time.Duration) (satellite.PullStats, int, error) {
+	if err := s.dial(ctx); err != nil {
+		return satellite.PullStats{}, 0, err
+	}
+	return s.pullProjecting(ctx, wait)
+}
+
+// New fetches a record graph from central (a patient by PUID) and, with a
+// target, projects it at once, so the patient is in GNU Health when the
+// command returns, as the 2014 engine's "remote party" wizard left it.
+// The projection applies the whole history new brought in one catch-up,
+// which the frontier's premise needs.
+func (s *Site) New(ctx context.Context, req satellite.NewRequest) (satellite.PullStats, int, error) {
+	if err := s.dial(ctx); err != nil {
+		return satellite.PullStats{}, 0, err
+	}
+	st, err := s.client.New(ctx, req)
+	if err != nil || s.proj == nil {
+		return st, 0, err
+	}
+	ps, err := s.proj.CatchUp(ctx)
+	if err != nil {
+		return st, ps.Events, fmt.Errorf("%w: %w", errProject, err)
+	}
+	return st, ps.Events, nil
 }
 
 // stampClock is the clock this instance's events are stamped with.
@@ -262,11 +357,10 @@ func (s *Site) stabilize(ctx context.Context, r *Report, mark clocks.Timestamp, 
 		s.log.Warn("could not report stability to central; merge states are not compacted further until a report succeeds", "error", err)
 		return
 	}
+	r.Derived, r.Answered = f, true
 	if err := s.recordFrontier(ctx, f); err != nil {
 		s.log.Warn("could not record the stability frontier", "frontier", f.String(), "error", err)
-		return
 	}
-	r.Frontier = f
 }
 
 // vouched records, at a satellite, what the completed cycle vouches for

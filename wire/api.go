@@ -38,6 +38,16 @@ const (
 	// (a PUID that is no longer the patient's current one).
 	HeaderRoot = "X-Ghsync-Root"
 	HeaderNote = "X-Ghsync-Note"
+	// HeaderCentral carries central's identity on every answer to a
+	// satellite: the satellite keys its pull cursor by it (not by the
+	// URL it reached central at) and refuses another central's answers.
+	HeaderCentral = "X-Ghsync-Central"
+	// HeaderScope and HeaderWidened carry, on every answer to a
+	// satellite, its scope and how many times that scope went from
+	// local to all: a satellite that sees the count grow pulls again
+	// from position 0 what its old scope left out.
+	HeaderScope   = "X-Ghsync-Scope"
+	HeaderWidened = "X-Ghsync-Widened"
 )
 
 // Pull bounds.
@@ -74,6 +84,11 @@ type Heads struct {
 	Head        uint64    `json:"head"` // central's ledger head
 	HeldEvents  int       `json:"held_events"`
 	CentralTime time.Time `json:"central_time"`
+	// Central is central's identity (see HeaderCentral); empty from a
+	// central older than identities.
+	Central string `json:"central,omitempty"`
+	// Widened counts the caller's scope widenings (see HeaderWidened).
+	Widened uint64 `json:"widened,omitempty"`
 }
 
 // Push statuses, per event.

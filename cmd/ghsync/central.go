@@ -3,11 +3,13 @@ package main
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"text/tabwriter"
 	"time"
 
 	"github.com/ghsync/ghsync/central"
 	"github.com/ghsync/ghsync/ledger"
+	"github.com/ghsync/ghsync/wire"
 )
 
 // CentralCmd administers central: its satellites and held events. It
@@ -21,6 +23,7 @@ type CentralCmd struct {
 // CentralSatelliteCmd manages the satellite registry.
 type CentralSatelliteCmd struct {
 	Add    SatelliteAddCmd    `cmd:"" help:"Register a satellite and print its token (shown once; central keeps only its SHA-256)."`
+	Set    SatelliteSetCmd    `cmd:"" help:"Change a registered satellite's scope or name; its token, cursor and stability report stay as they are."`
 	List   SatelliteListCmd   `cmd:"" help:"List the registered satellites."`
 	Remove SatelliteRemoveCmd `cmd:"" help:"Revoke a satellite's token: its requests are refused from then on."`
 }
@@ -57,6 +60,44 @@ func (c *SatelliteAddCmd) Run(env *Env) error {
 	return nil
 }
 
+// SatelliteSetCmd changes a satellite's scope or name in place. Removing
+// and adding it again would issue a new token, locking out the running
+// satellite, and forget its stability report.
+type SatelliteSetCmd struct {
+	ID    uint16 `arg:"" help:"The satellite's synchronisation id."`
+	Name  string `help:"A new name for people." placeholder:"NAME"`
+	Scope string `enum:",all,local" default:"" help:"A new scope: all (every event) or local. Widened to all, the satellite fetches what local left out at its next pull; narrowed to local, it keeps everything it has, and records outside the local scope stop receiving updates."`
+}
+
+func (c *SatelliteSetCmd) Run(env *Env) error {
+	if c.Name == "" && c.Scope == "" {
+		return usageError{errors.New("central satellite set: nothing to change: give --scope or --name")}
+	}
+	reg, err := openRegistry(env)
+	if err != nil {
+		return err
+	}
+	defer reg.Close()
+	before, after, err := reg.ChangeSatellite(env.Ctx, c.ID, central.SatelliteChange{Name: c.Name, Scope: c.Scope})
+	if errors.Is(err, central.ErrNotFound) {
+		return fmt.Errorf("no active satellite %d (ghsync central satellite list shows them)", c.ID)
+	}
+	if err != nil {
+		return err
+	}
+	env.Log.Info("satellite changed", "id", c.ID, "name", after.Name, "scope", after.Scope, "was_name", before.Name, "was_scope", before.Scope)
+	fmt.Fprintf(env.Out, "satellite %d (%s): scope %s, its token unchanged", after.ID, after.Name, after.Scope)
+	switch {
+	case after.Widened > before.Widened:
+		fmt.Fprintf(env.Out, "; widened from %s: at its next pull it fetches central's ledger again from the start, for what %s left out\n", before.Scope, before.Scope)
+	case before.Scope != after.Scope:
+		fmt.Fprintf(env.Out, "; narrowed from %s: it keeps every record it has, and those outside the local scope no longer receive updates (new --patient brings one back)\n", before.Scope)
+	default:
+		fmt.Fprintln(env.Out)
+	}
+	return nil
+}
+
 // SatelliteListCmd lists satellites.
 type SatelliteListCmd struct{}
 
@@ -78,26 +119,35 @@ func (c *SatelliteListCmd) Run(env *Env) error {
 	for _, r := range reps {
 		stable[r.Origin] = r
 	}
-	// STABLE THROUGH is the clock reading of the satellite's last
-	// complete cycle: the network's merge states are compacted no further
-	// than the oldest active one (ARCHITECTURE.md, "Stability and
-	// compaction"); "never" holds compaction back entirely.
+	// RECORDS IN SCOPE counts the records a satellite of scope local
+	// receives besides reference data (those it pushed or fetched with
+	// new, those referring to them, what they refer to); a satellite of
+	// scope all receives every record. ("Held" is kept for events held
+	// back for their clock: central held.) STABLE THROUGH is the clock
+	// reading of the satellite's last complete cycle: the network's merge
+	// states are compacted no further than the oldest active one
+	// (ARCHITECTURE.md, "Stability and compaction"); "never" holds
+	// compaction back entirely.
 	w := tabwriter.NewWriter(env.Out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "ID\tNAME\tSCOPE\tCREATED\tSTATE\tHELD RECORDS\tSTABLE THROUGH")
+	fmt.Fprintln(w, "ID\tNAME\tSCOPE\tCREATED\tSTATE\tRECORDS IN SCOPE\tSTABLE THROUGH")
 	for _, s := range all {
 		state := "active"
 		if !s.Active() {
 			state = "revoked " + s.Revoked.Format(time.RFC3339)
 		}
-		n, err := reg.HeldCount(env.Ctx, s.ID)
-		if err != nil {
-			return err
+		inScope := "all"
+		if s.Scope == wire.ScopeLocal {
+			n, err := reg.HeldCount(env.Ctx, s.ID)
+			if err != nil {
+				return err
+			}
+			inScope = strconv.Itoa(n) + " + reference"
 		}
 		through := "never"
 		if r, ok := stable[s.ID]; ok {
 			through = r.HLC.Time().Format(time.RFC3339)
 		}
-		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%d\t%s\n", s.ID, s.Name, s.Scope, s.Created.Format(time.RFC3339), state, n, through)
+		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, s.Name, s.Scope, s.Created.Format(time.RFC3339), state, inScope, through)
 	}
 	w.Flush()
 	fmt.Fprintf(env.Out, "%d satellites\n", len(all))

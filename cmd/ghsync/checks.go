@@ -42,7 +42,7 @@ func readsLedgerOnly(cmd reflect.Value) bool {
 	switch cmd.Addr().Interface().(type) {
 	case *VerifyCmd, *LogCmd, *HistoryCmd, *ExportCmd,
 		*ProjectCmd, *RebuildCmd, *ParkedCmd, *StatesCmd, *ConflictsCmd, *RejectedCmd, *DumpCmd,
-		*PushCmd, *SatelliteListCmd, *SatelliteRemoveCmd, *HeldListCmd:
+		*PushCmd, *SatelliteListCmd, *SatelliteSetCmd, *SatelliteRemoveCmd, *HeldListCmd:
 		return true
 	}
 	return false

@@ -54,7 +54,7 @@ type CLI struct {
 // of precedence.
 type Globals struct {
 	Config    configFlag `help:"Configuration file (key = value lines, keys named like the flags; relative paths in it are relative to its folder)." placeholder:"FILE" env:"GHSYNC_CONFIG"`
-	Ledger    string     `help:"Ledger location: sqlite:PATH (embedded, the default) or a postgres:// URL of the GNU Health database." default:"sqlite:ghsync.db" env:"GHSYNC_LEDGER"`
+	Ledger    string     `help:"Ledger location: sqlite:PATH (embedded) or a postgres:// URL of the GNU Health database. Default: the GNU Health database's own (its ghsync schema on PostgreSQL, NAME.ghsync.db beside a SQLite one) when the command has --target, --db or --trytond-conf; else sqlite:ghsync.db here." env:"GHSYNC_LEDGER" placeholder:"LOCATION"`
 	LogLevel  string     `help:"Log level: trace, debug, info, warn, error." default:"info" enum:"trace,debug,info,warn,error" env:"GHSYNC_LOG_LEVEL"`
 	LogFormat string     `help:"Log format: text, json, or auto (text on a terminal, json otherwise)." default:"auto" enum:"auto,text,json" env:"GHSYNC_LOG_FORMAT"`
 	// UUIDIdentity is network-wide: every instance must say the same.

@@ -71,11 +71,21 @@ func run(args []string, stdout, stderr *os.File) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	env := &Env{Globals: &cli.Globals, Ctx: ctx, Out: stdout, Log: cli.Globals.logger(stderr)}
+	if cli.Ledger == "" {
+		if cli.Ledger, err = defaultLedger(kctx); err != nil {
+			fmt.Fprintln(stderr, "ghsync:", err)
+			return 2
+		}
+	}
 	if err := beforeRun(ctx, kctx, cli.Ledger); err != nil {
 		fmt.Fprintln(stderr, "ghsync:", err)
 		return 2
 	}
+	fresh := newLedgerFile(cli.Ledger)
 	if err := kctx.Run(env); err != nil {
+		if fresh != "" {
+			removeEmptyLedger(fresh, env.Log)
+		}
 		if ue := (usageError{}); errors.As(err, &ue) {
 			fmt.Fprintln(stderr, "ghsync:", err)
 			return 2

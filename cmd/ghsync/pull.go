@@ -9,38 +9,42 @@ import (
 	"github.com/ghsync/ghsync/wire"
 )
 
-// PullCmd fetches central's events for this satellite.
+// PullCmd fetches central's events for this satellite, and projects them
+// when the instance's GNU Health database is known.
 type PullCmd struct {
-	Remote
+	Instance
 	Wait   time.Duration `help:"When central has nothing new, wait up to this long for something to arrive (at most 60s)." default:"0s"`
 	Follow bool          `short:"f" help:"Keep pulling (long polls) until interrupted, as a service would, backing off while central is unavailable."`
-	// After a scope change central does not resend what it left out.
-	FromStart bool `name:"from-start" help:"Ask central for its whole ledger again, as this satellite's scope now covers it (after its scope widened: central satellite add ID --scope all); what is held here is skipped."`
+	// A widening central announces is followed by itself; this is for a
+	// central older than that, or a central rebuilt from scratch.
+	FromStart bool `name:"from-start" help:"Ask central for its whole ledger again (what is held here is skipped), and follow the central that answers even if this satellite's cursor belongs to another: after its central was rebuilt from scratch, or its scope widened at a central older than this version."`
 }
 
 func (c *PullCmd) Run(env *Env) error {
 	if c.Wait < 0 || c.Wait > wire.MaxPullWait {
 		return fmt.Errorf("--wait %v outside 0..%v", c.Wait, wire.MaxPullWait)
 	}
-	cl, store, err := c.dial(env, "pull")
+	s, done, err := c.open(env, "pull", siteOptions{linked: true, fromStart: c.FromStart})
 	if err != nil {
 		return err
 	}
-	defer store.Close()
-	defer cl.Close()
-	if c.FromStart {
-		if err := cl.Rewind(env.Ctx); err != nil {
-			return err
-		}
-	}
+	defer done()
 	if !c.Follow {
-		st, err := cl.Pull(env.Ctx, c.Wait)
-		if err != nil {
-			return err
+		st, projected, err := s.Pull(env.Ctx, c.Wait)
+		if cl := s.Client(); cl != nil && (err == nil || st.Requests > 0) {
+			fmt.Fprintf(env.Out, "pulled %d events (%d new here) in %d requests; at central position %d of %d", st.Received, st.Appended, st.Requests, st.Cursor, st.Head)
+			if c.Target != "" {
+				fmt.Fprintf(env.Out, "; projected %d", projected)
+			}
+			fmt.Fprintf(env.Out, "; clock offset to central %v\n", cl.Offset().Round(time.Millisecond))
+			if st.Rescanned && !c.FromStart {
+				fmt.Fprintf(env.Out, "this satellite's scope was widened to %s: it fetched central's ledger again from the start for what its old scope left out\n", cl.Scope())
+			}
+			if c.Target == "" && st.Appended > 0 {
+				fmt.Fprintln(env.Out, "not projected (no --target or [database] uri): ghsync sync, or ghsync project --target T, applies them to GNU Health")
+			}
 		}
-		fmt.Fprintf(env.Out, "pulled %d events (%d new here) in %d requests; at central position %d of %d; clock offset to central %v\n",
-			st.Received, st.Appended, st.Requests, st.Cursor, st.Head, cl.Offset().Round(time.Millisecond))
-		return nil
+		return err
 	}
 	wait := c.Wait
 	if wait == 0 {
@@ -48,7 +52,7 @@ func (c *PullCmd) Run(env *Env) error {
 	}
 	backoff := time.Second
 	for env.Ctx.Err() == nil {
-		st, err := cl.Pull(env.Ctx, wait)
+		st, projected, err := s.Pull(env.Ctx, wait)
 		switch {
 		case env.Ctx.Err() != nil:
 			return nil
@@ -66,16 +70,19 @@ func (c *PullCmd) Run(env *Env) error {
 		}
 		backoff = time.Second
 		if st.Received > 0 {
-			env.Log.Info("pulled", "events", st.Received, "new", st.Appended, "cursor", st.Cursor, "head", st.Head)
+			env.Log.Info("pulled", "events", st.Received, "new", st.Appended, "projected", projected, "cursor", st.Cursor, "head", st.Head)
 		}
 	}
 	return nil
 }
 
 // NewCmd fetches a patient (or any record) and everything about it from
-// central, for a patient who arrives at this clinic for the first time.
+// central, for a patient who arrives at this clinic for the first time,
+// and projects it when the instance's GNU Health database is known: the
+// nurse expects to see the patient at once, as the 2014 engine's "remote
+// party" wizard showed it.
 type NewCmd struct {
-	Remote
+	Instance
 	Patient string `help:"The patient's PUID (party.party's ref field)." xor:"what" required:"" noconfig:""`
 	Model   string `help:"Or a record by model (with --key)." xor:"what" required:"" noconfig:""`
 	Key     string `help:"The record's network key (with --model)." noconfig:""`
@@ -83,19 +90,25 @@ type NewCmd struct {
 }
 
 func (c *NewCmd) Run(env *Env) error {
-	cl, store, err := c.dial(env, "new")
+	s, done, err := c.open(env, "new", siteOptions{linked: true})
 	if err != nil {
 		return err
 	}
-	defer store.Close()
-	defer cl.Close()
-	st, err := cl.New(env.Ctx, satellite.NewRequest{Patient: c.Patient, Model: c.Model, Key: c.Key, Depth: c.Depth})
-	if err != nil {
+	defer done()
+	st, projected, err := s.New(env.Ctx, satellite.NewRequest{Patient: c.Patient, Model: c.Model, Key: c.Key, Depth: c.Depth})
+	if st.Requests == 0 || st.Root == "" && err != nil {
 		return err
 	}
 	if st.Note != "" {
 		fmt.Fprintf(env.Out, "note: %s\n", st.Note)
 	}
 	fmt.Fprintf(env.Out, "fetched %s and %d records about it: %d events (%d new here); they now come with every pull\n", st.Root, st.Streams-1, st.Received, st.Appended)
-	return nil
+	switch {
+	case err != nil:
+	case c.Target != "":
+		fmt.Fprintf(env.Out, "projected %d events: the record is in GNU Health now\n", projected)
+	default:
+		fmt.Fprintln(env.Out, "not projected (no --target or [database] uri): ghsync sync, or ghsync project --target T, puts it in GNU Health")
+	}
+	return err
 }

@@ -99,44 +99,32 @@ func progressLog(env *Env, op string) func(satellite.Progress) {
 	}
 }
 
-// dial opens the satellite's ledger and connects to central; the cursor
-// persists beside the ledger.
-func (r *Remote) dial(env *Env, op string) (*satellite.Client, ledger.Store, error) {
-	if _, err := r.resolve(op, false); err != nil {
-		return nil, nil, err
-	}
-	hc, err := r.httpClient()
-	if err != nil {
-		return nil, nil, err
-	}
-	store, err := openLedger(env.Ctx, env.Ledger)
-	if err != nil {
-		return nil, nil, err
-	}
-	c, err := satellite.Dial(env.Ctx, satellite.Config{URL: r.Central, Token: r.Token, Origin: r.ID, Store: store,
-		StateLocation: env.Ledger, HTTPClient: hc, Logger: env.Log, Progress: progressLog(env, op)})
-	if err != nil {
-		store.Close()
-		return nil, nil, err
-	}
-	return c, store, nil
-}
-
-// PushCmd sends this satellite's events to central.
+// PushCmd sends this satellite's events to central, after turning the
+// changes waiting in the GNU Health database's capture outbox into events
+// when that database is known.
 type PushCmd struct {
-	Remote
+	Instance
 }
 
 func (c *PushCmd) Run(env *Env) error {
-	cl, store, err := c.dial(env, "push")
+	s, done, err := c.open(env, "push", siteOptions{linked: true})
 	if err != nil {
 		return err
 	}
-	defer store.Close()
-	defer cl.Close()
-	st, err := cl.Push(env.Ctx)
+	defer done()
+	captured, st, err := s.Push(env.Ctx)
+	cl := s.Client()
+	if cl == nil {
+		return err
+	}
+	if s.Capturer() != nil {
+		fmt.Fprintf(env.Out, "captured %d local changes; ", captured)
+	}
 	fmt.Fprintf(env.Out, "pushed %d events in %d requests (%d new at central, %d already there); central holds origin %d through seq %d\n",
 		st.Sent, st.Requests, st.Accepted, st.Duplicates, c.ID, st.HighWater)
+	if c.Target == "" {
+		fmt.Fprintln(env.Out, "changes made in GNU Health are pushed once captured: give --target (or [database] uri), or run ghsync sync")
+	}
 	bounded := 0
 	for _, r := range st.Results {
 		switch r.Status {

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/ghsync/ghsync/ledger"
@@ -19,13 +20,15 @@ type Instance struct {
 	Target string `help:"This instance's GNU Health database (postgres:// URL or sqlite:PATH); default: [database] uri of --trytond-conf. Without it only the ledger is synchronised." aliases:"db" env:"GHSYNC_TARGET"`
 }
 
-func (in *Instance) open(env *Env, op string) (*site.Site, func(), error) {
-	db, err := in.resolve(op, true)
-	if err != nil {
+// siteOptions are what a command asks of its site beyond the settings.
+type siteOptions struct {
+	linked    bool // central is required (push, pull, new), not only allowed (sync, run)
+	fromStart bool // pull --from-start
+}
+
+func (in *Instance) open(env *Env, op string, o siteOptions) (*site.Site, func(), error) {
+	if _, err := in.instanceTarget(op, !o.linked); err != nil {
 		return nil, nil, err
-	}
-	if in.Target == "" {
-		in.Target = db
 	}
 	hc, err := in.httpClient()
 	if err != nil {
@@ -33,7 +36,7 @@ func (in *Instance) open(env *Env, op string) (*site.Site, func(), error) {
 	}
 	return openOnLedger(env, func(store ledger.Store, reg *models.Registry) (*site.Site, func(), error) {
 		s, err := site.Open(env.Ctx, site.Config{Origin: in.ID, Target: in.Target, Store: store, StoreLocation: env.Ledger, Registry: reg,
-			Central: in.Central, Token: in.Token, HTTPClient: hc, Logger: env.Log, Progress: progressLog(env, "sync")})
+			Central: in.Central, Token: in.Token, HTTPClient: hc, Logger: env.Log, Progress: progressLog(env, op), FromStart: o.fromStart})
 		if err != nil {
 			return nil, nil, err
 		}
@@ -41,11 +44,40 @@ func (in *Instance) open(env *Env, op string) (*site.Site, func(), error) {
 	})
 }
 
+// instanceTarget resolves the settings (resolve) and returns the GNU
+// Health database: --target, or else [database] uri of --trytond-conf.
+func (in *Instance) instanceTarget(op string, offline bool) (string, error) {
+	db, err := in.resolve(op, offline)
+	if err != nil {
+		return "", err
+	}
+	if in.Target == "" {
+		in.Target = db
+	}
+	return in.Target, nil
+}
+
+// ledgerTarget is the database whose ledger this instance uses when no
+// --ledger is given (defaultLedger).
+func (in *Instance) ledgerTarget() (string, error) {
+	if in.Target != "" {
+		return in.Target, nil
+	}
+	if in.TrytondConf == "" {
+		return "", nil
+	}
+	tc, err := readTrytondConf(in.TrytondConf)
+	if err != nil {
+		return "", err
+	}
+	return tc.Database, nil
+}
+
 // SyncCmd runs one cycle: capture, push, pull, project.
 type SyncCmd struct{ Instance }
 
 func (c *SyncCmd) Run(env *Env) error {
-	s, done, err := c.open(env, "sync")
+	s, done, err := c.open(env, "sync", siteOptions{})
 	if err != nil {
 		return err
 	}
@@ -55,14 +87,30 @@ func (c *SyncCmd) Run(env *Env) error {
 	if r.Offset != 0 {
 		fmt.Fprintf(env.Out, "; clock offset to central %v", r.Offset.Round(time.Millisecond))
 	}
-	if r.Frontier != 0 {
-		fmt.Fprintf(env.Out, "; merge states compacted up to %s", r.Frontier)
-	}
-	fmt.Fprintln(env.Out)
+	fmt.Fprintf(env.Out, "%s\n", frontierNote(r))
 	if errors.Is(err, satellite.ErrUnavailable) {
 		fmt.Fprintln(env.Out, "central could not be reached: local changes are captured and kept; they go at the next sync")
 	}
 	return err
+}
+
+// frontierNote says how far merge states are compacted after a cycle: the
+// projector's frontier, which never goes back, and central's answer when
+// it is lower (an instance registered since, or pulling history again,
+// holds central's derivation back; it does not undo compaction here).
+func frontierNote(r site.Report) string {
+	var b strings.Builder
+	if r.Frontier != 0 {
+		fmt.Fprintf(&b, "; merge states compacted up to %s", r.Frontier)
+	}
+	switch {
+	case !r.Answered || r.Derived >= r.Frontier:
+	case r.Derived == 0:
+		b.WriteString(" (central has no frontier now: an instance has not reported since it registered or was revoked; it stays here)")
+	default:
+		fmt.Fprintf(&b, " (central's is back at %s: an instance behind holds it; it stays here)", r.Derived)
+	}
+	return b.String()
 }
 
 // RunCmd keeps synchronising, as a service (replaces the 2014 engine's
@@ -74,7 +122,7 @@ type RunCmd struct {
 }
 
 func (c *RunCmd) Run(env *Env) error {
-	s, done, err := c.open(env, "run")
+	s, done, err := c.open(env, "run", siteOptions{})
 	if err != nil {
 		return err
 	}
