@@ -31,7 +31,7 @@ func openRegistry(env *Env) (central.Registry, error) {
 
 // SatelliteAddCmd registers a satellite.
 type SatelliteAddCmd struct {
-	ID    uint16 `arg:"" help:"The satellite's synchronisation id (1..511)."`
+	ID    uint16 `arg:"" satellite:"" help:"The satellite's synchronisation id (1..511)."`
 	Name  string `required:"" help:"A name for people (the health centre)."`
 	Scope string `default:"local" enum:"all,local" help:"What it receives: all (every event) or local (reference data, its own patients and what refers to them)."`
 }
