@@ -112,7 +112,7 @@ func (c *ExportCmd) Run(env *Env) error {
 		return err
 	}
 	w := env.Out
-	fmt.Fprintf(w, "exported %d events (%s) of instance %d's ledger %s to %s\n", res.Header.Events, res.Header.Selection, c.Instance, env.Ledger, c.Out)
+	fmt.Fprintf(w, "exported %s (%s) of instance %d's ledger %s to %s\n", count(res.Header.Events, "event", "events"), res.Header.Selection, c.Instance, env.Ledger, c.Out)
 	printOrigins(w, res.Origins)
 	signed := "UNSIGNED"
 	if key != nil {
@@ -171,7 +171,7 @@ func exportToFile(env *Env, store ledger.Store, path string, opts bundle.ExportO
 
 func printOrigins(w io.Writer, origins []bundle.OriginSummary) {
 	for _, o := range origins {
-		fmt.Fprintf(w, "  origin %3d: %d events, seq %d..%d\n", o.Origin, o.Events, o.MinSeq, o.MaxSeq)
+		fmt.Fprintf(w, "  origin %3d: %s, seq %d..%d\n", o.Origin, count(o.Events, "event", "events"), o.MinSeq, o.MaxSeq)
 	}
 }
 
@@ -320,7 +320,7 @@ func (c *ImportCmd) Run(env *Env) error {
 		if c.InsecureSkipSignature && info.Signature != bundle.SignedTrusted {
 			sig += " (accepted: --insecure-skip-signature)"
 		}
-		fmt.Fprintf(w, "  %d events, %d bytes, sha256 %x, %s\n", h.Events, info.Size, info.Checksum, sig)
+		fmt.Fprintf(w, "  %s, %d bytes, sha256 %x, %s\n", count(h.Events, "event", "events"), info.Size, info.Checksum, sig)
 		printOrigins(w, info.Origins)
 		if p.Partial {
 			fmt.Fprintln(w, "  note: the bundle holds many out-of-order runs of sequence numbers; only the first ones were checked against the ledger before appending (Append checks every event)")
@@ -328,13 +328,13 @@ func (c *ImportCmd) Run(env *Env) error {
 		res, err := p.Apply(env.Ctx)
 		if err != nil {
 			if i > 0 {
-				err = fmt.Errorf("%w; the %d bundle(s) before it were imported whole", err, i)
+				err = fmt.Errorf("%w; %s before it %s imported whole", err, pick(i, "the bundle", fmt.Sprintf("the %d bundles", i)), pick(i, "was", "were"))
 			}
 			return fmt.Errorf("import: %w", err)
 		}
-		fmt.Fprintf(w, "  %d events: %d new, %d duplicates (ledger head %d)\n", h.Events, res.Appended, res.Duplicates, res.Head)
+		fmt.Fprintf(w, "  %s: %d new, %s (ledger head %d)\n", count(h.Events, "event", "events"), res.Appended, count(res.Duplicates, "duplicate", "duplicates"), res.Head)
 		if res.Held > 0 {
-			fmt.Fprintf(w, "  %d events held out of the ledger for review: stamped too far ahead of this machine's clock, or following such an event in their chain (ghsync central held)\n", res.Held)
+			fmt.Fprintf(w, "  %s held out of the ledger for review: stamped too far ahead of this machine's clock, or following such an event in their chain (ghsync central held)\n", count(res.Held, "event", "events"))
 		}
 		printStability(w, h)
 		if c.Instance >= 0 {
@@ -354,7 +354,7 @@ func (c *ImportCmd) Run(env *Env) error {
 		dups += res.Duplicates
 	}
 	if len(plans) > 1 {
-		fmt.Fprintf(w, "import: %d bundles, %d events: %d new, %d duplicates\n", len(plans), total, added, dups)
+		fmt.Fprintf(w, "import: %d bundles, %s: %d new, %s\n", len(plans), count(total, "event", "events"), added, count(dups, "duplicate", "duplicates"))
 	}
 	return nil
 }

@@ -54,7 +54,8 @@ func (c *CaptureInstallCmd) Run(env *Env) error {
 	}
 	if len(refused) > 0 {
 		fmt.Fprintln(env.Out, strings.Join(refused, "\n"))
-		return fmt.Errorf("capture install: %d models have keys that are not network-unique (above); give their sequences an instance prefix in Tryton, or identify them by UUID (--uuid-identity), then install again", len(refused))
+		return fmt.Errorf("capture install: %s keys that are not network-unique (above); give %s sequences an instance prefix in Tryton, or identify them by UUID (--uuid-identity), then install again",
+			count(len(refused), "model has", "models have"), pick(len(refused), "its", "their"))
 	}
 	rep, err := capture.Install(env.Ctx, c.Target.Target, reg)
 	if err != nil {
@@ -66,11 +67,12 @@ func (c *CaptureInstallCmd) Run(env *Env) error {
 			rels++
 		}
 	}
-	fmt.Fprintf(env.Out, "capture installed in %s: %d tables (%d of them Many2Many relations) record their changes\n",
-		redact(c.Target.Target), len(rep.Tables), rels)
+	fmt.Fprintf(env.Out, "capture installed in %s: %s (%d of them %s) %s\n",
+		redact(c.Target.Target), count(len(rep.Tables), "table", "tables"), rels, pick(rels, "a Many2Many relation", "Many2Many relations"),
+		pick(len(rep.Tables), "records its changes", "record their changes"))
 	if len(rep.Missing) > 0 {
-		fmt.Fprintf(env.Out, "%d registered models have no table here (module not activated), nothing of theirs is captured: %s\n",
-			len(rep.Missing), abbreviate(rep.Missing, 6))
+		fmt.Fprintf(env.Out, "%s no table here (module not activated), nothing of %s is captured: %s\n",
+			count(len(rep.Missing), "registered model has", "registered models have"), pick(len(rep.Missing), "its", "theirs"), abbreviate(rep.Missing, 6))
 	}
 	return nil
 }
@@ -105,13 +107,13 @@ func (c *CaptureStatusCmd) Run(env *Env) error {
 	if len(st.Outdated) > 0 {
 		fmt.Fprintf(w, "          columns changed since install in %s: run ghsync capture install again\n", strings.Join(st.Outdated, ", "))
 	}
-	fmt.Fprintf(w, "outbox:   %d changes waiting", st.Pending)
+	fmt.Fprintf(w, "outbox:   %s waiting", count(st.Pending, "change", "changes"))
 	if st.Pending > 0 {
 		fmt.Fprintf(w, ", oldest made %s (%s ago)", st.Oldest.Format(time.RFC3339), time.Since(st.Oldest).Round(time.Second))
 	}
 	fmt.Fprintln(w)
 	if st.HandedOff > 0 {
-		fmt.Fprintf(w, "hand-off: %d stamped events not yet confirmed in the ledger (the next drain appends them)\n", st.HandedOff)
+		fmt.Fprintf(w, "hand-off: %s not yet confirmed in the ledger (the next drain appends %s)\n", count(st.HandedOff, "stamped event", "stamped events"), pick(st.HandedOff, "it", "them"))
 	}
 	return nil
 }
@@ -131,7 +133,7 @@ func (c *CaptureDrainCmd) Run(env *Env) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(env.Out, "captured %d changes as %d events in %d transactions\n", st.Changes, st.Events, st.Batches)
+	fmt.Fprintf(env.Out, "captured %s as %s in %s\n", count(st.Changes, "change", "changes"), count(st.Events, "event", "events"), count(st.Batches, "transaction", "transactions"))
 	return nil
 }
 
@@ -152,7 +154,7 @@ func (c *CaptureSnapshotCmd) Run(env *Env) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(env.Out, "snapshot: %d existing rows became %d events; run ghsync capture drain for changes made meanwhile\n", st.Changes, st.Events)
+	fmt.Fprintf(env.Out, "snapshot: %s became %s; run ghsync capture drain for changes made meanwhile\n", count(st.Changes, "existing row", "existing rows"), count(st.Events, "event", "events"))
 	return nil
 }
 

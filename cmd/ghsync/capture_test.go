@@ -39,10 +39,10 @@ func TestCaptureInstallRefusesLocalCounters(t *testing.T) {
 		t.Fatal(err)
 	}
 	db.Close()
-	if code, out, _ := ghsync(t, "capture", "status", "--db", target); code != 0 || !strings.Contains(out, "1 changes waiting") {
+	if code, out, _ := ghsync(t, "capture", "status", "--db", target); code != 0 || !strings.Contains(out, "1 change waiting") {
 		t.Fatalf("status: exit %d\n%s", code, out)
 	}
-	if code, out, stderr := ghsync(t, "capture", "drain", "--db", target, "--id", "4", "--ledger", ledgerLoc, ids); code != 0 || !strings.Contains(out, "captured 1 changes") {
+	if code, out, stderr := ghsync(t, "capture", "drain", "--db", target, "--id", "4", "--ledger", ledgerLoc, ids); code != 0 || !strings.Contains(out, "captured 1 change ") {
 		t.Fatalf("drain: exit %d\n%s%s", code, out, stderr)
 	}
 	if code, out, stderr := ghsync(t, "capture", "uninstall", "--db", target); code != 0 || !strings.Contains(out, "capture removed") {

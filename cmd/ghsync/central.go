@@ -100,7 +100,7 @@ func (c *SatelliteListCmd) Run(env *Env) error {
 		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%d\t%s\n", s.ID, s.Name, s.Scope, s.Created.Format(time.RFC3339), state, n, through)
 	}
 	w.Flush()
-	fmt.Fprintf(env.Out, "%d satellites\n", len(all))
+	fmt.Fprintln(env.Out, count(len(all), "satellite", "satellites"))
 	return nil
 }
 
@@ -154,7 +154,7 @@ func (c *HeldListCmd) Run(env *Env) error {
 			(time.Duration(h.SkewMillis) * time.Millisecond).Round(time.Second).String(), h.Received.Format(time.RFC3339), h.Reason)
 	}
 	w.Flush()
-	fmt.Fprintf(env.Out, "%d held events\n", len(held))
+	fmt.Fprintln(env.Out, count(len(held), "held event", "held events"))
 	return nil
 }
 
@@ -177,7 +177,7 @@ func (c *HeldReleaseCmd) Run(env *Env) error {
 	n, err := central.Release(env.Ctx, store, reg, c.Origin)
 	if n > 0 || err == nil {
 		env.Log.Info("held events released", "origin", c.Origin, "appended", n)
-		fmt.Fprintf(env.Out, "released %d held events of origin %d into the ledger\n", n, c.Origin)
+		fmt.Fprintf(env.Out, "released %s of origin %d into the ledger\n", count(n, "held event", "held events"), c.Origin)
 	}
 	return err
 }

@@ -51,7 +51,7 @@ func (c *SyncCmd) Run(env *Env) error {
 	}
 	defer done()
 	r, err := s.Sync(env.Ctx)
-	fmt.Fprintf(env.Out, "captured %d local changes, pushed %d events, pulled %d, projected %d", r.Captured, r.Pushed, r.Pulled, r.Projected)
+	fmt.Fprintf(env.Out, "captured %s, pushed %s, pulled %d, projected %d", count(r.Captured, "local change", "local changes"), count(r.Pushed, "event", "events"), r.Pulled, r.Projected)
 	if r.Offset != 0 {
 		fmt.Fprintf(env.Out, "; clock offset to central %v", r.Offset.Round(time.Millisecond))
 	}
