@@ -70,8 +70,15 @@ func checkOrigins(kctx *kong.Context) error {
 }
 
 // checkOrigin refuses an id outside the range in v, when v holds
-// synchronisation ids (a uint16 or a slice of them); what names it.
+// synchronisation ids (a uint16, a pointer to one, or a slice of them);
+// what names it.
 func checkOrigin(what string, v reflect.Value, satellite bool) error {
+	if v.Kind() == reflect.Ptr {
+		if v.IsNil() {
+			return nil
+		}
+		v = v.Elem()
+	}
 	ids := []uint16{}
 	switch {
 	case v.Kind() == reflect.Uint16:
