@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"net/http"
 	"time"
 
 	"github.com/ghsync/ghsync/ledger"
@@ -59,10 +60,31 @@ func (c *SyncCmd) Run(env *Env) error {
 		fmt.Fprintf(env.Out, "; merge states compacted up to %s", r.Frontier)
 	}
 	fmt.Fprintln(env.Out)
-	if errors.Is(err, satellite.ErrUnavailable) {
-		fmt.Fprintln(env.Out, "central could not be reached: local changes are captured and kept; they go at the next sync")
+	if note := unavailableNote(err); note != "" {
+		fmt.Fprintln(env.Out, note)
 	}
 	return err
+}
+
+// unavailableNote says, for people, why a cycle could not complete with
+// central and what becomes of the work, or "" when err is not central's
+// unavailability. Central never reached, central answering that it is
+// unavailable, and a connection lost during a transfer call for
+// different checks (the address, central's logs, the network).
+func unavailableNote(err error) string {
+	const kept = "local changes are captured and kept; they go at the next sync"
+	var ae *satellite.APIError
+	switch {
+	case errors.Is(err, satellite.ErrUnreachable):
+		return "central could not be reached: " + kept
+	case errors.Is(err, satellite.ErrConnectionLost):
+		return "the connection to central was lost during the transfer: what was transferred is kept, and the next sync resumes where this one stopped; " + kept
+	case errors.Is(err, satellite.ErrUnavailable) && errors.As(err, &ae):
+		return fmt.Sprintf("central answered %d %s, unavailable for now: %s", ae.Status, http.StatusText(ae.Status), kept)
+	case errors.Is(err, satellite.ErrUnavailable):
+		return "central is unavailable: " + kept
+	}
+	return ""
 }
 
 // RunCmd keeps synchronising, as a service (replaces the 2014 engine's
