@@ -3,6 +3,7 @@ package bundle_test
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -232,6 +233,69 @@ func TestBadBundles(t *testing.T) {
 	}
 	if _, err := bundle.Verify("j", bytes.NewReader(junk), insecure); !errors.Is(err, bundle.ErrBadEvent) {
 		t.Fatalf("insecure mode must still check every event: %v", err)
+	}
+}
+
+// recordOffsets returns the byte offset of each of a bundle's n event records.
+func recordOffsets(data []byte, n int) []int {
+	off := headerLen(data)
+	var out []int
+	for range n {
+		out = append(out, off)
+		off += 4 + int(binary.BigEndian.Uint32(data[off:]))
+	}
+	return out
+}
+
+// One byte changed in an event that still decodes changes its hash: the
+// damage shows at the next event of its origin, which no longer links to
+// it. The refusal names the changed event, not that next one; when the
+// changed bytes are the link itself, the event after says so.
+func TestChangedEventNamed(t *testing.T) {
+	key := newKey(t)
+	one := history(t, 8, 3, origins(1)...)
+	var o1, o2 []*ledger.Event
+	for _, e := range history(t, 9, 2, origins(1, 2)...) {
+		if e.Origin == 1 {
+			o1 = append(o1, e)
+		} else {
+			o2 = append(o2, e)
+		}
+	}
+	interleaved := []*ledger.Event{o1[0], o2[0], o1[1], o2[1]} // origin 1's seq 2 is event 3
+	for _, c := range []struct {
+		name    string
+		events  []*ledger.Event
+		event   int    // the changed event (1-based)
+		bytes   []byte // a bit of their first occurrence in it is flipped
+		named   int    // the event the error must name
+		saying  string
+		without string
+	}{
+		{"content of event 1 of 2", one[:2], 1, []byte("JM-"), 1, "event 1's bytes were changed (or event 2's link to it)", ""},
+		{"content of event 1 of 3", one, 1, []byte("JM-"), 1, "event 2 (seq 2) records", "(or event"},
+		{"link of event 2 of 3", one, 2, one[0].Hash[:], 2, "event 2 (origin 1 seq 2) links neither to the event before it (1) nor from the one after it: event 2's bytes were changed", ""},
+		{"content of event 1, origins interleaved", interleaved, 1, []byte("JM-"), 1, "event 1 (origin 1 seq 1) hashes to", ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			data := writeBundle(t, key, bundle.Selection{}, c.events)
+			recs := recordOffsets(data, len(c.events))
+			i := bytes.Index(data[recs[c.event-1]+4:], c.bytes)
+			if i < 0 {
+				t.Fatalf("event %d does not hold %q", c.event, c.bytes)
+			}
+			data[recs[c.event-1]+4+i+1] ^= 0x01
+			_, err := bundle.Verify("x.bundle", bytes.NewReader(data), trust(key))
+			var be *bundle.Error
+			if !errors.Is(err, bundle.ErrChecksum) || !errors.Is(err, ledger.ErrChainBroken) || !errors.As(err, &be) {
+				t.Fatalf("got %v; want a checksum error showing as a broken chain", err)
+			}
+			want := fmt.Sprintf("bundle x.bundle (event %d of %d, byte offset %d): ", c.named, len(c.events), recs[c.named-1])
+			if !strings.HasPrefix(err.Error(), want) || be.Event != uint64(c.named) || !strings.Contains(err.Error(), c.saying) ||
+				c.without != "" && strings.Contains(err.Error(), c.without) {
+				t.Fatalf("got %v\nwant it to start %q and say %q", err, want, c.saying)
+			}
+		})
 	}
 }
 
