@@ -177,7 +177,7 @@ func printOrigins(w io.Writer, origins []bundle.OriginSummary) {
 
 // ImportCmd appends bundles to the ledger.
 type ImportCmd struct {
-	Files                 []string `arg:"" name:"file" help:"Bundle files to import, in order ('-' reads standard input)."`
+	Files                 []string `arg:"" name:"file" help:"Bundle files to import, in order ('-' reads standard input): a later one may continue the chains of an earlier one."`
 	Instance              int      `name:"id" env:"GHSYNC_ID" default:"-1" help:"This instance's synchronisation_id: with it, the stability fields of trusted bundles are recorded (at central, a satellite's report; at a satellite, the positions of central's ledger a bundle covers and its frontier), so instances linked only by bundles take part in compaction." placeholder:"ID"`
 	Trust                 []string `help:"A trusted signer: its public key (ed25519:BASE64, as keygen prints) or a file holding it (keygen's FILE.pub, or a PEM PUBLIC KEY). Prefix ID= to bind it to the instance it signs for (0=central.pub at a satellite, 12=clinic12.pub at central): only bound keys' stability fields are believed. Repeat or comma-separate." placeholder:"[ID=]PUBKEY|FILE" sep:","`
 	InsecureSkipSignature bool     `help:"Accept bundles that are unsigned, or signed by a key not given with --trust, or whose signature does not verify. The checksum and every event are still checked."`
@@ -292,9 +292,11 @@ func (c *ImportCmd) Run(env *Env) error {
 	}
 
 	// Every file is verified, and checked against the ledger, before
-	// anything from any of them is appended.
+	// anything from any of them is appended: each against the ledger as
+	// the files before it will leave it, so that a clinic's consecutive
+	// bundles, given in order, import in one command.
 	plans := make([]*bundle.Plan, 0, len(c.Files))
-	for _, name := range c.Files {
+	for i, name := range c.Files {
 		f, label, cleanup, err := openBundle(name)
 		if err != nil {
 			return fmt.Errorf("import: %w (nothing was appended)", err)
@@ -303,9 +305,13 @@ func (c *ImportCmd) Run(env *Env) error {
 		opts.Name = label
 		p, err := bundle.Check(env.Ctx, store, f, opts)
 		if err != nil {
+			if i < len(c.Files)-1 && errors.Is(err, bundle.ErrRefused) {
+				err = fmt.Errorf("%w (the bundles are checked in the order given)", err)
+			}
 			return fmt.Errorf("import refused, nothing was appended: %w", err)
 		}
 		plans = append(plans, p)
+		opts.After = p
 	}
 	w := env.Out
 	var total, added, dups uint64
