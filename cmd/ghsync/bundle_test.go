@@ -319,7 +319,7 @@ func TestBundleOnlySatelliteCLI(t *testing.T) {
 		t.Fatal(err)
 	}
 	db.Close()
-	if out := mustRun(t, "sync", "--ledger", satLedger, "--id", "5", "--target", target); !strings.Contains(out, "captured 1 local changes") {
+	if out := mustRun(t, "sync", "--ledger", satLedger, "--id", "5", "--target", target); !strings.Contains(out, "captured 1 local change,") {
 		t.Fatalf("sync without central:\n%s", out)
 	}
 	refused(t, []string{"a token but no central URL"}, "sync", "--ledger", satLedger, "--id", "5", "--target", target, "--token", "x")
