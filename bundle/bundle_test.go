@@ -3,6 +3,7 @@ package bundle_test
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -235,6 +236,69 @@ func TestBadBundles(t *testing.T) {
 	}
 }
 
+// recordOffsets returns the byte offset of each of a bundle's n event records.
+func recordOffsets(data []byte, n int) []int {
+	off := headerLen(data)
+	var out []int
+	for range n {
+		out = append(out, off)
+		off += 4 + int(binary.BigEndian.Uint32(data[off:]))
+	}
+	return out
+}
+
+// One byte changed in an event that still decodes changes its hash: the
+// damage shows at the next event of its origin, which no longer links to
+// it. The refusal names the changed event, not that next one; when the
+// changed bytes are the link itself, the event after says so.
+func TestChangedEventNamed(t *testing.T) {
+	key := newKey(t)
+	one := history(t, 8, 3, origins(1)...)
+	var o1, o2 []*ledger.Event
+	for _, e := range history(t, 9, 2, origins(1, 2)...) {
+		if e.Origin == 1 {
+			o1 = append(o1, e)
+		} else {
+			o2 = append(o2, e)
+		}
+	}
+	interleaved := []*ledger.Event{o1[0], o2[0], o1[1], o2[1]} // origin 1's seq 2 is event 3
+	for _, c := range []struct {
+		name    string
+		events  []*ledger.Event
+		event   int    // the changed event (1-based)
+		bytes   []byte // a bit of their first occurrence in it is flipped
+		named   int    // the event the error must name
+		saying  string
+		without string
+	}{
+		{"content of event 1 of 2", one[:2], 1, []byte("JM-"), 1, "event 1's bytes were changed (or event 2's link to it)", ""},
+		{"content of event 1 of 3", one, 1, []byte("JM-"), 1, "event 2 (seq 2) records", "(or event"},
+		{"link of event 2 of 3", one, 2, one[0].Hash[:], 2, "event 2 (origin 1 seq 2) links neither to the event before it (1) nor from the one after it: event 2's bytes were changed", ""},
+		{"content of event 1, origins interleaved", interleaved, 1, []byte("JM-"), 1, "event 1 (origin 1 seq 1) hashes to", ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			data := writeBundle(t, key, bundle.Selection{}, c.events)
+			recs := recordOffsets(data, len(c.events))
+			i := bytes.Index(data[recs[c.event-1]+4:], c.bytes)
+			if i < 0 {
+				t.Fatalf("event %d does not hold %q", c.event, c.bytes)
+			}
+			data[recs[c.event-1]+4+i+1] ^= 0x01
+			_, err := bundle.Verify("x.bundle", bytes.NewReader(data), trust(key))
+			var be *bundle.Error
+			if !errors.Is(err, bundle.ErrChecksum) || !errors.Is(err, ledger.ErrChainBroken) || !errors.As(err, &be) {
+				t.Fatalf("got %v; want a checksum error showing as a broken chain", err)
+			}
+			want := fmt.Sprintf("bundle x.bundle (event %d of %d, byte offset %d): ", c.named, len(c.events), recs[c.named-1])
+			if !strings.HasPrefix(err.Error(), want) || be.Event != uint64(c.named) || !strings.Contains(err.Error(), c.saying) ||
+				c.without != "" && strings.Contains(err.Error(), c.without) {
+				t.Fatalf("got %v\nwant it to start %q and say %q", err, want, c.saying)
+			}
+		})
+	}
+}
+
 // Every single-byte change anywhere in a bundle is refused, and a sample
 // of them through Import stores nothing.
 func TestEveryFlippedByte(t *testing.T) {
@@ -359,6 +423,114 @@ func TestRefusedByLedgerBeforeAppend(t *testing.T) {
 						t.Fatalf("head %d after a refused import, want %d", h, len(c.held))
 					}
 				})
+			}
+		})
+	}
+}
+
+// The bundles of one import are checked as a sequence: each against the
+// ledger as the ones before it will leave it, so consecutive bundles of
+// an origin, given in order, import together although none is appended
+// before all are checked; Admit is asked from where the sequence's new
+// events start. What does not continue the bundles before it is refused,
+// saying so, before anything is appended.
+func TestBundlesOfOneImport(t *testing.T) {
+	key := newKey(t)
+	x := history(t, 7, 10, origins(1)...) // held through seq 4, then bundles of seq 5..6, 7..8, 9..10
+	y := history(t, 8, 10, origins(1)...) // another history of origin 1
+	b56 := writeBundle(t, key, bundle.Selection{}, x[4:6])
+	b78 := writeBundle(t, key, bundle.Selection{}, x[6:8])
+	b910 := writeBundle(t, key, bundle.Selection{}, x[8:10])
+	var asked []uint64
+	// Central's rule: new events must follow what the ledger holds.
+	admitAt := func(s ledger.Store) func(*bundle.Info, uint16, uint64) error {
+		return func(_ *bundle.Info, origin uint16, from uint64) error {
+			asked = append(asked, from)
+			h, err := ledger.HeadOf(context.Background(), s, origin)
+			if err != nil {
+				return err
+			}
+			if from > h.Seq+1 {
+				return fmt.Errorf("the ledger has origin %d through seq %d: import first the bundle holding seq %d", origin, h.Seq, h.Seq+1)
+			}
+			return nil
+		}
+	}
+	held := func(t *testing.T) ledger.Store {
+		t.Helper()
+		s := openSQLite(t)
+		appendAll(t, s, x[:4])
+		return s
+	}
+	// check checks bundles in order, each after the one before.
+	check := func(t *testing.T, s ledger.Store, admit bool, bundles ...[]byte) ([]*bundle.Plan, error) {
+		t.Helper()
+		asked = nil
+		var plans []*bundle.Plan
+		opts := bundle.ImportOptions{Trust: trust(key)}
+		if admit {
+			opts.Admit = admitAt(s)
+		}
+		for i, data := range bundles {
+			opts.Name = fmt.Sprintf("b%d", i+1)
+			p, err := checkBytes(t, s, data, opts)
+			if err != nil {
+				return plans, err
+			}
+			plans = append(plans, p)
+			opts.After = p
+		}
+		return plans, nil
+	}
+
+	for _, admit := range []bool{false, true} {
+		t.Run(fmt.Sprintf("admit=%v", admit), func(t *testing.T) {
+			s := held(t)
+			plans, err := check(t, s, admit, b56, b78, b910)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if admit && !slices.Equal(asked, []uint64{5, 5, 5}) {
+				t.Fatalf("Admit asked from seqs %v, want 5 each time: the sequence's new events start there", asked)
+			}
+			for _, p := range plans {
+				if _, err := p.Apply(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			sameEvents(t, all(t, s), x)
+		})
+	}
+	// Alone, or out of order, a later bundle is refused as before: it
+	// does not follow what the ledger holds.
+	s := held(t)
+	if _, err := check(t, s, true, b78, b56); !errors.Is(err, bundle.ErrRefused) || !strings.Contains(err.Error(), "bundle b1 (event 1 of 2") ||
+		!strings.Contains(err.Error(), "origin 1 from seq 7 is new to this ledger: the ledger has origin 1 through seq 4: import first the bundle holding seq 5") {
+		t.Fatalf("bundles out of order: %v", err)
+	}
+	for _, c := range []struct {
+		name    string
+		admit   bool
+		bundles [][]byte
+		want    error
+		saying  string
+	}{
+		{"a gap after the bundle before", true, [][]byte{b56, b910}, bundle.ErrRefused,
+			"bundle b2 (event 1 of 2, byte offset 54): the ledger refuses an event of the bundle: origin 1 from seq 9 is new to this ledger: the bundles before it in this import bring it through seq 6: import first the bundle holding seq 7"},
+		{"another history after the bundle before", false, [][]byte{b56, writeBundle(t, key, bundle.Selection{}, y[6:8])}, ledger.ErrChainBroken,
+			"bundle b2 (event 1 of 2, byte offset 54): the ledger refuses an event of the bundle: ledger: hash chain broken: the bundle's origin 1 seq 7 links to " + y[5].Hash.Short() + ", but a bundle before it in this import brings seq 6 with hash " + x[5].Hash.Short()},
+		{"another event at the bundle before's head", false, [][]byte{b56, writeBundle(t, key, bundle.Selection{}, y[5:8])}, ledger.ErrConflict,
+			"a bundle before it in this import brings origin 1 seq 6 with hash " + x[5].Hash.Short()},
+		{"the earlier bundle refused", true, [][]byte{b78, b910}, bundle.ErrRefused, "bundle b1 (event 1 of 2"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := held(t)
+			_, err := check(t, s, c.admit, c.bundles...)
+			if !errors.Is(err, c.want) || !strings.Contains(err.Error(), c.saying) {
+				t.Fatalf("got %v\nwant %v saying %q", err, c.want, c.saying)
+			}
+			if h := head(t, s); h != 4 {
+				t.Fatalf("head %d after a refused check, want 4", h)
 			}
 		})
 	}

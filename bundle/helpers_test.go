@@ -219,6 +219,22 @@ func importBytes(t testing.TB, s ledger.Store, data []byte, opts bundle.ImportOp
 	return bundle.Import(context.Background(), s, f, opts)
 }
 
+// checkBytes checks data against s through a real file, as the CLI does
+// for each file of an import; the file stays open for the plan's Apply.
+func checkBytes(t testing.TB, s ledger.Store, data []byte, opts bundle.ImportOptions) (*bundle.Plan, error) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "x.bundle")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return bundle.Check(context.Background(), s, f, opts)
+}
+
 func trust(keys ...ed25519.PrivateKey) bundle.Trust {
 	var tr bundle.Trust
 	for _, k := range keys {

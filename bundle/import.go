@@ -27,6 +27,12 @@ type ImportOptions struct {
 	// central stores a satellite's events as it stores a push (clock
 	// bounds, held events, the satellite's held set).
 	Sink Sink
+	// After, when set, is the plan of the bundle before this one in the
+	// same import: checked, to be applied before this one. This bundle
+	// is checked against the ledger as those plans will leave it, so a
+	// clinic's consecutive bundles, given in order, may continue each
+	// other's chains although none is appended yet.
+	After *Plan
 }
 
 // Sink stores one verified batch of a bundle's events, in bundle order.
@@ -62,6 +68,17 @@ type Plan struct {
 	r       *Reader
 	name    string
 	Partial bool // more runs than maxRuns: some run boundaries were left to Append
+	// tails are the origins this plan and those before it in the same
+	// import (ImportOptions.After) carry past the ledger's head.
+	tails map[uint16]tail
+}
+
+// tail is how far the bundles of one import carry an origin past the
+// ledger's head: its events from seq from (the first past the head, as
+// Admit was asked) up to seq last, whose hash is hash.
+type tail struct {
+	from, last uint64
+	hash       ledger.Hash
 }
 
 // Check verifies a bundle fully and checks its events against the ledger
@@ -71,9 +88,19 @@ func Check(ctx context.Context, s ledger.Store, src io.ReadSeeker, opts ImportOp
 	if err != nil {
 		return nil, fmt.Errorf("import %s: %w", opts.Name, err)
 	}
-	pf := &preflight{name: opts.Name, heads: map[uint16]ledger.OriginHead{}, cur: map[uint16]*run{}, fresh: map[uint16]*fresh{}}
+	pf := &preflight{name: opts.Name, heads: map[uint16]ledger.OriginHead{}, cur: map[uint16]*run{}, fresh: map[uint16]*fresh{},
+		top: map[uint16]link{}, pending: map[uint16]tail{}}
 	for _, h := range heads {
 		pf.heads[h.Origin] = h
+	}
+	if opts.After != nil {
+		// The bundles before this one leave these heads, once applied.
+		for o, t := range opts.After.tails {
+			if t.last > pf.heads[o].Seq {
+				pf.heads[o] = ledger.OriginHead{Origin: o, Seq: t.last, Hash: t.hash}
+				pf.pending[o] = t
+			}
+		}
 	}
 	r, err := Open(src, Options{Name: opts.Name, Trust: opts.Trust, Batch: opts.Batch, Visit: pf.visit})
 	if err != nil {
@@ -94,9 +121,29 @@ func Check(ctx context.Context, s ledger.Store, src io.ReadSeeker, opts ImportOp
 				return nil, pf.refuse(f.lastIndex, f.lastOff, fmt.Errorf("the bundle's new events of origin %d skip from seq %d to seq %d: they are taken in order, without gaps, as a push (export without --model filters)",
 					o, f.last, f.gapSeq))
 			}
-			if err := opts.Admit(r.Info(), o, f.first); err != nil {
+			from := f.first
+			if t, ok := pf.pending[o]; ok {
+				if f.first != t.last+1 {
+					return nil, pf.refuse(f.firstIndex, f.firstOff, fmt.Errorf("origin %d from seq %d is new to this ledger: the bundles before it in this import bring it through seq %d: import first the bundle holding seq %d",
+						o, f.first, t.last, t.last+1))
+				}
+				from = t.from // they continue the events the earlier bundles bring
+			}
+			if err := opts.Admit(r.Info(), o, from); err != nil {
 				return nil, pf.refuse(f.firstIndex, f.firstOff, fmt.Errorf("origin %d from seq %d is new to this ledger: %w", o, f.first, err))
 			}
+		}
+	}
+	tails := map[uint16]tail{}
+	if opts.After != nil {
+		maps.Copy(tails, opts.After.tails)
+	}
+	for o, f := range pf.fresh {
+		top := pf.top[o]
+		if t, ok := pf.pending[o]; ok && f.first == t.last+1 {
+			tails[o] = tail{from: t.from, last: top.seq, hash: top.hash}
+		} else {
+			tails[o] = tail{from: f.first, last: top.seq, hash: top.hash}
 		}
 	}
 	sink := opts.Sink
@@ -106,7 +153,7 @@ func Check(ctx context.Context, s ledger.Store, src io.ReadSeeker, opts ImportOp
 			return SinkResult{AppendResult: res}, err
 		}
 	}
-	return &Plan{store: s, sink: sink, r: r, name: opts.Name, Partial: pf.partial}, nil
+	return &Plan{store: s, sink: sink, r: r, name: opts.Name, Partial: pf.partial, tails: tails}, nil
 }
 
 // Info describes the verified bundle.
@@ -220,15 +267,26 @@ type run struct {
 type preflight struct {
 	name    string
 	total   uint64
-	err     *Error // the first refusal found during verification
-	heads   map[uint16]ledger.OriginHead
+	err     *Error                       // the first refusal found during verification
+	heads   map[uint16]ledger.OriginHead // the ledger's, or as the bundles before this one leave it
+	pending map[uint16]tail              // the origins whose head is the bundles' before this one
 	cur     map[uint16]*run
 	runs    []run
 	partial bool
 	fresh   map[uint16]*fresh
+	top     map[uint16]link // each origin's highest seq in the bundle
 }
 
-// fresh is an origin's events past the ledger's head: the first, and the
+// holds says who holds an origin's head event, for messages.
+func (pf *preflight) holds(origin uint16) string {
+	if _, ok := pf.pending[origin]; ok {
+		return "a bundle before it in this import brings"
+	}
+	return "this ledger holds"
+}
+
+// fresh is an origin's events past its head (the ledger's, or as the
+// bundles before this one in the import leave it): the first, and the
 // first gap among them (lastIndex and lastOff then locate the event after
 // the gap).
 type fresh struct {
@@ -245,6 +303,9 @@ func (pf *preflight) refuse(index uint64, off int64, err error) *Error {
 // returned, so that damage to the file, found when its checksum is
 // compared at the end, is what gets reported for a damaged file.
 func (pf *preflight) visit(i uint64, off int64, e *ledger.Event) error {
+	if t, ok := pf.top[e.Origin]; !ok || e.OriginSeq > t.seq {
+		pf.top[e.Origin] = link{seq: e.OriginSeq, hash: e.Hash, index: i, off: off}
+	}
 	if e.OriginSeq > pf.heads[e.Origin].Seq {
 		switch f := pf.fresh[e.Origin]; {
 		case f == nil:
@@ -259,11 +320,11 @@ func (pf *preflight) visit(i uint64, off int64, e *ledger.Event) error {
 	if h, ok := pf.heads[e.Origin]; ok && pf.err == nil {
 		switch {
 		case e.OriginSeq == h.Seq && e.Hash != h.Hash:
-			pf.err = pf.refuse(i, off, fmt.Errorf("%w: this ledger holds origin %d seq %d with hash %s, the bundle's event %s has hash %s",
-				ledger.ErrConflict, e.Origin, e.OriginSeq, h.Hash.Short(), e.ID, e.Hash.Short()))
+			pf.err = pf.refuse(i, off, fmt.Errorf("%w: %s origin %d seq %d with hash %s, the bundle's event %s has hash %s",
+				ledger.ErrConflict, pf.holds(e.Origin), e.Origin, e.OriginSeq, h.Hash.Short(), e.ID, e.Hash.Short()))
 		case e.OriginSeq == h.Seq+1 && e.PrevHash != h.Hash:
-			pf.err = pf.refuse(i, off, fmt.Errorf("%w: the bundle's origin %d seq %d links to %s, but this ledger holds seq %d with hash %s",
-				ledger.ErrChainBroken, e.Origin, e.OriginSeq, e.PrevHash.Short(), h.Seq, h.Hash.Short()))
+			pf.err = pf.refuse(i, off, fmt.Errorf("%w: the bundle's origin %d seq %d links to %s, but %s seq %d with hash %s",
+				ledger.ErrChainBroken, e.Origin, e.OriginSeq, e.PrevHash.Short(), pf.holds(e.Origin), h.Seq, h.Hash.Short()))
 		}
 	}
 	if r := pf.cur[e.Origin]; r != nil && e.OriginSeq == r.last+1 {

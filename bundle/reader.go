@@ -261,6 +261,48 @@ type link struct {
 	seq   uint64
 	hash  ledger.Hash
 	index uint64
+	off   int64
+}
+
+// brokenLink is the first chain break inside a bundle: its origin's
+// event at (index at.index, record at.off, hash at.hash) records prev as
+// its predecessor's hash, but that event, to, has another hash. An
+// event's hash is that of its bytes, so one changed byte in a file whose
+// checksum no longer verifies shows so: the changed event mostly still
+// decodes, under another hash, and the next event of its origin no
+// longer links to it. Which of the two changed (to's bytes, or the link
+// in at's) the event after at tells, when there is one: it links to at
+// unless at's bytes changed.
+type brokenLink struct {
+	origin  uint16
+	to, at  link
+	prev    ledger.Hash
+	decided bool // the event after at was seen
+	atBad   bool // and it does not link to at either
+}
+
+// see takes note of e, an event after the break.
+func (b *brokenLink) see(e *ledger.Event) {
+	if b.decided || e == nil || e.Origin != b.origin || e.OriginSeq != b.at.seq+1 {
+		return
+	}
+	b.decided, b.atBad = true, e.PrevHash != b.at.hash
+}
+
+// damage locates the change in a file whose checksum does not verify.
+func (b *brokenLink) damage(name string, events uint64) *Error {
+	if b.decided && b.atBad {
+		return &Error{Name: name, Offset: b.at.off, Event: b.at.index, Events: events,
+			Err: fmt.Errorf("%w: the file was altered or damaged; the first inconsistency found: %w: %w: event %d (origin %d seq %d) links neither to the event before it (%d) nor from the one after it: event %d's bytes were changed",
+				ErrChecksum, ErrBadEvent, ledger.ErrChainBroken, b.at.index, b.origin, b.at.seq, b.to.index, b.at.index)}
+	}
+	alt := ""
+	if !b.decided {
+		alt = fmt.Sprintf(" (or event %d's link to it)", b.at.index)
+	}
+	return &Error{Name: name, Offset: b.to.off, Event: b.to.index, Events: events,
+		Err: fmt.Errorf("%w: the file was altered or damaged; the first inconsistency found: %w: %w: event %d (origin %d seq %d) hashes to %s, but event %d (seq %d) records %s as its predecessor: event %d's bytes were changed%s",
+			ErrChecksum, ErrBadEvent, ledger.ErrChainBroken, b.to.index, b.origin, b.to.seq, b.to.hash.Short(), b.at.index, b.at.seq, b.prev.Short(), b.to.index, alt)}
 }
 
 // verify reads a whole bundle: its header, every event (ledger.Unmarshal,
@@ -272,8 +314,10 @@ type link struct {
 //
 // A bad event does not stop the read: the checksum decides what to say.
 // If it does not verify, the file was damaged, and the error is
-// ErrChecksum, located at the first bad event found; if it verifies, the
-// exporter wrote a bad event, and the error is that event's.
+// ErrChecksum, located at the first bad event found (for a chain broken
+// inside the bundle, at the event whose bytes changed: see brokenLink);
+// if it verifies, the exporter wrote a bad event, and the error is that
+// event's.
 func verify(name string, r io.Reader, trust Trust, chunk int, visit func(i uint64, off int64, e *ledger.Event) error) (*Info, []ledger.Hash, []byte, error) {
 	s := newScanner(name, r)
 	h, raw, err := s.header()
@@ -284,12 +328,16 @@ func verify(name string, r io.Reader, trust Trust, chunk int, visit func(i uint6
 	tally := originTally{}
 	last := map[uint16]link{}
 	var digests []ledger.Hash
-	var bad *Error // the first bad event
+	var bad *Error         // the first bad event
+	var broken *brokenLink // when bad is a chain break inside the bundle
 	s.chunk.Reset()
 	for i := uint64(1); i <= h.Events; i++ {
 		e, at, b, err := s.event(i)
 		if err != nil {
 			return nil, nil, nil, err
+		}
+		if broken != nil {
+			broken.see(e)
 		}
 		if bad == nil && b != nil {
 			bad = b
@@ -301,13 +349,14 @@ func verify(name string, r io.Reader, trust Trust, chunk int, visit func(i uint6
 			if l, ok := last[e.Origin]; ok && e.OriginSeq == l.seq+1 && e.PrevHash != l.hash {
 				bad = s.fail(at, i, fmt.Errorf("%w: %w: origin %d seq %d links to %s, but the bundle's event %d (seq %d) has hash %s",
 					ErrBadEvent, ledger.ErrChainBroken, e.Origin, e.OriginSeq, e.PrevHash.Short(), l.index, l.seq, l.hash.Short()))
+				broken = &brokenLink{origin: e.Origin, to: l, at: link{seq: e.OriginSeq, hash: e.Hash, index: i, off: at}, prev: e.PrevHash}
 			} else if ok && e.OriginSeq == l.seq && e.Hash != l.hash {
 				bad = s.fail(at, i, fmt.Errorf("%w: %w: two different events for origin %d seq %d (events %d and %d)",
 					ErrBadEvent, ledger.ErrConflict, e.Origin, e.OriginSeq, l.index, i))
 			}
 		}
 		if bad == nil {
-			last[e.Origin] = link{seq: e.OriginSeq, hash: e.Hash, index: i}
+			last[e.Origin] = link{seq: e.OriginSeq, hash: e.Hash, index: i, off: at}
 			tally.add(e)
 			if visit != nil {
 				if err := visit(i, at, e); err != nil {
@@ -325,6 +374,9 @@ func verify(name string, r io.Reader, trust Trust, chunk int, visit func(i uint6
 	if err := s.trailer(info, trust); err != nil {
 		if bad != nil && errors.Is(err, ErrChecksum) {
 			// Say where the damage shows.
+			if broken != nil {
+				return nil, nil, nil, broken.damage(name, h.Events)
+			}
 			return nil, nil, nil, &Error{Name: name, Offset: bad.Offset, Event: bad.Event, Events: h.Events,
 				Err: fmt.Errorf("%w: the file was altered or damaged; the first inconsistency found: %w", ErrChecksum, bad.Err)}
 		}

@@ -48,13 +48,20 @@ func importAt(r *rig, b []byte, batch int) (*bundle.ImportResult, error) {
 }
 
 func checkAt(r *rig, b []byte, batch int) (*bundle.Plan, error) {
+	return checkAfter(r, b, batch, nil)
+}
+
+// checkAfter checks a bundle at central after the plan of the bundle
+// before it in the same import, as `ghsync import --id 0 A B` does.
+func checkAfter(r *rig, b []byte, batch int, after *bundle.Plan) (*bundle.Plan, error) {
 	ctx := context.Background()
 	return bundle.Check(ctx, r.store, bytes.NewReader(b), bundle.ImportOptions{
 		Name: "usb", Batch: batch, Trust: bundle.Trust{InsecureSkipSignature: true},
 		Admit: func(_ *bundle.Info, origin uint16, from uint64) error {
 			return r.srv.AdmitBundleOrigin(ctx, origin, from)
 		},
-		Sink: r.srv.BundleSink(),
+		Sink:  r.srv.BundleSink(),
+		After: after,
 	})
 }
 
@@ -237,5 +244,51 @@ func TestBundleGapsAndPartialRefusals(t *testing.T) {
 	}
 	if res, err := p.Apply(ctx); err == nil || !strings.Contains(err.Error(), "origin 7 seq 1") || res.Appended != 0 {
 		t.Fatalf("a forked event: %+v, %v", res, err)
+	}
+}
+
+// A clinic's consecutive bundles, imported in one command in order, are
+// admitted as one push would be: the later continues the earlier, whose
+// events central holds only once the earlier is applied, also when they
+// are held out of the ledger for their clock.
+func TestBundleSequenceAtCentral(t *testing.T) {
+	ctx := context.Background()
+	r := newRig(t, false, func(c *central.Config) { c.Skew = central.SkewHold })
+	r.clock.Set(epoch.Add(time.Minute))
+	r.add(t, 5, wire.ScopeAll)
+	o := ledgertest.NewOrigin(5)
+	events := o.Patients(t, rng(t), 4)
+	o.Wall.Advance(2 * time.Hour) // seq 5 on: held for their clock
+	events = append(events, o.Patients(t, rng(t), 6)...)
+	since := func(pos uint64, n int) []byte { return stick(t, events[:n], bundle.Selection{SincePosition: pos}) }
+	if _, err := importAt(r, since(0, 4), 0); err != nil || r.head(t) != 4 {
+		t.Fatalf("the first bundle: %v, head %d", err, r.head(t))
+	}
+	b56, b78 := since(4, 6), since(6, 8)
+
+	// The second alone: it does not follow what central holds.
+	if _, err := checkAt(r, b78, 0); err == nil || !strings.Contains(err.Error(), "origin 5 from seq 7 is new to this ledger: central's ledger has origin 5 through seq 4: import first the bundle holding seq 5") {
+		t.Fatalf("the later bundle alone: %v", err)
+	}
+	p56, err := checkAt(r, b56, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p78, err := checkAfter(r, b78, 0, p56)
+	if err != nil {
+		t.Fatalf("the later bundle after the earlier: %v", err)
+	}
+	// Skipping a bundle is refused, naming the one to import first.
+	if _, err := checkAfter(r, since(8, 10), 0, p56); err == nil || !strings.Contains(err.Error(), "origin 5 from seq 9 is new to this ledger: the bundles before it in this import bring it through seq 6: import first the bundle holding seq 7") {
+		t.Fatalf("a bundle after a gap: %v", err)
+	}
+	for _, p := range []*bundle.Plan{p56, p78} {
+		if res, err := p.Apply(ctx); err != nil || res.Held != 2 {
+			t.Fatalf("apply: %+v, %v; want 2 held", res, err)
+		}
+	}
+	held, err := r.reg.HeldEvents(ctx, 5)
+	if err != nil || len(held) != 4 || held[0].Seq != 5 || held[3].Seq != 8 || r.head(t) != 4 {
+		t.Fatalf("held events: %+v, %v, head %d; want seq 5..8 held", held, err, r.head(t))
 	}
 }

@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -99,8 +102,20 @@ type PullStats struct {
 // Errors, tested with errors.Is.
 var (
 	// ErrUnavailable: central could not be reached or answered 5xx or
-	// 429; nothing is lost, try again later (back off).
+	// 429, or the connection was lost during a transfer; nothing is lost,
+	// try again later (back off). ErrUnreachable and ErrConnectionLost
+	// say which of the first and the last it was, for people.
 	ErrUnavailable = errors.New("central unavailable")
+	// ErrUnreachable: no connection to central could be made (its name
+	// did not resolve, the connection was refused or timed out, TLS
+	// failed): nothing was sent. It matches ErrUnavailable too.
+	ErrUnreachable = errors.New("central could not be reached")
+	// ErrConnectionLost: central was reached, and the connection failed
+	// before its answer was read whole (central stopped, the network
+	// dropped). What was transferred before is kept: the pull cursor is
+	// saved per page and a push resumes from central's heads. It matches
+	// ErrUnavailable too.
+	ErrConnectionLost = errors.New("the connection to central was lost during the transfer")
 	// ErrRefused: central refused the request (4xx): retrying the same
 	// request will not help.
 	ErrRefused = errors.New("refused by central")
@@ -132,12 +147,35 @@ func (e *APIError) Is(target error) bool {
 	return target == ErrUnavailable && retry || target == ErrRefused && !retry
 }
 
-// unavailable marks a transport failure as retryable.
-type unavailable struct{ err error }
+// unavailable marks a transport failure as retryable: with dial set, a
+// failure to connect (ErrUnreachable), otherwise one after connecting
+// (ErrConnectionLost).
+type unavailable struct {
+	err  error
+	dial bool
+}
 
-func (u unavailable) Error() string        { return u.err.Error() }
-func (u unavailable) Unwrap() error        { return u.err }
-func (u unavailable) Is(target error) bool { return target == ErrUnavailable }
+func (u unavailable) Error() string { return u.err.Error() }
+func (u unavailable) Unwrap() error { return u.err }
+func (u unavailable) Is(target error) bool {
+	return target == ErrUnavailable || target == ErrUnreachable && u.dial || target == ErrConnectionLost && !u.dial
+}
+
+// unconnected says whether err, from sending a request, is a failure to
+// set up the connection, so that nothing reached central: dialling
+// (name resolution, a refused or timed-out connection, a proxy's) or the
+// TLS handshake.
+func unconnected(err error) bool {
+	var op *net.OpError
+	if errors.As(err, &op) && (op.Op == "dial" || op.Op == "proxyconnect") {
+		return true
+	}
+	var cert *tls.CertificateVerificationError
+	var rec tls.RecordHeaderError
+	var unknown x509.UnknownAuthorityError
+	var host x509.HostnameError
+	return errors.As(err, &cert) || errors.As(err, &rec) || errors.As(err, &unknown) || errors.As(err, &host)
+}
 
 // Client talks to central for one satellite. Its methods are safe for
 // concurrent use: a push may run while a pull long-polls; pushes run one
@@ -360,7 +398,7 @@ func (c *Client) Heads(ctx context.Context) (wire.Heads, error) {
 	}
 	defer resp.Body.Close()
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&h); err != nil {
-		return h, unavailable{fmt.Errorf("read heads: %w", err)}
+		return h, unavailable{err: fmt.Errorf("read heads: %w", err)}
 	}
 	return h, nil
 }
@@ -396,7 +434,7 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		return nil, unavailable{err}
+		return nil, unavailable{err: err, dial: unconnected(err)}
 	}
 	// Central stamps its time as it answers, so the midpoint of the
 	// round trip stands for that moment only when central answers at
@@ -449,7 +487,7 @@ func body(resp *http.Response) (io.Reader, error) {
 	case "gzip":
 		zr, err := gzip.NewReader(resp.Body)
 		if err != nil {
-			return nil, unavailable{fmt.Errorf("response is not gzip: %w", err)}
+			return nil, unavailable{err: fmt.Errorf("response is not gzip: %w", err)}
 		}
 		zr.Multistream(false)
 		return zr, nil
@@ -535,7 +573,7 @@ func (c *Client) Push(ctx context.Context) (PushStats, error) {
 		err = json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(&pr)
 		resp.Body.Close()
 		if err != nil {
-			return st, wrap(unavailable{fmt.Errorf("read answer: %w", err)})
+			return st, wrap(unavailable{err: fmt.Errorf("read answer: %w", err)})
 		}
 		st.Requests++
 		st.Sent += n
@@ -632,7 +670,7 @@ func (c *Client) read(resp *http.Response) (page, error) {
 	}
 	if p.recs, err = wire.DecodePull(in, wire.Limits{MaxBody: c.cfg.MaxBody}); err != nil {
 		// A cut or damaged transfer: the network's fault, not central's answer.
-		return p, unavailable{fmt.Errorf("answer: %w", err)}
+		return p, unavailable{err: fmt.Errorf("answer: %w", err)}
 	}
 	p.bytes = cr.n
 	return p, nil
@@ -814,7 +852,7 @@ func (c *Client) ReportStable(ctx context.Context, hlc clocks.Timestamp, applied
 	defer resp.Body.Close()
 	var sr wire.StableResponse
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&sr); err != nil {
-		return 0, unavailable{fmt.Errorf("report stability: read answer: %w", err)}
+		return 0, unavailable{err: fmt.Errorf("report stability: read answer: %w", err)}
 	}
 	return clocks.Timestamp(sr.Frontier), nil
 }

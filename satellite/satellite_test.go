@@ -319,10 +319,14 @@ func TestTruncatedPullResumes(t *testing.T) {
 	if !errors.Is(err, satellite.ErrUnavailable) || !strings.Contains(err.Error(), "pull after position 50") {
 		t.Fatalf("cut pull: %v", err)
 	}
+	// Central was reached: the connection was lost, not never made.
+	if !errors.Is(err, satellite.ErrConnectionLost) || errors.Is(err, satellite.ErrUnreachable) {
+		t.Fatalf("cut pull: %v; want ErrConnectionLost, not ErrUnreachable", err)
+	}
 	if s.c.Cursor() != 50 || count(t, s.store)[0] != 50 {
 		t.Fatalf("after a cut: cursor %d, %d events", s.c.Cursor(), count(t, s.store)[0])
 	}
-	if _, err := s.c.Pull(ctx, 0); !errors.Is(err, satellite.ErrUnavailable) {
+	if _, err := s.c.Pull(ctx, 0); !errors.Is(err, satellite.ErrConnectionLost) {
 		t.Fatalf("empty body: %v", err)
 	}
 	// The persisted cursor is the last whole page's.
@@ -407,7 +411,8 @@ func TestClockOffsetHeldRequests(t *testing.T) {
 }
 
 // Retryable failures (central down, 5xx) match ErrUnavailable; refusals
-// (a revoked token) match ErrRefused.
+// (a revoked token) match ErrRefused. Central not listening is
+// ErrUnreachable; an answer, even 5xx, is not.
 func TestErrors(t *testing.T) {
 	ctx := context.Background()
 	h := newHub(t, false, time.Now)
@@ -419,6 +424,9 @@ func TestErrors(t *testing.T) {
 	if !errors.Is(err, satellite.ErrUnavailable) || !errors.As(err, &ae) || ae.Status != 503 || !strings.Contains(err.Error(), "down for maintenance") {
 		t.Fatalf("503: %v", err)
 	}
+	if errors.Is(err, satellite.ErrUnreachable) || errors.Is(err, satellite.ErrConnectionLost) {
+		t.Fatalf("503: %v; central answered, so neither unreachable nor a lost connection", err)
+	}
 	h.down.Store(false)
 	if err := h.reg.RevokeSatellite(ctx, 4, time.Now()); err != nil {
 		t.Fatal(err)
@@ -427,8 +435,8 @@ func TestErrors(t *testing.T) {
 		t.Fatalf("revoked: %v", err)
 	}
 	h.ts.Close()
-	if _, err := s.c.Pull(ctx, 0); !errors.Is(err, satellite.ErrUnavailable) {
-		t.Fatalf("central gone: %v", err)
+	if _, err := s.c.Pull(ctx, 0); !errors.Is(err, satellite.ErrUnavailable) || !errors.Is(err, satellite.ErrUnreachable) || errors.Is(err, satellite.ErrConnectionLost) {
+		t.Fatalf("central gone: %v; want ErrUnreachable", err)
 	}
 	// A token of another satellite: Dial says so.
 	cfg := s.cfg

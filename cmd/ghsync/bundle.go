@@ -112,7 +112,7 @@ func (c *ExportCmd) Run(env *Env) error {
 		return err
 	}
 	w := env.Out
-	fmt.Fprintf(w, "exported %d events (%s) of instance %d's ledger %s to %s\n", res.Header.Events, res.Header.Selection, c.Instance, env.Ledger, c.Out)
+	fmt.Fprintf(w, "exported %s (%s) of instance %d's ledger %s to %s\n", count(res.Header.Events, "event", "events"), res.Header.Selection, c.Instance, env.Ledger, c.Out)
 	printOrigins(w, res.Origins)
 	signed := "UNSIGNED"
 	if key != nil {
@@ -171,13 +171,13 @@ func exportToFile(env *Env, store ledger.Store, path string, opts bundle.ExportO
 
 func printOrigins(w io.Writer, origins []bundle.OriginSummary) {
 	for _, o := range origins {
-		fmt.Fprintf(w, "  origin %3d: %d events, seq %d..%d\n", o.Origin, o.Events, o.MinSeq, o.MaxSeq)
+		fmt.Fprintf(w, "  origin %3d: %s, seq %d..%d\n", o.Origin, count(o.Events, "event", "events"), o.MinSeq, o.MaxSeq)
 	}
 }
 
 // ImportCmd appends bundles to the ledger.
 type ImportCmd struct {
-	Files                 []string `arg:"" name:"file" help:"Bundle files to import, in order ('-' reads standard input)."`
+	Files                 []string `arg:"" name:"file" help:"Bundle files to import, in order ('-' reads standard input): a later one may continue the chains of an earlier one."`
 	Instance              int      `name:"id" env:"GHSYNC_ID" default:"-1" help:"This instance's synchronisation_id: with it, the stability fields of trusted bundles are recorded (at central, a satellite's report; at a satellite, the positions of central's ledger a bundle covers and its frontier), so instances linked only by bundles take part in compaction." placeholder:"ID"`
 	Trust                 []string `help:"A trusted signer: its public key (ed25519:BASE64, as keygen prints) or a file holding it (keygen's FILE.pub, or a PEM PUBLIC KEY). Prefix ID= to bind it to the instance it signs for (0=central.pub at a satellite, 12=clinic12.pub at central): only bound keys' stability fields are believed. Repeat or comma-separate." placeholder:"[ID=]PUBKEY|FILE" sep:","`
 	InsecureSkipSignature bool     `help:"Accept bundles that are unsigned, or signed by a key not given with --trust, or whose signature does not verify. The checksum and every event are still checked."`
@@ -292,9 +292,11 @@ func (c *ImportCmd) Run(env *Env) error {
 	}
 
 	// Every file is verified, and checked against the ledger, before
-	// anything from any of them is appended.
+	// anything from any of them is appended: each against the ledger as
+	// the files before it will leave it, so that a clinic's consecutive
+	// bundles, given in order, import in one command.
 	plans := make([]*bundle.Plan, 0, len(c.Files))
-	for _, name := range c.Files {
+	for i, name := range c.Files {
 		f, label, cleanup, err := openBundle(name)
 		if err != nil {
 			return fmt.Errorf("import: %w (nothing was appended)", err)
@@ -303,9 +305,13 @@ func (c *ImportCmd) Run(env *Env) error {
 		opts.Name = label
 		p, err := bundle.Check(env.Ctx, store, f, opts)
 		if err != nil {
+			if i < len(c.Files)-1 && errors.Is(err, bundle.ErrRefused) {
+				err = fmt.Errorf("%w (the bundles are checked in the order given)", err)
+			}
 			return fmt.Errorf("import refused, nothing was appended: %w", err)
 		}
 		plans = append(plans, p)
+		opts.After = p
 	}
 	w := env.Out
 	var total, added, dups uint64
@@ -320,7 +326,7 @@ func (c *ImportCmd) Run(env *Env) error {
 		if c.InsecureSkipSignature && info.Signature != bundle.SignedTrusted {
 			sig += " (accepted: --insecure-skip-signature)"
 		}
-		fmt.Fprintf(w, "  %d events, %d bytes, sha256 %x, %s\n", h.Events, info.Size, info.Checksum, sig)
+		fmt.Fprintf(w, "  %s, %d bytes, sha256 %x, %s\n", count(h.Events, "event", "events"), info.Size, info.Checksum, sig)
 		printOrigins(w, info.Origins)
 		if p.Partial {
 			fmt.Fprintln(w, "  note: the bundle holds many out-of-order runs of sequence numbers; only the first ones were checked against the ledger before appending (Append checks every event)")
@@ -328,13 +334,13 @@ func (c *ImportCmd) Run(env *Env) error {
 		res, err := p.Apply(env.Ctx)
 		if err != nil {
 			if i > 0 {
-				err = fmt.Errorf("%w; the %d bundle(s) before it were imported whole", err, i)
+				err = fmt.Errorf("%w; %s before it %s imported whole", err, pick(i, "the bundle", fmt.Sprintf("the %d bundles", i)), pick(i, "was", "were"))
 			}
 			return fmt.Errorf("import: %w", err)
 		}
-		fmt.Fprintf(w, "  %d events: %d new, %d duplicates (ledger head %d)\n", h.Events, res.Appended, res.Duplicates, res.Head)
+		fmt.Fprintf(w, "  %s: %d new, %s (ledger head %d)\n", count(h.Events, "event", "events"), res.Appended, count(res.Duplicates, "duplicate", "duplicates"), res.Head)
 		if res.Held > 0 {
-			fmt.Fprintf(w, "  %d events held out of the ledger for review: stamped too far ahead of this machine's clock, or following such an event in their chain (ghsync central held)\n", res.Held)
+			fmt.Fprintf(w, "  %s held out of the ledger for review: stamped too far ahead of this machine's clock, or following such an event in their chain (ghsync central held)\n", count(res.Held, "event", "events"))
 		}
 		printStability(w, h)
 		if c.Instance >= 0 {
@@ -354,7 +360,7 @@ func (c *ImportCmd) Run(env *Env) error {
 		dups += res.Duplicates
 	}
 	if len(plans) > 1 {
-		fmt.Fprintf(w, "import: %d bundles, %d events: %d new, %d duplicates\n", len(plans), total, added, dups)
+		fmt.Fprintf(w, "import: %d bundles, %s: %d new, %s\n", len(plans), count(total, "event", "events"), added, count(dups, "duplicate", "duplicates"))
 	}
 	return nil
 }

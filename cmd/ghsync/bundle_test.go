@@ -13,6 +13,8 @@ import (
 	"github.com/ghsync/ghsync/bundle"
 	"github.com/ghsync/ghsync/central"
 	"github.com/ghsync/ghsync/internal/pgtest"
+	"github.com/ghsync/ghsync/ledger/ledgertest"
+	"github.com/ghsync/ghsync/ledger/sqlite"
 )
 
 // keygen makes a key pair in a temporary folder and returns the private
@@ -318,7 +320,7 @@ func TestBundleOnlySatelliteCLI(t *testing.T) {
 		t.Fatal(err)
 	}
 	db.Close()
-	if out := mustRun(t, "sync", "--ledger", satLedger, "--id", "5", "--target", target); !strings.Contains(out, "captured 1 local changes") {
+	if out := mustRun(t, "sync", "--ledger", satLedger, "--id", "5", "--target", target); !strings.Contains(out, "captured 1 local change,") {
 		t.Fatalf("sync without central:\n%s", out)
 	}
 	refused(t, []string{"a token but no central URL"}, "sync", "--ledger", satLedger, "--id", "5", "--target", target, "--token", "x")
@@ -365,6 +367,70 @@ func TestImportAtCentralAdmits(t *testing.T) {
 	}
 	if out := mustRun(t, "import", "--ledger", cen, "--id", "0", "--trust", "1="+key+".pub", b); !strings.Contains(out, "22 events: 0 new, 22 duplicates (ledger head 22)") {
 		t.Fatalf("the same bundle again:\n%s", out)
+	}
+}
+
+// A clinic's consecutive bundles, given in order to one import, go in
+// together at central (the later continues the earlier, which is not
+// appended yet when the later is checked); out of order, or after a
+// bundle central cannot take, the command is refused whole, saying which
+// bundle to import first, and nothing is appended.
+func TestImportConsecutiveBundles(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	clinic, cen := filepath.Join(dir, "clinic.db"), "sqlite:"+filepath.Join(dir, "central.db")
+	key, _ := keygen(t)
+	o := ledgertest.NewOrigin(3)
+	o.Wall.Set(time.Now())
+	events := o.Patients(t, ledgertest.Rand(t), 8)
+	// export appends events[from:to] to the clinic's ledger and exports them.
+	export := func(name string, from, to int) string {
+		t.Helper()
+		s, err := sqlite.Open(ctx, clinic, sqlite.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Append(ctx, events[from:to]); err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+		file := filepath.Join(dir, name)
+		mustRun(t, "export", "--ledger", "sqlite:"+clinic, "--id", "3", "--origin", "3", "--since", fmt.Sprint(from), "--key", key, "--out", file)
+		return file
+	}
+	b4, b6, b8 := export("b4.bundle", 0, 4), export("b6.bundle", 4, 6), export("b8.bundle", 6, 8)
+	mustRun(t, "central", "satellite", "add", "3", "--name", "Clinic", "--ledger", cen)
+	imp := []string{"import", "--ledger", cen, "--id", "0", "--trust", "3=" + key + ".pub"}
+	mustRun(t, append(imp, b4)...)
+	head := func() string {
+		t.Helper()
+		out := mustRun(t, "verify", "--ledger", cen)
+		h, _, _ := strings.Cut(out, "\n")
+		return h
+	}
+	before := head()
+
+	refused(t, []string{"bundle " + b8, "origin 3 from seq 7 is new to this ledger: central's ledger has origin 3 through seq 4: import first the bundle holding seq 5",
+		"(the bundles are checked in the order given)", "nothing was appended"}, append(imp, b8, b6)...)
+	if h := head(); h != before {
+		t.Fatalf("a refused import changed central's ledger: %s, was %s", h, before)
+	}
+	out := mustRun(t, append(imp, b6, b8)...)
+	if !strings.Contains(out, "import: 2 bundles, 4 events: 4 new, 0 duplicates") {
+		t.Fatalf("import of consecutive bundles in order:\n%s", out)
+	}
+	if out := mustRun(t, "verify", "--ledger", cen, "--complete", "3"); !strings.Contains(out, "origin   3: 8 events, seq 1..8, chain intact") {
+		t.Fatalf("verify after the import:\n%s", out)
+	}
+
+	// At another central that holds nothing of clinic 3 yet, the first
+	// bundle is refused, and with it the whole command.
+	other := "sqlite:" + filepath.Join(dir, "other.db")
+	mustRun(t, "central", "satellite", "add", "3", "--name", "Clinic", "--ledger", other)
+	refused(t, []string{"bundle " + b6, "origin 3 from seq 5 is new to this ledger: central's ledger has origin 3 through seq 0: import first the bundle holding seq 1", "nothing was appended"},
+		"import", "--ledger", other, "--id", "0", "--trust", "3="+key+".pub", b6, b8)
+	if out := logJSON(t, other); out != "" {
+		t.Fatalf("a refused import stored events:\n%s", out)
 	}
 }
 

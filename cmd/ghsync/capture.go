@@ -21,28 +21,69 @@ type CaptureCmd struct {
 	Snapshot  CaptureSnapshotCmd  `cmd:"" help:"Turn the rows already in the database into create events, for an instance joining the network with data (resumable)."`
 }
 
-// Origin is this instance's synchronisation_id.
+// Origin is this instance's synchronisation_id. A pointer, because 0 is
+// central's id and "not given" must differ from it: the id may then come
+// from trytond.conf.
 type Origin struct {
-	ID uint16 `name:"id" help:"This instance's synchronisation_id (0 = central, 1..511 = satellites)." required:"" env:"GHSYNC_ID"`
+	ID *uint16 `name:"id" help:"This instance's synchronisation_id (0 = central, 1..511 = satellites); default: [synchronisation] id of --trytond-conf." env:"GHSYNC_ID" placeholder:"ID"`
 }
 
-type CaptureInstallCmd struct{ Target }
+// CaptureTarget is the GNU Health database capture works in: --target,
+// or the [database] uri of the instance's trytond.conf, as sync and run
+// find it.
+type CaptureTarget struct {
+	Target      string `help:"The GNU Health (Tryton) database: a postgres:// URL or sqlite:PATH; default: [database] uri of --trytond-conf." aliases:"db" env:"GHSYNC_TARGET"`
+	TrytondConf string `name:"trytond-conf" help:"The instance's trytond.conf: [database] uri (and [synchronisation] database), and [synchronisation] id for drain and snapshot." placeholder:"FILE" env:"GHSYNC_TRYTOND_CONF"`
+}
+
+// resolve fills what the flags left unset from trytond.conf: the database
+// and, when o is not nil, the synchronisation id. op names the command in
+// errors.
+func (c *CaptureTarget) resolve(op string, o *Origin) error {
+	tc := &trytondConf{ID: -1}
+	if c.TrytondConf != "" {
+		var err error
+		if tc, err = readTrytondConf(c.TrytondConf); err != nil {
+			return fmt.Errorf("%s: %w", op, err)
+		}
+	}
+	if c.Target == "" {
+		c.Target = tc.Database
+	}
+	if c.Target == "" {
+		return fmt.Errorf("%s: no database: give --target (or --db), or --trytond-conf with a [database] uri", op)
+	}
+	if o == nil || o.ID != nil {
+		return nil
+	}
+	if tc.ID < 0 {
+		return fmt.Errorf("%s: no synchronisation id: give --id (0 = central, 1..%d = satellites), or --trytond-conf with a [synchronisation] id", op, ledger.MaxOrigin)
+	}
+	id := uint16(tc.ID)
+	o.ID = &id
+	return nil
+}
+
+type CaptureInstallCmd struct{ CaptureTarget }
 
 func (c *CaptureInstallCmd) Run(env *Env) error {
+	if err := c.resolve("capture install", nil); err != nil {
+		return err
+	}
 	reg, err := env.registry()
 	if err != nil {
 		return err
 	}
 	// Two different people must never be merged because their local
 	// counters agree: keys that are not network-unique are refused first.
-	db, dialect, err := openTryton(c.Target.Target)
+	db, dialect, err := openTryton(c.Target)
 	if err != nil {
 		return err
 	}
 	check, err := models.Check(env.Ctx, db, dialect, reg)
 	db.Close()
 	if err != nil {
-		return fmt.Errorf("check %s: %w", redact(c.Target.Target), err)
+		return fmt.Errorf("check %s: %w", redact(c.Target), err)
 	}
 	var refused []string
 	for _, mc := range check.Models {
@@ -54,9 +95,10 @@ func (c *CaptureInstallCmd) Run(env *Env) error {
 	}
 	if len(refused) > 0 {
 		fmt.Fprintln(env.Out, strings.Join(refused, "\n"))
-		return fmt.Errorf("capture install: %d models have keys that are not network-unique (above); give their sequences an instance prefix in Tryton, or identify them by UUID (--uuid-identity), then install again", len(refused))
+		return fmt.Errorf("capture install: %s keys that are not network-unique (above); give %s sequences an instance prefix in Tryton, or identify them by UUID (--uuid-identity), then install again",
+			count(len(refused), "model has", "models have"), pick(len(refused), "its", "their"))
 	}
-	rep, err := capture.Install(env.Ctx, c.Target.Target, reg)
+	rep, err := capture.Install(env.Ctx, c.Target, reg)
 	if err != nil {
 		return err
 	}
@@ -66,38 +108,45 @@ func (c *CaptureInstallCmd) Run(env *Env) error {
 			rels++
 		}
 	}
-	fmt.Fprintf(env.Out, "capture installed in %s: %d tables (%d of them Many2Many relations) record their changes\n",
-		redact(c.Target.Target), len(rep.Tables), rels)
+	fmt.Fprintf(env.Out, "capture installed in %s: %s (%d of them %s) %s\n",
+		redact(c.Target), count(len(rep.Tables), "table", "tables"), rels, pick(rels, "a Many2Many relation", "Many2Many relations"),
+		pick(len(rep.Tables), "records its changes", "record their changes"))
 	if len(rep.Missing) > 0 {
-		fmt.Fprintf(env.Out, "%d registered models have no table here (module not activated), nothing of theirs is captured: %s\n",
-			len(rep.Missing), abbreviate(rep.Missing, 6))
+		fmt.Fprintf(env.Out, "%s no table here (module not activated), nothing of %s is captured: %s\n",
+			count(len(rep.Missing), "registered model has", "registered models have"), pick(len(rep.Missing), "its", "theirs"), abbreviate(rep.Missing, 6))
 	}
 	return nil
 }
 
 type CaptureUninstallCmd struct {
-	Target
+	CaptureTarget
 	Force bool `help:"Uninstall even though changes still wait in the outbox (they are lost)."`
 }
 
 func (c *CaptureUninstallCmd) Run(env *Env) error {
-	if err := capture.Uninstall(env.Ctx, c.Target.Target, c.Force); err != nil {
+	if err := c.resolve("capture uninstall", nil); err != nil {
 		return err
 	}
-	fmt.Fprintf(env.Out, "capture removed from %s\n", redact(c.Target.Target))
+	if err := capture.Uninstall(env.Ctx, c.Target, c.Force); err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Out, "capture removed from %s\n", redact(c.Target))
 	return nil
 }
 
-type CaptureStatusCmd struct{ Target }
+type CaptureStatusCmd struct{ CaptureTarget }
 
 func (c *CaptureStatusCmd) Run(env *Env) error {
-	st, err := capture.Inspect(env.Ctx, c.Target.Target)
+	if err := c.resolve("capture status", nil); err != nil {
+		return err
+	}
+	st, err := capture.Inspect(env.Ctx, c.Target)
 	if err != nil {
 		return err
 	}
 	w := env.Out
 	fmt.Fprintf(w, "capture installed in %s (schema version %d, since %s, install %s)\n",
-		redact(c.Target.Target), st.Version, st.InstalledAt.Format(time.RFC3339), st.InstallID)
+		redact(c.Target), st.Version, st.InstalledAt.Format(time.RFC3339), st.InstallID)
 	fmt.Fprintf(w, "tables:   %d captured, %d of %d triggers present\n", len(st.Tables), st.Triggers, st.WantTriggers)
 	if st.Triggers < st.WantTriggers {
 		fmt.Fprintf(w, "          some triggers are missing: run ghsync capture install again\n")
@@ -105,24 +154,27 @@ func (c *CaptureStatusCmd) Run(env *Env) error {
 	if len(st.Outdated) > 0 {
 		fmt.Fprintf(w, "          columns changed since install in %s: run ghsync capture install again\n", strings.Join(st.Outdated, ", "))
 	}
-	fmt.Fprintf(w, "outbox:   %d changes waiting", st.Pending)
+	fmt.Fprintf(w, "outbox:   %s waiting", count(st.Pending, "change", "changes"))
 	if st.Pending > 0 {
 		fmt.Fprintf(w, ", oldest made %s (%s ago)", st.Oldest.Format(time.RFC3339), time.Since(st.Oldest).Round(time.Second))
 	}
 	fmt.Fprintln(w)
 	if st.HandedOff > 0 {
-		fmt.Fprintf(w, "hand-off: %d stamped events not yet confirmed in the ledger (the next drain appends them)\n", st.HandedOff)
+		fmt.Fprintf(w, "hand-off: %s not yet confirmed in the ledger (the next drain appends %s)\n", count(st.HandedOff, "stamped event", "stamped events"), pick(st.HandedOff, "it", "them"))
 	}
 	return nil
 }
 
 type CaptureDrainCmd struct {
-	Target
+	CaptureTarget
 	Origin
 }
 
 func (c *CaptureDrainCmd) Run(env *Env) error {
-	cp, done, err := openCapturer(env, c.Target, c.Origin)
+	if err := c.resolve("capture drain", &c.Origin); err != nil {
+		return err
+	}
+	cp, done, err := openCapturer(env, c.CaptureTarget, *c.ID)
 	if err != nil {
 		return err
 	}
@@ -131,17 +183,20 @@ func (c *CaptureDrainCmd) Run(env *Env) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(env.Out, "captured %d changes as %d events in %d transactions\n", st.Changes, st.Events, st.Batches)
+	fmt.Fprintf(env.Out, "captured %s as %s in %s\n", count(st.Changes, "change", "changes"), count(st.Events, "event", "events"), count(st.Batches, "transaction", "transactions"))
 	return nil
 }
 
 type CaptureSnapshotCmd struct {
-	Target
+	CaptureTarget
 	Origin
 }
 
 func (c *CaptureSnapshotCmd) Run(env *Env) error {
-	cp, done, err := openCapturer(env, c.Target, c.Origin)
+	if err := c.resolve("capture snapshot", &c.Origin); err != nil {
+		return err
+	}
+	cp, done, err := openCapturer(env, c.CaptureTarget, *c.ID)
 	if err != nil {
 		return err
 	}
@@ -152,18 +207,19 @@ func (c *CaptureSnapshotCmd) Run(env *Env) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(env.Out, "snapshot: %d existing rows became %d events; run ghsync capture drain for changes made meanwhile\n", st.Changes, st.Events)
+	fmt.Fprintf(env.Out, "snapshot: %s became %s; run ghsync capture drain for changes made meanwhile\n", count(st.Changes, "existing row", "existing rows"), count(st.Events, "event", "events"))
 	return nil
 }
 
-func openCapturer(env *Env, t Target, o Origin) (*capture.Capturer, func(), error) {
+// openCapturer opens capture in t's database for origin (resolved).
+func openCapturer(env *Env, t CaptureTarget, origin uint16) (*capture.Capturer, func(), error) {
 	return openOnLedger(env, func(store ledger.Store, reg *models.Registry) (*capture.Capturer, func(), error) {
 		// Past what this instance's cycles vouched for (site.ResumeClock).
 		clock := clocks.NewClock(nil, clocks.DefaultMaxOffset)
-		if err := site.ResumeClock(env.Ctx, clock, o.ID, env.Ledger); err != nil {
+		if err := site.ResumeClock(env.Ctx, clock, origin, env.Ledger); err != nil {
 			return nil, nil, err
 		}
-		cp, err := capture.Open(env.Ctx, t.Target, store, reg, capture.Options{Origin: o.ID, Logger: env.Log, Clock: clock})
+		cp, err := capture.Open(env.Ctx, t.Target, store, reg, capture.Options{Origin: origin, Logger: env.Log, Clock: clock})
 		if err != nil {
 			return nil, nil, err
 		}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"database/sql"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -39,13 +40,69 @@ func TestCaptureInstallRefusesLocalCounters(t *testing.T) {
 		t.Fatal(err)
 	}
 	db.Close()
-	if code, out, _ := ghsync(t, "capture", "status", "--db", target); code != 0 || !strings.Contains(out, "1 changes waiting") {
+	if code, out, _ := ghsync(t, "capture", "status", "--db", target); code != 0 || !strings.Contains(out, "1 change waiting") {
 		t.Fatalf("status: exit %d\n%s", code, out)
 	}
-	if code, out, stderr := ghsync(t, "capture", "drain", "--db", target, "--id", "4", "--ledger", ledgerLoc, ids); code != 0 || !strings.Contains(out, "captured 1 changes") {
+	if code, out, stderr := ghsync(t, "capture", "drain", "--db", target, "--id", "4", "--ledger", ledgerLoc, ids); code != 0 || !strings.Contains(out, "captured 1 change ") {
 		t.Fatalf("drain: exit %d\n%s%s", code, out, stderr)
 	}
 	if code, out, stderr := ghsync(t, "capture", "uninstall", "--db", target); code != 0 || !strings.Contains(out, "capture removed") {
 		t.Fatalf("uninstall: exit %d\n%s%s", code, out, stderr)
 	}
+}
+
+// Every capture command finds the database, and drain and snapshot the
+// synchronisation id, in the instance's trytond.conf, as sync and run do;
+// --id still comes before the file's id, and a configuration file's
+// trytond_conf is read from that file's folder.
+func TestCaptureTrytondConf(t *testing.T) {
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "trytond.conf")
+	if err := os.WriteFile(conf, []byte("[database]\nuri = sqlite://\npath = "+dir+"\n[synchronisation]\ndatabase = health\nid = 4\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	target := filepath.Join(dir, "health.sqlite")
+	mustRun(t, "schema", "--target", "sqlite:"+target)
+	db, err := sql.Open("sqlite", target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(`INSERT INTO party_party (code, name, active) VALUES ('C4-1', 'Ann', 1)`); err != nil {
+		t.Fatal(err)
+	}
+	if out := mustRun(t, "capture", "install", "--trytond-conf", conf); !strings.Contains(out, "capture installed in sqlite:"+target) {
+		t.Fatalf("capture install --trytond-conf:\n%s", out)
+	}
+	// From a configuration file, relative to its folder, run elsewhere.
+	ghconf := writeConf(t, dir, "trytond_conf = trytond.conf\n")
+	ledgerLoc := "sqlite:" + filepath.Join(dir, "ledger.db")
+	t.Chdir(t.TempDir())
+	if out := mustRun(t, "--config", ghconf, "capture", "snapshot", "--ledger", ledgerLoc); !strings.Contains(out, "snapshot: 1 existing row became 1 event;") {
+		t.Fatalf("capture snapshot with trytond_conf from a file:\n%s", out)
+	}
+	if _, err := db.Exec(`UPDATE party_party SET name = 'Ann B.' WHERE code = 'C4-1'`); err != nil {
+		t.Fatal(err)
+	}
+	if out := mustRun(t, "capture", "status", "--trytond-conf", conf); !strings.Contains(out, "1 change waiting") {
+		t.Fatalf("capture status --trytond-conf:\n%s", out)
+	}
+	// --id comes before the file's: capture then says whose database it is.
+	refused(t, []string{"captured as instance 4, not 7"}, "capture", "drain", "--trytond-conf", conf, "--id", "7", "--ledger", ledgerLoc)
+	if out := mustRun(t, "capture", "drain", "--trytond-conf", conf, "--ledger", ledgerLoc); !strings.Contains(out, "captured 1 change as 1 event") {
+		t.Fatalf("capture drain --trytond-conf:\n%s", out)
+	}
+	if out := logJSON(t, ledgerLoc); strings.Count(out, `"origin":4,`) != 2 || strings.Count(out, "\n") != 2 {
+		t.Fatalf("snapshot and drain did not stamp their events as trytond.conf's id 4:\n%s", out)
+	}
+	if out := mustRun(t, "capture", "uninstall", "--trytond-conf", conf); !strings.Contains(out, "capture removed from sqlite:"+target) {
+		t.Fatalf("capture uninstall --trytond-conf:\n%s", out)
+	}
+	// Neither a database nor an id to be found: said, naming both ways.
+	bare := filepath.Join(dir, "bare.conf")
+	if err := os.WriteFile(bare, []byte("[synchronisation]\nurl = http://central\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	refused(t, []string{"capture status: no database: give --target (or --db), or --trytond-conf with a [database] uri"}, "capture", "status", "--trytond-conf", bare)
+	refused(t, []string{"capture drain: no synchronisation id: give --id", "or --trytond-conf with a [synchronisation] id"}, "capture", "drain", "--db", "sqlite:"+target, "--ledger", ledgerLoc)
 }

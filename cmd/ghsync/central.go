@@ -34,7 +34,7 @@ func openRegistry(env *Env) (central.Registry, error) {
 
 // SatelliteAddCmd registers a satellite.
 type SatelliteAddCmd struct {
-	ID    uint16 `arg:"" help:"The satellite's synchronisation id (1..511)."`
+	ID    uint16 `arg:"" satellite:"" help:"The satellite's synchronisation id (1..511)."`
 	Name  string `required:"" help:"A name for people (the health centre)."`
 	Scope string `default:"local" enum:"all,local" help:"What it receives: all (every event) or local (reference data, its own patients and what refers to them)."`
 }
@@ -150,7 +150,7 @@ func (c *SatelliteListCmd) Run(env *Env) error {
 		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, s.Name, s.Scope, s.Created.Format(time.RFC3339), state, inScope, through)
 	}
 	w.Flush()
-	fmt.Fprintf(env.Out, "%d satellites\n", len(all))
+	fmt.Fprintln(env.Out, count(len(all), "satellite", "satellites"))
 	return nil
 }
 
@@ -204,7 +204,7 @@ func (c *HeldListCmd) Run(env *Env) error {
 			(time.Duration(h.SkewMillis) * time.Millisecond).Round(time.Second).String(), h.Received.Format(time.RFC3339), h.Reason)
 	}
 	w.Flush()
-	fmt.Fprintf(env.Out, "%d held events\n", len(held))
+	fmt.Fprintln(env.Out, count(len(held), "held event", "held events"))
 	return nil
 }
 
@@ -227,7 +227,7 @@ func (c *HeldReleaseCmd) Run(env *Env) error {
 	n, err := central.Release(env.Ctx, store, reg, c.Origin)
 	if n > 0 || err == nil {
 		env.Log.Info("held events released", "origin", c.Origin, "appended", n)
-		fmt.Fprintf(env.Out, "released %d held events of origin %d into the ledger\n", n, c.Origin)
+		fmt.Fprintf(env.Out, "released %s of origin %d into the ledger\n", count(n, "held event", "held events"), c.Origin)
 	}
 	return err
 }

@@ -50,35 +50,50 @@ func readsLedgerOnly(cmd reflect.Value) bool {
 
 // checkOrigins refuses a synchronisation id outside 0..MaxOrigin in any
 // flag or argument: every uint16 the commands take is one (--id,
-// --origin, --complete, central satellite add's id...).
+// --origin, --complete, central satellite add's id...). One tagged
+// satellite:"" names a satellite, never central: 1..MaxOrigin, so the
+// message gives the range the command takes.
 func checkOrigins(kctx *kong.Context) error {
-	check := func(what string, v reflect.Value) error {
-		ids := []uint16{}
-		switch {
-		case v.Kind() == reflect.Uint16:
-			ids = append(ids, uint16(v.Uint()))
-		case v.Kind() == reflect.Slice && v.Type().Elem().Kind() == reflect.Uint16:
-			for i := range v.Len() {
-				ids = append(ids, uint16(v.Index(i).Uint()))
-			}
-		}
-		for _, id := range ids {
-			if id > ledger.MaxOrigin {
-				return fmt.Errorf("%s %d: a synchronisation id outside 0..%d (0 is central, 1..%d the satellites)", what, id, ledger.MaxOrigin, ledger.MaxOrigin)
-			}
-		}
-		return nil
-	}
 	for _, f := range kctx.Flags() {
-		if err := check("--"+f.Name, f.Target); err != nil {
+		if err := checkOrigin("--"+f.Name, f.Target, f.Tag.Has("satellite")); err != nil {
 			return err
 		}
 	}
 	if sel := kctx.Selected(); sel != nil {
 		for _, p := range sel.Positional {
-			if err := check("<"+p.Name+">", p.Target); err != nil {
+			if err := checkOrigin("<"+p.Name+">", p.Target, p.Tag.Has("satellite")); err != nil {
 				return err
 			}
+		}
+	}
+	return nil
+}
+
+// checkOrigin refuses an id outside the range in v, when v holds
+// synchronisation ids (a uint16, a pointer to one, or a slice of them);
+// what names it.
+func checkOrigin(what string, v reflect.Value, satellite bool) error {
+	if v.Kind() == reflect.Ptr {
+		if v.IsNil() {
+			return nil
+		}
+		v = v.Elem()
+	}
+	ids := []uint16{}
+	switch {
+	case v.Kind() == reflect.Uint16:
+		ids = append(ids, uint16(v.Uint()))
+	case v.Kind() == reflect.Slice && v.Type().Elem().Kind() == reflect.Uint16:
+		for i := range v.Len() {
+			ids = append(ids, uint16(v.Index(i).Uint()))
+		}
+	}
+	for _, id := range ids {
+		switch {
+		case satellite && (id < 1 || id > ledger.MaxOrigin):
+			return fmt.Errorf("%s %d: a satellite's synchronisation id outside 1..%d (0 is central)", what, id, ledger.MaxOrigin)
+		case id > ledger.MaxOrigin:
+			return fmt.Errorf("%s %d: a synchronisation id outside 0..%d (0 is central, 1..%d the satellites)", what, id, ledger.MaxOrigin, ledger.MaxOrigin)
 		}
 	}
 	return nil

@@ -126,6 +126,9 @@ func TestOriginChecks(t *testing.T) {
 		{[]string{"log", "--origin", "999"}, "--origin 999: a synchronisation id outside 0..511"},
 		{[]string{"sync", "--id", "512"}, "--id 512: a synchronisation id outside 0..511"},
 		{[]string{"central", "satellite", "remove", "600"}, "<id> 600: a synchronisation id outside 0..511"},
+		// add takes satellites only: the range it says is the one it takes.
+		{[]string{"central", "satellite", "add", "512", "--name", "x"}, "<id> 512: a satellite's synchronisation id outside 1..511 (0 is central)"},
+		{[]string{"central", "satellite", "add", "0", "--name", "x"}, "<id> 0: a satellite's synchronisation id outside 1..511 (0 is central)"},
 		{[]string{"push", "--id", "0", "--central", "http://127.0.0.1:1", "--token", "t"}, "push is for satellites, and the synchronisation id is unset or 0, which is central's own"},
 		{[]string{"sync", "--id", "0"}, "sync is for satellites"},
 	} {

@@ -44,7 +44,7 @@ type CLI struct {
 	Central CentralCmd `cmd:"" group:"Network" help:"Administer central: register, list and remove satellites; list and release held events."`
 	Push    PushCmd    `cmd:"" group:"Network" help:"Send this satellite's events that central does not hold yet."`
 	Pull    PullCmd    `cmd:"" group:"Network" help:"Fetch central's events for this satellite (long poll with --wait, or keep following with -f)."`
-	New     NewCmd     `cmd:"" group:"Network" help:"Fetch a patient (by PUID) or a record and everything about it from central, and follow it from then on."`
+	New     NewCmd     `cmd:"" group:"Network" help:"Fetch a patient (--patient PUID) or a record (--model MODEL --key KEY) and everything about it from central, and follow it from then on."`
 	Sync    SyncCmd    `cmd:"" group:"Network" help:"One full cycle at a satellite: capture local changes, push, pull, project."`
 	Run     RunCmd     `cmd:"" group:"Network" help:"Keep synchronising every --every, backing off while central is unreachable (a service; stops cleanly on SIGTERM)."`
 }

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/alecthomas/kong"
@@ -40,6 +42,8 @@ func (configFlag) BeforeResolve(ctx *kong.Context, trace *kong.Path) error {
 type configFile struct {
 	path   string
 	values map[string]string // by normalised key
+	lines  map[string]int    // where each key is set, for errors
+	raw    map[string]string // each value as written, for errors
 }
 
 // pathKind says how a setting names files, so that a relative one can be
@@ -89,8 +93,7 @@ func readConfig(path string, app *kong.Application) (*configFile, error) {
 	}
 	dir := filepath.Dir(abs)
 	known := configKeys(app)
-	cf := &configFile{path: path, values: map[string]string{}}
-	lineOf := map[string]int{}
+	cf := &configFile{path: path, values: map[string]string{}, lines: map[string]int{}, raw: map[string]string{}}
 	ours := true
 	sc := bufio.NewScanner(f)
 	for n := 1; sc.Scan(); n++ {
@@ -117,11 +120,12 @@ func readConfig(path string, app *kong.Application) (*configFile, error) {
 		if !slices.Contains(known, key) {
 			return nil, fmt.Errorf("config %s line %d: unknown key %q%s", path, n, strings.TrimSpace(k), suggestKey(key, known))
 		}
-		if prev, dup := lineOf[key]; dup {
+		if prev, dup := cf.lines[key]; dup {
 			return nil, fmt.Errorf("config %s line %d: %s is already set on line %d", path, n, key, prev)
 		}
-		lineOf[key] = n
+		cf.lines[key] = n
 		v = strings.TrimSpace(v)
+		cf.raw[key] = v
 		cf.values[key] = resolvePath(configPaths[key], v, dir)
 		if err := movedPath(cf.values[key], resolvePath(configPaths[key], v, ".")); err != nil {
 			return nil, fmt.Errorf("config %s line %d: %s = %s: %w", path, n, key, v, err)
@@ -140,7 +144,10 @@ func (*configFile) Validate(*kong.Application) error { return nil }
 // the flag's environment variable is set: the environment takes precedence
 // over configuration files. Flags tagged noconfig pick one record for one
 // run (conflicts --key, new --key): a file's key = clinic.key, meant for
-// export's signing key, must not become a record's key.
+// export's signing key, must not become a record's key. A value the flag
+// cannot take is refused naming the file and line, as an unknown key is:
+// kong's own message would name only the flag, sending the administrator
+// to the command line.
 func (cf *configFile) Resolve(_ *kong.Context, _ *kong.Path, flag *kong.Flag) (any, error) {
 	if flag.Tag.Has("noconfig") {
 		return nil, nil
@@ -151,11 +158,49 @@ func (cf *configFile) Resolve(_ *kong.Context, _ *kong.Path, flag *kong.Flag) (a
 		}
 	}
 	for _, name := range append([]string{flag.Name}, flag.Aliases...) {
-		if v, ok := cf.values[normKey(name)]; ok {
+		key := normKey(name)
+		if v, ok := cf.values[key]; ok {
+			if err := checkValue(flag, v); err != nil {
+				return nil, fmt.Errorf("config %s line %d: %s = %s: %w", cf.path, cf.lines[key], key, cf.raw[key], err)
+			}
 			return v, nil
 		}
 	}
 	return nil, nil
+}
+
+// checkValue decodes v as flag would, into a scratch value, and checks it
+// as the command line's would be checked: its enum, and the range of a
+// synchronisation id.
+func checkValue(flag *kong.Flag, v string) error {
+	target := reflect.New(flag.Target.Type()).Elem()
+	if target.Kind() == reflect.Ptr {
+		target.Set(reflect.New(target.Type().Elem()))
+	}
+	scan := kong.Scan().PushTyped(v, kong.FlagValueToken)
+	if err := flag.Mapper.Decode(&kong.DecodeContext{Value: flag.Value, Scan: scan}, target); err != nil {
+		return err
+	}
+	if flag.Enum != "" {
+		allowed := flag.EnumMap()
+		items := []reflect.Value{reflect.Indirect(target)}
+		if t := items[0]; t.Kind() == reflect.Slice {
+			items = items[:0]
+			for i := range t.Len() {
+				items = append(items, t.Index(i))
+			}
+		}
+		for _, it := range items {
+			if s := fmt.Sprint(it.Interface()); !allowed[s] {
+				var want []string
+				for _, e := range flag.EnumSlice() {
+					want = append(want, strconv.Quote(e))
+				}
+				return fmt.Errorf("want one of %s, not %q", strings.Join(want, ", "), s)
+			}
+		}
+	}
+	return checkOrigin("--"+flag.Name, target, flag.Tag.Has("satellite"))
 }
 
 // configKeys lists the keys a configuration file may set: the flags (and

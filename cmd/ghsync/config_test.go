@@ -137,6 +137,40 @@ func TestConfigRefused(t *testing.T) {
 	}
 }
 
+// A value its flag cannot take is refused naming the file and the line,
+// as an unknown key is; keys of other commands are not read, so not
+// checked.
+func TestConfigBadValues(t *testing.T) {
+	t.Chdir(t.TempDir())
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		text string
+		args []string
+		want string
+	}{
+		{"ledger = x.db\nid = abc\n", []string{"sync"}, `line 2: id = abc: expected a valid 16 bit uint but got "abc"`},
+		{"id = 600\n", []string{"sync"}, "line 1: id = 600: --id 600: a synchronisation id outside 0..511"},
+		{"id = abc\n", []string{"import", "x.bundle"}, `line 1: id = abc: expected a valid 64 bit int but got "abc"`},
+		{"[ghsync]\nlog_level = loud\n", []string{"verify"}, `line 2: log-level = loud: want one of "trace", "debug", "info", "warn", "error", not "loud"`},
+		{"skew = sometimes\n", []string{"import", "x.bundle"}, `line 1: skew = sometimes: want one of "", "bound", "hold", not "sometimes"`},
+		{"wait = 5 minutes\n", []string{"pull"}, `line 1: wait = 5 minutes: expected duration but got "5 minutes"`},
+		{"origin = 1,x\n", []string{"log"}, `line 1: origin = 1,x: `},
+	} {
+		conf := writeConf(t, dir, tc.text)
+		code, out, stderr := ghsync(t, append([]string{"--config", conf}, tc.args...)...)
+		if code != 2 || !strings.Contains(stderr, "config "+conf+" "+tc.want) {
+			t.Errorf("config %q, %v: exit %d, want 2 and an error saying %q; got\n%s%s", tc.text, tc.args, code, "config "+conf+" "+tc.want, out, stderr)
+		}
+	}
+	conf := writeConf(t, dir, "id = abc\n")
+	if code, out, stderr := ghsync(t, "--config", conf, "keygen", "--out", filepath.Join(dir, "k")); code != 0 {
+		t.Errorf("a command without --id read the file's id: exit %d\n%s%s", code, out, stderr)
+	}
+	if _, err := os.Stat("ghsync.db"); err == nil {
+		t.Error("a refused configuration still opened the default ledger")
+	}
+}
+
 // TestConfigSectionsAndPrecedence: other programs' sections are skipped;
 // the command line, then the environment, come before the file.
 func TestConfigSectionsAndPrecedence(t *testing.T) {

@@ -85,7 +85,7 @@ func (c *DemoCmd) Run(env *Env) error {
 	reg := models.GNUHealth()
 	say := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
 
-	say("ghsync demo: central and %d health centres in %s (SQLite, no server to set up)\n", c.Satellites, c.Dir)
+	say("ghsync demo: central and %s in %s (SQLite, no server to set up)\n", count(c.Satellites, "health centre", "health centres"), c.Dir)
 	var nodes []*demoNode
 	defer func() {
 		for _, n := range nodes {
@@ -120,7 +120,7 @@ func (c *DemoCmd) Run(env *Env) error {
 		if i == 0 {
 			what = "the ICD-10 pathologies (reference data) and its own activity"
 		}
-		say("  %-9s synchronisation id %d: GNU Health tables, capture installed, %d events of %s", n.name, n.id, head, what)
+		say("  %-9s synchronisation id %d: GNU Health tables, capture installed, %s of %s", n.name, n.id, count(head, "event", "events"), what)
 	}
 
 	// Central serves on loopback.

@@ -50,7 +50,7 @@ func (c *GenerateCmd) Run(env *Env) error {
 		return err
 	}
 	env.Log.Info("ledger written", "ledger", env.Ledger, "instances", len(clinics), "head", head)
-	fmt.Fprintf(env.Out, "wrote %d instances' activity to %s (head position %d)\n", len(clinics), env.Ledger, head)
+	fmt.Fprintf(env.Out, "wrote %s activity to %s (head position %d)\n", count(len(clinics), "instance's", "instances'"), env.Ledger, head)
 	fmt.Fprintf(env.Out, "next: ghsync log --ledger %s --limit 10   |   ghsync verify --ledger %s\n", env.Ledger, env.Ledger)
 	return nil
 }

@@ -92,7 +92,7 @@ func writeHistory(ctx context.Context, w io.Writer, store ledger.Store, streams 
 	}
 	slices.SortFunc(hs, func(a, b hist) int { return mergeOrder(a.recs[0].Event, b.recs[0].Event) })
 	for _, h := range hs {
-		fmt.Fprintf(w, "== %s (%d events)\n", h.st, len(h.recs))
+		fmt.Fprintf(w, "== %s (%s)\n", h.st, count(len(h.recs), "event", "events"))
 		for _, r := range h.recs {
 			if err := writeHuman(w, r); err != nil {
 				return err

@@ -63,7 +63,7 @@ func TestHistoryByFormerPUID(t *testing.T) {
 	for _, want := range []string{
 		`note: party.party-JM-NID-1970-0042%20Grace%20Campbell: ref was "JM001777777" in event #1 (origin 1 seq 1), now "JM003777777", set by event #3 (origin 3 seq 1)` + "\n",
 		"== party.party-JM-NID-1970-0042%20Grace%20Campbell (2 events)\n",
-		"== gnuhealth.patient-JM-NID-1970-0042%20Grace%20Campbell (1 events)\n",
+		"== gnuhealth.patient-JM-NID-1970-0042%20Grace%20Campbell (1 event)\n",
 	} {
 		if code != 0 || !strings.Contains(out, want) {
 			t.Fatalf("history --patient JM001777777: exit %d, want %q in\n%s%s", code, want, out, stderr)
@@ -96,7 +96,7 @@ func TestHistoryByFormerPUID(t *testing.T) {
 	code, out, stderr = ghsync(t, "history", "--ledger", db, "--patient", "JM001777777")
 	if code != 0 || !strings.HasPrefix(out, `note: party.party-JM-NID-1970-0042%20Grace%20Campbell: ref was "JM001777777"`) ||
 		!strings.Contains(out, "(not shown: ghsync history party.party JM-NID-1970-0042 Grace Campbell)\n") ||
-		!strings.Contains(out, "== party.party-JM-NID-1988-0007%20Ann%20Lee (1 events)\n") || strings.Contains(out, "== gnuhealth.patient-JM-NID-1970") {
+		!strings.Contains(out, "== party.party-JM-NID-1988-0007%20Ann%20Lee (1 event)\n") || strings.Contains(out, "== gnuhealth.patient-JM-NID-1970") {
 		t.Fatalf("history of a reused PUID: exit %d\n%s%s", code, out, stderr)
 	}
 	code, out, stderr = ghsync(t, "history", "--ledger", db, "--patient", "JM009999999")

@@ -159,7 +159,7 @@ func (c *ModelsCheckCmd) Run(env *Env) error {
 	}
 	if c.CreateIndexes {
 		n, err := models.CreateIndexes(env.Ctx, db, r)
-		fmt.Fprintf(env.Out, "created %d indexes\n", n)
+		fmt.Fprintf(env.Out, "created %s\n", count(n, "index", "indexes"))
 		if err != nil {
 			return fmt.Errorf("create indexes in %s: %w", redact(c.DB), err)
 		}

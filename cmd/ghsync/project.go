@@ -54,17 +54,18 @@ func (c *ProjectCmd) Run(env *Env) error {
 	if err != nil {
 		return c.otherLedger(env, err)
 	}
-	fmt.Fprintf(env.Out, "applied %d events in %d transactions; %s reflects the ledger through position %d\n",
-		st.Events, st.Batches, redact(c.Target.Target), st.Checkpoint)
+	fmt.Fprintf(env.Out, "applied %s in %s; %s reflects the ledger through position %d\n",
+		count(st.Events, "event", "events"), count(st.Batches, "transaction", "transactions"), redact(c.Target.Target), st.Checkpoint)
 	if st.Rejected > 0 {
-		fmt.Fprintf(env.Out, "%d events were set aside: see ghsync rejected\n", st.Rejected)
+		fmt.Fprintf(env.Out, "%s set aside: see ghsync rejected\n", count(st.Rejected, "event was", "events were"))
 	}
 	parked, err := p.ParkedRecords(env.Ctx)
 	if err != nil {
 		return err
 	}
 	if parked > 0 {
-		fmt.Fprintf(env.Out, "%d records are parked, not written to their tables (waiting for a record they reference, a required value, or a table the target lacks): see ghsync parked\n", parked)
+		fmt.Fprintf(env.Out, "%s parked, not written to %s (waiting for a record %s, a required value, or a table the target lacks): see ghsync parked\n",
+			count(parked, "record is", "records are"), pick(parked, "its table", "their tables"), pick(parked, "it references", "they reference"))
 	}
 	return nil
 }
@@ -92,7 +93,7 @@ func (c *RebuildCmd) Run(env *Env) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(env.Out, "rebuilt from %d events (through position %d)\n", st.Events, st.Checkpoint)
+	fmt.Fprintf(env.Out, "rebuilt from %s (through position %d)\n", count(st.Events, "event", "events"), st.Checkpoint)
 	return nil
 }
 
@@ -120,7 +121,7 @@ func (c *ParkedCmd) Run(env *Env) error {
 	if err != nil || len(un) == 0 {
 		return err
 	}
-	fmt.Fprintf(env.Out, "\n%d records written but never created here (no row until their create arrives; after a satellite's scope widened, pull --from-start fetches it):\n", len(un))
+	fmt.Fprintf(env.Out, "\n%s written but never created here (no row until %s create arrives; after a satellite's scope widened, pull --from-start fetches it):\n", count(len(un), "record", "records"), pick(len(un), "its", "their"))
 	w = tabwriter.NewWriter(env.Out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "MODEL\tKEY\tWRITES")
 	for _, x := range un {
@@ -146,7 +147,7 @@ func (c *StatesCmd) Run(env *Env) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(env.Out, "merge states: %d records, %.1f KiB", rep.Records, float64(rep.Bytes)/1024)
+	fmt.Fprintf(env.Out, "merge states: %s, %.1f KiB", count(rep.Records, "record", "records"), float64(rep.Bytes)/1024)
 	if rep.Frontier == 0 {
 		fmt.Fprintln(env.Out, "; no stability frontier yet: nothing is compacted (every instance must complete a sync cycle first)")
 	} else {
@@ -225,7 +226,7 @@ func (c *ConflictsCmd) Run(env *Env) error {
 		return nil
 	}
 	w.Flush()
-	fmt.Fprintf(env.Out, "%d conflicts\n", n)
+	fmt.Fprintln(env.Out, count(n, "conflict", "conflicts"))
 	return nil
 }
 

@@ -32,7 +32,8 @@ func (c *PullCmd) Run(env *Env) error {
 	if !c.Follow {
 		st, projected, err := s.Pull(env.Ctx, c.Wait)
 		if cl := s.Client(); cl != nil && (err == nil || st.Requests > 0) {
-			fmt.Fprintf(env.Out, "pulled %d events (%d new here) in %d requests; at central position %d of %d", st.Received, st.Appended, st.Requests, st.Cursor, st.Head)
+			fmt.Fprintf(env.Out, "pulled %s (%d new here) in %s; at central position %d of %d",
+				count(st.Received, "event", "events"), st.Appended, count(st.Requests, "request", "requests"), st.Cursor, st.Head)
 			if c.Target != "" {
 				fmt.Fprintf(env.Out, "; projected %d", projected)
 			}
@@ -80,13 +81,30 @@ func (c *PullCmd) Run(env *Env) error {
 // central, for a patient who arrives at this clinic for the first time,
 // and projects it when the instance's GNU Health database is known: the
 // nurse expects to see the patient at once, as the 2014 engine's "remote
-// party" wizard showed it.
+// party" wizard showed it. --patient and --model are not tagged required:
+// kong's usage line would then ask for both; Validate asks for one.
 type NewCmd struct {
 	Instance
-	Patient string `help:"The patient's PUID (party.party's ref field)." xor:"what" required:"" noconfig:""`
-	Model   string `help:"Or a record by model (with --key)." xor:"what" required:"" noconfig:""`
-	Key     string `help:"The record's network key (with --model)." noconfig:""`
+	Patient string `help:"The patient's PUID (party.party's ref field)." xor:"what" noconfig:"" placeholder:"PUID"`
+	Model   string `help:"Or a record by model (with --key)." xor:"what" noconfig:"" placeholder:"MODEL"`
+	Key     string `help:"The record's network key (with --model)." noconfig:"" placeholder:"KEY"`
 	Depth   int    `help:"How many steps of 'records referring to it' to follow from the record (at most 8)." default:"4"`
+}
+
+// Validate runs as the command line is parsed: a patient, or a record
+// by model and key.
+func (c *NewCmd) Validate() error {
+	switch {
+	case c.Patient != "" && c.Model != "":
+		return errors.New("give --patient or --model, not both")
+	case c.Patient == "" && c.Model == "":
+		return errors.New("give --patient PUID, or --model MODEL with --key KEY")
+	case c.Model != "" && c.Key == "":
+		return errors.New("--model needs --key KEY, the record's network key")
+	case c.Patient != "" && c.Key != "":
+		return errors.New("--key goes with --model, not with --patient")
+	}
+	return nil
 }
 
 func (c *NewCmd) Run(env *Env) error {
@@ -102,7 +120,8 @@ func (c *NewCmd) Run(env *Env) error {
 	if st.Note != "" {
 		fmt.Fprintf(env.Out, "note: %s\n", st.Note)
 	}
-	fmt.Fprintf(env.Out, "fetched %s and %d records about it: %d events (%d new here); they now come with every pull\n", st.Root, st.Streams-1, st.Received, st.Appended)
+	fmt.Fprintf(env.Out, "fetched %s and %s about it: %s (%d new here); they now come with every pull\n",
+		st.Root, count(st.Streams-1, "record", "records"), count(st.Received, "event", "events"), st.Appended)
 	switch {
 	case err != nil:
 	case c.Target != "":

@@ -118,10 +118,10 @@ func (c *PushCmd) Run(env *Env) error {
 		return err
 	}
 	if s.Capturer() != nil {
-		fmt.Fprintf(env.Out, "captured %d local changes; ", captured)
+		fmt.Fprintf(env.Out, "captured %s; ", count(captured, "local change", "local changes"))
 	}
-	fmt.Fprintf(env.Out, "pushed %d events in %d requests (%d new at central, %d already there); central holds origin %d through seq %d\n",
-		st.Sent, st.Requests, st.Accepted, st.Duplicates, c.ID, st.HighWater)
+	fmt.Fprintf(env.Out, "pushed %s in %s (%d new at central, %d already there); central holds origin %d through seq %d\n",
+		count(st.Sent, "event", "events"), count(st.Requests, "request", "requests"), st.Accepted, st.Duplicates, c.ID, st.HighWater)
 	if c.Target == "" {
 		fmt.Fprintln(env.Out, "changes made in GNU Health are pushed once captured: give --target (or [database] uri), or run ghsync sync")
 	}
@@ -135,11 +135,12 @@ func (c *PushCmd) Run(env *Env) error {
 		}
 	}
 	if bounded > 0 {
-		fmt.Fprintf(env.Out, "%d events were stamped ahead of central's clock: central stored them behind a clock bound (they merge at its time of receipt); fix this machine's clock (NTP)\n", bounded)
+		fmt.Fprintf(env.Out, "%s stamped ahead of central's clock: central stored %s behind a clock bound (%s at its time of receipt); fix this machine's clock (NTP)\n",
+			count(bounded, "event was", "events were"), pick(bounded, "it", "them"), pick(bounded, "it merges", "they merge"))
 	}
 	if errors.Is(err, satellite.ErrHeld) {
-		fmt.Fprintf(env.Out, "central holds %d events back: this machine's clock is ahead of central's by about %v; fix the clock (NTP), then push again, or ask central's administrator to release them\n",
-			st.Held, cl.Offset().Abs().Round(time.Second))
+		fmt.Fprintf(env.Out, "central holds %s back: this machine's clock is ahead of central's by about %v; fix the clock (NTP), then push again, or ask central's administrator to release %s\n",
+			count(st.Held, "event", "events"), cl.Offset().Abs().Round(time.Second), pick(st.Held, "it", "them"))
 	}
 	return err
 }

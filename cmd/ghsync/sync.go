@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"time"
 
@@ -83,13 +84,13 @@ func (c *SyncCmd) Run(env *Env) error {
 	}
 	defer done()
 	r, err := s.Sync(env.Ctx)
-	fmt.Fprintf(env.Out, "captured %d local changes, pushed %d events, pulled %d, projected %d", r.Captured, r.Pushed, r.Pulled, r.Projected)
+	fmt.Fprintf(env.Out, "captured %s, pushed %s, pulled %d, projected %d", count(r.Captured, "local change", "local changes"), count(r.Pushed, "event", "events"), r.Pulled, r.Projected)
 	if r.Offset != 0 {
 		fmt.Fprintf(env.Out, "; clock offset to central %v", r.Offset.Round(time.Millisecond))
 	}
 	fmt.Fprintf(env.Out, "%s\n", frontierNote(r))
-	if errors.Is(err, satellite.ErrUnavailable) {
-		fmt.Fprintln(env.Out, "central could not be reached: local changes are captured and kept; they go at the next sync")
+	if note := unavailableNote(err); note != "" {
+		fmt.Fprintln(env.Out, note)
 	}
 	return err
 }
@@ -111,6 +112,27 @@ func frontierNote(r site.Report) string {
 		fmt.Fprintf(&b, " (central's is back at %s: an instance behind holds it; it stays here)", r.Derived)
 	}
 	return b.String()
+}
+
+// unavailableNote says, for people, why a cycle could not complete with
+// central and what becomes of the work, or "" when err is not central's
+// unavailability. Central never reached, central answering that it is
+// unavailable, and a connection lost during a transfer call for
+// different checks (the address, central's logs, the network).
+func unavailableNote(err error) string {
+	const kept = "local changes are captured and kept; they go at the next sync"
+	var ae *satellite.APIError
+	switch {
+	case errors.Is(err, satellite.ErrUnreachable):
+		return "central could not be reached: " + kept
+	case errors.Is(err, satellite.ErrConnectionLost):
+		return "the connection to central was lost during the transfer: what was transferred is kept, and the next sync resumes where this one stopped; " + kept
+	case errors.Is(err, satellite.ErrUnavailable) && errors.As(err, &ae):
+		return fmt.Sprintf("central answered %d %s, unavailable for now: %s", ae.Status, http.StatusText(ae.Status), kept)
+	case errors.Is(err, satellite.ErrUnavailable):
+		return "central is unavailable: " + kept
+	}
+	return ""
 }
 
 // RunCmd keeps synchronising, as a service (replaces the 2014 engine's

@@ -26,7 +26,7 @@ func (c *VerifyCmd) Run(env *Env) error {
 		return err
 	}
 	w := env.Out
-	fmt.Fprintf(w, "ledger %s: %d events, head %d\n", env.Ledger, r.Events, r.Head)
+	fmt.Fprintf(w, "ledger %s: %s, head %d\n", env.Ledger, count(r.Events, "event", "events"), r.Head)
 	ok := r.OK()
 	for _, b := range r.Corrupt {
 		fmt.Fprintf(w, "  CORRUPT %s\n", b)
@@ -44,7 +44,7 @@ func (c *VerifyCmd) Run(env *Env) error {
 			if o.Held > o.Verified {
 				held = fmt.Sprintf(", %d held in all", o.Held)
 			}
-			fmt.Fprintf(w, "  origin %3d: BREAK at %s (%d events verified before it%s)\n", o.Origin, o.Break, o.Verified, held)
+			fmt.Fprintf(w, "  origin %3d: BREAK at %s (%s verified before it%s)\n", o.Origin, o.Break, count(o.Verified, "event", "events"), held)
 		case o.Missing > 0:
 			state := "partial history (normal for another instance's events on a satellite)"
 			for _, want := range c.Complete {
@@ -54,7 +54,7 @@ func (c *VerifyCmd) Run(env *Env) error {
 			}
 			fmt.Fprintf(w, "  origin %3d: %d of seq 1..%d held, %d missing: %s\n", o.Origin, o.Held, o.Seq, o.Missing, state)
 		default:
-			fmt.Fprintf(w, "  origin %3d: %d events, seq 1..%d, chain intact\n", o.Origin, o.Held, o.Seq)
+			fmt.Fprintf(w, "  origin %3d: %s, seq 1..%d, chain intact\n", o.Origin, count(o.Held, "event", "events"), o.Seq)
 		}
 	}
 	if !ok {
