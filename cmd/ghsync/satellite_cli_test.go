@@ -106,7 +106,7 @@ func TestSatelliteCommandsProject(t *testing.T) {
 		t.Fatal(err)
 	}
 	code, out, stderr = ghsync(t, "push", "--id", "2", "--target", target)
-	if code != 0 || !strings.Contains(out, "captured 1 local changes; pushed 1 events") {
+	if code != 0 || !strings.Contains(out, "captured 1 local change; pushed 1 event") {
 		t.Fatalf("push --target with a change waiting: exit %d\n%s%s", code, out, stderr)
 	}
 	if code, out, _ := ghsync(t, "capture", "status", "--db", target); code != 0 || !strings.Contains(out, "0 changes waiting") {
