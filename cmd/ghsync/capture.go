@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
@@ -113,7 +114,35 @@ func (c *CaptureStatusCmd) Run(env *Env) error {
 	if st.HandedOff > 0 {
 		fmt.Fprintf(w, "hand-off: %d stamped events not yet confirmed in the ledger (the next drain appends them)\n", st.HandedOff)
 	}
+	printHeld(w, st.Held)
 	return nil
+}
+
+// heldShown is how many held rows capture status lists one by one.
+const heldShown = 50
+
+// printHeld lists the rows capture holds back: each stays in this
+// database, uncaptured, until it can have a network identity.
+func printHeld(w io.Writer, held []capture.HeldRow) {
+	if len(held) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "held:     %d records not captured: they cannot have a network identity yet (the next drain captures each once it can)\n", len(held))
+	for i, h := range held {
+		if i == heldShown {
+			fmt.Fprintf(w, "          ... and %d more\n", len(held)-heldShown)
+			break
+		}
+		what := "whole record"
+		if h.Fields != nil {
+			what = "fields " + strings.Join(h.Fields, ", ")
+		}
+		key := ""
+		if h.Key != "" {
+			key = fmt.Sprintf(" key %q", h.Key)
+		}
+		fmt.Fprintf(w, "          %s id %d%s (%s, since %s): %s\n", h.Model, h.LocalID, key, what, h.At.Format(time.RFC3339), h.Reason)
+	}
 }
 
 type CaptureDrainCmd struct {
@@ -132,6 +161,9 @@ func (c *CaptureDrainCmd) Run(env *Env) error {
 		return err
 	}
 	fmt.Fprintf(env.Out, "captured %d changes as %d events in %d transactions\n", st.Changes, st.Events, st.Batches)
+	if st.Held > 0 {
+		fmt.Fprintf(env.Out, "%d records held back, not captured: they cannot have a network identity yet (ghsync capture status lists them)\n", st.Held)
+	}
 	return nil
 }
 
