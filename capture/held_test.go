@@ -181,8 +181,8 @@ func TestHeldReleasedByUUIDIdentity(t *testing.T) {
 		}
 		// A second drain with nothing new changes nothing.
 		st, err := s.cap.Drain(ctx(t))
-		if err != nil || st.Events != 0 || st.Held != 2 {
-			t.Fatalf("second drain: %+v %v, want no events and 2 held", st, err)
+		if err != nil || st.Events != 0 || st.Batches != 0 || st.Held != 2 {
+			t.Fatalf("second drain: %+v %v, want nothing written and 2 held", st, err)
 		}
 		reg, err := s.reg.WithUUIDIdentity("party.party", "company.company", "gnuhealth.patient", "gnuhealth.healthprofessional", "gnuhealth.hp_specialty")
 		if err != nil {
@@ -350,6 +350,37 @@ func TestHeldRowGoneOrEmptyKey(t *testing.T) {
 		s.update("party_party", blank, 1, map[string]any{"code": "E-2"})
 		if evs := s.drain(); len(evs) != 1 || evs[0].Key != "E-2" || evs[0].Op != ledger.OpCreate {
 			t.Fatalf("captured %v, want the create of E-2", evs)
+		}
+		if h := s.held(); len(h) != 0 {
+			t.Fatalf("still holds %+v", h)
+		}
+	})
+}
+
+// TestHeldAcrossBatches: one change a batch, so that (PostgreSQL, ledger
+// inside) each batch is built while the one before is appended: a row
+// held by the batch in flight is seen as held by the next, which holds
+// its address too instead of giving the party an identity.
+func TestHeldAcrossBatches(t *testing.T) {
+	forEachLayout(t, func(t *testing.T, lay layout) {
+		s := newSite(t, lay, 6)
+		s.open(capture.Options{BatchSize: 1})
+		alice := s.insert("party_party", 1, map[string]any{"code": "1", "name": "Alice", "active": true})
+		s.insert("party_address", 1, map[string]any{"party": alice, "city": "Port Maria", "active": true})
+		ana := s.insert("party_party", 1, map[string]any{"code": "A-2", "name": "Ana", "active": true})
+		s.insert("party_address", 1, map[string]any{"party": ana, "city": "Negril", "active": true})
+		s.update("party_party", alice, 1, map[string]any{"name": "Alice B."})
+		evs := s.drain()
+		if len(evs) != 2 || evs[0].Key != "A-2" || evs[1].Model != "party.address" {
+			t.Fatalf("captured %v, want Ana and her address", evs)
+		}
+		if h := s.held(); len(h) != 2 || h[heldName("party.party", alice)].Key != "1" {
+			t.Fatalf("holds %+v, want Alice and her address", h)
+		}
+		s.update("party_party", alice, 1, map[string]any{"code": "A-1"})
+		evs = s.drain()
+		if len(evs) != 2 || evs[0].Key != "A-1" || evs[0].Fields["name"].String() != ledger.String("Alice B.").String() || evs[1].Model != "party.address" {
+			t.Fatalf("captured %v, want Alice (as she is now) and her address", evs)
 		}
 		if h := s.held(); len(h) != 0 {
 			t.Fatalf("still holds %+v", h)
