@@ -1,6 +1,7 @@
 package capture
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -62,6 +63,13 @@ type batch struct {
 	owners  []owner
 	stamps  map[recKeyOf]fieldStamps // each field's HLC in this batch, once stamped
 	fl      *inflight                // the batch appended meanwhile, while this one builds
+	// Rows held back (held.go): the holds this batch knows (nil: not
+	// held), loaded or changed by it; the rows whose hold it changed;
+	// whether any row may be held at all (if not, none is looked up).
+	held       map[localRef]*heldRow
+	heldDirty  map[localRef]bool
+	anyHeld    bool
+	heldLooked bool // anyHeld is known
 }
 
 // inflight is what a batch being appended will have written once it
@@ -78,12 +86,17 @@ type inflight struct {
 	// of any other row holding one.
 	taken  map[recKeyOf]bool
 	stamps map[recKeyOf]fieldStamps // its HLC per field: the Base of later writes
+	held   map[localRef]*heldRow    // the holds it sets or ends (nil)
 }
 
 // inflight is b's effect on the id map and its stamps, as the next batch
 // must see them while b is appended (b is built and stamped).
 func (b *batch) inflight() *inflight {
-	fl := &inflight{keys: make(map[localRef]string, len(b.ids)), taken: map[recKeyOf]bool{}, stamps: b.stamps}
+	fl := &inflight{keys: make(map[localRef]string, len(b.ids)), taken: map[recKeyOf]bool{}, stamps: b.stamps,
+		held: make(map[localRef]*heldRow, len(b.heldDirty))}
+	for ref := range b.heldDirty {
+		fl.held[ref] = b.held[ref]
+	}
 	for _, ic := range b.ids {
 		ref := localRef{ic.model, ic.id}
 		switch ic.op {
@@ -100,12 +113,20 @@ func (b *batch) inflight() *inflight {
 }
 
 func newBatch(c *Capturer) *batch {
-	return &batch{c: c, keys: map[localRef]string{}, gone: map[localRef]bool{}, looked: map[localRef]bool{}}
+	return &batch{c: c, keys: map[localRef]string{}, gone: map[localRef]bool{}, looked: map[localRef]bool{},
+		held: map[localRef]*heldRow{}, heldDirty: map[localRef]bool{}}
 }
 
 // build makes the batch's events from chs, in order.
 func (b *batch) build(ctx context.Context, chs []change) error {
-	if err := b.loadKeys(ctx, b.refsOf(chs)); err != nil {
+	refs := b.refsOf(chs)
+	if err := b.loadKeys(ctx, refs); err != nil {
+		return err
+	}
+	if err := b.startHeld(ctx); err != nil {
+		return err
+	}
+	if err := b.loadHeld(ctx, refs); err != nil {
 		return err
 	}
 	for i := range chs {
@@ -228,17 +249,67 @@ func (b *batch) loadKeys(ctx context.Context, refs []localRef) error {
 
 // identity is the network key of a local row, from the id map or made now:
 // a new UUID for a UUID model, the key fields' values otherwise (img, or
-// the row as it is now when img lacks them).
+// the row as it is now when img lacks them). A row held back (held.go),
+// or one whose key is refused now, has none: the error is a *heldError.
 func (b *batch) identity(ctx context.Context, ref localRef, img row) (string, error) {
+	if k, ok, err := b.mapped(ctx, ref); err != nil || ok {
+		return k, err
+	}
+	// A held row gets its identity when its own change (or the retry of
+	// it) is captured as its create, never as a side effect of a
+	// reference: the network would have its key and never its create.
+	if h, err := b.heldOf(ctx, ref); err != nil {
+		return "", err
+	} else if h != nil && h.whole() {
+		return "", &heldError{ref: ref, key: h.Key, reason: h.Reason}
+	}
+	return b.mint(ctx, ref, img)
+}
+
+// own is the identity of a row captured as a create: the id map's, or a
+// new one (minted), even for a row held until now.
+func (b *batch) own(ctx context.Context, ref localRef, img row) (key string, minted bool, err error) {
+	if k, ok, err := b.mapped(ctx, ref); err != nil || ok {
+		return k, false, err
+	}
+	k, err := b.mint(ctx, ref, img)
+	return k, err == nil, err
+}
+
+// target is the network key of a row another one references (a
+// Many2One, a key part, a Many2Many owner or member). A row refused an
+// identity here is held itself, so that it is listed and captured once
+// it can be; the referrer is held because of it (the caller's part).
+func (b *batch) target(ctx context.Context, ref localRef) (string, error) {
+	k, err := b.identity(ctx, ref, nil)
+	if he := asHeld(err); he != nil && he.ref == ref {
+		if h, herr := b.heldOf(ctx, ref); herr != nil {
+			return "", herr
+		} else if h == nil {
+			m, _ := b.c.reg.Lookup(ref.model)
+			if herr := b.holdWhole(ctx, m, ref, &change{at: b.c.now()}, he.key, he.reason); herr != nil {
+				return "", herr
+			}
+		}
+	}
+	return k, err
+}
+
+// mapped is ref's key in the id map, if it has one.
+func (b *batch) mapped(ctx context.Context, ref localRef) (string, bool, error) {
 	if k, ok := b.keys[ref]; ok {
-		return k, nil
+		return k, true, nil
 	}
 	if err := b.loadKeys(ctx, []localRef{ref}); err != nil {
-		return "", err
+		return "", false, err
 	}
-	if k, ok := b.keys[ref]; ok {
-		return k, nil
-	}
+	k, ok := b.keys[ref]
+	return k, ok, nil
+}
+
+// mint gives ref a new network identity, entered in the id map when the
+// batch commits.
+func (b *batch) mint(ctx context.Context, ref localRef, img row) (string, error) {
 	m, ok := b.c.reg.Lookup(ref.model)
 	if !ok {
 		return "", fmt.Errorf("model %s is not synchronised", ref.model)
@@ -257,9 +328,24 @@ func (b *batch) identity(ctx context.Context, ref localRef, img row) (string, er
 	return key, nil
 }
 
+// unassign takes back the identity mint gave ref in this batch.
+func (b *batch) unassign(ref localRef) {
+	delete(b.keys, ref)
+	for i := len(b.ids) - 1; i >= 0; i-- {
+		if ic := b.ids[i]; ic.op == 'i' && ic.model == ref.model && ic.id == ref.id {
+			b.ids = slices.Delete(b.ids, i, i+1)
+			return
+		}
+	}
+}
+
 // naturalKey builds a unique or composite key from a row image, reading
-// the row when the image lacks a part.
+// the row when the image lacks a part. A key with an empty part, one
+// borrowed from a held row, or one models.Model.CheckNetworkKey refuses
+// (a plain number, as every instance's sequence makes) is no identity:
+// the error is a *heldError.
 func (b *batch) naturalKey(ctx context.Context, m *models.Model, id int64, img row) (string, error) {
+	ref := localRef{m.Name, id}
 	for _, name := range m.Key {
 		f, _ := m.Field(name)
 		if _, ok := img[f.Column]; !ok {
@@ -280,9 +366,12 @@ func (b *batch) naturalKey(ctx context.Context, m *models.Model, id int64, img r
 		if f.Type == models.Many2One {
 			tid, ok := img.int(f.Column)
 			if !ok {
-				return "", fmt.Errorf("%s id %d: key part %s is empty", m.Name, id, name)
+				return "", &heldError{ref: ref, reason: emptyKeyPart(name)}
 			}
-			k, err := b.identity(ctx, localRef{f.Target, tid}, nil)
+			k, err := b.target(ctx, localRef{f.Target, tid})
+			if he := asHeld(err); he != nil {
+				return "", &heldError{ref: ref, reason: he.referral("key part " + name)}
+			}
 			if err != nil {
 				return "", fmt.Errorf("%s id %d: key part %s: %w", m.Name, id, name, err)
 			}
@@ -291,37 +380,61 @@ func (b *batch) naturalKey(ctx context.Context, m *models.Model, id int64, img r
 		}
 		s, ok := img.str(f.Column)
 		if !ok || s == "" {
-			return "", fmt.Errorf("%s id %d: key part %s is empty", m.Name, id, name)
+			return "", &heldError{ref: ref, reason: emptyKeyPart(name)}
 		}
 		parts[i] = s
 	}
-	return m.KeyOf(parts...), nil
+	key := m.KeyOf(parts...)
+	if err := m.CheckNetworkKey(parts...); err != nil {
+		why := strings.TrimPrefix(err.Error(), models.ErrKeyNotNetworkUnique.Error()+": ")
+		return "", &heldError{ref: ref, key: key, reason: "key not network-unique: " + why}
+	}
+	return key, nil
+}
+
+func emptyKeyPart(name string) string {
+	return fmt.Sprintf("key part %s is empty: the record has no network key until it is set", name)
 }
 
 // fields converts the synchronised columns present in img (all of them for
 // a full image) into event fields. Nulls are kept when keepNull (a write
-// that cleared a field), dropped otherwise (a create).
+// that cleared a field), dropped otherwise (a create). held lists, in the
+// model's order, the fields left out because their value references a
+// row held back (held.go), and reason says why for the first.
 //
 // It walks the image, which holds a few columns for a write, rather than
 // the model's fields (dozens for a party); a bad value is reported for
 // the first bad field in the model's order, whatever the image's.
-func (b *batch) fields(ctx context.Context, m *models.Model, img row, keepNull bool) (map[string]ledger.Value, error) {
-	out := make(map[string]ledger.Value, len(img))
+func (b *batch) fields(ctx context.Context, m *models.Model, img row, keepNull bool) (out map[string]ledger.Value, held []string, reason string, err error) {
+	out = make(map[string]ledger.Value, len(img))
+	var whys map[string]*heldError
 	for col, raw := range img {
 		f, ok := m.FieldByColumn(col)
 		if !ok || f.Type == models.Many2Many {
 			continue
 		}
 		v, err := b.fieldValue(ctx, f, img, raw)
+		if he := asHeld(err); he != nil {
+			if whys == nil {
+				whys = map[string]*heldError{}
+			}
+			whys[f.Name] = he
+			held = append(held, f.Name)
+			continue
+		}
 		if err != nil {
-			return nil, b.firstBadField(ctx, m, img)
+			return nil, nil, "", b.firstBadField(ctx, m, img)
 		}
 		if v.IsNull() && !keepNull {
 			continue
 		}
 		out[f.Name] = v
 	}
-	return out, nil
+	if len(held) > 0 {
+		slices.SortFunc(held, func(x, y string) int { return cmp.Compare(fieldOrder(m, x), fieldOrder(m, y)) })
+		reason = whys[held[0]].referral("field " + held[0])
+	}
+	return out, held, reason, nil
 }
 
 // fieldValue converts one column of img to f's ledger value; a Many2One
@@ -334,7 +447,7 @@ func (b *batch) fieldValue(ctx context.Context, f *models.Field, img row, raw js
 	if !ok {
 		return ledger.Null(), nil
 	}
-	key, err := b.identity(ctx, localRef{f.Target, tid}, nil)
+	key, err := b.target(ctx, localRef{f.Target, tid})
 	if err != nil {
 		return ledger.Value{}, err
 	}
@@ -347,7 +460,7 @@ func (b *batch) firstBadField(ctx context.Context, m *models.Model, img row) err
 	for i := range m.Fields {
 		f := &m.Fields[i]
 		if raw, ok := img[f.Column]; ok && f.Type != models.Many2Many {
-			if _, err := b.fieldValue(ctx, f, img, raw); err != nil {
+			if _, err := b.fieldValue(ctx, f, img, raw); err != nil && asHeld(err) == nil {
 				return fmt.Errorf("field %s: %w", f.Name, err)
 			}
 		}
@@ -367,47 +480,82 @@ func (b *batch) record(ctx context.Context, m *models.Model, ch *change) error {
 	ref := localRef{m.Name, ch.id}
 	switch ch.op {
 	case "I":
-		key, err := b.identity(ctx, ref, ch.new)
+		key, minted, err := b.own(ctx, ref, ch.new)
+		if he := asHeld(err); he != nil {
+			return b.holdWhole(ctx, m, ref, ch, he.key, he.reason)
+		}
 		if err != nil {
 			return err
 		}
-		fields, err := b.fields(ctx, m, ch.new, false)
+		fields, held, reason, err := b.fields(ctx, m, ch.new, false)
 		if err != nil {
 			return err
+		}
+		if len(held) > 0 && minted {
+			// New to the network: created once everything it references
+			// can be named, rather than without the reference.
+			b.unassign(ref)
+			if m.Kind == models.UUIDKey {
+				key = ""
+			}
+			return b.holdWhole(ctx, m, ref, ch, key, reason)
 		}
 		b.emit(m, key, ledger.OpCreate, fields, ch)
 		delete(b.gone, ref)
-		if ch.seq == 0 { // a snapshot row: its Many2Many sets too
+		if ch.whole { // a snapshot row, or one seen for the first time: its Many2Many sets too
 			for _, f := range m.Fields {
 				if f.Type == models.Many2Many && f.Relation != nil && b.c.tables[f.Relation.Table].Field == f.Name {
 					b.owners = append(b.owners, owner{ref: ref, field: f.Name, at: ch.at, uid: ch.uid, snapshot: true})
 				}
 			}
 		}
+		return b.holdFields(ctx, m, ref, ch, fields, held, key, reason)
 	case "U":
 		known, err := b.known(ctx, ref)
 		if err != nil {
 			return err
 		}
 		if !known {
-			// A row from before capture was installed, never snapshotted:
-			// the network learns it whole.
+			// A row from before capture was installed, never snapshotted,
+			// or one held back until now: the network learns it whole.
 			return b.firstSight(ctx, m, ch)
 		}
 		key := b.keys[ref]
-		if newKey, moved, err := b.moved(ctx, m, key, ch); err != nil {
+		newKey, moved, err := b.moved(ctx, m, key, ch)
+		keyHeld := asHeld(err)
+		if err != nil && keyHeld == nil {
 			return err
 		} else if moved {
 			return b.rename(ctx, m, key, newKey, ch)
 		}
-		fields, err := b.fields(ctx, m, ch.new, true)
+		fields, held, reason, err := b.fields(ctx, m, ch.new, true)
 		if err != nil {
 			return err
+		}
+		heldKey := key
+		if keyHeld != nil {
+			// The record keeps its identity; the move waits for a key
+			// that may be one, the other fields go now.
+			for _, k := range m.Key {
+				delete(fields, k)
+				if !slices.Contains(held, k) {
+					held = append(held, k)
+				}
+			}
+			heldKey, reason = keyHeld.key, keyHeld.reason
 		}
 		if len(fields) > 0 { // only unsynchronised columns changed otherwise
 			b.emit(m, key, ledger.OpWrite, fields, ch)
 		}
+		return b.holdFields(ctx, m, ref, ch, fields, held, heldKey, reason)
 	case "D":
+		if h, err := b.heldOf(ctx, ref); err != nil {
+			return err
+		} else if h != nil && h.whole() {
+			// Never captured: the network has nothing to delete.
+			b.gone[ref] = true
+			return b.release(ctx, m, ref)
+		}
 		key, err := b.identity(ctx, ref, ch.old)
 		if err != nil {
 			b.c.log.Warn("deleted row has no network identity: not captured", "model", m.Name, "id", ch.id, "error", err)
@@ -417,10 +565,10 @@ func (b *batch) record(ctx context.Context, m *models.Model, ch *change) error {
 		b.ids = append(b.ids, idChange{op: 'd', model: m.Name, key: key, id: ch.id})
 		delete(b.keys, ref)
 		b.gone[ref] = true
+		return b.release(ctx, m, ref)
 	default:
 		return fmt.Errorf("unknown outbox operation %q", ch.op)
 	}
-	return nil
 }
 
 // known reports whether a row has a network identity already.
@@ -445,8 +593,12 @@ func (b *batch) firstSight(ctx context.Context, m *models.Model, ch *change) err
 	if cur == nil {
 		return nil // deleted since; the delete follows and has nothing to remove
 	}
-	b.c.log.Warn("change to a row the network has not seen (run ghsync capture snapshot): captured whole", "model", m.Name, "id", ch.id)
-	return b.record(ctx, m, &change{seq: ch.seq, tx: ch.tx, at: ch.at, table: ch.table, op: "I", id: ch.id, uid: ch.uid, new: cur})
+	if h, err := b.heldOf(ctx, localRef{m.Name, ch.id}); err != nil {
+		return err
+	} else if h == nil {
+		b.c.log.Warn("change to a row the network has not seen (run ghsync capture snapshot): captured whole", "model", m.Name, "id", ch.id)
+	}
+	return b.record(ctx, m, &change{seq: ch.seq, tx: ch.tx, at: ch.at, table: ch.table, op: "I", id: ch.id, uid: ch.uid, new: cur, whole: true})
 }
 
 // moved reports whether an update changed the record's natural key, and
@@ -475,6 +627,9 @@ func (b *batch) moved(ctx context.Context, m *models.Model, key string, ch *chan
 		img[col] = v
 	}
 	newKey, err := b.naturalKey(ctx, m, ch.id, img)
+	if he := asHeld(err); he != nil && he.key == key && key != "" {
+		return "", false, nil // its own key, given before the rule: kept
+	}
 	if err != nil {
 		return "", false, err
 	}
@@ -495,7 +650,7 @@ func (b *batch) rename(ctx context.Context, m *models.Model, oldKey, newKey stri
 	for col, v := range ch.new {
 		img[col] = v
 	}
-	fields, err := b.fields(ctx, m, img, false)
+	fields, held, reason, err := b.fields(ctx, m, img, false)
 	if err != nil {
 		return err
 	}
@@ -507,7 +662,8 @@ func (b *batch) rename(ctx context.Context, m *models.Model, oldKey, newKey stri
 	b.ids = append(b.ids, idChange{op: 'm', model: m.Name, key: oldKey, newKey: newKey, id: ch.id})
 	b.keys[localRef{m.Name, ch.id}] = newKey
 	b.c.log.Info("record key changed: identity moved", "model", m.Name, "from", oldKey, "to", newKey)
-	return nil
+	// Fields referencing held rows follow once those can be named.
+	return b.holdFields(ctx, m, localRef{m.Name, ch.id}, ch, fields, held, newKey, reason)
 }
 
 // relation notes the owner of a changed Many2Many relation row; its new
@@ -535,9 +691,12 @@ func (b *batch) flushOwners(ctx context.Context) error {
 		done[k] = true
 		m, _ := b.c.reg.Lookup(o.ref.model)
 		f, _ := m.Field(o.field)
-		key, err := b.identity(ctx, o.ref, nil)
+		key, err := b.target(ctx, o.ref)
 		if err != nil {
-			b.c.log.Warn("Many2Many change of a row with no identity: not captured", "model", m.Name, "id", o.ref.id, "error", err)
+			// A held row's sets go with its create, once it has one.
+			if asHeld(err) == nil {
+				b.c.log.Warn("Many2Many change of a row with no identity: not captured", "model", m.Name, "id", o.ref.id, "error", err)
+			}
 			continue
 		}
 		set, err := b.c.relationSet(ctx, f, o.ref.id)
@@ -548,18 +707,33 @@ func (b *batch) flushOwners(ctx context.Context) error {
 			continue
 		}
 		var refs []ledger.Ref
+		var held *heldError
 		for _, tid := range set {
-			tk, err := b.identity(ctx, localRef{f.Target, tid}, nil)
+			tk, err := b.target(ctx, localRef{f.Target, tid})
+			if held = asHeld(err); held != nil {
+				break
+			}
 			if err != nil {
 				return fmt.Errorf("%s %s: %w", m.Name, f.Name, err)
 			}
 			refs = append(refs, ledger.Ref{Model: f.Target, Key: tk})
 		}
+		ch := &change{at: o.at, tx: o.tx, uid: o.uid}
+		if held != nil { // the whole set, once every member can be named
+			if err := b.holdFields(ctx, m, o.ref, ch, nil, []string{f.Name}, key, held.referral("field "+f.Name)); err != nil {
+				return err
+			}
+			continue
+		}
 		v, err := ledger.RefSet(refs...)
 		if err != nil {
 			return err
 		}
-		b.emit(m, key, ledger.OpWrite, map[string]ledger.Value{f.Name: v}, &change{at: o.at, tx: o.tx, uid: o.uid})
+		written := map[string]ledger.Value{f.Name: v}
+		b.emit(m, key, ledger.OpWrite, written, ch)
+		if err := b.holdFields(ctx, m, o.ref, ch, written, nil, key, ""); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -797,6 +971,9 @@ func (b *batch) bookkeep(ctx context.Context, tx ledger.Tx, seqs []int64) error 
 	}
 	if err := flushRun(); err != nil {
 		return fmt.Errorf("local ids: %w", err)
+	}
+	if err := b.bookkeepHeld(ctx, exec); err != nil {
+		return err
 	}
 	for len(seqs) > 0 {
 		n := min(len(seqs), 1000)

@@ -113,6 +113,9 @@ type Stats struct {
 	Changes int // outbox rows (or snapshot rows) read
 	Events  int // events appended
 	Batches int
+	// Held is how many rows are held back after a Drain, their changes
+	// not captured (held.go; Status.Held lists them).
+	Held int
 }
 
 // Open prepares to drain the database at target (where Install ran) into
@@ -166,6 +169,10 @@ func (c *Capturer) init(ctx context.Context) error {
 	c.unlock = unlock
 	if err := upgradeBookkeeping(ctx, c.d); err != nil {
 		return err
+	}
+	// Installed before rows could be held back (held.go).
+	if _, err := c.d.ExecContext(ctx, heldDDL(c.d)); err != nil {
+		return fmt.Errorf("create the held table: %w", err)
 	}
 	// Nothing leaves the outbox for the wrong instance or the wrong
 	// ledger: either would strand the clinic's changes where no sync
@@ -334,6 +341,14 @@ func (c *Capturer) finishHandoff(ctx context.Context, recovering bool) error {
 	}
 	_, err = c.d.ExecContext(ctx, c.d.q(`DELETE FROM `+c.d.t("handoff")+` WHERE origin_seq <= ?`), last)
 	return err
+}
+
+// now is the time of a change made now, as the outbox would have timed it.
+func (c *Capturer) now() time.Time {
+	if c.opts.Correct != nil {
+		return c.opts.Correct(time.Now())
+	}
+	return time.Now()
 }
 
 // errBusy: another capturer holds the database.

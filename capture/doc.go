@@ -26,6 +26,11 @@
 // setting on PostgreSQL, a row in ghsync_capture_off on SQLite) and the
 // triggers skip them, so applied remote changes are not captured again.
 //
+// A row whose key is not network-unique (a plain-number party code, as
+// every instance's Tryton sequence makes; an empty key) is not given an
+// identity: it is held back, with what references it, until it can have
+// one (held.go); Status.Held lists it.
+//
 // HAZARD: a change of a record's unique key moves its identity. It is
 // captured as a create of the new key carrying models.RenamedFrom (the old
 // key) followed by a delete of the old key, and the id map entry moves

@@ -25,6 +25,9 @@ type change struct {
 	uid   sql.NullInt64
 	old   row
 	new   row
+	// whole: the row is captured whole, its Many2Many sets too (a
+	// snapshot row, or one the network sees for the first time).
+	whole bool
 }
 
 // Drain turns every change waiting in the outbox into ledger events, one
@@ -57,7 +60,10 @@ func (c *Capturer) Drain(ctx context.Context) (Stats, error) {
 	for err == nil && cur != nil {
 		cur, err = c.step(ctx, cur, &st)
 	}
-	return st, err
+	if err != nil {
+		return st, err
+	}
+	return st, c.retryHeld(ctx, &st)
 }
 
 // prepared is a batch built and stamped, ready to append.
@@ -202,9 +208,24 @@ func (c *Capturer) commit(ctx context.Context, chs []change, fromOutbox bool) (i
 // the batch being appended meanwhile will have written. A failure after
 // stamping began leaves the sequencer to resume.
 func (c *Capturer) prepare(ctx context.Context, chs []change, fromOutbox bool, fl *inflight) (*prepared, error) {
+	p, err := c.prepareWith(ctx, fl, func(b *batch) error { return b.build(ctx, chs) })
+	if err != nil {
+		return nil, err
+	}
+	if fromOutbox {
+		p.seqs = make([]int64, len(chs))
+		for i, ch := range chs {
+			p.seqs[i] = ch.seq
+		}
+	}
+	return p, nil
+}
+
+// prepareWith builds a batch with build and stamps its events.
+func (c *Capturer) prepareWith(ctx context.Context, fl *inflight, build func(*batch) error) (*prepared, error) {
 	b := newBatch(c)
 	b.fl = fl
-	if err := b.build(ctx, chs); err != nil {
+	if err := build(b); err != nil {
 		return nil, err
 	}
 	b.fl = nil // only the build reads it; holding it would chain the batches
@@ -219,14 +240,7 @@ func (c *Capturer) prepare(ctx context.Context, chs []change, fromOutbox bool, f
 		c.stale = true
 		return nil, err
 	}
-	p := &prepared{b: b}
-	if fromOutbox {
-		p.seqs = make([]int64, len(chs))
-		for i, ch := range chs {
-			p.seqs[i] = ch.seq
-		}
-	}
-	return p, nil
+	return &prepared{b: b}, nil
 }
 
 // append makes p durable: its events appended and, in the same

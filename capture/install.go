@@ -106,6 +106,7 @@ func Install(ctx context.Context, target string, reg *models.Registry) (*Install
 		return nil, err
 	}
 	stmts = append(stmts, outboxDDL(d)...)
+	stmts = append(stmts, heldDDL(d))
 	compared := map[string][]string{} // table → the columns its update trigger compares
 	for _, c := range rep.Tables {
 		ts, cols, err := triggerDDL(ctx, d, tx, c.Table)
@@ -530,7 +531,9 @@ func Uninstall(ctx context.Context, target string, force bool) error {
 	if err := rows.Err(); err != nil {
 		return err
 	}
-	for _, t := range []string{"outbox", "capture_meta", "capture_tables", "handoff"} {
+	// Held rows stay in Tryton's tables; installed again, capture snapshot
+	// finds them (they have no network identity) and holds them again.
+	for _, t := range []string{"outbox", "capture_meta", "capture_tables", "handoff", "held"} {
 		drops = append(drops, `DROP TABLE IF EXISTS `+d.t(t))
 	}
 	for _, s := range drops {

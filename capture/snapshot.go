@@ -89,7 +89,7 @@ func (c *Capturer) snapshotChunk(ctx context.Context, tx *sql.Tx, m *models.Mode
 	var out []change
 	now := time.Now()
 	for rows.Next() {
-		ch := change{op: "I", table: m.Table, at: now}
+		ch := change{op: "I", table: m.Table, at: now, whole: true}
 		var raw string
 		if err := rows.Scan(&ch.id, &ch.uid, &raw); err != nil {
 			return nil, err

@@ -28,6 +28,12 @@ type Status struct {
 	Pending   int64     // changes in the outbox
 	Oldest    time.Time // when the oldest pending change was made; zero if none
 	HandedOff int64     // stamped events not yet confirmed in the ledger
+	// Held lists the rows whose changes capture holds back, by model and
+	// local id: they cannot have a network identity yet (a plain-number
+	// code, an empty key, or a reference to such a row). They are not in
+	// the outbox and stay in Tryton's tables; the next drain captures
+	// each once it can.
+	Held []HeldRow
 }
 
 // Inspect reads the capture state of the database at target; it returns
@@ -97,6 +103,13 @@ func Inspect(ctx context.Context, target string) (*Status, error) {
 	}
 	if err := d.QueryRowContext(ctx, `SELECT count(*) FROM `+d.t("handoff")).Scan(&st.HandedOff); err != nil {
 		return nil, err
+	}
+	held, err := readHeld(ctx, d)
+	if err != nil {
+		return nil, err
+	}
+	for _, h := range held {
+		st.Held = append(st.Held, h.HeldRow)
 	}
 	return st, nil
 }

@@ -195,10 +195,13 @@ func oneTrytonTx(t *testing.T, what string, evs []*ledger.Event) {
 // the transaction, the Base of each write, and the cascade of a delete.
 func TestTrytonCaptureParties(t *testing.T) {
 	db := trytontest.NewDatabase(t)
+	// Plain Tryton's codes "1", "2"... would be held back, not captured
+	// (TestTrytonLocalCounterHeld): this instance's sequence has a prefix.
+	setPartyPrefix(t, db, "K-")
 	s := newTrytonSite(t, db, 3, true)
 	clerkID := db.CreateUser(t, "clerk", "Clerk")
 
-	// Created by the administrator: code "1" from the party sequence.
+	// Created by the administrator: code "K-1" from the party sequence.
 	ann := db.CreateParties(t, trytontest.Party{Name: "Ann Lee",
 		Addresses:         []trytontest.Address{{Street: "1 Hope Road\nApt 2", City: "Kingston", PostalCode: "KGN6"}},
 		ContactMechanisms: []trytontest.ContactMechanism{{Type: "mobile", Value: "+18765550100"}, {Type: "email", Value: "ann@example.org"}},
@@ -207,9 +210,9 @@ func TestTrytonCaptureParties(t *testing.T) {
 	bob := db.As("clerk").CreateParties(t, trytontest.Party{Name: "Bob Grant", Code: "JM-7",
 		Addresses: []trytontest.Address{{City: "Mandeville"}}})[0]
 	evs := s.drain()
-	p1 := ref(t, "party.party", "1")
+	p1 := ref(t, "party.party", "K-1")
 	expectTrytonEvents(t, evs, []tev{
-		{"party.party", ledger.OpCreate, "1", "admin", fieldsOf("name", "Ann Lee", "code", "1", "active", true)},
+		{"party.party", ledger.OpCreate, "K-1", "admin", fieldsOf("name", "Ann Lee", "code", "K-1", "active", true)},
 		{"party.address", ledger.OpCreate, "uuid", "admin", fieldsOf("party", p1, "street", "1 Hope Road\nApt 2", "city", "Kingston", "postal_code", "KGN6", "active", true)},
 		{"party.contact_mechanism", ledger.OpCreate, "uuid", "admin", fieldsOf("party", p1, "type", "mobile", "value", "+18765550100", "active", true)},
 		{"party.contact_mechanism", ledger.OpCreate, "uuid", "admin", fieldsOf("party", p1, "type", "email", "value", "ann@example.org", "active", true)},
@@ -260,7 +263,7 @@ func TestTrytonCaptureParties(t *testing.T) {
 	})
 	evs = s.drain()
 	expectTrytonEvents(t, evs, []tev{
-		{"party.party", ledger.OpWrite, "1", "clerk", fieldsOf("name", "Ann B. Lee")},
+		{"party.party", ledger.OpWrite, "K-1", "clerk", fieldsOf("name", "Ann B. Lee")},
 		{"party.address", ledger.OpWrite, annAddr, "clerk", fieldsOf("city", "Spanish Town")},
 		{"party.address", ledger.OpCreate, "uuid", "clerk", fieldsOf("party", p1, "street", "9 Bay St", "city", "Ocho Rios", "active", true)},
 		{"party.contact_mechanism", ledger.OpWrite, mobile, "clerk", fieldsOf("value", "+18765550199")},
@@ -271,7 +274,7 @@ func TestTrytonCaptureParties(t *testing.T) {
 	newAddr := evs[2].Key
 	// Each write names the value it replaced, made in an earlier drain.
 	for i, base := range map[int]map[string]clocks.Timestamp{
-		0: {"name": created["1"].HLC},
+		0: {"name": created["K-1"].HLC},
 		1: {"city": created[annAddr].HLC},
 		3: {"value": lastValue.HLC},
 		4: {"active": created[email].HLC},
@@ -315,9 +318,9 @@ func TestTrytonCaptureParties(t *testing.T) {
 	wantAddr, wantCM := []string{annAddr, newAddr}, []string{mobile, email}
 	slices.Sort(wantAddr)
 	slices.Sort(wantCM)
-	if len(evs) != 5 || !slices.Equal(byModel["party.party"], []string{"1"}) || !slices.Equal(byModel["party.address"], wantAddr) ||
+	if len(evs) != 5 || !slices.Equal(byModel["party.party"], []string{"K-1"}) || !slices.Equal(byModel["party.address"], wantAddr) ||
 		!slices.Equal(byModel["party.contact_mechanism"], wantCM) || evs[len(evs)-1].Model != "party.party" {
-		t.Fatalf("the delete of party 1 captured %v, want its 2 addresses %v and 2 contact mechanisms %v, then the party", byModel, wantAddr, wantCM)
+		t.Fatalf("the delete of party K-1 captured %v, want its 2 addresses %v and 2 contact mechanisms %v, then the party", byModel, wantAddr, wantCM)
 	}
 	oneTrytonTx(t, "the delete", evs)
 	if n := s.outbox(); n != 0 {
@@ -326,6 +329,43 @@ func TestTrytonCaptureParties(t *testing.T) {
 	rep, err := ledger.Verify(ctx(t), s.store)
 	if err != nil || !rep.OK() {
 		t.Fatalf("ledger does not verify: %v %+v", err, rep)
+	}
+}
+
+// TestTrytonLocalCounterHeld is QA's case in a real Tryton: plain
+// Tryton codes parties from a sequence without a prefix ("1", "2"...), as
+// every other instance does. A party created so is held back with its
+// address, not captured; once the administrator gives the sequence a
+// prefix and edits the code, the next drain captures both.
+func TestTrytonLocalCounterHeld(t *testing.T) {
+	db := trytontest.NewDatabase(t)
+	s := newTrytonSite(t, db, 2, false)
+	ann := db.CreateParties(t, trytontest.Party{Name: "Ann Lee", Addresses: []trytontest.Address{{City: "Kingston"}}})[0]
+	bob := db.CreateParties(t, trytontest.Party{Name: "Bob Grant", Code: "JM-7"})[0]
+	evs := s.drain()
+	if len(evs) != 1 || evs[0].Key != "JM-7" {
+		t.Fatalf("captured %v, want Bob (JM-7) only", evs)
+	}
+	held := s.held()
+	row := db.ReadParty(t, ann)
+	if h, ok := held[heldName("party.party", int64(ann))]; len(held) != 2 || !ok || h.Key != "1" || !strings.Contains(h.Reason, "plain number") {
+		t.Fatalf("holds %+v, want Ann (code 1) and her address", held)
+	}
+	if _, ok := held[heldName("party.address", int64(row.Addresses[0].ID))]; !ok {
+		t.Fatalf("holds %+v, want Ann's address", held)
+	}
+	setPartyPrefix(t, db, "K-")
+	db.WriteParty(t, ann, trytontest.Values{"code": "K-1"})
+	evs = s.drain()
+	expectTrytonEvents(t, evs, []tev{
+		{"party.party", ledger.OpCreate, "K-1", "admin", fieldsOf("name", "Ann Lee", "code", "K-1", "active", true)},
+		{"party.address", ledger.OpCreate, "uuid", "admin", fieldsOf("party", ref(t, "party.party", "K-1"), "street", "", "city", "Kingston", "postal_code", "", "active", true)},
+	})
+	if h := s.held(); len(h) != 0 {
+		t.Fatalf("still holds %+v", h)
+	}
+	if p := db.ReadParty(t, bob); p.Code != "JM-7" {
+		t.Fatalf("trytond reads Bob as %+v", p)
 	}
 }
 
@@ -448,7 +488,14 @@ func TestTrytonProjectRemoteParties(t *testing.T) {
 	if p := db.ReadParty(t, local); p.Code != "1" {
 		t.Fatalf("Tryton's next party got code %q, want 1", p.Code)
 	}
-	s.drain()
+	// Plain Tryton's sequence has no prefix: "1" is held back, not
+	// captured, for every other instance makes a party "1" too.
+	if evs := s.drain(); len(evs) != 0 {
+		t.Fatalf("a party coded 1 by Tryton's sequence was captured: %v", evs)
+	}
+	if h, ok := s.held()[heldName("party.party", int64(local))]; !ok || h.Key != "1" {
+		t.Fatalf("capture holds %+v, want Local Lou (code 1)", s.held())
+	}
 	s.project()
 	cs, err := s.proj.Conflicts(ctx(t))
 	if err != nil {

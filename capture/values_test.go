@@ -95,13 +95,13 @@ func TestFieldsReportsFirstBadField(t *testing.T) {
 	}
 	b := &batch{}
 	for range 50 {
-		_, err := b.fields(t.Context(), m, img, false)
+		_, _, _, err := b.fields(t.Context(), m, img, false)
 		if err == nil || !strings.HasPrefix(err.Error(), want) {
 			t.Fatalf("fields: %v, want an error starting %q", err, want)
 		}
 	}
 	img["active"], img["dob"] = json.RawMessage(`true`), json.RawMessage(`"1970-01-02"`)
-	got, err := b.fields(t.Context(), m, img, false)
+	got, _, _, err := b.fields(t.Context(), m, img, false)
 	if err != nil || len(got) != len(img) || got["active"].String() != ledger.Bool(true).String() {
 		t.Fatalf("fields of a good image: %v, %v", got, err)
 	}

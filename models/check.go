@@ -10,8 +10,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-
-	"github.com/ghsync/ghsync/merge"
 )
 
 // Severity grades a check finding.
@@ -510,16 +508,13 @@ func checkKeys(ctx context.Context, db *sql.DB, dialect string, m *Model, mc *Mo
 		}
 	}
 
-	f, _ := m.Field(m.Key[0])
-	if m.Kind != UniqueKey || f.Type != Char || m.Reference || m.Policy.Default == merge.CentralWins {
+	// The capturer refuses the same values one record at a time
+	// (CheckNetworkKey): the rule is sequenceKey and plainNumberSQL.
+	f, ok := m.sequenceKey()
+	if !ok {
 		return nil
 	}
-	c := quote(f.Column)
-	digits := c + ` ~ '^[0-9]+$'`
-	if dialect == SQLite {
-		digits = fmt.Sprintf("(%s <> '' AND %s NOT GLOB '*[^0-9]*')", c, c)
-	}
-	q = fmt.Sprintf("SELECT count(*) FROM %s WHERE %s", table, digits)
+	q = fmt.Sprintf("SELECT count(*) FROM %s WHERE %s", table, plainNumberSQL(quote(f.Column), dialect))
 	if err := db.QueryRowContext(ctx, q).Scan(&n); err != nil {
 		return fmt.Errorf("count %s sequence-like keys: %w", m.Name, err)
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"maps"
 	"slices"
+	"strings"
 
 	"github.com/ghsync/ghsync/clocks"
 	"github.com/ghsync/ghsync/ledger"
@@ -18,25 +19,41 @@ import (
 //     merged state would overwrite the user's edit until the capturer
 //     drained it. The record is listed in deferred, with the HLC of each
 //     value the row shows (the capturer names them as the change's Base),
-//     and re-derived once the outbox no longer holds a change to it.
+//     and re-derived once the outbox no longer holds a change to it. A
+//     row whose fields the capturer holds back (capture's held table: they
+//     reference a record with no network identity yet) is left alone the
+//     same way until they are captured.
 //   - A record whose unique key changed (models.RenamedFrom) keeps its row:
 //     the id map entry moves to the new key, and references to the old key
 //     resolve to the new one (alias).
 
-// loadLocal reads the outbox's pending rows and the aliases.
+// loadLocal reads the outbox's pending rows (and the rows with held
+// fields) and the aliases.
 func (b *batch) loadLocal(ctx context.Context) error {
 	b.pending = map[string]map[int64]bool{}
 	b.alias = map[recKey]string{}
-	probe := `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'ghsync_outbox'`
-	if b.p.d.name() == "postgres" {
-		probe = `SELECT count(*) FROM pg_class WHERE oid = to_regclass('ghsync.outbox')`
+	exists := func(table string) (bool, error) {
+		probe := `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'ghsync_` + table + `'`
+		if b.p.d.name() == "postgres" {
+			probe = `SELECT count(*) FROM pg_class WHERE oid = to_regclass('ghsync.` + table + `')`
+		}
+		var n int64
+		err := scanOne(ctx, b.tx, []any{&n}, probe)
+		return n > 0, err
 	}
-	var n int64
-	if err := scanOne(ctx, b.tx, []any{&n}, probe); err != nil {
+	var pending []string
+	if ok, err := exists("outbox"); err != nil {
 		return err
+	} else if ok {
+		pending = append(pending, `SELECT DISTINCT tbl, row_id FROM `+b.s+`outbox`)
 	}
-	if n > 0 {
-		rows, err := b.tx.query(ctx, `SELECT DISTINCT tbl, row_id FROM `+b.s+`outbox`)
+	if ok, err := exists("held"); err != nil {
+		return err
+	} else if ok {
+		pending = append(pending, `SELECT tbl, local_id FROM `+b.s+`held WHERE fields <> ''`)
+	}
+	if len(pending) > 0 {
+		rows, err := b.tx.query(ctx, strings.Join(pending, " UNION "))
 		if err != nil {
 			return err
 		}

@@ -58,7 +58,7 @@ func (p *Projector) reset(ctx context.Context) error {
 	if len(b.pending) > 0 {
 		// Rebuilding would delete rows whose local edits the capturer has
 		// not yet turned into events.
-		return fmt.Errorf("the capture outbox holds changes to %d tables not yet in the ledger: run ghsync capture drain first", len(b.pending))
+		return fmt.Errorf("the capture outbox holds changes to %d tables not yet in the ledger, or capture holds some back: run ghsync capture drain first (ghsync capture status lists held records)", len(b.pending))
 	}
 	s := p.d.schemaPrefix()
 	var marked int64

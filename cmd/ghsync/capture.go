@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
@@ -162,7 +163,35 @@ func (c *CaptureStatusCmd) Run(env *Env) error {
 	if st.HandedOff > 0 {
 		fmt.Fprintf(w, "hand-off: %s not yet confirmed in the ledger (the next drain appends %s)\n", count(st.HandedOff, "stamped event", "stamped events"), pick(st.HandedOff, "it", "them"))
 	}
+	printHeld(w, st.Held)
 	return nil
+}
+
+// heldShown is how many held rows capture status lists one by one.
+const heldShown = 50
+
+// printHeld lists the rows capture holds back: each stays in this
+// database, uncaptured, until it can have a network identity.
+func printHeld(w io.Writer, held []capture.HeldRow) {
+	if len(held) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "held:     %s not captured: they cannot have a network identity yet (the next drain captures each once it can)\n", count(len(held), "record", "records"))
+	for i, h := range held {
+		if i == heldShown {
+			fmt.Fprintf(w, "          ... and %d more\n", len(held)-heldShown)
+			break
+		}
+		what := "whole record"
+		if h.Fields != nil {
+			what = "fields " + strings.Join(h.Fields, ", ")
+		}
+		key := ""
+		if h.Key != "" {
+			key = fmt.Sprintf(" key %q", h.Key)
+		}
+		fmt.Fprintf(w, "          %s id %d%s (%s, since %s): %s\n", h.Model, h.LocalID, key, what, h.At.Format(time.RFC3339), h.Reason)
+	}
 }
 
 type CaptureDrainCmd struct {
@@ -184,6 +213,9 @@ func (c *CaptureDrainCmd) Run(env *Env) error {
 		return err
 	}
 	fmt.Fprintf(env.Out, "captured %s as %s in %s\n", count(st.Changes, "change", "changes"), count(st.Events, "event", "events"), count(st.Batches, "transaction", "transactions"))
+	if st.Held > 0 {
+		fmt.Fprintf(env.Out, "%s held back, not captured: they cannot have a network identity yet (ghsync capture status lists them)\n", count(st.Held, "record", "records"))
+	}
 	return nil
 }
 
