@@ -533,9 +533,13 @@ func CheckLedger(ctx context.Context, db *sql.DB, dialect string, store ledger.S
 // is the projector's own CPU work, applying mostly waits on the target.
 // On PostgreSQL the next batch is also prepared while the current one
 // commits (pipeline.go). A target whose checkpoint does not fit the
-// ledger is refused (ErrOtherLedger), unchanged.
+// ledger is refused (ErrOtherLedger), unchanged, and so is one whose
+// capture must be reconciled first (ErrReconcile).
 func (p *Projector) CatchUp(ctx context.Context) (Stats, error) {
 	var st Stats
+	if err := p.held(ctx); err != nil {
+		return st, err
+	}
 	p.late, p.lateAll = nil, false
 	cp, at, err := p.checkpoint(ctx)
 	if err != nil {

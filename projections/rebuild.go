@@ -14,6 +14,9 @@ import (
 // Tryton tables that point at them stay valid. The result equals what
 // incremental projection built; the tests hold it to that.
 func (p *Projector) Rebuild(ctx context.Context) (Stats, error) {
+	if err := p.held(ctx); err != nil {
+		return Stats{}, fmt.Errorf("rebuild: %w", err)
+	}
 	if err := p.reset(ctx); err != nil {
 		return Stats{}, fmt.Errorf("rebuild: %w", err)
 	}
