@@ -59,6 +59,16 @@ type InstallReport struct {
 	// Missing lists registered models whose table this database lacks
 	// (their module is not activated): nothing of theirs is captured.
 	Missing []string
+	// Reconcile lists the models whose table had no capture triggers
+	// before this install while the network already knows rows of it
+	// (the records table maps them): capture was uninstalled, the table
+	// is newly captured, or a restored dump lost the triggers. Edits made
+	// there meanwhile are in no event, so projection is held
+	// (projections.MetaReconcile) until Capturer.Reconcile has run.
+	Reconcile []string
+	// Rows says some captured table holds rows: unless Reconcile has run
+	// since they were made, rows the network has never seen.
+	Rows bool
 }
 
 // ErrNotInstalled is returned when a database has no capture schema.
@@ -100,6 +110,10 @@ func Install(ctx context.Context, target string, reg *models.Registry) (*Install
 				rep.Tables = append(rep.Tables, Captured{Table: f.Relation.Table, Model: m.Name, Field: f.Name})
 			}
 		}
+	}
+	unrecorded, err := untriggered(ctx, d, tx, rep.Tables)
+	if err != nil {
+		return nil, err
 	}
 	stmts, err := bookkeepingDDL(ctx, d, tx)
 	if err != nil {
@@ -147,6 +161,12 @@ func Install(ctx context.Context, target string, reg *models.Registry) (*Install
 			c.Table, c.Model, c.Field, strings.Join(compared[c.Table], ",")); err != nil {
 			return nil, err
 		}
+	}
+	if rep.Reconcile, err = holdProjection(ctx, d, tx, unrecorded); err != nil {
+		return nil, err
+	}
+	if rep.Rows, err = anyRows(ctx, d, tx, rep.Tables); err != nil {
+		return nil, err
 	}
 	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("install capture: %w", err)
