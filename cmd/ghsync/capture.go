@@ -18,7 +18,7 @@ type CaptureCmd struct {
 	Uninstall CaptureUninstallCmd `cmd:"" help:"Remove every trace of capture from the database (triggers, functions, outbox)."`
 	Status    CaptureStatusCmd    `cmd:"" help:"Show what is installed, how many changes wait in the outbox and the oldest one."`
 	Drain     CaptureDrainCmd     `cmd:"" help:"Turn the changes waiting in the outbox into ledger events (what sync does first)."`
-	Snapshot  CaptureSnapshotCmd  `cmd:"" help:"Turn the rows already in the database into create events, for an instance joining the network with data (resumable)."`
+	Reconcile CaptureReconcileCmd `cmd:"" aliases:"snapshot" help:"Capture what the network does not know of the rows: rows it never saw become creates, rows edited while capture was not recording become writes (after capture install; resumable)."`
 }
 
 // Origin is this instance's synchronisation_id.
@@ -71,6 +71,14 @@ func (c *CaptureInstallCmd) Run(env *Env) error {
 	if len(rep.Missing) > 0 {
 		fmt.Fprintf(env.Out, "%d registered models have no table here (module not activated), nothing of theirs is captured: %s\n",
 			len(rep.Missing), abbreviate(rep.Missing, 6))
+	}
+	switch {
+	case len(rep.Reconcile) > 0:
+		fmt.Fprintf(env.Out, "the network already knows rows of %s, and edits made there while capture was not recording are in no event:\n"+
+			"run ghsync capture reconcile --db %s --id N now; until it completes, sync, run and project do not project (they would overwrite those edits)\n",
+			abbreviate(rep.Reconcile, 6), redact(c.Target.Target))
+	case rep.Rows:
+		fmt.Fprintf(env.Out, "rows already in the database are not events yet: run ghsync capture reconcile --db %s --id N once\n", redact(c.Target.Target))
 	}
 	return nil
 }
@@ -135,24 +143,34 @@ func (c *CaptureDrainCmd) Run(env *Env) error {
 	return nil
 }
 
-type CaptureSnapshotCmd struct {
+type CaptureReconcileCmd struct {
 	Target
 	Origin
 }
 
-func (c *CaptureSnapshotCmd) Run(env *Env) error {
+func (c *CaptureReconcileCmd) Run(env *Env) error {
 	cp, done, err := openCapturer(env, c.Target, c.Origin)
 	if err != nil {
 		return err
 	}
 	defer done()
-	st, err := cp.Snapshot(env.Ctx, func(p capture.SnapshotProgress) {
-		env.Log.Info("snapshot", "model", p.Model, "rows", p.Rows, "events", p.Events)
+	st, err := cp.Reconcile(env.Ctx, func(p capture.SnapshotProgress) {
+		env.Log.Info("reconcile", "model", p.Model, "rows", p.Rows, "events", p.Events)
 	})
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(env.Out, "snapshot: %d existing rows became %d events; run ghsync capture drain for changes made meanwhile\n", st.Changes, st.Events)
+	fmt.Fprintf(env.Out, "reconcile: %d rows new to the network (created), %d rows that differ from it (written): %d events\n",
+		st.Created, st.Changed, st.Events)
+	if st.Deleted > 0 {
+		fmt.Fprintf(env.Out, "%d rows of records the network deleted are still here: the projector removes them (ghsync conflicts lists fields edited meanwhile)\n", st.Deleted)
+	}
+	if st.Restored > 0 {
+		fmt.Fprintf(env.Out, "%d rows the network knows are gone here: not deleted network-wide; the projector writes them again (delete them again in Tryton if that was meant)\n", st.Restored)
+	}
+	if st.Pending > 0 {
+		fmt.Fprintf(env.Out, "%d changes made meanwhile wait in the outbox: the next ghsync sync (or capture drain) captures them\n", st.Pending)
+	}
 	return nil
 }
 
