@@ -28,6 +28,9 @@ type Status struct {
 	Pending   int64     // changes in the outbox
 	Oldest    time.Time // when the oldest pending change was made; zero if none
 	HandedOff int64     // stamped events not yet confirmed in the ledger
+	// ReconcileDue says install held projection until Reconcile runs
+	// (projections.MetaReconcile).
+	ReconcileDue bool
 }
 
 // Inspect reads the capture state of the database at target; it returns
@@ -98,6 +101,11 @@ func Inspect(ctx context.Context, target string) (*Status, error) {
 	if err := d.QueryRowContext(ctx, `SELECT count(*) FROM `+d.t("handoff")).Scan(&st.HandedOff); err != nil {
 		return nil, err
 	}
+	asked, err := d.reconcileRequest(ctx)
+	if err != nil {
+		return nil, err
+	}
+	st.ReconcileDue = asked > 0
 	return st, nil
 }
 

@@ -93,6 +93,7 @@ func (c *CaptureUninstallCmd) Run(env *Env) error {
 		return err
 	}
 	fmt.Fprintf(env.Out, "capture removed from %s\n", redact(c.Target.Target))
+	fmt.Fprintf(env.Out, "edits made in it from now on are not recorded, and projecting (sync, run, project) may overwrite them: capture install, then capture reconcile, before the next sync\n")
 	return nil
 }
 
@@ -120,6 +121,9 @@ func (c *CaptureStatusCmd) Run(env *Env) error {
 	fmt.Fprintln(w)
 	if st.HandedOff > 0 {
 		fmt.Fprintf(w, "hand-off: %d stamped events not yet confirmed in the ledger (the next drain appends them)\n", st.HandedOff)
+	}
+	if st.ReconcileDue {
+		fmt.Fprintf(w, "reconcile: due (edits made while capture was not recording are not events yet): projection waits for ghsync capture reconcile\n")
 	}
 	return nil
 }

@@ -81,9 +81,15 @@ func TestCaptureReconcileAfterReinstall(t *testing.T) {
 	if code, out, stderr := ghsync(t, append([]string{"sync"}, inst...)...); code == 0 || !strings.Contains(stderr, "run ghsync capture reconcile first") {
 		t.Fatalf("sync before the reconcile: exit %d\n%s%s", code, out, stderr)
 	}
+	if out := mustRun(t, "capture", "status", "--db", target); !strings.Contains(out, "reconcile: due") {
+		t.Fatalf("status does not say a reconcile is due:\n%s", out)
+	}
 	out := mustRun(t, append([]string{"capture", "snapshot"}, inst...)...)
 	if !strings.Contains(out, "1 rows that differ from it (written): 1 events") || strings.Contains(out, "capture drain") {
 		t.Fatalf("reconcile:\n%s", out)
+	}
+	if out := mustRun(t, "capture", "status", "--db", target); strings.Contains(out, "reconcile") {
+		t.Fatalf("status after the reconcile:\n%s", out)
 	}
 	mustRun(t, append([]string{"sync"}, inst...)...)
 	var name string
