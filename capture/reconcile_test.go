@@ -7,6 +7,7 @@ import (
 
 	"github.com/ghsync/ghsync/capture"
 	"github.com/ghsync/ghsync/ledger"
+	"github.com/ghsync/ghsync/models"
 	"github.com/ghsync/ghsync/projections"
 )
 
@@ -233,15 +234,17 @@ func TestReconcileGoneRowsRestored(t *testing.T) {
 		s := newSite(t, lay, 9)
 		p := s.insert("party_party", 1, map[string]any{"code": "G-1", "name": "Gone", "active": true})
 		s.insert("party_address", 1, map[string]any{"party": p, "city": "Mandeville", "active": true})
-		keep := s.insert("party_party", 1, map[string]any{"code": "K-1", "name": "Kept", "active": true})
+		jm := s.insert("country_country", 1, map[string]any{"code": "JM", "name": "Jamaica", "active": true})
+		keep := s.insert("party_party", 1, map[string]any{"code": "K-1", "name": "Kept", "residence": jm, "active": true})
 		s.drain()
 		s.project()
 		s.reinstall(func() {
-			s.exec(`DELETE FROM party_party WHERE id = ?`, p) // the address goes with it (ON DELETE CASCADE)
+			s.exec(`DELETE FROM party_party WHERE id = ?`, p)      // the address goes with it (ON DELETE CASCADE)
+			s.exec(`DELETE FROM country_country WHERE id = ?`, jm) // K-1's residence becomes NULL (SET NULL)
 		})
 		rs, evs := s.reconcile()
-		if len(evs) != 0 || rs.Restored != 2 {
-			t.Fatalf("reconcile of rows gone: %+v, events %v; want 2 restored, no event", rs, evs)
+		if len(evs) != 0 || rs.Restored != 3 {
+			t.Fatalf("reconcile of rows gone: %+v, events %v; want 3 restored, no event", rs, evs)
 		}
 		s.project()
 		p2 := s.int(`SELECT id FROM party_party WHERE code = 'G-1'`)
@@ -251,8 +254,9 @@ func TestReconcileGoneRowsRestored(t *testing.T) {
 		if n := s.int(`SELECT count(*) FROM party_address WHERE party = ? AND city = 'Mandeville'`, p2); n != 1 {
 			t.Fatalf("%d addresses on the restored party, want 1", n)
 		}
-		if n := s.int(`SELECT count(*) FROM party_party WHERE id = ?`, keep); n != 1 {
-			t.Fatal("an untouched row went")
+		jm2 := s.int(`SELECT id FROM country_country WHERE code = 'JM'`)
+		if n := s.int(`SELECT count(*) FROM party_party WHERE id = ? AND residence = ?`, keep, jm2); n != 1 {
+			t.Fatal("the party whose residence was restored does not point at it")
 		}
 		if rs, evs := s.reconcile(); rs.Events != 0 || rs.Restored != 0 || len(evs) != 0 {
 			t.Fatalf("second reconcile: %+v %v, want nothing", rs, evs)
@@ -303,6 +307,71 @@ func TestReconcileDeletedRecordStillHere(t *testing.T) {
 		}
 		if !found {
 			t.Fatalf("conflicts %+v: the edit made while capture was off is not recorded", b.conflicts())
+		}
+	})
+}
+
+// TestReconcileManyToMany: a link added while capture was off is captured
+// as a write of the owner's whole set, whose Base is the set it replaced;
+// a link to a row the projector could not write is no difference.
+func TestReconcileManyToMany(t *testing.T) {
+	reg, err := models.NewRegistry(
+		models.Define("party.category", "party", models.Key("name"),
+			models.F("name", models.Char).Required(),
+			models.F("active", models.Boolean),
+		),
+		models.Define("party.party", "party", models.Key("code"),
+			models.F("code", models.Char).Required(),
+			models.F("name", models.Char),
+			models.F("active", models.Boolean),
+			models.M2M("categories", "party.category", "party_category_rel", "party", "category"),
+		),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forEachLayout(t, func(t *testing.T, lay layout) {
+		s := newSiteOf(t, lay, 9, reg)
+		s.insert("party_category", 1, map[string]any{"name": "VIP", "active": true})
+		staff := s.insert("party_category", 1, map[string]any{"name": "Staff", "active": true})
+		p := s.insert("party_party", 1, map[string]any{"code": "M-1", "name": "Mo", "active": true})
+		s.drain()
+		// Another instance's set names a category that has not reached
+		// this one: the projector writes the links it can (and parks the
+		// party).
+		set, err := ledger.RefSet(ledger.Ref{Model: "party.category", Key: "VIP"}, ledger.Ref{Model: "party.category", Key: "Remote"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		links := ledgerEvent(t, 4, "party.party", "M-1", ledger.OpWrite, map[string]ledger.Value{"categories": set})
+		if _, err := s.store.Append(ctx(t), []*ledger.Event{links}); err != nil {
+			t.Fatal(err)
+		}
+		s.project()
+		if n := s.int(`SELECT count(*) FROM party_category_rel WHERE party = ?`, p); n != 1 {
+			t.Fatalf("setup: %d links, want 1", n)
+		}
+		rs, evs := s.reconcile()
+		if len(evs) != 0 {
+			t.Fatalf("reconcile of an unchanged set captured %v (%+v)", evs, rs)
+		}
+		s.reinstall(func() { // as Tryton saves it: the link, and the party's audit columns
+			s.insert("party_category_rel", 1, map[string]any{"party": p, "category": staff})
+			s.update("party_party", p, 1, map[string]any{"name": "Mo"})
+		})
+		_, evs = s.reconcile()
+		both, err := ledger.RefSet(ledger.Ref{Model: "party.category", Key: "VIP"}, ledger.Ref{Model: "party.category", Key: "Staff"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		check(t, evs, []want{{model: "party.party", op: ledger.OpWrite, key: "M-1", user: "admin",
+			fields: map[string]ledger.Value{"categories": both}, absent: []string{"name"}}})
+		if evs[0].Base["categories"] != links.HLC {
+			t.Fatalf("Base %s, want the HLC of the set it replaced %s", evs[0].Base["categories"], links.HLC)
+		}
+		s.project()
+		if n := s.int(`SELECT count(*) FROM party_category_rel WHERE party = ?`, p); n != 2 {
+			t.Fatalf("%d links after projection, want 2", n)
 		}
 	})
 }
