@@ -77,7 +77,9 @@ var ErrNotInstalled = errors.New("capture is not installed in this database (run
 // Install creates the outbox and the triggers in the Tryton database at
 // target, for every registered model whose table exists. It is
 // idempotent: run again after activating a module, it adds the new
-// tables' triggers and keeps pending changes.
+// tables' triggers and keeps pending changes. When it starts recording a
+// table whose rows the network already knows, it holds projection until
+// Reconcile has run (InstallReport.Reconcile; see hold.go).
 func Install(ctx context.Context, target string, reg *models.Registry) (*InstallReport, error) {
 	d, err := open(ctx, target)
 	if err != nil {
