@@ -85,7 +85,7 @@ func holdProjection(ctx context.Context, d *db, tx *sql.Tx, unrecorded []Capture
 	return held, nil
 }
 
-// anyRows reports whether a captured model table holds a row.
+// anyRows reports whether a model table of ts holds a row.
 func anyRows(ctx context.Context, d *db, tx *sql.Tx, ts []Captured) (bool, error) {
 	for _, c := range ts {
 		if c.Field != "" {

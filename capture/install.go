@@ -66,8 +66,9 @@ type InstallReport struct {
 	// there meanwhile are in no event, so projection is held
 	// (projections.MetaReconcile) until Capturer.Reconcile has run.
 	Reconcile []string
-	// Rows says some captured table holds rows: unless Reconcile has run
-	// since they were made, rows the network has never seen.
+	// Rows says a table that had no capture triggers before this install
+	// holds rows: rows the network may never have seen, which Reconcile
+	// turns into events.
 	Rows bool
 }
 
@@ -167,7 +168,7 @@ func Install(ctx context.Context, target string, reg *models.Registry) (*Install
 	if rep.Reconcile, err = holdProjection(ctx, d, tx, unrecorded); err != nil {
 		return nil, err
 	}
-	if rep.Rows, err = anyRows(ctx, d, tx, rep.Tables); err != nil {
+	if rep.Rows, err = anyRows(ctx, d, tx, unrecorded); err != nil {
 		return nil, err
 	}
 	if err := tx.Commit(); err != nil {
