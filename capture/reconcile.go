@@ -28,6 +28,9 @@ type ReconcileStats struct {
 	// Restored is rows the network knows, live, that are gone here: the
 	// projector writes them again from the network's copy.
 	Restored int
+	// Drained is the events made of the changes the outbox held when
+	// Reconcile began (it drains them first; not in Stats).
+	Drained int
 	// Pending is changes made while Reconcile ran, waiting in the outbox
 	// (the next drain or sync captures them).
 	Pending int64
@@ -81,9 +84,11 @@ func (c *Capturer) Reconcile(ctx context.Context, progress func(SnapshotProgress
 	if err != nil {
 		return rs, err
 	}
-	if _, err := c.Drain(ctx); err != nil {
+	drained, err := c.Drain(ctx)
+	if err != nil {
 		return rs, fmt.Errorf("reconcile: drain the outbox first: %w", err)
 	}
+	rs.Drained = drained.Events
 	rd, err := c.d.snapshotReader(ctx)
 	if err != nil {
 		return rs, err

@@ -164,6 +164,9 @@ func (c *CaptureReconcileCmd) Run(env *Env) error {
 	if err != nil {
 		return err
 	}
+	if st.Drained > 0 {
+		fmt.Fprintf(env.Out, "captured first the changes waiting in the outbox: %d events\n", st.Drained)
+	}
 	fmt.Fprintf(env.Out, "reconcile: %d rows new to the network (created), %d rows that differ from it (written): %d events\n",
 		st.Created, st.Changed, st.Events)
 	if st.Deleted > 0 {
