@@ -375,3 +375,51 @@ func TestReconcileManyToMany(t *testing.T) {
 		}
 	})
 }
+
+// TestReconcileAfterLostTrigger: capture stays installed but a trigger is
+// gone (SQLite: dropped) or disabled (PostgreSQL), as after a careless
+// restore; status says so, install again holds projection, and the
+// reconcile captures the edit made meanwhile.
+func TestReconcileAfterLostTrigger(t *testing.T) {
+	forEachLayout(t, func(t *testing.T, lay layout) {
+		s := newSite(t, lay, 9)
+		id := s.insert("party_party", 1, map[string]any{"code": "T-1", "name": "Tia", "active": true})
+		s.drain()
+		s.project()
+		if lay.dialect == models.Postgres {
+			s.exec(`ALTER TABLE party_party DISABLE TRIGGER ghsync_capture_update`)
+		} else {
+			s.exec(`DROP TRIGGER ghsync_capture_update_party_party`)
+		}
+		s.update("party_party", id, 1, map[string]any{"name": "Tia (edited, trigger lost)"})
+		if n := s.outbox(); n != 0 {
+			t.Fatalf("setup: the edit was recorded (%d outbox rows)", n)
+		}
+		st, err := capture.Inspect(ctx(t), s.target)
+		if err != nil || st.Triggers >= st.WantTriggers {
+			t.Fatalf("status %+v %v: want fewer triggers than the tables need", st, err)
+		}
+		s.cap.Close()
+		rep, err := capture.Install(ctx(t), s.target, s.reg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(rep.Reconcile, []string{"party.party"}) {
+			t.Fatalf("install asks to reconcile %v, want [party.party]", rep.Reconcile)
+		}
+		if st, err := capture.Inspect(ctx(t), s.target); err != nil || !st.ReconcileDue || st.Triggers != st.WantTriggers {
+			t.Fatalf("status after install %+v %v: want every trigger, a reconcile due", st, err)
+		}
+		s.open(capture.Options{})
+		_, evs := s.reconcile()
+		check(t, evs, []want{{model: "party.party", op: ledger.OpWrite, key: "T-1", user: "admin",
+			fields: map[string]ledger.Value{"name": ledger.String("Tia (edited, trigger lost)")}}})
+		s.project()
+		if got := s.str(`SELECT name FROM party_party WHERE id = ?`, id); got != "Tia (edited, trigger lost)" {
+			t.Fatalf("after projection %q", got)
+		}
+		if st, err := capture.Inspect(ctx(t), s.target); err != nil || st.ReconcileDue {
+			t.Fatalf("status after the reconcile %+v %v: none due", st, err)
+		}
+	})
+}

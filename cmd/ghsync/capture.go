@@ -109,7 +109,7 @@ func (c *CaptureStatusCmd) Run(env *Env) error {
 		redact(c.Target.Target), st.Version, st.InstalledAt.Format(time.RFC3339), st.InstallID)
 	fmt.Fprintf(w, "tables:   %d captured, %d of %d triggers present\n", len(st.Tables), st.Triggers, st.WantTriggers)
 	if st.Triggers < st.WantTriggers {
-		fmt.Fprintf(w, "          some triggers are missing: run ghsync capture install again\n")
+		fmt.Fprintf(w, "          some triggers are missing or disabled, and edits are not recorded: run ghsync capture install again, then capture reconcile\n")
 	}
 	if len(st.Outdated) > 0 {
 		fmt.Fprintf(w, "          columns changed since install in %s: run ghsync capture install again\n", strings.Join(st.Outdated, ", "))
