@@ -31,6 +31,13 @@
 // identity: it is held back, with what references it, until it can have
 // one (held.go); Status.Held lists it.
 //
+// What the triggers did not see (rows from before install, edits made
+// while capture was uninstalled or its triggers were missing) is in no
+// event: Reconcile compares every row with what the network knows of it
+// and captures the differences, and Install holds projection until it has
+// run wherever the network already knows rows, since projecting would
+// overwrite those edits.
+//
 // HAZARD: a change of a record's unique key moves its identity. It is
 // captured as a create of the new key carrying models.RenamedFrom (the old
 // key) followed by a delete of the old key, and the id map entry moves

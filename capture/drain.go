@@ -189,9 +189,11 @@ func (c *Capturer) read(ctx context.Context, after int64) ([]change, error) {
 
 // commit turns a batch of changes into events and makes both durable
 // together: events appended, outbox rows (when fromOutbox) removed, id map
-// updated. It returns how many events were appended.
-func (c *Capturer) commit(ctx context.Context, chs []change, fromOutbox bool) (int, error) {
-	p, err := c.prepare(ctx, chs, fromOutbox, nil)
+// updated. It returns how many events were appended. fl, when not nil,
+// holds writes the ledger has that the projector's states lack (see
+// inflight): the Base of later writes of the same fields.
+func (c *Capturer) commit(ctx context.Context, chs []change, fromOutbox bool, fl *inflight) (int, error) {
+	p, err := c.prepare(ctx, chs, fromOutbox, fl)
 	if err != nil {
 		return 0, err
 	}

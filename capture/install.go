@@ -59,6 +59,17 @@ type InstallReport struct {
 	// Missing lists registered models whose table this database lacks
 	// (their module is not activated): nothing of theirs is captured.
 	Missing []string
+	// Reconcile lists the models whose table had no capture triggers
+	// before this install while the network already knows rows of it
+	// (the records table maps them): capture was uninstalled, the table
+	// is newly captured, or a restored dump lost the triggers. Edits made
+	// there meanwhile are in no event, so projection is held
+	// (projections.MetaReconcile) until Capturer.Reconcile has run.
+	Reconcile []string
+	// Rows says a table that had no capture triggers before this install
+	// holds rows: rows the network may never have seen, which Reconcile
+	// turns into events.
+	Rows bool
 }
 
 // ErrNotInstalled is returned when a database has no capture schema.
@@ -67,7 +78,9 @@ var ErrNotInstalled = errors.New("capture is not installed in this database (run
 // Install creates the outbox and the triggers in the Tryton database at
 // target, for every registered model whose table exists. It is
 // idempotent: run again after activating a module, it adds the new
-// tables' triggers and keeps pending changes.
+// tables' triggers and keeps pending changes. When it starts recording a
+// table whose rows the network already knows, it holds projection until
+// Reconcile has run (InstallReport.Reconcile; see hold.go).
 func Install(ctx context.Context, target string, reg *models.Registry) (*InstallReport, error) {
 	d, err := open(ctx, target)
 	if err != nil {
@@ -100,6 +113,10 @@ func Install(ctx context.Context, target string, reg *models.Registry) (*Install
 				rep.Tables = append(rep.Tables, Captured{Table: f.Relation.Table, Model: m.Name, Field: f.Name})
 			}
 		}
+	}
+	unrecorded, err := untriggered(ctx, d, tx, rep.Tables)
+	if err != nil {
+		return nil, err
 	}
 	stmts, err := bookkeepingDDL(ctx, d, tx)
 	if err != nil {
@@ -148,6 +165,12 @@ func Install(ctx context.Context, target string, reg *models.Registry) (*Install
 			c.Table, c.Model, c.Field, strings.Join(compared[c.Table], ",")); err != nil {
 			return nil, err
 		}
+	}
+	if rep.Reconcile, err = holdProjection(ctx, d, tx, unrecorded); err != nil {
+		return nil, err
+	}
+	if rep.Rows, err = anyRows(ctx, d, tx, unrecorded); err != nil {
+		return nil, err
 	}
 	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("install capture: %w", err)

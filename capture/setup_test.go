@@ -63,7 +63,13 @@ func ctx(t testing.TB) context.Context {
 
 func newSite(t testing.TB, lay layout, origin uint16) *site {
 	t.Helper()
-	s := &site{t: t, origin: origin, lay: lay, reg: models.GNUHealth()}
+	return newSiteOf(t, lay, origin, models.GNUHealth())
+}
+
+// newSiteOf is newSite with the models of reg.
+func newSiteOf(t testing.TB, lay layout, origin uint16, reg *models.Registry) *site {
+	t.Helper()
+	s := &site{t: t, origin: origin, lay: lay, reg: reg}
 	dir := t.TempDir()
 	driver := "sqlite"
 	if lay.dialect == models.Postgres {

@@ -17,8 +17,9 @@ type Status struct {
 	Version     int
 	InstalledAt time.Time
 	Tables      []Captured
-	// Triggers is how many capture triggers the database holds; fewer
-	// than the tables need means someone dropped some (reinstall).
+	// Triggers is how many capture triggers the database holds (enabled,
+	// on PostgreSQL); fewer than the tables need means someone dropped or
+	// disabled some (reinstall, then reconcile).
 	Triggers     int
 	WantTriggers int
 	// Outdated lists tables whose columns changed since install (a module
@@ -34,6 +35,9 @@ type Status struct {
 	// the outbox and stay in Tryton's tables; the next drain captures
 	// each once it can.
 	Held []HeldRow
+	// ReconcileDue says install held projection until Reconcile runs
+	// (projections.MetaReconcile).
+	ReconcileDue bool
 }
 
 // Inspect reads the capture state of the database at target; it returns
@@ -80,7 +84,8 @@ func Inspect(ctx context.Context, target string) (*Status, error) {
 	countTriggers := `SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'ghsync\_capture\_%' ESCAPE '\'`
 	if d.dialect == models.Postgres {
 		st.WantTriggers = 4 * len(st.Tables)
-		countTriggers = `SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'ghsync\_capture\_%'`
+		// A disabled trigger records nothing either.
+		countTriggers = `SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'ghsync\_capture\_%' AND tgenabled <> 'D'`
 	}
 	if err := d.QueryRowContext(ctx, countTriggers).Scan(&st.Triggers); err != nil {
 		return nil, err
@@ -111,6 +116,11 @@ func Inspect(ctx context.Context, target string) (*Status, error) {
 	for _, h := range held {
 		st.Held = append(st.Held, h.HeldRow)
 	}
+	asked, err := d.reconcileRequest(ctx)
+	if err != nil {
+		return nil, err
+	}
+	st.ReconcileDue = asked > 0
 	return st, nil
 }
 

@@ -318,42 +318,13 @@ func compareKeys(a, b recKey) int {
 	return strings.Compare(a.key, b.key)
 }
 
-// values derives a live record's field values, with the key's own fields
-// filled in from the key when no event set them.
+// values derives a live record's field values (RowValues).
 func (b *batch) values(rec *record) map[string]ledger.Value {
-	vals := rec.st.Values(rec.m.Policy)
+	var alias func(model, key string) string
 	if len(b.alias) > 0 {
-		for name, v := range vals {
-			vals[name] = b.aliased(v)
-		}
+		alias = func(model, key string) string { return b.resolveAlias(recKey{model, key}).key }
 	}
-	if rec.m.Kind == models.UUIDKey || len(rec.m.Key) == 0 {
-		return vals
-	}
-	parts := []string{rec.k.key}
-	if len(rec.m.Key) > 1 {
-		var err error
-		if parts, err = ledger.SplitKey(rec.k.key); err != nil || len(parts) != len(rec.m.Key) {
-			return vals // a malformed composite key: the row is parked for missing fields
-		}
-	}
-	for i, name := range rec.m.Key {
-		if v, ok := vals[name]; ok && !v.IsNull() {
-			continue
-		}
-		f, ok := rec.m.Field(name)
-		if !ok {
-			continue
-		}
-		if f.Type == models.Many2One {
-			if v, err := ledger.RefTo(f.Target, parts[i]); err == nil {
-				vals[name] = v
-			}
-		} else {
-			vals[name] = ledger.String(parts[i])
-		}
-	}
-	return vals
+	return RowValues(rec.m, rec.k.key, rec.st, alias)
 }
 
 // refsOf lists every record a row needs ids for.
@@ -718,11 +689,9 @@ func (b *batch) writeRow(rec *record, id int64, isNew bool, later func(recKey) b
 	}
 	args := make([]any, 0, len(fields)+3)
 	for _, f := range fields {
-		v, set := rec.vals[f.Name]
+		v := rec.vals[f.Name]
 		var a any
 		switch {
-		case f.Name == "active" && (!set || v.IsNull()):
-			a = true // the column's database default is false: a row would vanish from Tryton
 		case f.Type == models.Many2One:
 			if r, ok := v.AsRef(); ok {
 				t := recKey{r.Model, r.Key}
@@ -739,7 +708,7 @@ func (b *batch) writeRow(rec *record, id int64, isNew bool, later func(recKey) b
 				}
 			}
 		default:
-			a = b.tx.arg(columnValue(v, f), f)
+			a = b.tx.arg(ColumnValue(v, f), f)
 		}
 		args = append(args, a)
 	}
@@ -972,18 +941,6 @@ func (b *batch) writeConflicts(rec *record, after []merge.Conflict) {
 		b.w.add(opDelete, b.p.own.conflicts, confKeyCols, confKeyTypes, "", rec.k.model, rec.k.key, c.Field, c.Loser.Stamp.ID.String())
 	}
 	rec.before = after
-}
-
-// columnValue fits a value to its column as Tryton declares it: a
-// DateTime column holds whole seconds (timestamp(0)), a Timestamp
-// microseconds. Both backends then store the same thing.
-func columnValue(v ledger.Value, f *models.Field) ledger.Value {
-	if t, ok := v.AsDateTime(); ok && f.Type == models.DateTime {
-		if w, err := ledger.DateTime(t.Truncate(time.Second)); err == nil {
-			return w
-		}
-	}
-	return v
 }
 
 func jsonText(v ledger.Value) string {

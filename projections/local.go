@@ -106,32 +106,6 @@ func (b *batch) resolveAlias(k recKey) recKey {
 	return k
 }
 
-// aliased rewrites references to renamed records.
-func (b *batch) aliased(v ledger.Value) ledger.Value {
-	if len(b.alias) == 0 {
-		return v
-	}
-	if r, ok := v.AsRef(); ok {
-		if k := b.resolveAlias(recKey{r.Model, r.Key}); k.key != r.Key {
-			if nv, err := ledger.RefTo(k.model, k.key); err == nil {
-				return nv
-			}
-		}
-		return v
-	}
-	if rs, ok := v.AsRefSet(); ok {
-		out := make([]ledger.Ref, len(rs))
-		for i, r := range rs {
-			k := b.resolveAlias(recKey{r.Model, r.Key})
-			out[i] = ledger.Ref{Model: k.model, Key: k.key}
-		}
-		if nv, err := ledger.RefSet(out...); err == nil {
-			return nv
-		}
-	}
-	return v
-}
-
 // rename records that e moved a record's identity from the key it names,
 // and moves the local id to the new key so the row and what points at it
 // stay.

@@ -562,11 +562,15 @@ func CheckLedger(ctx context.Context, db *sql.DB, dialect string, store ledger.S
 // On PostgreSQL the next batch is also prepared while the current one
 // commits (pipeline.go). A target whose checkpoint does not fit the
 // ledger is refused (ErrOtherLedger), unchanged; so is one a rebuild
-// holds (ErrRebuilding). Another projector catching up on the same
-// target at the same time is harmless: whichever commits a batch first
-// applies it, and the other goes on from there (concurrency.go).
+// holds (ErrRebuilding), and one whose capture must be reconciled first
+// (ErrReconcile). Another projector catching up on the same target at the
+// same time is harmless: whichever commits a batch first applies it, and
+// the other goes on from there (concurrency.go).
 func (p *Projector) CatchUp(ctx context.Context) (Stats, error) {
 	var st Stats
+	if err := p.held(ctx); err != nil {
+		return st, err
+	}
 	p.late, p.lateAll = nil, false
 	cp, at, err := p.checkpoint(ctx)
 	if err != nil {

@@ -17,6 +17,9 @@ import (
 // (ErrRebuilding); a rebuild that was stopped is finished by running it
 // again, and rows still get their old ids.
 func (p *Projector) Rebuild(ctx context.Context) (Stats, error) {
+	if err := p.held(ctx); err != nil {
+		return Stats{}, fmt.Errorf("rebuild: %w", err)
+	}
 	if err := p.reset(ctx); err != nil {
 		return Stats{}, fmt.Errorf("rebuild: %w", err)
 	}

@@ -19,7 +19,7 @@ type CaptureCmd struct {
 	Uninstall CaptureUninstallCmd `cmd:"" help:"Remove every trace of capture from the database (triggers, functions, outbox)."`
 	Status    CaptureStatusCmd    `cmd:"" help:"Show what is installed, how many changes wait in the outbox and the oldest one."`
 	Drain     CaptureDrainCmd     `cmd:"" help:"Turn the changes waiting in the outbox into ledger events (what sync does first)."`
-	Snapshot  CaptureSnapshotCmd  `cmd:"" help:"Turn the rows already in the database into create events, for an instance joining the network with data (resumable)."`
+	Reconcile CaptureReconcileCmd `cmd:"" aliases:"snapshot" help:"Capture what the network does not know of the rows: rows it never saw become creates, rows edited while capture was not recording become writes (after capture install; resumable)."`
 }
 
 // Origin is this instance's synchronisation_id. A pointer, because 0 is
@@ -116,6 +116,14 @@ func (c *CaptureInstallCmd) Run(env *Env) error {
 		fmt.Fprintf(env.Out, "%s no table here (module not activated), nothing of %s is captured: %s\n",
 			count(len(rep.Missing), "registered model has", "registered models have"), pick(len(rep.Missing), "its", "theirs"), abbreviate(rep.Missing, 6))
 	}
+	switch {
+	case len(rep.Reconcile) > 0:
+		fmt.Fprintf(env.Out, "the network already knows rows of %s, and edits made there while capture was not recording are in no event:\n"+
+			"run ghsync capture reconcile --db %s --id N now; until it completes, sync, run and project do not project (they would overwrite those edits)\n",
+			abbreviate(rep.Reconcile, 6), redact(c.Target))
+	case rep.Rows:
+		fmt.Fprintf(env.Out, "rows already in the database are not events yet: run ghsync capture reconcile --db %s --id N once\n", redact(c.Target))
+	}
 	return nil
 }
 
@@ -132,6 +140,7 @@ func (c *CaptureUninstallCmd) Run(env *Env) error {
 		return err
 	}
 	fmt.Fprintf(env.Out, "capture removed from %s\n", redact(c.Target))
+	fmt.Fprintf(env.Out, "edits made in it from now on are not recorded, and projecting (sync, run, project) may overwrite them: capture install, then capture reconcile, before the next sync\n")
 	return nil
 }
 
@@ -150,7 +159,7 @@ func (c *CaptureStatusCmd) Run(env *Env) error {
 		redact(c.Target), st.Version, st.InstalledAt.Format(time.RFC3339), st.InstallID)
 	fmt.Fprintf(w, "tables:   %d captured, %d of %d triggers present\n", len(st.Tables), st.Triggers, st.WantTriggers)
 	if st.Triggers < st.WantTriggers {
-		fmt.Fprintf(w, "          some triggers are missing: run ghsync capture install again\n")
+		fmt.Fprintf(w, "          some triggers are missing or disabled, and edits are not recorded: run ghsync capture install again, then capture reconcile\n")
 	}
 	if len(st.Outdated) > 0 {
 		fmt.Fprintf(w, "          columns changed since install in %s: run ghsync capture install again\n", strings.Join(st.Outdated, ", "))
@@ -164,6 +173,9 @@ func (c *CaptureStatusCmd) Run(env *Env) error {
 		fmt.Fprintf(w, "hand-off: %s not yet confirmed in the ledger (the next drain appends %s)\n", count(st.HandedOff, "stamped event", "stamped events"), pick(st.HandedOff, "it", "them"))
 	}
 	printHeld(w, st.Held)
+	if st.ReconcileDue {
+		fmt.Fprintf(w, "reconcile: due (edits made while capture was not recording are not events yet): projection waits for ghsync capture reconcile\n")
+	}
 	return nil
 }
 
@@ -219,13 +231,13 @@ func (c *CaptureDrainCmd) Run(env *Env) error {
 	return nil
 }
 
-type CaptureSnapshotCmd struct {
+type CaptureReconcileCmd struct {
 	CaptureTarget
 	Origin
 }
 
-func (c *CaptureSnapshotCmd) Run(env *Env) error {
-	if err := c.resolve("capture snapshot", &c.Origin); err != nil {
+func (c *CaptureReconcileCmd) Run(env *Env) error {
+	if err := c.resolve("capture reconcile", &c.Origin); err != nil {
 		return err
 	}
 	cp, done, err := openCapturer(env, c.CaptureTarget, *c.ID)
@@ -233,13 +245,26 @@ func (c *CaptureSnapshotCmd) Run(env *Env) error {
 		return err
 	}
 	defer done()
-	st, err := cp.Snapshot(env.Ctx, func(p capture.SnapshotProgress) {
-		env.Log.Info("snapshot", "model", p.Model, "rows", p.Rows, "events", p.Events)
+	st, err := cp.Reconcile(env.Ctx, func(p capture.SnapshotProgress) {
+		env.Log.Info("reconcile", "model", p.Model, "rows", p.Rows, "events", p.Events)
 	})
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(env.Out, "snapshot: %s became %s; run ghsync capture drain for changes made meanwhile\n", count(st.Changes, "existing row", "existing rows"), count(st.Events, "event", "events"))
+	if st.Drained > 0 {
+		fmt.Fprintf(env.Out, "captured first the changes waiting in the outbox: %s\n", count(st.Drained, "event", "events"))
+	}
+	fmt.Fprintf(env.Out, "reconcile: %s new to the network (created), %s that differ from it (written): %s\n",
+		count(st.Created, "row", "rows"), count(st.Changed, "row", "rows"), count(st.Events, "event", "events"))
+	if st.Deleted > 0 {
+		fmt.Fprintf(env.Out, "%d rows of records the network deleted are still here: the projector removes them (ghsync conflicts lists fields edited meanwhile)\n", st.Deleted)
+	}
+	if st.Restored > 0 {
+		fmt.Fprintf(env.Out, "%d rows the network knows are gone here: not deleted network-wide; the projector writes them again (delete them again in Tryton if that was meant)\n", st.Restored)
+	}
+	if st.Pending > 0 {
+		fmt.Fprintf(env.Out, "%d changes made meanwhile wait in the outbox: the next ghsync sync (or capture drain) captures them\n", st.Pending)
+	}
 	return nil
 }
 

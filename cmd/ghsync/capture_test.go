@@ -78,7 +78,7 @@ func TestCaptureTrytondConf(t *testing.T) {
 	ghconf := writeConf(t, dir, "trytond_conf = trytond.conf\n")
 	ledgerLoc := "sqlite:" + filepath.Join(dir, "ledger.db")
 	t.Chdir(t.TempDir())
-	if out := mustRun(t, "--config", ghconf, "capture", "snapshot", "--ledger", ledgerLoc); !strings.Contains(out, "snapshot: 1 existing row became 1 event;") {
+	if out := mustRun(t, "--config", ghconf, "capture", "snapshot", "--ledger", ledgerLoc); !strings.Contains(out, "reconcile: 1 row new to the network (created), 0 rows that differ from it (written): 1 event") {
 		t.Fatalf("capture snapshot with trytond_conf from a file:\n%s", out)
 	}
 	if _, err := db.Exec(`UPDATE party_party SET name = 'Ann B.' WHERE code = 'C4-1'`); err != nil {
@@ -149,5 +149,56 @@ func TestCaptureHoldsLocalCounter(t *testing.T) {
 	}
 	if code, out, _ := ghsync(t, "log", "--ledger", ledgerLoc, "--stream", "party.party-A-1"); code != 0 || !strings.Contains(out, "create") || !strings.Contains(out, "Alice Sat1") {
 		t.Fatalf("log of A-1: exit %d\n%s", code, out)
+	}
+}
+
+// QA's reproduction, from the command line: an edit made while capture
+// was uninstalled. Install says what to run, sync refuses to project
+// until it ran, and capture snapshot (reconcile's old name) captures the
+// edit, which sync then keeps.
+func TestCaptureReconcileAfterReinstall(t *testing.T) {
+	dir := t.TempDir()
+	target := "sqlite:" + filepath.Join(dir, "h.db")
+	inst := []string{"--ledger", "sqlite:" + filepath.Join(dir, "l.db"), "--db", target, "--id", "9"}
+	mustRun(t, "schema", "--target", target)
+	mustRun(t, "capture", "install", "--db", target)
+	db, err := sql.Open("sqlite", strings.TrimPrefix(target, "sqlite:"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	exec := func(q string) {
+		t.Helper()
+		if _, err := db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	exec(`INSERT INTO party_party (active, code, name, ref, is_person) VALUES (1, 'U-1', 'Ann', 'JMU1', 1)`)
+	mustRun(t, append([]string{"sync"}, inst...)...)
+	mustRun(t, "capture", "uninstall", "--db", target)
+	exec(`UPDATE party_party SET name = 'Ann (edited while capture off)' WHERE code = 'U-1'`)
+	if out := mustRun(t, "capture", "install", "--db", target); !strings.Contains(out, "run ghsync capture reconcile") {
+		t.Fatalf("install over known rows does not say what to run:\n%s", out)
+	}
+	if code, out, stderr := ghsync(t, append([]string{"sync"}, inst...)...); code == 0 || !strings.Contains(stderr, "run ghsync capture reconcile first") {
+		t.Fatalf("sync before the reconcile: exit %d\n%s%s", code, out, stderr)
+	}
+	if out := mustRun(t, "capture", "status", "--db", target); !strings.Contains(out, "reconcile: due") {
+		t.Fatalf("status does not say a reconcile is due:\n%s", out)
+	}
+	out := mustRun(t, append([]string{"capture", "snapshot"}, inst...)...)
+	if !strings.Contains(out, "1 rows that differ from it (written): 1 events") || strings.Contains(out, "capture drain") {
+		t.Fatalf("reconcile:\n%s", out)
+	}
+	if out := mustRun(t, "capture", "status", "--db", target); strings.Contains(out, "reconcile") {
+		t.Fatalf("status after the reconcile:\n%s", out)
+	}
+	mustRun(t, append([]string{"sync"}, inst...)...)
+	var name string
+	if err := db.QueryRow(`SELECT name FROM party_party WHERE code = 'U-1'`).Scan(&name); err != nil || name != "Ann (edited while capture off)" {
+		t.Fatalf("after sync the row shows %q (%v): the edit was lost", name, err)
+	}
+	if out := mustRun(t, "log", "--ledger", inst[1]); !strings.Contains(out, `name = "Ann (edited while capture off)"   (replaces value of`) {
+		t.Fatalf("the ledger has no write of the edit naming what it replaced:\n%s", out)
 	}
 }
