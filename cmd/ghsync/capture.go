@@ -254,7 +254,7 @@ func (c *CaptureReconcileCmd) Run(env *Env) error {
 	if st.Drained > 0 {
 		fmt.Fprintf(env.Out, "captured first the changes waiting in the outbox: %s\n", count(st.Drained, "event", "events"))
 	}
-	fmt.Fprintf(env.Out, "reconcile: %s new to the network (created), %s that differ from it (written): %s\n",
+	fmt.Fprintf(env.Out, "reconcile: %s new to the network (created), %s differing from it (written): %s\n",
 		count(st.Created, "row", "rows"), count(st.Changed, "row", "rows"), count(st.Events, "event", "events"))
 	if st.Deleted > 0 {
 		fmt.Fprintf(env.Out, "%d rows of records the network deleted are still here: the projector removes them (ghsync conflicts lists fields edited meanwhile)\n", st.Deleted)

@@ -78,7 +78,7 @@ func TestCaptureTrytondConf(t *testing.T) {
 	ghconf := writeConf(t, dir, "trytond_conf = trytond.conf\n")
 	ledgerLoc := "sqlite:" + filepath.Join(dir, "ledger.db")
 	t.Chdir(t.TempDir())
-	if out := mustRun(t, "--config", ghconf, "capture", "snapshot", "--ledger", ledgerLoc); !strings.Contains(out, "reconcile: 1 row new to the network (created), 0 rows that differ from it (written): 1 event") {
+	if out := mustRun(t, "--config", ghconf, "capture", "snapshot", "--ledger", ledgerLoc); !strings.Contains(out, "reconcile: 1 row new to the network (created), 0 rows differing from it (written): 1 event") {
 		t.Fatalf("capture snapshot with trytond_conf from a file:\n%s", out)
 	}
 	if _, err := db.Exec(`UPDATE party_party SET name = 'Ann B.' WHERE code = 'C4-1'`); err != nil {
@@ -187,7 +187,7 @@ func TestCaptureReconcileAfterReinstall(t *testing.T) {
 		t.Fatalf("status does not say a reconcile is due:\n%s", out)
 	}
 	out := mustRun(t, append([]string{"capture", "snapshot"}, inst...)...)
-	if !strings.Contains(out, "1 rows that differ from it (written): 1 events") || strings.Contains(out, "capture drain") {
+	if !strings.Contains(out, "1 row differing from it (written): 1 event") || strings.Contains(out, "capture drain") {
 		t.Fatalf("reconcile:\n%s", out)
 	}
 	if out := mustRun(t, "capture", "status", "--db", target); strings.Contains(out, "reconcile") {
