@@ -26,7 +26,7 @@ func TestHoldCompaction(t *testing.T) {
 	appendAll(t, whole, w.events, rng)
 	wantTarget := sqliteTarget(t, reg)
 	want := project(t, openProjector(t, wantTarget, whole, reg, 50))
-	largest := largestState(t, wantTarget)
+	unheld := stateBytes(t, wantTarget)
 
 	rescan := func(hold bool) (outcome, int64) {
 		store := memLedger(t)
@@ -48,14 +48,14 @@ func TestHoldCompaction(t *testing.T) {
 			}
 		}
 		pulling = false
-		return project(t, p), largestState(t, target)
+		return project(t, p), stateBytes(t, target)
 	}
 	got, size := rescan(true)
 	sameOutcome(t, "held while pulling from the start", got, want)
-	if size != largest {
-		t.Errorf("held: the largest state is %d bytes, %d never compacted: compacted while history was arriving", size, largest)
+	if size != unheld {
+		t.Errorf("held: merge states take %d bytes, %d never compacted: compacted while history was arriving", size, unheld)
 	}
-	if _, size := rescan(false); size >= largest {
-		t.Errorf("not held: the largest state is %d bytes, %d never compacted: the test checks less than it should", size, largest)
+	if _, size := rescan(false); size >= unheld {
+		t.Errorf("not held: merge states take %d bytes, %d never compacted: the test checks less than it should", size, unheld)
 	}
 }
