@@ -217,31 +217,19 @@ func (b *batch) loadKeys(ctx context.Context, refs []localRef) error {
 	}
 	for model, ids := range byModel {
 		slices.Sort(ids)
-		ids = slices.Compact(ids)
-		for len(ids) > 0 {
-			n := min(len(ids), 500)
-			q, args := keyedBy(b.c.d, "key, local_id", "records", "local_id", "bigint", model, ids[:n])
-			rows, err := b.c.d.QueryContext(ctx, q, args...)
-			if err != nil {
-				return fmt.Errorf("read local ids: %w", err)
-			}
-			for rows.Next() {
-				var key string
-				var id int64
-				if err := rows.Scan(&key, &id); err != nil {
-					rows.Close()
-					return err
-				}
-				if b.fl != nil && b.fl.taken[recKeyOf{model, key}] {
-					continue // the batch appended meanwhile removes it
-				}
-				b.keys[localRef{model, id}] = key
-			}
-			rows.Close()
-			if err := rows.Err(); err != nil {
+		err := eachKeyed(ctx, b.c.d, b.c.d, "key, local_id", "records", "local_id", "bigint", model, slices.Compact(ids), func(rows *sql.Rows) error {
+			var key string
+			var id int64
+			if err := rows.Scan(&key, &id); err != nil {
 				return err
 			}
-			ids = ids[n:]
+			if b.fl == nil || !b.fl.taken[recKeyOf{model, key}] { // the batch appended meanwhile removes it
+				b.keys[localRef{model, id}] = key
+			}
+			return nil
+		})
+		if err != nil {
+			return err
 		}
 	}
 	return nil
@@ -874,32 +862,17 @@ func ptr[T any](v T) *T { return &v }
 
 // eachKeyRow reads column col of table for the given keys of one model.
 func (c *Capturer) eachKeyRow(ctx context.Context, table, col, model string, keys []string, fn func(key string, raw []byte) error) error {
-	for len(keys) > 0 {
-		n := min(len(keys), 500)
-		q, args := keyedBy(c.d, "key, "+col, table, "key", "text", model, keys[:n])
-		rows, err := c.d.QueryContext(ctx, q, args...)
-		if err != nil {
-			return fmt.Errorf("read %s of %s: %w", table, model, err)
-		}
-		for rows.Next() {
-			var key string
-			var raw []byte
-			if err := rows.Scan(&key, &raw); err != nil {
-				rows.Close()
-				return err
-			}
-			if err := fn(key, raw); err != nil {
-				rows.Close()
-				return fmt.Errorf("%s of %s/%s: %w", table, model, key, err)
-			}
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
+	return eachKeyed(ctx, c.d, c.d, "key, "+col, table, "key", "text", model, keys, func(rows *sql.Rows) error {
+		var key string
+		var raw []byte
+		if err := rows.Scan(&key, &raw); err != nil {
 			return err
 		}
-		keys = keys[n:]
-	}
-	return nil
+		if err := fn(key, raw); err != nil {
+			return fmt.Errorf("%s/%s: %w", model, key, err)
+		}
+		return nil
+	})
 }
 
 // bookkeep commits the batch's local id changes and removes its outbox

@@ -73,6 +73,41 @@ func keyedBy[T int64 | string](d *db, cols, table, col, typ, model string, vals 
 		strings.TrimSuffix(strings.Repeat("?, ", len(vals)), ", ") + `)`, args
 }
 
+// eachKeyed reads cols of one of ghsync's tables for the rows of model
+// whose col is among vals, in chunks of 500 (keyedBy's query each), and
+// calls scan for every row: the one loop every id map, held and parked
+// lookup shares.
+func eachKeyed[T int64 | string](ctx context.Context, q interface {
+	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
+}, d *db, cols, table, col, typ, model string, vals []T, scan func(*sql.Rows) error) error {
+	for len(vals) > 0 {
+		n := min(len(vals), 500)
+		query, args := keyedBy(d, cols, table, col, typ, model, vals[:n])
+		if err := eachRow(ctx, q, query, args, scan); err != nil {
+			return fmt.Errorf("read %s of %s: %w", table, model, err)
+		}
+		vals = vals[n:]
+	}
+	return nil
+}
+
+// eachRow runs query and calls scan for every row it returns.
+func eachRow(ctx context.Context, q interface {
+	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
+}, query string, args []any, scan func(*sql.Rows) error) error {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		if err := scan(rows); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
 // tableExists reports whether a table of that name exists (PostgreSQL:
 // on the search path, or schema-qualified).
 func (d *db) tableExists(ctx context.Context, q interface {

@@ -206,27 +206,15 @@ func (b *batch) loadHeld(ctx context.Context, refs []localRef) error {
 	}
 	for model, ids := range byModel {
 		slices.Sort(ids)
-		ids = slices.Compact(ids)
-		for len(ids) > 0 {
-			n := min(len(ids), 500)
-			q, args := keyedBy(b.c.d, heldCols, "held", "local_id", "bigint", model, ids[:n])
-			rows, err := b.c.d.QueryContext(ctx, q, args...)
-			if err != nil {
-				return fmt.Errorf("read held rows: %w", err)
-			}
-			for rows.Next() {
-				h, err := scanHeld(rows)
-				if err != nil {
-					rows.Close()
-					return fmt.Errorf("read held rows: %w", err)
-				}
+		err := eachKeyed(ctx, b.c.d, b.c.d, heldCols, "held", "local_id", "bigint", model, slices.Compact(ids), func(rows *sql.Rows) error {
+			h, err := scanHeld(rows)
+			if err == nil {
 				b.held[h.ref()] = h
 			}
-			rows.Close()
-			if err := rows.Err(); err != nil {
-				return fmt.Errorf("read held rows: %w", err)
-			}
-			ids = ids[n:]
+			return err
+		})
+		if err != nil {
+			return err
 		}
 	}
 	return nil

@@ -346,27 +346,17 @@ func (r *reconciler) resolve(ctx context.Context, refs []recKeyOf) error {
 	}
 	d := r.c.d
 	for model, keys := range byModel {
-		for len(keys) > 0 {
-			n := min(len(keys), 500)
-			q, args := keyedBy(d, "key, local_id", "records", "key", "text", model, keys[:n])
-			rows, err := r.tx.QueryContext(ctx, q, args...)
-			if err != nil {
-				return fmt.Errorf("read local ids of %s: %w", model, err)
-			}
-			for rows.Next() {
-				var key string
-				var id sql.NullInt64
-				if err := rows.Scan(&key, &id); err != nil {
-					rows.Close()
-					return err
-				}
-				r.ids[recKeyOf{model, key}] = id
-			}
-			rows.Close()
-			if err := rows.Err(); err != nil {
+		err := eachKeyed(ctx, r.tx, d, "key, local_id", "records", "key", "text", model, keys, func(rows *sql.Rows) error {
+			var key string
+			var id sql.NullInt64
+			if err := rows.Scan(&key, &id); err != nil {
 				return err
 			}
-			keys = keys[n:]
+			r.ids[recKeyOf{model, key}] = id
+			return nil
+		})
+		if err != nil {
+			return err
 		}
 	}
 	return nil
@@ -375,28 +365,14 @@ func (r *reconciler) resolve(ctx context.Context, refs []recKeyOf) error {
 // eachKey calls fn for each of keys of model that table (deferred or
 // parked) lists, as the snapshot has it.
 func (r *reconciler) eachKey(ctx context.Context, table, model string, keys []string, fn func(string)) error {
-	for len(keys) > 0 {
-		n := min(len(keys), 500)
-		q, args := keyedBy(r.c.d, "key", table, "key", "text", model, keys[:n])
-		rows, err := r.tx.QueryContext(ctx, q, args...)
-		if err != nil {
-			return fmt.Errorf("read %s of %s: %w", table, model, err)
-		}
-		for rows.Next() {
-			var key string
-			if err := rows.Scan(&key); err != nil {
-				rows.Close()
-				return err
-			}
+	return eachKeyed(ctx, r.tx, r.c.d, "key", table, "key", "text", model, keys, func(rows *sql.Rows) error {
+		var key string
+		err := rows.Scan(&key)
+		if err == nil {
 			fn(key)
 		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		keys = keys[n:]
-	}
-	return nil
+		return err
+	})
 }
 
 // relationSets reads, from the snapshot, the target ids (sorted) each of
