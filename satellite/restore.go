@@ -22,14 +22,14 @@ var (
 	// origin than its ledger does, and the ledger is a prefix of it: the
 	// ledger was restored from an older copy (or another satellite uses
 	// the same synchronisation id). Recover fetches the rest back.
-	ErrBehindCentral = errors.New("this ledger is behind central's history of its own origin")
+	ErrBehindCentral = errors.New("ledger behind central's history of its own origin")
 	// ErrDiverged: this ledger and central hold different events under
 	// the same origin_seq of this satellite's origin: changes were
 	// captured after a restore before central was reached (or another
 	// satellite uses the same synchronisation id). Nothing fixes it
 	// automatically; see ARCHITECTURE.md, "A satellite restored from a
 	// backup".
-	ErrDiverged = errors.New("this ledger's history of its own origin differs from central's")
+	ErrDiverged = errors.New("ledger diverged from central's history of its own origin")
 )
 
 // OwnHistoryError says how this ledger's history of its own origin
