@@ -234,7 +234,8 @@ func (c *Client) firstDiff(ctx context.Context, e *OwnHistoryError) error {
 // and a projector applies the changes to the restored database. When the
 // ledger is not behind it does nothing; when the histories diverged it
 // refuses (ErrDiverged) and changes nothing. Pages are appended as they
-// arrive, so a cut transfer resumes where it stopped.
+// arrive, so a cut transfer resumes where it stopped; its error matches
+// ErrBehindCentral as well as what cut it (ErrUnavailable...).
 func (c *Client) Recover(ctx context.Context) (RecoverStats, error) {
 	c.pushMu.Lock()
 	defer c.pushMu.Unlock()
@@ -254,11 +255,17 @@ func (c *Client) Recover(ctx context.Context) (RecoverStats, error) {
 	}
 	start := time.Now()
 	after, hw := local.Seq, h.HighWater
+	// A recovery cut short leaves the ledger behind still: the error
+	// matches ErrBehindCentral too, so that nothing is captured on it.
+	cut := func(err error) error {
+		behind := &OwnHistoryError{Origin: c.cfg.Origin, Local: after, HighWater: hw}
+		return fmt.Errorf("recover origin %d after seq %d: %w; %w", c.cfg.Origin, after, err, behind)
+	}
 	for after < hw {
 		q := url.Values{"after": {strconv.FormatUint(after, 10)}, "limit": {strconv.Itoa(c.cfg.PullLimit)}}
 		resp, err := c.do(ctx, http.MethodGet, wire.PathOwn, q, nil)
 		if err != nil {
-			return st, fmt.Errorf("recover origin %d after seq %d: %w", c.cfg.Origin, after, err)
+			return st, cut(err)
 		}
 		if v, err := strconv.ParseUint(resp.Header.Get(wire.HeaderHighWater), 10, 64); err == nil {
 			hw = max(hw, v)
@@ -266,24 +273,24 @@ func (c *Client) Recover(ctx context.Context) (RecoverStats, error) {
 		p, err := c.read(resp)
 		st.Requests++
 		if err != nil {
-			return st, fmt.Errorf("recover origin %d after seq %d: %w", c.cfg.Origin, after, err)
+			return st, cut(err)
 		}
 		st.Bytes += p.bytes
 		if len(p.recs) == 0 {
-			return st, fmt.Errorf("recover origin %d after seq %d: central holds this origin up to seq %d but sent nothing after seq %d", c.cfg.Origin, after, hw, after)
+			return st, cut(fmt.Errorf("central holds this origin up to seq %d but sent nothing after seq %d", hw, after))
 		}
 		events := make([]*ledger.Event, len(p.recs))
 		payloads := make([][]byte, len(p.recs))
 		for i, r := range p.recs {
 			if r.Event.Origin != c.cfg.Origin || r.Event.OriginSeq != after+uint64(i)+1 {
-				return st, fmt.Errorf("recover origin %d after seq %d: central sent event %s of origin %d seq %d where seq %d of origin %d was due; nothing of this page was stored",
-					c.cfg.Origin, after, r.Event.ID, r.Event.Origin, r.Event.OriginSeq, after+uint64(i)+1, c.cfg.Origin)
+				return st, cut(fmt.Errorf("central sent event %s of origin %d seq %d where seq %d of origin %d was due; nothing of this page was stored",
+					r.Event.ID, r.Event.Origin, r.Event.OriginSeq, after+uint64(i)+1, c.cfg.Origin))
 			}
 			events[i], payloads[i] = r.Event, r.Payload
 		}
 		last := p.recs[len(p.recs)-1].Event.OriginSeq
 		if _, err := ledger.AppendEncoded(ctx, c.cfg.Store, events, payloads); err != nil {
-			return st, fmt.Errorf("recover origin %d: append seqs %d..%d: %w", c.cfg.Origin, after+1, last, err)
+			return st, cut(fmt.Errorf("append seqs %d..%d: %w", after+1, last, err))
 		}
 		st.Events += len(events)
 		after, st.Through = last, last

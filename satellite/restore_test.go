@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -32,6 +34,7 @@ func restored(t *testing.T, h *hub, pg bool, kept int) (*site, *ledgertest.Origi
 	store, loc := open(t, pg)
 	appendAll(t, store, evs[:kept])
 	s.store, s.loc, s.cfg.Store, s.cfg.StateLocation = store, loc, store, loc
+	s.cfg.PullLimit = 20
 	s.redial(t)
 	mk := origin(7)
 	head, err := ledger.HeadOf(ctx, store, 7)
@@ -112,8 +115,31 @@ func TestRestoredSatelliteRecovers(t *testing.T) {
 				t.Fatalf("the refused push changed central's ledger: %s, was %s", got, atCentral)
 			}
 
+			// A recovery cut short (the second page of 20) keeps what it
+			// appended, and says the ledger is still behind.
+			var owns atomic.Int32
+			h.mu.Lock()
+			h.cut = func(r *http.Request) int {
+				if r.URL.Path == wire.PathOwn && owns.Add(1) == 2 {
+					return 100
+				}
+				return -1
+			}
+			h.mu.Unlock()
 			rs, err := s.c.Recover(ctx)
-			if err != nil || rs.From != 100 || rs.Through != 150 || rs.Events != 50 || rs.Requests != 1 { // PullLimit 50
+			if !errors.Is(err, satellite.ErrBehindCentral) || !errors.Is(err, satellite.ErrConnectionLost) || rs.Events != 20 || rs.Through != 120 ||
+				!strings.Contains(err.Error(), "ends at seq 120 of origin 7") {
+				t.Fatalf("recover cut on its second page: %+v %v", rs, err)
+			}
+			h.mu.Lock()
+			h.cut = nil
+			h.mu.Unlock()
+			if err := s.c.CheckOwn(ctx); !errors.Is(err, satellite.ErrBehindCentral) {
+				t.Fatalf("CheckOwn after a cut recovery: %v", err)
+			}
+
+			rs, err = s.c.Recover(ctx)
+			if err != nil || rs.From != 120 || rs.Through != 150 || rs.Events != 30 || rs.Requests != 2 {
 				t.Fatalf("recover: %+v %v", rs, err)
 			}
 			mine, theirs := ownHistory(t, s.store, 7), ownHistory(t, h.store, 7)

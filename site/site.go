@@ -205,9 +205,12 @@ func (s *Site) Sync(ctx context.Context) (Report, error) {
 		// central's history of this origin could never be pushed.
 		rs, err := s.recover(ctx)
 		r.Recovered = rs.Events
-		if errors.Is(err, satellite.ErrUnavailable) {
-			netErr = err
-		} else if err != nil {
+		switch {
+		case errors.Is(err, satellite.ErrBehindCentral), errors.Is(err, satellite.ErrDiverged):
+			return r, err // a recovery cut short, too: nothing is captured on it
+		case errors.Is(err, satellite.ErrUnavailable):
+			netErr = err // not known: local work goes on, as when central is unreachable
+		case err != nil:
 			return r, err
 		}
 	}
