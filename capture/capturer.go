@@ -249,6 +249,12 @@ func (c *Capturer) resume(ctx context.Context) error {
 	return nil
 }
 
+// Resync makes the next drain continue the sequence from the ledger, not
+// from what this capturer stamped last: after events of its origin were
+// appended by someone else (a satellite recovering its own events from
+// central after a restore).
+func (c *Capturer) Resync() { c.stale = true }
+
 // SameDatabase reports whether outbox rows leave in the ledger append's
 // own transaction (the ledger lives in the Tryton database).
 func (c *Capturer) SameDatabase() bool { return c.sameDB }

@@ -81,6 +81,7 @@ const (
 //	POST /v1/push    the caller's events (frames, gzip)
 //	GET  /v1/pull    events after a cursor, for the caller's scope (long-poll with wait)
 //	POST /v1/new     a record graph's history, joined to the caller's held set
+//	GET  /v1/own     the caller's own events after an origin_seq (a restored satellite's)
 //
 // Every request carries "Authorization: Bearer <token>"; every response
 // carries X-Ghsync-Time. Refusals are JSON wire.Error bodies with a 4xx
@@ -175,6 +176,7 @@ func New(cfg Config) (*Server, error) {
 	s.mux.HandleFunc("GET "+wire.PathPull, s.authed(s.pull))
 	s.mux.HandleFunc("POST "+wire.PathNew, s.authed(s.newGraph))
 	s.mux.HandleFunc("POST "+wire.PathStable, s.authed(s.stable))
+	s.mux.HandleFunc("GET "+wire.PathOwn, s.authed(s.own))
 	return s, nil
 }
 
@@ -197,7 +199,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	tw := &timeWriter{ResponseWriter: w, clock: s.cfg.Clock}
 	if _, pattern := s.mux.Handler(r); pattern == "" {
 		switch r.URL.Path {
-		case wire.PathHeads, wire.PathPull:
+		case wire.PathHeads, wire.PathPull, wire.PathOwn:
 			tw.Header().Set("Allow", http.MethodGet)
 			s.refuse(tw, r, nil, http.StatusMethodNotAllowed, fmt.Errorf("%s wants GET", r.URL.Path), nil)
 		case wire.PathPush, wire.PathNew, wire.PathStable:
@@ -328,6 +330,24 @@ func (s *Server) heads(w http.ResponseWriter, r *http.Request, sat Satellite) {
 	for _, h := range origins {
 		if h.Origin == sat.ID {
 			out.HighWater, out.Count, out.Hash = h.Seq, h.Count, h.Hash.String()
+		}
+	}
+	if v := r.URL.Query().Get(wire.QueryAt); v != "" {
+		at, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			s.refuse(w, r, &sat, http.StatusBadRequest, fmt.Errorf("%s %q: want an origin_seq", wire.QueryAt, v), nil)
+			return
+		}
+		out.At = at
+		if at > 0 && at <= out.HighWater {
+			e, err := s.ownEvent(ctx, sat.ID, at)
+			if err != nil {
+				s.refuse(w, r, &sat, http.StatusServiceUnavailable, err, nil)
+				return
+			}
+			if e != nil {
+				out.AtHash = e.Hash.String()
+			}
 		}
 	}
 	w.Header().Set(wire.HeaderHead, strconv.FormatUint(head, 10))

@@ -511,25 +511,29 @@ func (c *Client) save(ctx context.Context) error {
 // Push sends this origin's events that central does not hold yet, in
 // pages, until central holds them all. It is stateless: central's
 // high-water mark says where to start, so a push cut at any point is
-// resumed by pushing again.
+// resumed by pushing again. A ledger that is behind central's history of
+// its origin, or diverged from it, is refused before anything is sent
+// (an *OwnHistoryError: see CheckOwn and Recover).
 func (c *Client) Push(ctx context.Context) (PushStats, error) {
 	c.pushMu.Lock()
 	defer c.pushMu.Unlock()
 	var st PushStats
-	h, err := c.Heads(ctx)
+	local, err := ledger.HeadOf(ctx, c.cfg.Store, c.cfg.Origin)
+	if err != nil {
+		return st, fmt.Errorf("push origin %d: %w", c.cfg.Origin, err)
+	}
+	h, err := c.headsAt(ctx, local.Seq)
 	if err != nil {
 		return st, fmt.Errorf("push origin %d: %w", c.cfg.Origin, err)
 	}
 	hw := h.HighWater
 	st.HighWater = hw
-	var last uint64
-	if heads, err := c.cfg.Store.Origins(ctx); err == nil {
-		for _, o := range heads {
-			if o.Origin == c.cfg.Origin {
-				last = o.Seq
-			}
-		}
+	// A ledger restored from an older copy would otherwise push nothing
+	// and say nothing, and stamp events central refuses later.
+	if err := c.compare(ctx, local, h); err != nil {
+		return st, fmt.Errorf("push origin %d: %w", c.cfg.Origin, err)
 	}
+	last := local.Seq
 	start := time.Now()
 	for {
 		recs, err := c.cfg.Store.ReadOrigin(ctx, c.cfg.Origin, hw, c.cfg.PushEvents)

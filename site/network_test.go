@@ -53,6 +53,8 @@ type node struct {
 	site  *site.Site
 	wall  *clocks.Corrected // the machine's clock, skewable
 	n     int               // parties made here
+	// central and token are how the site was opened, to open it again.
+	central, token string
 }
 
 func newNode(t testing.TB, id uint16, skew time.Duration) *node {
@@ -80,6 +82,7 @@ func newNode(t testing.TB, id uint16, skew time.Duration) *node {
 // open starts the node's site (after central exists, for a satellite).
 func (n *node) open(centralURL, token string, seq *ledger.Sequencer, hc *http.Client, report func(context.Context, clocks.Timestamp, uint64) (clocks.Timestamp, error)) {
 	n.t.Helper()
+	n.central, n.token = centralURL, token
 	s, err := site.Open(context.Background(), site.Config{Origin: n.id, Target: n.url, Store: n.store, StoreLocation: n.url,
 		Central: centralURL, Token: token, HTTPClient: hc, Wall: n.wall, Sequencer: seq, ReportStable: report,
 		Logger: hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: os.Stderr, Name: "node" + strconv.Itoa(int(n.id))})})

@@ -147,7 +147,11 @@ func (s *Site) rescanning() bool { return s.client != nil && s.client.Rescanning
 
 // Report says what one Sync did.
 type Report struct {
-	Captured  int // events made from local changes
+	Captured int // events made from local changes
+	// Recovered counts this instance's own events fetched back from
+	// central before capturing: its ledger was restored from an older
+	// copy (satellite.Client.Recover).
+	Recovered int
 	Pushed    int // events central newly accepted
 	Pulled    int // events newly appended from central
 	Projected int // events applied to the Tryton tables
@@ -181,7 +185,10 @@ func (s *Site) dial(ctx context.Context) error {
 }
 
 // Sync runs one cycle: link to central (measuring the clock offset),
-// capture local changes, push them, pull what central has, and project.
+// fetch back this instance's own events if its ledger is behind
+// central's history of its origin (restored from an older copy; a
+// diverged history is refused before anything is captured), capture
+// local changes, push them, pull what central has, and project.
 // Local work (capture, projection) is done even when central cannot be
 // reached; the error then matches satellite.ErrUnavailable. A cycle that
 // completes reports to central what it vouches for and records the
@@ -192,6 +199,20 @@ func (s *Site) Sync(ctx context.Context) (Report, error) {
 	if s.client != nil {
 		s.correct()
 		r.Offset = s.client.Offset()
+	}
+	if netErr == nil && s.client != nil {
+		// Before anything is captured: events stamped on a ledger behind
+		// central's history of this origin could never be pushed.
+		rs, err := s.recover(ctx)
+		r.Recovered = rs.Events
+		switch {
+		case errors.Is(err, satellite.ErrBehindCentral), errors.Is(err, satellite.ErrDiverged):
+			return r, err // a recovery cut short, too: nothing is captured on it
+		case errors.Is(err, satellite.ErrUnavailable):
+			netErr = err // not known: local work goes on, as when central is unreachable
+		case err != nil:
+			return r, err
+		}
 	}
 	if s.cap != nil {
 		st, err := s.cap.Drain(ctx)
@@ -286,15 +307,50 @@ func (s *Site) pullProjecting(ctx context.Context, wait time.Duration) (satellit
 	return pl, n, err
 }
 
+// recover fetches back from central this instance's own events its
+// ledger lacks (satellite.Client.Recover) and has the capturer continue
+// after them.
+func (s *Site) recover(ctx context.Context) (satellite.RecoverStats, error) {
+	st, err := s.client.Recover(ctx)
+	if st.Events > 0 && s.cap != nil {
+		s.cap.Resync()
+	}
+	return st, err
+}
+
+// Recover is `ghsync recover`: it fetches back from central this
+// satellite's own events its ledger lacks after a restore from an older
+// copy, as a cycle does before capturing, and projects them with a
+// target. Nothing is captured, pushed or reported.
+func (s *Site) Recover(ctx context.Context) (satellite.RecoverStats, int, error) {
+	if err := s.dial(ctx); err != nil {
+		return satellite.RecoverStats{}, 0, err
+	}
+	st, err := s.recover(ctx)
+	if err != nil || s.proj == nil {
+		return st, 0, err
+	}
+	ps, err := s.proj.CatchUp(ctx)
+	if err != nil {
+		return st, ps.Events, fmt.Errorf("%w: %w", errProject, err)
+	}
+	return st, ps.Events, nil
+}
+
 // Push drains the capture outbox into events, as a cycle does first, and
 // pushes this instance's events to central: `ghsync push`, which would
 // otherwise send nothing of what users changed since the last cycle.
-// Nothing is pulled, projected or reported.
+// Nothing is pulled, projected or reported. A ledger behind central's
+// history of this origin, or diverged from it, is refused before the
+// outbox is drained (satellite.Client.CheckOwn): `ghsync recover` first.
 func (s *Site) Push(ctx context.Context) (captured int, st satellite.PushStats, err error) {
 	if err := s.dial(ctx); err != nil {
 		return 0, st, err
 	}
 	s.correct()
+	if err := s.client.CheckOwn(ctx); err != nil {
+		return 0, st, fmt.Errorf("push: %w", err)
+	}
 	if s.cap != nil {
 		ds, err := s.cap.Drain(ctx)
 		if err != nil {

@@ -16,6 +16,12 @@ const (
 	// PathStable: POST StableReport, after a complete cycle; the answer
 	// is the network's stability frontier (StableResponse).
 	PathStable = "/v1/stable"
+	// PathOwn: GET ?after=SEQ&limit=N: the caller's own events with
+	// origin_seq above SEQ, in origin_seq order, as pull frames (position:
+	// central's). What a satellite restored from an older copy of its
+	// ledger fetches back (central never sends an origin its own events
+	// in a pull).
+	PathOwn = "/v1/own"
 )
 
 // Media types and headers.
@@ -48,6 +54,10 @@ const (
 	// from position 0 what its old scope left out.
 	HeaderScope   = "X-Ghsync-Scope"
 	HeaderWidened = "X-Ghsync-Widened"
+	// HeaderHighWater carries, on a /v1/own answer, the caller's
+	// high-water mark at central: where the caller's own history ends.
+	// HeaderNext is then the origin_seq to ask after next.
+	HeaderHighWater = "X-Ghsync-High-Water"
 )
 
 // Pull bounds.
@@ -73,6 +83,12 @@ type Error struct {
 	Frame *int `json:"frame,omitempty"`
 }
 
+// QueryAt is the /v1/heads parameter that asks for the hash of the
+// caller's event at that origin_seq (Heads.At and Heads.AtHash): a
+// satellite compares it with its own to know whether its ledger is a
+// prefix of what central holds of its origin.
+const QueryAt = "at"
+
 // Heads answers GET /v1/heads.
 type Heads struct {
 	Origin      uint16    `json:"origin"`     // the caller's synchronisation id
@@ -89,6 +105,11 @@ type Heads struct {
 	Central string `json:"central,omitempty"`
 	// Widened counts the caller's scope widenings (see HeaderWidened).
 	Widened uint64 `json:"widened,omitempty"`
+	// At and AtHash answer ?at=SEQ: the hash of the caller's event at
+	// origin_seq At as central holds it; AtHash is empty when central
+	// does not hold that event (or is older than the parameter).
+	At     uint64 `json:"at,omitempty"`
+	AtHash string `json:"at_hash,omitempty"`
 }
 
 // Push statuses, per event.

@@ -32,9 +32,9 @@ func beforeRun(ctx context.Context, kctx *kong.Context, location string) error {
 
 // readsLedgerOnly says whether a command never appends to the ledger, so
 // has no use for an empty one: it refuses a ledger that does not exist
-// instead of creating it. The others (generate, import, pull, new, sync,
-// run, serve, capture, central satellite add, central held release)
-// create the ledger as they write it.
+// instead of creating it. The others (generate, import, pull, new,
+// recover, sync, run, serve, capture, central satellite add, central
+// held release) create the ledger as they write it.
 func readsLedgerOnly(cmd reflect.Value) bool {
 	if !cmd.IsValid() || !cmd.CanAddr() {
 		return false

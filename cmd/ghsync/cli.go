@@ -45,6 +45,7 @@ type CLI struct {
 	Push    PushCmd    `cmd:"" group:"Network" help:"Send this satellite's events that central does not hold yet."`
 	Pull    PullCmd    `cmd:"" group:"Network" help:"Fetch central's events for this satellite (long poll with --wait, or keep following with -f)."`
 	New     NewCmd     `cmd:"" group:"Network" help:"Fetch a patient (--patient PUID) or a record (--model MODEL --key KEY) and everything about it from central, and follow it from then on."`
+	Recover RecoverCmd `cmd:"" group:"Network" help:"Fetch back from central this satellite's own events its ledger lacks, after it was restored from an older backup (sync and run do it by themselves before capturing)."`
 	Sync    SyncCmd    `cmd:"" group:"Network" help:"One full cycle at a satellite: capture local changes, push, pull, project."`
 	Run     RunCmd     `cmd:"" group:"Network" help:"Keep synchronising every --every, backing off while central is unreachable (a service; stops cleanly on SIGTERM)."`
 }

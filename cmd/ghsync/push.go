@@ -114,8 +114,8 @@ func (c *PushCmd) Run(env *Env) error {
 	defer done()
 	captured, st, err := s.Push(env.Ctx)
 	cl := s.Client()
-	if cl == nil {
-		return err
+	if cl == nil || errors.Is(err, satellite.ErrBehindCentral) || errors.Is(err, satellite.ErrDiverged) {
+		return err // refused before anything was captured or sent: the error says why
 	}
 	if s.Capturer() != nil {
 		fmt.Fprintf(env.Out, "captured %s; ", count(captured, "local change", "local changes"))

@@ -84,6 +84,12 @@ func (c *SyncCmd) Run(env *Env) error {
 	}
 	defer done()
 	r, err := s.Sync(env.Ctx)
+	if errors.Is(err, satellite.ErrBehindCentral) || errors.Is(err, satellite.ErrDiverged) {
+		return err // refused before anything was captured: the error says why
+	}
+	if r.Recovered > 0 {
+		fmt.Fprintf(env.Out, "recovered %s of this satellite's own from central first: this ledger was restored from an older copy\n", count(r.Recovered, "event", "events"))
+	}
 	fmt.Fprintf(env.Out, "captured %s, pushed %s, pulled %d, projected %d", count(r.Captured, "local change", "local changes"), count(r.Pushed, "event", "events"), r.Pulled, r.Projected)
 	if r.Offset != 0 {
 		fmt.Fprintf(env.Out, "; clock offset to central %v", r.Offset.Round(time.Millisecond))
