@@ -391,8 +391,13 @@ func (c *Client) Rescanning() bool {
 
 // Heads asks central for this origin's high-water mark there and its head.
 func (c *Client) Heads(ctx context.Context) (wire.Heads, error) {
+	return c.heads(ctx, nil)
+}
+
+// heads asks GET /v1/heads with query (nil, or wire.QueryAt).
+func (c *Client) heads(ctx context.Context, query url.Values) (wire.Heads, error) {
 	var h wire.Heads
-	resp, err := c.do(ctx, http.MethodGet, wire.PathHeads, nil, nil)
+	resp, err := c.do(ctx, http.MethodGet, wire.PathHeads, query, nil)
 	if err != nil {
 		return h, err
 	}

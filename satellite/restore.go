@@ -2,10 +2,8 @@ package satellite
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -107,16 +105,7 @@ type RecoverStats struct {
 // headsAt asks central for its heads and the hash of this origin's event
 // at seq (wire.QueryAt).
 func (c *Client) headsAt(ctx context.Context, seq uint64) (wire.Heads, error) {
-	var h wire.Heads
-	resp, err := c.do(ctx, http.MethodGet, wire.PathHeads, url.Values{wire.QueryAt: {strconv.FormatUint(seq, 10)}}, nil)
-	if err != nil {
-		return h, err
-	}
-	defer resp.Body.Close()
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&h); err != nil {
-		return h, unavailable{err: fmt.Errorf("read heads: %w", err)}
-	}
-	return h, nil
+	return c.heads(ctx, url.Values{wire.QueryAt: {strconv.FormatUint(seq, 10)}})
 }
 
 // localHash is the hash of this ledger's event of its origin at seq; ok
