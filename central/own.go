@@ -20,14 +20,9 @@ import (
 func (s *Server) own(w http.ResponseWriter, r *http.Request, sat Satellite) {
 	ctx := r.Context()
 	q := r.URL.Query()
-	after, err := parseUint(q.Get("after"), 0)
+	after, limit, err := parsePage(q)
 	if err != nil {
-		s.refuse(w, r, &sat, http.StatusBadRequest, fmt.Errorf("after: %w", err), nil)
-		return
-	}
-	limit, err := parseUint(q.Get("limit"), wire.DefaultPullLimit)
-	if err != nil || limit < 1 || limit > wire.MaxPullLimit {
-		s.refuse(w, r, &sat, http.StatusBadRequest, fmt.Errorf("limit %q: want 1..%d", q.Get("limit"), wire.MaxPullLimit), nil)
+		s.refuse(w, r, &sat, http.StatusBadRequest, err, nil)
 		return
 	}
 	oh, err := ledger.HeadOf(ctx, s.cfg.Store, sat.ID)
@@ -40,7 +35,7 @@ func (s *Server) own(w http.ResponseWriter, r *http.Request, sat Satellite) {
 		s.refuse(w, r, &sat, http.StatusServiceUnavailable, fmt.Errorf("read head: %w", err), nil)
 		return
 	}
-	recs, err := s.cfg.Store.ReadOrigin(ctx, sat.ID, after, int(limit))
+	recs, err := s.cfg.Store.ReadOrigin(ctx, sat.ID, after, limit)
 	if err != nil {
 		s.refuse(w, r, &sat, http.StatusServiceUnavailable, fmt.Errorf("read origin %d after seq %d: %w", sat.ID, after, err), nil)
 		return

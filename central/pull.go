@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -33,14 +34,9 @@ type item struct {
 func (s *Server) pull(w http.ResponseWriter, r *http.Request, sat Satellite) {
 	ctx := r.Context()
 	q := r.URL.Query()
-	after, err := parseUint(q.Get("after"), 0)
+	after, limit, err := parsePage(q)
 	if err != nil {
-		s.refuse(w, r, &sat, http.StatusBadRequest, fmt.Errorf("after: %w", err), nil)
-		return
-	}
-	limit, err := parseUint(q.Get("limit"), wire.DefaultPullLimit)
-	if err != nil || limit < 1 || limit > wire.MaxPullLimit {
-		s.refuse(w, r, &sat, http.StatusBadRequest, fmt.Errorf("limit %q: want 1..%d", q.Get("limit"), wire.MaxPullLimit), nil)
+		s.refuse(w, r, &sat, http.StatusBadRequest, err, nil)
 		return
 	}
 	wait, err := parseWait(q.Get("wait"))
@@ -67,7 +63,7 @@ func (s *Server) pull(w http.ResponseWriter, r *http.Request, sat Satellite) {
 		}
 		if after < head {
 			s.locks[sat.ID].Lock()
-			items, next, err := s.page(ctx, sat, after, head, int(limit))
+			items, next, err := s.page(ctx, sat, after, head, limit)
 			s.locks[sat.ID].Unlock()
 			if err != nil {
 				s.refuse(w, r, &sat, http.StatusServiceUnavailable, err, nil)
@@ -107,11 +103,23 @@ func (s *Server) pull(w http.ResponseWriter, r *http.Request, sat Satellite) {
 	}
 }
 
-func parseUint(s string, def uint64) (uint64, error) {
-	if s == "" {
-		return def, nil
+// parsePage reads the after and limit every paged endpoint takes: after
+// defaults to 0, limit to wire.DefaultPullLimit and is 1..MaxPullLimit.
+func parsePage(q url.Values) (after uint64, limit int, err error) {
+	if v := q.Get("after"); v != "" {
+		if after, err = strconv.ParseUint(v, 10, 64); err != nil {
+			return 0, 0, fmt.Errorf("after: %w", err)
+		}
 	}
-	return strconv.ParseUint(s, 10, 64)
+	limit = wire.DefaultPullLimit
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil || n < 1 || n > wire.MaxPullLimit {
+			return 0, 0, fmt.Errorf("limit %q: want 1..%d", v, wire.MaxPullLimit)
+		}
+		limit = int(n)
+	}
+	return after, limit, nil
 }
 
 // parseWait reads a wait as a Go duration ("30s") or whole seconds ("30").

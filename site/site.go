@@ -327,14 +327,24 @@ func (s *Site) Recover(ctx context.Context) (satellite.RecoverStats, int, error)
 		return satellite.RecoverStats{}, 0, err
 	}
 	st, err := s.recover(ctx)
-	if err != nil || s.proj == nil {
+	if err != nil {
 		return st, 0, err
+	}
+	n, err := s.project(ctx)
+	return st, n, err
+}
+
+// project catches the target up, if there is one, on what a command
+// fetched: the events it applied, and a failure that matches errProject.
+func (s *Site) project(ctx context.Context) (int, error) {
+	if s.proj == nil {
+		return 0, nil
 	}
 	ps, err := s.proj.CatchUp(ctx)
 	if err != nil {
-		return st, ps.Events, fmt.Errorf("%w: %w", errProject, err)
+		return ps.Events, fmt.Errorf("%w: %w", errProject, err)
 	}
-	return st, ps.Events, nil
+	return ps.Events, nil
 }
 
 // Push drains the capture outbox into events, as a cycle does first, and
@@ -383,14 +393,11 @@ func (s *Site) New(ctx context.Context, req satellite.NewRequest) (satellite.Pul
 		return satellite.PullStats{}, 0, err
 	}
 	st, err := s.client.New(ctx, req)
-	if err != nil || s.proj == nil {
+	if err != nil {
 		return st, 0, err
 	}
-	ps, err := s.proj.CatchUp(ctx)
-	if err != nil {
-		return st, ps.Events, fmt.Errorf("%w: %w", errProject, err)
-	}
-	return st, ps.Events, nil
+	n, err := s.project(ctx)
+	return st, n, err
 }
 
 // stampClock is the clock this instance's events are stamped with.
