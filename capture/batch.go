@@ -86,7 +86,9 @@ type inflight struct {
 	// of any other row holding one.
 	taken  map[recKeyOf]bool
 	stamps map[recKeyOf]fieldStamps // its HLC per field: the Base of later writes
-	held   map[localRef]*heldRow    // the holds it sets or ends (nil)
+	// deletes: its deletes' HLCs, the latest per record (setRevivals)
+	deletes map[recKeyOf]clocks.Timestamp
+	held    map[localRef]*heldRow // the holds it sets or ends (nil)
 }
 
 // inflight is b's effect on the id map and its stamps, as the next batch
@@ -96,6 +98,14 @@ func (b *batch) inflight() *inflight {
 		held: make(map[localRef]*heldRow, len(b.heldDirty))}
 	for ref := range b.heldDirty {
 		fl.held[ref] = b.held[ref]
+	}
+	for _, e := range b.events {
+		if k := (recKeyOf{e.Model, e.Key}); e.Op == ledger.OpDelete && e.HLC > fl.deletes[k] {
+			if fl.deletes == nil {
+				fl.deletes = map[recKeyOf]clocks.Timestamp{}
+			}
+			fl.deletes[k] = e.HLC
+		}
 	}
 	for _, ic := range b.ids {
 		ref := localRef{ic.model, ic.id}
@@ -772,13 +782,15 @@ func (b *batch) setBases(ctx context.Context) error {
 
 type recKeyOf struct{ model, key string }
 
-// setRevivals marks the creates of natural keys whose record the network
-// has deleted, as the merged state here shows it: a code used again after
-// its party was deleted, or a record renamed back to a key it left. The
-// user saw the deletion (the row was gone here), so the create begins a
-// new life of the record (merge.Revives) instead of losing to the delete,
-// which would take the user's new row away again. A delete made in this
-// batch is named when the batch is stamped (Capturer.stamp).
+// setRevivals marks the creates of natural keys whose record was deleted
+// as this instance knows it: in the merged state here, or by a delete
+// captured here that the projector has not applied yet (deletes.go). A
+// code used again after its party was deleted, or a record renamed back
+// to a key it left: the user saw the deletion (the row was gone here),
+// so the create begins a new life of the record (merge.Revives) instead
+// of losing to the delete, which would take the user's new row away
+// again. A delete made in this batch is named when the batch is stamped
+// (Capturer.stamp).
 func (b *batch) setRevivals(ctx context.Context) error {
 	byModel := map[string][]string{}
 	for _, e := range b.events {
@@ -786,8 +798,25 @@ func (b *batch) setRevivals(ctx context.Context) error {
 			byModel[e.Model] = append(byModel[e.Model], e.Key)
 		}
 	}
+	if len(byModel) == 0 {
+		return nil
+	}
+	unapplied, err := b.c.unappliedDeletes(ctx)
+	if err != nil {
+		return err
+	}
 	for model, keys := range byModel {
 		ended := map[string]clocks.Timestamp{}
+		for _, key := range keys {
+			k := recKeyOf{model, key}
+			saw := unapplied[k].hlc
+			if b.fl != nil {
+				saw = max(saw, b.fl.deletes[k])
+			}
+			if saw != 0 {
+				ended[key] = saw
+			}
+		}
 		err := b.c.eachKeyRow(ctx, "records", "state", model, keys, func(key string, raw []byte) error {
 			if raw == nil {
 				return nil
@@ -797,7 +826,7 @@ func (b *batch) setRevivals(ctx context.Context) error {
 				return err
 			}
 			if st.Deleted != nil && !st.Live() {
-				ended[key] = st.LastDelete().HLC
+				ended[key] = max(ended[key], st.LastDelete().HLC)
 			}
 			return nil
 		})

@@ -62,6 +62,9 @@ type Capturer struct {
 	// field: the Base of the next local write of it, should the
 	// projector not have applied the previous one yet.
 	stamped map[recKeyOf]fieldStamps
+	// deletes is this origin's deletes the projector has not applied
+	// yet (deletes.go); nil until first read from the ledger.
+	deletes map[recKeyOf]ownDelete
 	// stale: stamps were taken that the ledger does not hold (an append
 	// or a stamp failed, or a prepared batch was dropped); the sequencer
 	// resumes from the ledger before it stamps again.
@@ -340,6 +343,7 @@ func (c *Capturer) finishHandoff(ctx context.Context, recovering bool) error {
 	if err != nil {
 		return fmt.Errorf("append %d handed-off events: %w", len(evs), err)
 	}
+	c.appendedDeletes(ctx, evs)
 	if recovering {
 		c.log.Info("finished an interrupted hand-off", "events", len(evs), "new", res.Appended, "already_held", res.Duplicates)
 	} else {

@@ -80,7 +80,7 @@ func (c *Capturer) step(ctx context.Context, cur *prepared, st *Stats) (*prepare
 			c.stale = true
 			return nil, err
 		}
-		c.committed(cur, st)
+		c.committed(ctx, cur, st)
 		return c.prepareNext(ctx, 0, nil)
 	}
 	done := make(chan error, 1) // buffered: the append never waits for us
@@ -90,7 +90,7 @@ func (c *Capturer) step(ctx context.Context, cur *prepared, st *Stats) (*prepare
 		c.stale = true // next's stamps, if any, continued cur's
 		return nil, aerr
 	}
-	c.committed(cur, st)
+	c.committed(ctx, cur, st)
 	if err != nil {
 		c.stale = true
 		return nil, err
@@ -202,7 +202,7 @@ func (c *Capturer) commit(ctx context.Context, chs []change, fromOutbox bool, fl
 		return 0, err
 	}
 	var st Stats
-	c.committed(p, &st)
+	c.committed(ctx, p, &st)
 	return st.Events, nil
 }
 
@@ -267,8 +267,10 @@ func (c *Capturer) append(ctx context.Context, p *prepared) error {
 }
 
 // committed notes an appended batch: its stamps become the Base of this
-// capturer's next writes of the same fields, and it counts in st.
-func (c *Capturer) committed(p *prepared, st *Stats) {
+// capturer's next writes of the same fields, its deletes are remembered
+// until projected (deletes.go), and it counts in st.
+func (c *Capturer) committed(ctx context.Context, p *prepared, st *Stats) {
+	c.appendedDeletes(ctx, p.b.events)
 	for k, fs := range p.b.stamps { // stamp gathered them per record already
 		if old, ok := c.stamped[k]; ok {
 			for _, f := range fs {

@@ -43,7 +43,7 @@ func (c *Capturer) retryHeld(ctx context.Context, st *Stats) error {
 				c.stale = true
 				return fmt.Errorf("retry held rows: %w", err)
 			}
-			c.committed(p, st)
+			c.committed(ctx, p, st)
 		}
 		if released == 0 {
 			st.Held = len(hs)

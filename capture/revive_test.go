@@ -123,3 +123,68 @@ func TestCodeReusedAfterDelete(t *testing.T) {
 		}
 	})
 }
+
+// TestCodeReusedInOneProjection: the delete and the new registration
+// saved at this site are projected here together: the user's new row is
+// the new life's and stays (the capturer mapped the code to it), not
+// taken for the deleted party's row and replaced.
+func TestCodeReusedInOneProjection(t *testing.T) {
+	forEachLayout(t, func(t *testing.T, lay layout) {
+		a := newSite(t, lay, 1)
+		ana := a.insert("party_party", 1, map[string]any{"code": "A-1", "name": "Ana", "active": true})
+		a.drain()
+		a.project()
+		a.exec(a.q(`DELETE FROM party_party WHERE id = ?`), ana)
+		a.drain()
+		bob := a.insert("party_party", 1, map[string]any{"code": "A-1", "name": "Bob", "active": true})
+		a.insert("party_address", 1, map[string]any{"party": bob, "city": "Negril", "active": true})
+		a.drain()
+		a.project()
+		if n, id := a.int(`SELECT count(*) FROM party_party`), a.int(`SELECT id FROM party_party WHERE code = 'A-1' AND name = 'Bob'`); n != 1 || id != bob {
+			t.Fatalf("%d parties, Bob's in row %d; want 1, in the row the user saved (%d)", n, id, bob)
+		}
+		if n := a.int(a.q(`SELECT count(*) FROM party_address WHERE party = ?`), bob); n != 1 {
+			t.Fatalf("%d addresses on Bob's row, want 1", n)
+		}
+	})
+}
+
+// TestCodeReusedElsewhereInOneProjection: a third site that holds the
+// deleted party's row gets the delete and the new registration, both
+// from other sites, in one projection: the old row goes, with what the
+// clinic attached to it in a table ghsync does not synchronise, and the
+// new person gets a row of their own.
+func TestCodeReusedElsewhereInOneProjection(t *testing.T) {
+	forEachLayout(t, func(t *testing.T, lay layout) {
+		a, b, c := newSite(t, lay, 1), newSite(t, lay, 2), newSite(t, lay, 3)
+		a.insert("party_party", 1, map[string]any{"code": "A-1", "name": "Ana", "active": true})
+		a.drain()
+		a.project()
+		c.receive(a)
+		c.project()
+		anaC := c.int(`SELECT id FROM party_party WHERE code = 'A-1'`)
+		c.exec(`CREATE TABLE clinic_note (id integer PRIMARY KEY, party integer NOT NULL REFERENCES party_party (id) ON DELETE CASCADE, note text)`)
+		c.exec(c.q(`INSERT INTO clinic_note (id, party, note) VALUES (1, ?, 'allergic to penicillin')`), anaC)
+
+		a.exec(`DELETE FROM party_party WHERE code = 'A-1'`)
+		a.drain()
+		b.receive(a)
+		b.project()
+		b.insert("party_party", 1, map[string]any{"code": "A-1", "name": "Bob", "active": true})
+		if evs := b.drain(); len(evs) != 1 || evs[0].Fields[merge.Revives].IsNull() {
+			t.Fatalf("origin 2 captured %v, want a create that names the delete", evs)
+		}
+		c.receive(a)
+		c.receive(b)
+		c.project()
+		if n, id := c.int(`SELECT count(*) FROM party_party WHERE code = 'A-1' AND name = 'Bob'`), c.int(`SELECT max(id) FROM party_party`); n != 1 || id == anaC {
+			t.Fatalf("origin 3: %d parties Bob, the last in row %d (Ana's was %d); want Bob in a new row", n, id, anaC)
+		}
+		if n := c.int(`SELECT count(*) FROM clinic_note`); n != 0 {
+			t.Fatalf("origin 3: Ana's note still there, now on Bob's record")
+		}
+		if c.outbox() != 0 {
+			t.Fatalf("origin 3: the projector's writes were captured (%d in the outbox)", c.outbox())
+		}
+	})
+}

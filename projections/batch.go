@@ -47,6 +47,9 @@ type record struct {
 	// every column is written.
 	touched map[string]bool
 	whole   bool
+	// entered is the record's life when the batch's first event for it
+	// came (lives.go).
+	entered life
 }
 
 // touch notes that e changed rec's state.
@@ -93,7 +96,12 @@ type batch struct {
 	// alias: renamed records (old key → new key). See local.go.
 	pending map[string]map[int64]bool
 	alias   map[recKey]string
-	bounds  []ledger.ClockBound // see clockbound.go
+	// capturedAs is the origin the target's own changes are captured as
+	// (package capture binds it), if any; renamed is the keys this
+	// batch's renames moved a row between. See lives.go.
+	capturedAs *uint16
+	renamed    map[recKey]bool
+	bounds     []ledger.ClockBound // see clockbound.go
 	// frontier is the stability frontier states are compacted to, read
 	// once a batch.
 	frontier clocks.Timestamp
@@ -213,6 +221,9 @@ func (b *batch) apply(ctx context.Context, evs []ledger.Record) error {
 		}
 		if rec.prior == nil && len(b.pending[rec.m.Table]) > 0 {
 			rec.prior = rec.st.Clone()
+		}
+		if !rec.entered.known {
+			rec.entered = lifeOf(rec.st)
 		}
 		if _, ok := r.Event.Fields[models.RenamedFrom]; ok {
 			if err := b.rename(ctx, r.Event); err != nil {
@@ -390,6 +401,24 @@ func (b *batch) materialize(ctx context.Context, todo []*record) ([]recKey, erro
 		return nil, err
 	}
 
+	// A row of a life that ended in this batch is not the new life's:
+	// it goes (with the deletes below) and the new life gets a row of
+	// its own, as when the delete and the revival come in two batches.
+	var ended map[recKey]int64 // rare: made when needed
+	for _, rec := range todo {
+		if !b.lifeEnded(rec) {
+			continue
+		}
+		if id, has := b.ids[rec.k]; has && !b.keepsLocalChange(rec, id) {
+			if ended == nil {
+				ended = map[recKey]int64{}
+			}
+			ended[rec.k] = id
+			delete(b.ids, rec.k)
+			rec.entered = lifeOf(rec.st) // the row written next is this life's, in later rounds too
+		}
+	}
+
 	// Which new records can be inserted now: the greatest set whose
 	// required references resolve to existing rows or to each other.
 	candidates := map[recKey]*record{}
@@ -435,8 +464,15 @@ func (b *batch) materialize(ctx context.Context, todo []*record) ([]recKey, erro
 	// Deletes first, referrers before their targets.
 	for i := len(sorted) - 1; i >= 0; i-- {
 		rec := sorted[i]
-		if id, has := b.ids[rec.k]; !rec.st.Live() && has && !b.keepsLocalChange(rec, id) {
-			b.deleteRow(rec, id)
+		if id, ok := ended[rec.k]; ok {
+			b.removeRow(rec, id)
+			if _, has := b.ids[rec.k]; !has {
+				rec.idSet = true // no row for the new life yet: its id is saved as none
+			}
+		} else if id, has := b.ids[rec.k]; !rec.st.Live() && has && !b.keepsLocalChange(rec, id) {
+			b.removeRow(rec, id)
+			delete(b.ids, rec.k)
+			rec.idSet = true
 		}
 	}
 	// Inserts and updates, targets before referrers; a reference to a row
@@ -590,7 +626,9 @@ func (b *batch) deleted(k recKey) bool {
 	return ok && r.st.Deleted != nil
 }
 
-func (b *batch) deleteRow(rec *record, id int64) {
+// removeRow deletes rec's row id and its Many2Many links, firing the
+// table's ON DELETE actions.
+func (b *batch) removeRow(rec *record, id int64) {
 	for _, f := range rec.m.Fields {
 		if f.Type == models.Many2Many && b.p.hasField(rec.m, &f) {
 			b.w.add(opDelete, quoteIdent(f.Relation.Table), []string{f.Relation.OriginColumn}, intType, "", id)
@@ -599,8 +637,6 @@ func (b *batch) deleteRow(rec *record, id int64) {
 	o := b.w.declare(opDelete, 1, b.p.shapeOf(rec.m).table, []string{"id"}, intType, "")
 	o.cascades = true
 	o.rows = append(o.rows, []any{id})
-	delete(b.ids, rec.k)
-	rec.idSet = true
 }
 
 // Column lists of the projector's own tables, for ops.

@@ -45,6 +45,9 @@ func (b *batch) loadLocal(ctx context.Context) error {
 	if ok, err := exists("outbox"); err != nil {
 		return err
 	} else if ok {
+		if b.capturedAs, err = b.captureOrigin(ctx); err != nil {
+			return err
+		}
 		pending = append(pending, `SELECT DISTINCT tbl, row_id FROM `+b.s+`outbox`)
 	}
 	if ok, err := exists("held"); err != nil {
@@ -115,6 +118,10 @@ func (b *batch) rename(ctx context.Context, e *ledger.Event) error {
 		return nil
 	}
 	from, to := recKey{r.Model, r.Key}, recKey{e.Model, e.Key}
+	if b.renamed == nil {
+		b.renamed = map[recKey]bool{}
+	}
+	b.renamed[from], b.renamed[to] = true, true
 	b.unalias(to) // renamed back: the key is the record's again
 	b.alias[from] = to.key
 	b.tx.queue(`INSERT INTO `+b.s+`alias (model, old_key, new_key) VALUES (?, ?, ?)

@@ -69,6 +69,9 @@ type Projector struct {
 	// frontier is the network's stability frontier (SetFrontier): merge
 	// states are compacted up to it as they are saved.
 	frontier atomic.Uint64
+	// capturedAs is the origin the target's changes are captured as,
+	// once read (lives.go).
+	capturedAs atomic.Pointer[uint16]
 	// late is the records a CatchUp brought events at or before the
 	// frontier: their history is arriving (a patient fetched with new, a
 	// record joining a satellite's scope), perhaps across batches, so
