@@ -91,6 +91,34 @@ func TestKeyChangedBackInOneDrain(t *testing.T) {
 	}
 }
 
+// TestKeyChangedBackBeforeProjection: the correction and its undoing
+// captured in two drains with no projection between (the projector not
+// running, or failing): the second drain still knows its own delete of
+// A-1 and names it, so the party keeps its row and address.
+func TestKeyChangedBackBeforeProjection(t *testing.T) {
+	forEachLayout(t, func(t *testing.T, lay layout) {
+		a := newSite(t, lay, 1)
+		party := a.insert("party_party", 1, map[string]any{"code": "A-1", "name": "Ana", "active": true})
+		a.insert("party_address", 1, map[string]any{"party": party, "city": "Ocho Rios", "active": true})
+		a.drain()
+		a.project()
+		a.update("party_party", party, 1, map[string]any{"code": "A-2"})
+		a.drain()
+		a.update("party_party", party, 1, map[string]any{"code": "A-1"})
+		evs := a.drain()
+		if len(evs) != 2 || evs[0].Key != "A-1" || evs[0].Op != ledger.OpCreate || evs[0].Fields[merge.Revives].IsNull() {
+			t.Fatalf("renaming back captured as %v, want a create of A-1 that names the delete it saw, then a delete of A-2", evs)
+		}
+		a.project()
+		if n, id := a.int(`SELECT count(*) FROM party_party`), a.int(`SELECT id FROM party_party WHERE code = 'A-1'`); n != 1 || id != party {
+			t.Fatalf("%d parties, A-1 in row %d; want 1, in row %d", n, id, party)
+		}
+		if n := a.int(a.q(`SELECT count(*) FROM party_address WHERE party = ?`), party); n != 1 {
+			t.Fatalf("%d addresses on the party, want 1", n)
+		}
+	})
+}
+
 // TestCodeReusedAfterDelete: a party deleted, then a new person
 // registered under the same code: the new row stays, at both sites.
 func TestCodeReusedAfterDelete(t *testing.T) {

@@ -34,6 +34,7 @@ type life struct {
 	start       merge.Stamp
 }
 
+// lifeOf is the life st is in now.
 func lifeOf(st *merge.State) life {
 	l := life{known: true, live: st.Live()}
 	if r := st.Revival(); r != nil {
@@ -57,7 +58,7 @@ func (b *batch) lifeEnded(rec *record) bool {
 	}
 	own := *b.capturedAs
 	st := rec.st
-	if st.Deleted != nil && st.Deleted.Compare(from) > 0 && st.Deleted.Origin == own {
+	if st.Deleted.Compare(from) > 0 && st.Deleted.Origin == own {
 		return false
 	}
 	for _, d := range st.Redeleted {
