@@ -111,7 +111,9 @@ func (b *batch) resolveAlias(k recKey) recKey {
 
 // rename records that e moved a record's identity from the key it names,
 // and moves the local id to the new key so the row and what points at it
-// stay.
+// stay. A rename this database's own capturer stamped moved the id when
+// it was captured; the id map shows what the users did since (the old
+// key may name another row by now), so it is left as it is.
 func (b *batch) rename(ctx context.Context, e *ledger.Event) error {
 	r, ok := e.Fields[models.RenamedFrom].AsRef()
 	if !ok || e.Op != ledger.OpCreate || r.Model != e.Model || r.Key == e.Key {
@@ -126,6 +128,9 @@ func (b *batch) rename(ctx context.Context, e *ledger.Event) error {
 	b.alias[from] = to.key
 	b.tx.queue(`INSERT INTO `+b.s+`alias (model, old_key, new_key) VALUES (?, ?, ?)
 		ON CONFLICT (model, old_key) DO UPDATE SET new_key = excluded.new_key`, from.model, from.key, to.key)
+	if b.capturedAs != nil && e.Origin == *b.capturedAs {
+		return nil
+	}
 	if err := b.lookupIDs(ctx, []recKey{from, to}); err != nil {
 		return err
 	}
