@@ -343,8 +343,8 @@ func (c *Capturer) finishHandoff(ctx context.Context, recovering bool) error {
 	if err != nil {
 		return fmt.Errorf("append %d handed-off events: %w", len(evs), err)
 	}
-	c.appendedDeletes(ctx, evs)
 	if recovering {
+		c.appendedDeletes(ctx, evs) // a batch handed off now is noted by committed
 		c.log.Info("finished an interrupted hand-off", "events", len(evs), "new", res.Appended, "already_held", res.Duplicates)
 	} else {
 		c.log.Debug("handed off", "events", len(evs), "new", res.Appended)
