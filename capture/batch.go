@@ -635,7 +635,9 @@ func (b *batch) moved(ctx context.Context, m *models.Model, key string, ch *chan
 }
 
 // rename moves a record's identity: a create of the new key that names
-// the old one, then a delete of the old key. The local row keeps its id.
+// the old one, then a delete of the old key that names the new one (so
+// two concurrent moves are a conflict: merge.RenamedTo). The local row
+// keeps its id.
 func (b *batch) rename(ctx context.Context, m *models.Model, oldKey, newKey string, ch *change) error {
 	cur, err := b.c.readRow(ctx, m.Table, ch.id)
 	if err != nil {
@@ -655,8 +657,12 @@ func (b *batch) rename(ctx context.Context, m *models.Model, oldKey, newKey stri
 	if fields[models.RenamedFrom], err = ledger.RefTo(m.Name, oldKey); err != nil {
 		return err
 	}
+	to, err := ledger.RefTo(m.Name, newKey)
+	if err != nil {
+		return err
+	}
 	b.emit(m, newKey, ledger.OpCreate, fields, ch)
-	b.emit(m, oldKey, ledger.OpDelete, nil, ch)
+	b.emit(m, oldKey, ledger.OpDelete, map[string]ledger.Value{merge.RenamedTo: to}, ch)
 	b.ids = append(b.ids, idChange{op: 'm', model: m.Name, key: oldKey, newKey: newKey, id: ch.id})
 	b.keys[localRef{m.Name, ch.id}] = newKey
 	b.c.log.Info("record key changed: identity moved", "model", m.Name, "from", oldKey, "to", newKey)
@@ -740,34 +746,64 @@ func (b *batch) flushOwners(ctx context.Context) error {
 // writer saw: what the projector had shown (deferred), else the merged
 // state's winner, and at least this capturer's own previous write
 // (committed, or in the batch appended meanwhile). A create of a key
-// whose record the network deleted names that delete (setRevivals).
+// whose record the network deleted names that delete (setRevivals); a
+// write or a delete of a natural key names the latest delete of it this
+// instance knew of (merge.Saw), so it stays with the life the user saw.
 func (b *batch) setBases(ctx context.Context) error {
 	if err := b.setRevivals(ctx); err != nil {
 		return err
 	}
 	var keys []recKeyOf
+	natural := map[string]bool{} // models whose keys can be used again
 	for _, e := range b.events {
-		if e.Op == ledger.OpWrite {
+		if e.Op == ledger.OpWrite || e.Op == ledger.OpDelete {
 			keys = append(keys, recKeyOf{e.Model, e.Key})
+			if b.c.natural(e.Model) {
+				natural[e.Model] = true
+			}
 		}
 	}
 	if len(keys) == 0 {
 		return nil
 	}
-	seen, err := b.c.shownBases(ctx, keys)
+	seen, deleted, err := b.c.shownBases(ctx, keys)
 	if err != nil {
 		return err
 	}
+	var unapplied map[recKeyOf]ownDelete
+	if len(natural) > 0 {
+		if unapplied, err = b.c.unappliedDeletes(ctx); err != nil {
+			return err
+		}
+	}
 	for _, e := range b.events {
-		if e.Op != ledger.OpWrite {
+		if e.Op != ledger.OpWrite && e.Op != ledger.OpDelete {
 			continue
 		}
 		k := recKeyOf{e.Model, e.Key}
+		if natural[e.Model] {
+			saw := max(deleted[k], unapplied[k].hlc)
+			if b.fl != nil {
+				saw = max(saw, b.fl.deletes[k])
+			}
+			if saw != 0 {
+				if e.Fields == nil {
+					e.Fields = map[string]ledger.Value{}
+				}
+				e.Fields[merge.Saw] = ledger.Int(int64(saw))
+			}
+		}
+		if e.Op != ledger.OpWrite {
+			continue
+		}
 		var pending fieldStamps
 		if b.fl != nil {
 			pending = b.fl.stamps[k]
 		}
 		for f := range e.Fields {
+			if f == merge.Saw {
+				continue
+			}
 			base := max(seen[k][f], b.c.stamped[k].get(f), pending.get(f))
 			if base != 0 {
 				if e.Base == nil {
@@ -844,9 +880,11 @@ func (b *batch) setRevivals(ctx context.Context) error {
 
 // shownBases reads, per record, the HLC of each field's shown value: the
 // deferred bases where the projector left the row as it was, else the
-// merged state's winners.
-func (c *Capturer) shownBases(ctx context.Context, keys []recKeyOf) (map[recKeyOf]map[string]clocks.Timestamp, error) {
+// merged state's winners; and the latest delete the merged state holds,
+// for records it has any.
+func (c *Capturer) shownBases(ctx context.Context, keys []recKeyOf) (map[recKeyOf]map[string]clocks.Timestamp, map[recKeyOf]clocks.Timestamp, error) {
 	out := map[recKeyOf]map[string]clocks.Timestamp{}
+	deleted := map[recKeyOf]clocks.Timestamp{}
 	byModel := map[string][]string{}
 	for _, k := range keys {
 		if _, ok := out[k]; !ok {
@@ -862,17 +900,24 @@ func (c *Capturer) shownBases(ctx context.Context, keys []recKeyOf) (map[recKeyO
 			return json.Unmarshal(raw, ptr(out[recKeyOf{model, key}]))
 		})
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		err = c.eachKeyRow(ctx, "records", "state", model, ks, func(key string, raw []byte) error {
-			if deferred[key] || raw == nil {
+			if raw == nil {
 				return nil
 			}
 			st, err := merge.DecodeState(raw)
 			if err != nil {
 				return err
 			}
-			bases := out[recKeyOf{model, key}]
+			k := recKeyOf{model, key}
+			if st.Deleted != nil {
+				deleted[k] = st.LastDelete().HLC
+			}
+			if deferred[key] {
+				return nil
+			}
+			bases := out[k]
 			for f := range st.Fields {
 				if w, ok := st.Value(m.Policy, f); ok {
 					bases[f] = w.Stamp.HLC
@@ -881,10 +926,10 @@ func (c *Capturer) shownBases(ctx context.Context, keys []recKeyOf) (map[recKeyO
 			return nil
 		})
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
-	return out, nil
+	return out, deleted, nil
 }
 
 func ptr[T any](v T) *T { return &v }

@@ -308,13 +308,28 @@ func (c *Capturer) stamp(b *batch) error {
 			// undone, a row deleted and saved again): a new life.
 			e.Fields[merge.Revives] = ledger.Int(int64(d))
 		}
-		if v, ok := e.Fields[merge.Revives]; ok {
-			saw, _ := v.AsInt()
-			floor = clocks.Timestamp(saw) // after the delete it saw
+		if d, ok := deleted[recKeyOf{e.Model, e.Key}]; ok && e.Op != ledger.OpCreate && c.natural(e.Model) {
+			// A change after this batch's delete of the key: of the life
+			// begun since (the delete's own key names it too).
+			if v, _ := e.Fields[merge.Saw].AsInt(); clocks.Timestamp(v) < d {
+				if e.Fields == nil {
+					e.Fields = map[string]ledger.Value{}
+				}
+				e.Fields[merge.Saw] = ledger.Int(int64(d))
+			}
+		}
+		for _, name := range [...]string{merge.Revives, merge.Saw} {
+			if v, ok := e.Fields[name]; ok {
+				saw, _ := v.AsInt()
+				floor = max(floor, clocks.Timestamp(saw)) // after the delete it saw
+			}
 		}
 		if e.Op == ledger.OpWrite {
 			earlier := here[recKeyOf{e.Model, e.Key}]
 			for f := range e.Fields {
+				if f == merge.Saw {
+					continue
+				}
 				base := max(e.Base[f], earlier.get(f))
 				if base != 0 {
 					if e.Base == nil {
@@ -386,4 +401,11 @@ func intList(ids []int64) string {
 		b.WriteString(strconv.FormatInt(id, 10))
 	}
 	return b.String()
+}
+
+// natural reports whether model's keys can be used again after a delete
+// (not UUIDs), so its changes name the delete they saw (merge.Saw).
+func (c *Capturer) natural(model string) bool {
+	m, ok := c.reg.Lookup(model)
+	return ok && m.Kind != models.UUIDKey
 }

@@ -86,6 +86,19 @@ type Event struct {
 	Hash     Hash
 }
 
+// Saw is the reserved field a write or a delete of a natural key carries
+// when its writer had seen the record deleted (its value an Int: the HLC
+// of the latest delete the writer knew of): the record was in a later life
+// there (merge.Revives). Without it the change was made on the record's
+// first life. Tryton field names never start with '_'.
+const Saw = "_saw"
+
+// RenamedTo is the reserved field the delete half of a key change carries:
+// a reference to the key the record moved to, so two concurrent changes of
+// one key (the record then lives under both new keys) are a conflict an
+// auditor sees. A delete carries no field but Saw and RenamedTo.
+const RenamedTo = "_renamed_to"
+
 // Stream is the record's history this event belongs to.
 func (e *Event) Stream() Stream { return Stream{Model: e.Model, Key: e.Key} }
 
@@ -140,8 +153,17 @@ func (e *Event) validate() error {
 			return fmt.Errorf("write changes no field")
 		}
 	case OpDelete:
-		if len(e.Fields) != 0 || len(e.Base) != 0 {
-			return fmt.Errorf("delete carries fields")
+		bad := ""
+		for name := range e.Fields {
+			if name != Saw && name != RenamedTo && (bad == "" || name < bad) {
+				bad = name // the first by name: the same message every time
+			}
+		}
+		if bad != "" {
+			return fmt.Errorf("delete carries field %s (a delete carries at most %s and %s)", bad, Saw, RenamedTo)
+		}
+		if len(e.Base) != 0 {
+			return fmt.Errorf("delete carries base clocks")
 		}
 	default:
 		return fmt.Errorf("unknown op %d", e.Op)

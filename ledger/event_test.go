@@ -54,8 +54,14 @@ func TestValidate(t *testing.T) {
 		{"seq 1 with prev", func(e *ledger.Event) { e.OriginSeq = 1 }, "zero prev_hash"},
 		{"write without fields", func(e *ledger.Event) { e.Fields, e.Base = nil, nil }, "write changes no field"},
 		{"write with empty fields", func(e *ledger.Event) { e.Fields, e.Base = map[string]ledger.Value{}, nil }, "write changes no field"},
-		{"delete with fields", func(e *ledger.Event) { e.Op, e.Base = ledger.OpDelete, nil }, "delete carries fields"},
-		{"delete with base", func(e *ledger.Event) { e.Op, e.Fields = ledger.OpDelete, nil }, "delete carries fields"},
+		{"delete with fields", func(e *ledger.Event) { e.Op, e.Base = ledger.OpDelete, nil }, "delete carries field name (a delete carries at most _saw and _renamed_to)"},
+		{"delete with base", func(e *ledger.Event) { e.Op, e.Fields = ledger.OpDelete, nil }, "delete carries base clocks"},
+		{"delete with _saw and another field", func(e *ledger.Event) {
+			e.Op, e.Base, e.Fields = ledger.OpDelete, nil, map[string]ledger.Value{ledger.Saw: ledger.Int(7), "name": ledger.Null()}
+		}, "delete carries field name"},
+		{"delete with _saw and its base", func(e *ledger.Event) {
+			e.Op, e.Fields, e.Base = ledger.OpDelete, map[string]ledger.Value{ledger.Saw: ledger.Int(7)}, map[string]clocks.Timestamp{ledger.Saw: 1}
+		}, "delete carries base clocks"},
 		{"op 0", func(e *ledger.Event) { e.Op = 0 }, "unknown op 0"},
 		{"op 9", func(e *ledger.Event) { e.Op = 9 }, "unknown op 9"},
 		{"base names unchanged field", func(e *ledger.Event) { e.Base["dob"] = 1 }, "base names field dob"},
@@ -114,6 +120,12 @@ func TestValidate(t *testing.T) {
 		{"seq 2, zero prev", func(e *ledger.Event) { e.PrevHash = ledger.Hash{} }}, // the chain is the store's check
 		{"create without fields", func(e *ledger.Event) { e.Op, e.Fields, e.Base = ledger.OpCreate, nil, nil }},
 		{"delete", func(e *ledger.Event) { e.Op, e.Fields, e.Base = ledger.OpDelete, nil, nil }},
+		{"delete naming the delete its writer saw", func(e *ledger.Event) {
+			e.Op, e.Fields, e.Base = ledger.OpDelete, map[string]ledger.Value{ledger.Saw: ledger.Int(7)}, nil
+		}},
+		{"delete half of a key change", func(e *ledger.Event) {
+			e.Op, e.Fields, e.Base = ledger.OpDelete, map[string]ledger.Value{ledger.Saw: ledger.Int(7), ledger.RenamedTo: ledger.String("A-2")}, nil
+		}},
 		{"empty user", func(e *ledger.Event) { e.User = "" }},
 		{"user of 256 bytes", func(e *ledger.Event) { e.User = strings.Repeat("u", 256) }},
 		{"field _x9", func(e *ledger.Event) { e.Fields["_x9"] = ledger.Null() }},

@@ -41,7 +41,7 @@ func (s *State) Compact(p Policy, stable clocks.Timestamp) (dropped int) {
 		return 0 // a revived record (rare) keeps every life's writes
 	}
 	for name, ws := range s.Fields {
-		if len(ws) < 2 || ws[0].Stamp.HLC > stable || name == Revives {
+		if len(ws) < 2 || ws[0].Stamp.HLC > stable || name == Revives || name == Saw || name == RenamedTo {
 			continue // a later create may revive the record: kept
 		}
 		var keep []Write

@@ -87,13 +87,27 @@ differing values are ConcurrentWrite conflicts, and with OriginOwned the
 smaller create's origin owns the record.
 
 A create that carries Revives (the HLC of the latest delete its writer
-saw) and comes after a life ended, having seen the latest delete so far,
+saw) and comes after a life ended, having seen the delete that ended it,
 begins a new life: the record is live again (Revival), its values and
 owner come from the new life, and the writes of earlier lives are history,
 neither values nor conflicts of it. Each life is judged on its own writes
 for conflicts; a write stamped after the delete that ended its life is a
 RecordDeleted conflict against that delete. Revived states are not
 compacted.
+
+A change belongs to the life its writer saw. Writes and deletes carry Saw
+(the HLC of the latest delete their writer knew of; absent: none), creates
+Revives; a change stamped in a life whose beginning its writer had not
+seen (it saw less than the delete that life began after) is of the latest
+life it had seen, which has ended: a write is a RecordDeleted conflict, a
+delete ends nothing. A delete stamped before a reviving create cannot have
+seen it, so it never keeps the create from beginning its life.
+
+The delete half of a key change carries RenamedTo, the key the record
+moved to. Deletes of one life that disagree with the one that ended it on
+where the record went (two concurrent moves to different keys, a move and
+a plain delete) are ConcurrentMove conflicts: the record lives on under
+each new key, and an auditor must see that.
 
 # Laws
 

@@ -46,13 +46,17 @@ func (h *hand) ev(op ledger.Op, origin uint16, hlc clocks.Timestamp, base map[st
 		ID: seqID(h.n), Origin: origin, OriginSeq: h.n, HLC: hlc,
 		Model: "gnuhealth.patient", Key: "P-1", Op: op, User: "admin", Tx: h.n,
 	}
-	if op != ledger.OpDelete {
+	if op != ledger.OpDelete || len(kv) > 0 { // a delete carries at most Saw
 		e.Fields = map[string]ledger.Value{}
-		e.Base = map[string]clocks.Timestamp{}
+		if op != ledger.OpDelete {
+			e.Base = map[string]clocks.Timestamp{}
+		}
 		for i := 0; i < len(kv); i += 2 {
 			name := kv[i].(string)
 			e.Fields[name] = toValue(kv[i+1])
-			e.Base[name] = base[name]
+			if e.Base != nil {
+				e.Base[name] = base[name]
+			}
 		}
 	}
 	return e

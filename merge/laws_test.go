@@ -170,9 +170,35 @@ func (h *history) step(r *replica) {
 		ID: randID(h.rng), Origin: r.id, OriginSeq: uint64(len(h.events) + 1), HLC: h.tick(r),
 		Model: "gnuhealth.patient", Key: key, Op: op, User: "admin",
 	}
+	if op != ledger.OpCreate && s.Deleted != nil {
+		// As a capturer does: the latest delete the writer saw, or (now
+		// and then) an earlier one, or none (an older ghsync's event).
+		saw := s.LastDelete().HLC
+		switch h.rng.IntN(6) {
+		case 0:
+			saw = s.Deleted.HLC
+		case 1:
+			saw = 0
+		}
+		if saw != 0 {
+			e.Fields = map[string]ledger.Value{Saw: ledger.Int(int64(saw))}
+			if op == ledger.OpWrite {
+				e.Base = map[string]clocks.Timestamp{Saw: 0}
+			}
+		}
+	}
+	if op == ledger.OpDelete && h.rng.IntN(3) == 0 {
+		// The delete half of a key change: where the record moved.
+		if e.Fields == nil {
+			e.Fields = map[string]ledger.Value{}
+		}
+		e.Fields[RenamedTo] = ledger.String([]string{"X-1", "X-2"}[h.rng.IntN(2)])
+	}
 	if op != ledger.OpDelete {
-		e.Fields = map[string]ledger.Value{}
-		e.Base = map[string]clocks.Timestamp{}
+		if e.Fields == nil {
+			e.Fields = map[string]ledger.Value{}
+			e.Base = map[string]clocks.Timestamp{}
+		}
 		if revive {
 			// It saw the latest delete, or (now and then) only an earlier
 			// one, which must not be enough.
@@ -411,7 +437,7 @@ func TestLaws(t *testing.T) {
 	t.Logf("%d histories; %v", histories, stats)
 	for _, k := range []string{"concurrent write", "write once", "central only", "not owner", "record deleted",
 		"hlc tie", "two deletes", "duplicate registration", "create after write", "create after delete", "write of the current value",
-		"revived", "revival undone by a later delete", "revival that missed a delete"} {
+		"revived", "revival that missed a delete", "change of an earlier life", "concurrent move"} {
 		if stats[k] == 0 {
 			t.Errorf("no history exercised %s", k)
 		}
@@ -477,15 +503,32 @@ func countStats(stats map[string]int, s *State, p Policy, events []*ledger.Event
 			}
 		case ledger.OpWrite:
 			writes++
+			stats["change of an earlier life"] += ofEarlierLife(s, e)
 		case ledger.OpDelete:
+			stats["change of an earlier life"] += ofEarlierLife(s, e)
 			if deletes++; deletes == 2 {
 				stats["two deletes"]++
 			}
-			if len(revivals) > 0 && s.Revival() == nil {
-				stats["revival undone by a later delete"]++
-			}
 		}
 	}
+}
+
+// ofEarlierLife is 1 if e is stamped in a life its writer had not seen
+// begin (it then belongs to an earlier one), else 0.
+func ofEarlierLife(s *State, e *ledger.Event) int {
+	if s.Deleted == nil {
+		return 0
+	}
+	l := s.lives()
+	st := StampOf(e)
+	life := len(l.starts) - 1
+	for life > 0 && l.starts[life].Compare(st) > 0 {
+		life--
+	}
+	if l.seen(life, s.saw(st)) < life {
+		return 1
+	}
+	return 0
 }
 
 // checkInvariants checks what must hold of any state under any policy.
@@ -506,10 +549,17 @@ func checkInvariants(t *testing.T, s *State, p Policy, fail func(string, ...any)
 			fail("two conflicts for one write of %s", c.Field)
 		}
 		seen[fl{c.Field, c.Loser.Stamp}] = true
-		if !slices.ContainsFunc(s.Fields[c.Field], func(w Write) bool { return writeEqual(w, c.Loser) }) {
+		isWrite := slices.ContainsFunc(s.Fields[c.Field], func(w Write) bool { return writeEqual(w, c.Loser) })
+		if !isWrite && (c.Reason != ConcurrentMove || !c.Loser.Value.IsNull()) {
 			fail("conflict loser is not a write of %s", c.Field)
 		}
+		isDelete := func(st Stamp) bool { return st == *s.Deleted || slices.Contains(s.Redeleted, st) }
 		switch c.Reason {
+		case ConcurrentMove:
+			if c.Field != RenamedTo || !isDelete(c.Loser.Stamp) || !isDelete(c.Winner.Stamp) || c.Loser.Value.Equal(c.Winner.Value) ||
+				c.Winner.Stamp.Compare(c.Loser.Stamp) >= 0 {
+				fail("concurrent move %s against %s: not two deletes disagreeing, the first winning", fmtWrite(c.Loser), fmtWrite(c.Winner))
+			}
 		case ConcurrentWrite, WriteOnce, CentralOnly:
 			if c.Loser.Value.Equal(c.Winner.Value) {
 				fail("%s conflict with equal values", c.Reason)
@@ -519,8 +569,7 @@ func checkInvariants(t *testing.T, s *State, p Policy, fail func(string, ...any)
 			}
 		case RecordDeleted:
 			deletedLosers++
-			isDelete := c.Winner.Stamp == *s.Deleted || slices.Contains(s.Redeleted, c.Winner.Stamp)
-			if !isDelete || c.Loser.Stamp.Compare(c.Winner.Stamp) <= 0 {
+			if !isDelete(c.Winner.Stamp) || c.Loser.Stamp.Compare(c.Winner.Stamp) <= 0 {
 				fail("record deleted conflict not against a delete before it")
 			}
 		case NotOwner:
@@ -529,7 +578,7 @@ func checkInvariants(t *testing.T, s *State, p Policy, fail func(string, ...any)
 				start = s.Created
 			} else {
 				l := s.lives()
-				life, _ := l.place(c.Loser.Stamp)
+				life, _ := s.place(l, c.Loser.Stamp)
 				start = s.lifeStart(l, life)
 			}
 			if start == nil || c.Loser.Stamp.Origin == start.Origin {
@@ -543,7 +592,7 @@ func checkInvariants(t *testing.T, s *State, p Policy, fail func(string, ...any)
 	after := 0
 	for _, name := range slices.Sorted(maps.Keys(s.Fields)) {
 		for _, w := range s.Fields[name] {
-			if s.Deleted != nil && name != Revives && afterItsDelete(s, w.Stamp) {
+			if s.Deleted != nil && name != Revives && name != Saw && name != RenamedTo && afterItsDelete(s, w.Stamp) {
 				after++
 			}
 		}
@@ -604,35 +653,51 @@ func TestSequential(t *testing.T) {
 }
 
 // afterItsDelete reports whether st comes after a delete that ended the
-// life st belongs to: simulating the record's history in stamp order.
+// life st belongs to: simulating the record's history in stamp order. A
+// delete, or the change at st, whose writer had not seen the current life
+// begin (Saw, or Revives on a create: not at least the delete the life's
+// reviving create saw) is of an earlier life, which has ended.
 func afterItsDelete(s *State, st Stamp) bool {
 	type ev struct {
 		st     Stamp
 		delete bool
 		saw    clocks.Timestamp
 	}
+	sawOf := func(st Stamp) clocks.Timestamp {
+		for _, name := range []string{Saw, Revives} {
+			for _, w := range s.Fields[name] {
+				if w.Stamp == st {
+					v, _ := w.Value.AsInt()
+					return clocks.Timestamp(v)
+				}
+			}
+		}
+		return 0
+	}
 	var evs []ev
-	evs = append(evs, ev{st: *s.Deleted, delete: true})
-	for _, d := range s.Redeleted {
-		evs = append(evs, ev{st: d, delete: true})
+	for _, d := range append([]Stamp{*s.Deleted}, s.Redeleted...) {
+		evs = append(evs, ev{st: d, delete: true, saw: sawOf(d)})
 	}
 	for _, w := range s.Fields[Revives] {
 		saw, _ := w.Value.AsInt()
 		evs = append(evs, ev{st: w.Stamp, saw: clocks.Timestamp(saw)})
 	}
 	slices.SortFunc(evs, func(a, b ev) int { return a.st.Compare(b.st) })
-	dead := false // at st's position, its life has ended
-	var last Stamp
+	needs := []clocks.Timestamp{0} // per life begun: the delete its writers saw
+	ofEarlier := func(saw clocks.Timestamp) bool { return saw < needs[len(needs)-1] }
+	dead := false // at st's position, the current life has ended
+	var end Stamp // the delete that ended it
 	for _, e := range evs {
 		if e.st.Compare(st) > 0 {
 			break
 		}
 		switch {
-		case e.delete:
-			dead, last = true, e.st
-		case dead && e.saw >= last.HLC:
+		case e.delete && !dead && !ofEarlier(e.saw):
+			dead, end = true, e.st
+		case !e.delete && dead && e.saw >= end.HLC:
 			dead = false
+			needs = append(needs, end.HLC)
 		}
 	}
-	return dead
+	return dead || ofEarlier(sawOf(st))
 }

@@ -31,7 +31,7 @@ const retired = reasonEnd + 1
 func (s *State) ineligible(p Policy, w *Write) (Reason, bool) {
 	if s.Deleted != nil {
 		l := s.lives()
-		life, del := l.place(w.Stamp)
+		life, del := s.place(l, w.Stamp)
 		if del != nil {
 			return RecordDeleted, true
 		}
@@ -49,7 +49,7 @@ func (s *State) ineligible(p Policy, w *Write) (Reason, bool) {
 
 // tombstoneOf is the delete a RecordDeleted write lost to.
 func (s *State) tombstoneOf(w *Write) Write {
-	_, del := s.lives().place(w.Stamp)
+	_, del := s.place(s.lives(), w.Stamp)
 	return Write{Stamp: *del}
 }
 
@@ -139,7 +139,7 @@ func (s *State) Conflicts(p Policy) []Conflict {
 		l = s.lives()
 	}
 	for name, ws := range s.Fields { // any order: sorted below
-		if len(ws) == 1 && s.Deleted == nil && !p.OriginOwned || name == Revives {
+		if len(ws) == 1 && s.Deleted == nil && !p.OriginOwned || name == Revives || name == Saw || name == RenamedTo {
 			continue // one eligible write: no rule finds a conflict in it
 		}
 		r := p.Rule(name)
@@ -151,7 +151,7 @@ func (s *State) Conflicts(p Policy) []Conflict {
 		// the record has since left is still a lost write.
 		byLife := make([][]Write, len(l.starts))
 		for i := range ws {
-			life, del := l.place(ws[i].Stamp)
+			life, del := s.place(l, ws[i].Stamp)
 			if del != nil {
 				out = append(out, Conflict{Field: name, Loser: ws[i], Winner: Write{Stamp: *del}, Reason: RecordDeleted})
 				continue
@@ -162,7 +162,37 @@ func (s *State) Conflicts(p Policy) []Conflict {
 			out = s.lifeConflicts(out, p, name, r, lw, s.lifeStart(l, life))
 		}
 	}
+	if s.Deleted != nil {
+		out = s.moveConflicts(out, l)
+	}
 	slices.SortFunc(out, compareConflicts)
+	return out
+}
+
+// moveConflicts appends, per life, a ConcurrentMove for each delete whose
+// RenamedTo (the key the record moved to; null for a plain delete)
+// differs from that of the delete that ended the life.
+func (s *State) moveConflicts(out []Conflict, l lifeline) []Conflict {
+	moved := s.Fields[RenamedTo]
+	if len(moved) == 0 {
+		return out // no key change: deletes agree
+	}
+	target := func(d Stamp) Write {
+		if i, ok := find(moved, d); ok {
+			return moved[i]
+		}
+		return Write{Stamp: d, Value: ledger.Null()}
+	}
+	for _, d := range s.Redeleted { // the first delete (Deleted) ends a life, never disagrees with itself
+		life, _ := s.place(l, d)
+		end := l.ends[life]
+		if end == nil || *end == d {
+			continue
+		}
+		if first, this := target(*end), target(d); !this.Value.Equal(first.Value) {
+			out = append(out, Conflict{Field: RenamedTo, Loser: this, Winner: first, Reason: ConcurrentMove})
+		}
+	}
 	return out
 }
 

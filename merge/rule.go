@@ -69,10 +69,11 @@ const (
 	CentralOnly                   // a CentralWins field: central's value beats this satellite write
 	NotOwner                      // OriginOwned model: the writer is not the creating origin
 	RecordDeleted                 // written after the record's delete (by Stamp)
+	ConcurrentMove                // a delete of the life that disagrees with its first on where the record went (RenamedTo)
 	reasonEnd
 )
 
-var reasonNames = [...]string{"concurrent write", "write once", "central only", "not owner", "record deleted"}
+var reasonNames = [...]string{"concurrent write", "write once", "central only", "not owner", "record deleted", "concurrent move"}
 
 func (r Reason) String() string {
 	if r < reasonEnd {

@@ -487,13 +487,13 @@ func TestRevival(t *testing.T) {
 	c := h.ev(C, 1, 10, nil, "f", 1, "g", 1)
 	old := h.ev(W, 1, 15, base{"f": 10}, "f", 5)
 	d1 := h.ev(D, 1, 20, nil)
-	concurrent := h.ev(W, 2, 22, base{"f": 10}, "f", 7) // did not see d1
-	missed := h.ev(C, 3, 24, nil, "f", 8)               // a concurrent create of the key
-	r1 := h.ev(C, 1, 30, nil, Revives, 20, "f", 2)      // saw d1: the key used again
-	later := h.ev(W, 1, 35, base{"f": 30}, "f", 3)
+	concurrent := h.ev(W, 2, 22, base{"f": 10}, "f", 7)     // did not see d1
+	missed := h.ev(C, 3, 24, nil, "f", 8)                   // a concurrent create of the key
+	r1 := h.ev(C, 1, 30, nil, Revives, 20, "f", 2)          // saw d1: the key used again
+	later := h.ev(W, 1, 35, base{"f": 30}, Saw, 20, "f", 3) // saw d1: of the new life
 
 	s := check(t, p, []*ledger.Event{later, r1, missed, concurrent, d1, old, c},
-		map[string]Write{"f": wr(later, "f"), Revives: wr(r1, Revives)},
+		map[string]Write{"f": wr(later, "f"), Revives: wr(r1, Revives), Saw: wr(later, Saw)},
 		[]Conflict{
 			{Field: "f", Loser: wr(concurrent, "f"), Winner: tomb(d1), Reason: RecordDeleted},
 			{Field: "f", Loser: wr(missed, "f"), Winner: tomb(d1), Reason: RecordDeleted},
@@ -508,24 +508,32 @@ func TestRevival(t *testing.T) {
 		t.Errorf("owner %d, want the reviving origin 1", o)
 	}
 
-	// A create that saw only an earlier delete does not revive.
-	d1b := h.ev(D, 2, 25, nil) // concurrent with d1, unseen by r1
+	// A delete of the same life that the reviving create did not see (o2
+	// deleted the person too, concurrently) does not undo the new life: a
+	// delete stamped before the create cannot have seen it.
+	d1b := h.ev(D, 2, 25, nil)
 	s = check(t, p, []*ledger.Event{r1, d1b, d1, c},
-		map[string]Write{"f": wr(c, "f"), "g": wr(c, "g")},
-		[]Conflict{
-			{Field: "f", Loser: wr(r1, "f"), Winner: tomb(d1), Reason: RecordDeleted},
-		})
-	if s.Live() || s.Revival() != nil {
-		t.Fatal("a create that missed the latest delete revived the record")
+		map[string]Write{"f": wr(r1, "f"), Revives: wr(r1, Revives)}, nil)
+	if !s.Live() || *s.Revival() != StampOf(r1) {
+		t.Fatalf("live %v revival %v: a concurrent delete of the first life undid the second", s.Live(), s.Revival())
 	}
 
 	// A later delete ends the revived life; a create that saw it begins
 	// another, owned by its origin.
-	d2 := h.ev(D, 2, 32, nil)
+	d2 := h.ev(D, 2, 32, nil, Saw, 20)
 	s = check(t, p, []*ledger.Event{r1, d2, d1, c},
-		map[string]Write{"f": wr(r1, "f"), Revives: wr(r1, Revives)}, nil)
+		map[string]Write{"f": wr(r1, "f"), Revives: wr(r1, Revives), Saw: wr(d2, Saw)}, nil)
 	if s.Live() || *s.Revival() != StampOf(r1) {
 		t.Fatalf("live %v revival %v: want deleted again after %v", s.Live(), s.Revival(), StampOf(r1))
+	}
+	// A create that saw only the first life's end was made concurrently
+	// with the second life: it is of that life, after its delete.
+	stale := h.ev(C, 3, 38, nil, Revives, 20, "f", 9)
+	s = check(t, p, []*ledger.Event{stale, r1, d2, d1, c},
+		map[string]Write{"f": wr(r1, "f"), Revives: wr(r1, Revives), Saw: wr(d2, Saw)},
+		[]Conflict{{Field: "f", Loser: wr(stale, "f"), Winner: tomb(d2), Reason: RecordDeleted}})
+	if s.Live() {
+		t.Fatal("a create that missed the second life's end began a third")
 	}
 	r2 := h.ev(C, 2, 40, nil, Revives, 32, "f", 4, "g", 4)
 	s = check(t, Policy{OriginOwned: true}, []*ledger.Event{r2, later, r1, d2, d1, c},
@@ -540,9 +548,75 @@ func TestRevival(t *testing.T) {
 		t.Errorf("owner %d, want the reviving origin 2", o)
 	}
 
-	// The second delete survives the encoding.
+	// The second delete, and what it saw, survive the encoding.
 	back, err := UnmarshalState(mustMarshal(t, s))
 	if err != nil || len(back.Redeleted) != 1 || back.Redeleted[0] != StampOf(d2) || !back.Live() {
 		t.Fatalf("round trip: %v, later deletes %v", err, back.Redeleted)
 	}
+}
+
+// TestChangesOfAnEarlierLife: a write and a delete made by a writer that
+// had not seen the record deleted and its key used again (no Saw, or an
+// older one) belong to the life it saw, although stamped after the new
+// life began: the write loses to that life's delete, and the delete ends
+// nothing. The person registered under the reused key keeps their values
+// and stays; a delete that saw the new life ends it.
+func TestChangesOfAnEarlierLife(t *testing.T) {
+	p := Policy{}
+	var h hand
+	c := h.ev(C, 1, 10, nil, "f", 1)
+	d1 := h.ev(D, 1, 20, nil)
+	r1 := h.ev(C, 1, 30, nil, Revives, 20, "f", 2) // the key used again
+	stale := h.ev(W, 2, 35, base{"f": 10}, "f", 7) // o2 saw only the first life
+	staleDel := h.ev(D, 3, 36, nil)                // so did o3
+	s := check(t, p, []*ledger.Event{staleDel, stale, r1, d1, c},
+		map[string]Write{"f": wr(r1, "f"), Revives: wr(r1, Revives)},
+		[]Conflict{
+			{Field: "f", Loser: wr(stale, "f"), Winner: tomb(d1), Reason: RecordDeleted},
+		})
+	if !s.Live() || *s.Revival() != StampOf(r1) {
+		t.Fatalf("live %v revival %v: a delete of the first life ended the second", s.Live(), s.Revival())
+	}
+
+	// A writer that had seen an earlier delete only (Saw before the one
+	// the new life began after) is no better placed.
+	d2 := h.ev(D, 2, 40, nil, Saw, 20) // ends the second life
+	r2 := h.ev(C, 2, 50, nil, Revives, 40, "f", 3)
+	old := h.ev(D, 1, 55, nil, Saw, 20) // o1 saw the second life, not its end
+	s = check(t, p, []*ledger.Event{old, r2, d2, staleDel, stale, r1, d1, c},
+		map[string]Write{"f": wr(r2, "f"), Revives: wr(r2, Revives)}, // the deletes' Saw are of ended lives
+		[]Conflict{
+			{Field: "f", Loser: wr(stale, "f"), Winner: tomb(d1), Reason: RecordDeleted},
+		})
+	if !s.Live() || *s.Revival() != StampOf(r2) {
+		t.Fatalf("live %v revival %v, want the third life live", s.Live(), s.Revival())
+	}
+	seen := h.ev(D, 3, 60, nil, Saw, 40)
+	if s.Apply(seen); s.Live() {
+		t.Fatal("a delete that saw the third life begin did not end it")
+	}
+}
+
+// TestConcurrentMoves: two instances correct the same code at once (each
+// a delete naming where the record moved), and a third deletes the
+// person: the record now lives on under both new keys, and the deletes
+// that disagree with the life's first are conflicts an auditor lists. A
+// later life's move is judged on its own.
+func TestConcurrentMoves(t *testing.T) {
+	p := Policy{}
+	var h hand
+	c := h.ev(C, 1, 10, nil, "f", 1)
+	toA3 := h.ev(D, 1, 20, nil, RenamedTo, "A-3")
+	toB2 := h.ev(D, 2, 22, nil, RenamedTo, "B-2")
+	sameA3 := h.ev(D, 3, 23, nil, RenamedTo, "A-3") // agrees: no conflict
+	gone := h.ev(D, 4, 25, nil)
+	r := h.ev(C, 1, 30, nil, Revives, 25, "f", 2)
+	later := h.ev(D, 2, 40, nil, Saw, 25, RenamedTo, "B-9")
+	nullOf := func(e *ledger.Event) Write { return Write{Stamp: StampOf(e), Value: ledger.Null()} }
+	check(t, p, []*ledger.Event{later, r, gone, sameA3, toB2, toA3, c},
+		map[string]Write{"f": wr(r, "f"), Revives: wr(r, Revives), Saw: wr(later, Saw), RenamedTo: wr(later, RenamedTo)},
+		[]Conflict{
+			{Field: RenamedTo, Loser: wr(toB2, RenamedTo), Winner: wr(toA3, RenamedTo), Reason: ConcurrentMove},
+			{Field: RenamedTo, Loser: nullOf(gone), Winner: wr(toA3, RenamedTo), Reason: ConcurrentMove},
+		})
 }

@@ -76,11 +76,28 @@ type State struct {
 // record whose deletion its writer saw: a natural key reused after the
 // record that had it was deleted, or a renamed record renamed back. Its
 // value is an Int, the HLC of the latest delete the writer knew of. Only a
-// create that saw the latest delete before it begins a new life: a create
-// or a write that did not see it (a concurrent one) never brings a deleted
-// record back. Tryton field names never start with '_', so it cannot
-// collide with a real one.
+// create that saw the delete that ended the record's current life begins a
+// new one: a create or a write that did not see it (a concurrent one)
+// never brings a deleted record back. Tryton field names never start with
+// '_', so it cannot collide with a real one.
 const Revives = "_revives"
+
+// RenamedTo is the reserved field (ledger.RenamedTo) the delete half of a
+// key change carries: the key the record moved to. Deletes of one life
+// that disagree on where the record went (two corrections of one code,
+// or one correction and a delete, made concurrently) are ConcurrentMove
+// conflicts: the record lives on under each new key.
+const RenamedTo = ledger.RenamedTo
+
+// Saw is the reserved field (ledger.Saw) a write or a delete carries when
+// its writer had seen the record deleted: the HLC of the latest delete it
+// knew of. It places the change in the life its writer saw, whatever its
+// stamp: a change made on an earlier life than one begun meanwhile
+// elsewhere (a concurrent edit or delete of the person whose code was
+// then used again) is that life's, so a write is a RecordDeleted conflict
+// and a delete ends nothing; without Saw a change is the first life's.
+// Creates say the same with Revives.
+const Saw = ledger.Saw
 
 // Apply adds e's effect to the state and reports whether anything changed.
 // It is idempotent: re-applying an event changes nothing. A create or a
@@ -95,7 +112,13 @@ func (s *State) Apply(e *ledger.Event) (changed bool) {
 	st := StampOf(e)
 	switch e.Op {
 	case ledger.OpDelete:
-		return s.addDelete(st)
+		changed = s.addDelete(st)
+		for name, v := range e.Fields { // Saw, RenamedTo
+			if s.insert(name, Write{Stamp: st, Value: v}) {
+				changed = true
+			}
+		}
+		return changed
 	case ledger.OpCreate:
 		changed = lowerStamp(&s.Created, st)
 	case ledger.OpWrite:
@@ -181,6 +204,19 @@ func (s *State) Revival() *Stamp {
 	return nil
 }
 
+// LifeStart is the create that began the life the change stamped st
+// belongs to, as its writer saw it (Saw, Revives): the zero Stamp for the
+// first life. A projector asks it of a key change, to tell whether the row
+// it holds is the one that moved.
+func (s *State) LifeStart(st Stamp) Stamp {
+	if s.Deleted == nil {
+		return Stamp{}
+	}
+	l := s.lives()
+	life, _ := s.place(l, st)
+	return l.starts[life]
+}
+
 // Owner is the origin that began the record's current life: the origin of
 // Created, or of the reviving create; ok is false before any create is
 // known.
@@ -210,45 +246,80 @@ func (s *State) LastDelete() Stamp {
 // later one at a reviving create) and ends at its first delete, if any.
 type lifeline struct {
 	starts []Stamp  // ascending; the first is the zero Stamp
-	ends   []*Stamp // ends[i]: the first delete after starts[i], nil if none
+	ends   []*Stamp // ends[i]: the first delete of life i, nil if none
+	// need[i] is the HLC of the delete a change must have seen to be of
+	// life i: the one that ended life i-1, which its reviving create saw
+	// (0 for the first life).
+	need []clocks.Timestamp
 }
 
 // lives computes the lifeline: going through deletes and reviving creates
 // in stamp order, a reviving create begins a new life when the current
-// one has ended and it saw the latest delete so far. Another create of a
-// live life joins it, like a duplicate registration.
+// one has ended and it saw the delete that ended it. Another create of a
+// live life joins it, like a duplicate registration. A delete whose
+// writer had not seen the current life begin (Saw) is a late delete of an
+// earlier life: it ends nothing.
 func (s *State) lives() lifeline {
-	l := lifeline{starts: []Stamp{{}}, ends: []*Stamp{nil}}
+	l := lifeline{starts: []Stamp{{}}, ends: []*Stamp{nil}, need: []clocks.Timestamp{0}}
 	deletes := append([]Stamp{*s.Deleted}, s.Redeleted...)
 	revs := s.Fields[Revives]
-	var last *Stamp // the latest delete so far
 	for i, j := 0, 0; i < len(deletes) || j < len(revs); {
+		cur := len(l.starts) - 1
 		if j == len(revs) || i < len(deletes) && deletes[i].Compare(revs[j].Stamp) < 0 {
 			d := deletes[i]
-			if l.ends[len(l.ends)-1] == nil {
-				l.ends[len(l.ends)-1] = &d
-			}
-			last = &d
 			i++
+			if l.ends[cur] == nil && l.seen(cur, s.saw(d)) == cur {
+				l.ends[cur] = &d
+			}
 			continue
 		}
 		r := revs[j]
 		j++
 		saw, ok := r.Value.AsInt()
-		if ok && last != nil && l.ends[len(l.ends)-1] != nil && clocks.Timestamp(saw) >= last.HLC {
+		if end := l.ends[cur]; ok && end != nil && clocks.Timestamp(saw) >= end.HLC {
 			l.starts = append(l.starts, r.Stamp)
 			l.ends = append(l.ends, nil)
+			l.need = append(l.need, end.HLC)
 		}
 	}
 	return l
 }
 
-// place says where a stamp falls: in which life (index), and whether after
-// that life's end (deleted: the end is the delete it lost to).
-func (l lifeline) place(st Stamp) (life int, deleted *Stamp) {
+// seen is the latest life, up to life, that a writer who saw the delete
+// at HLC saw had seen begin.
+func (l lifeline) seen(life int, saw clocks.Timestamp) int {
+	for life > 0 && saw < l.need[life] {
+		life--
+	}
+	return life
+}
+
+// saw is the latest delete the writer of the event stamped st had seen
+// (Saw, or Revives on a create); 0 if it saw none.
+func (s *State) saw(st Stamp) clocks.Timestamp {
+	for _, name := range [...]string{Saw, Revives} {
+		ws := s.Fields[name]
+		if i, ok := find(ws, st); ok {
+			v, _ := ws[i].Value.AsInt()
+			return clocks.Timestamp(v)
+		}
+	}
+	return 0
+}
+
+// place says where a change falls: in which life (index), and whether
+// after that life's end (deleted: the end is the delete it lost to). By
+// its stamp, unless its writer had not seen that life begin (s.saw): then
+// in the latest life it had seen, which ended before the change.
+func (s *State) place(l lifeline, st Stamp) (life int, deleted *Stamp) {
 	life = len(l.starts) - 1
 	for life > 0 && l.starts[life].Compare(st) > 0 {
 		life--
+	}
+	if life > 0 {
+		if seen := l.seen(life, s.saw(st)); seen < life {
+			return seen, l.ends[seen]
+		}
 	}
 	if end := l.ends[life]; end != nil && st.Compare(*end) > 0 {
 		return life, end
@@ -292,7 +363,7 @@ func lowerStamp(p **Stamp, st Stamp) bool {
 // state still does not depend on arrival order.
 func (s *State) insert(field string, w Write) bool {
 	ws := s.Fields[field]
-	i, found := slices.BinarySearchFunc(ws, w.Stamp, func(x Write, st Stamp) int { return x.Stamp.Compare(st) })
+	i, found := find(ws, w.Stamp)
 	if found {
 		if compareContent(w, ws[i]) < 0 {
 			ws[i] = w
@@ -305,6 +376,12 @@ func (s *State) insert(field string, w Write) bool {
 	}
 	s.Fields[field] = slices.Insert(ws, i, w)
 	return true
+}
+
+// find is where the write stamped st is, or would be, in ws (sorted by
+// stamp), and whether it is there.
+func find(ws []Write, st Stamp) (int, bool) {
+	return slices.BinarySearchFunc(ws, st, func(w Write, t Stamp) int { return w.Stamp.Compare(t) })
 }
 
 // compareContent orders writes of the same stamp by base, then by their

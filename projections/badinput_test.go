@@ -38,6 +38,10 @@ func TestBadInput(t *testing.T) {
 		{ev("gnuhealth.appointment", "A2", ledger.OpCreate, map[string]ledger.Value{"patient": ref(t, "party.party", "P1")}), "patient", "references model party.party, field targets gnuhealth.patient"},
 		{ev("party.party", "P1", ledger.OpWrite, map[string]ledger.Value{merge.Revives: ledger.Int(1)}), merge.Revives, "a revival names the delete it saw"},
 		{ev("gnuhealth.appointment", "A3", ledger.OpCreate, map[string]ledger.Value{merge.Revives: ledger.Int(1)}), merge.Revives, "on a create of a natural key"},
+		{ev("party.party", "P4", ledger.OpCreate, map[string]ledger.Value{"code": str("P4"), merge.Saw: ledger.Int(1)}), merge.Saw, "on a write or delete of a natural key"},
+		{ev("party.party", "P1", ledger.OpDelete, map[string]ledger.Value{merge.Saw: str("yesterday")}), merge.Saw, "names the delete its writer saw (an integer clock)"},
+		{ev("gnuhealth.appointment", "A4", ledger.OpDelete, map[string]ledger.Value{merge.Saw: ledger.Int(1)}), merge.Saw, "of a natural key"},
+		{ev("party.party", "P1", ledger.OpDelete, map[string]ledger.Value{merge.RenamedTo: ref(t, "gnuhealth.patient", "P1")}), merge.RenamedTo, "names the key the record moved to (same model)"},
 	}
 	var all []*ledger.Event
 	all = append(all, good[0], bad[0].e, bad[1].e, good[1])

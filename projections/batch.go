@@ -101,6 +101,8 @@ type batch struct {
 	// batch's renames moved a row between. See lives.go.
 	capturedAs *uint16
 	renamed    map[recKey]bool
+	moves      []idMove            // the renames' id moves still to do (local.go)
+	moved      []recKey            // the keys rows moved to, in order (local.go)
 	bounds     []ledger.ClockBound // see clockbound.go
 	// frontier is the stability frontier states are compacted to, read
 	// once a batch.
@@ -244,6 +246,9 @@ func (b *batch) apply(ctx context.Context, evs []ledger.Record) error {
 			rec.touch(r.Event)
 		}
 		rec.user, rec.pos = r.Event.User, r.Position
+	}
+	if err := b.moveIDs(ctx); err != nil {
+		return err
 	}
 	redo, err := b.redoDeferred(ctx)
 	if err != nil {
@@ -484,27 +489,44 @@ func (b *batch) materialize(ctx context.Context, todo []*record) ([]recKey, erro
 	}
 	var deferred []func()
 	var inserted []recKey
-	for _, rec := range sorted {
-		if !rec.st.Live() {
-			continue
+	write := func(rec *record, alone bool) {
+		if !rec.st.Live() || written[rec.k] {
+			return
 		}
 		_, isNew := candidates[rec.k]
 		id, has := b.ids[rec.k]
 		if !has {
-			continue // parked below
+			return // parked below
 		}
 		if !isNew && len(b.blockers(rec, resolvable)) > 0 {
-			continue // an existing row whose required target vanished: keep it, park
+			return // an existing row whose required target vanished: keep it, park
 		}
 		if !isNew && b.keepsLocalChange(rec, id) {
 			written[rec.k] = true
-			continue
+			return
 		}
-		deferred = append(deferred, b.writeRow(rec, id, isNew, later)...)
+		deferred = append(deferred, b.writeRow(rec, id, isNew, later, alone)...)
 		written[rec.k] = true
 		if isNew {
 			inserted = append(inserted, rec.k)
 		}
+	}
+	// Rows that moved to a new key go first, in the order they moved, each
+	// in a statement of its own: the key a row leaves may be the next
+	// one's new key, or a new row's.
+	if len(b.moved) > 0 {
+		inRound := make(map[recKey]*record, len(todo))
+		for _, rec := range todo {
+			inRound[rec.k] = rec
+		}
+		for _, k := range b.moved {
+			if rec, ok := inRound[k]; ok {
+				write(rec, true)
+			}
+		}
+	}
+	for _, rec := range sorted {
+		write(rec, false)
 	}
 	for _, f := range deferred {
 		f()
@@ -669,14 +691,16 @@ type ownTables struct {
 	records, parked, conflicts string
 	// recordUpsert inserts a records row, keeping a local id the capturer
 	// stored meanwhile. The existing row goes by the table's name,
-	// without PostgreSQL's schema.
-	recordUpsert string
+	// without PostgreSQL's schema. recordUpsertID sets the id the batch
+	// decided, none included (a row it moved here, then deleted).
+	recordUpsert, recordUpsertID string
 }
 
 func newOwnTables(prefix string) ownTables {
 	return ownTables{records: prefix + "records", parked: prefix + "parked", conflicts: prefix + "conflicts",
 		recordUpsert: `ON CONFLICT (model, key) DO UPDATE SET live = excluded.live, state = excluded.state,
-			local_id = COALESCE(excluded.local_id, ` + strings.TrimPrefix(prefix, "ghsync.") + `records.local_id)`}
+			local_id = COALESCE(excluded.local_id, ` + strings.TrimPrefix(prefix, "ghsync.") + `records.local_id)`,
+		recordUpsertID: `ON CONFLICT (model, key) DO UPDATE SET live = excluded.live, state = excluded.state, local_id = excluded.local_id`}
 }
 
 // shape is the column lists of a model's table, computed once.
@@ -716,7 +740,7 @@ func (p *Projector) shapeOf(m *models.Model) *shape {
 
 // writeRow inserts or updates a live record's row. A reference to a row
 // inserted later in this round is written afterwards (deferred).
-func (b *batch) writeRow(rec *record, id int64, isNew bool, later func(recKey) bool) (deferred []func()) {
+func (b *batch) writeRow(rec *record, id int64, isNew bool, later func(recKey) bool, alone bool) (deferred []func()) {
 	m := rec.m
 	sh := b.p.shapeOf(m)
 	fields, cols, types := sh.fields, sh.updateCols, sh.updateTypes
@@ -765,7 +789,11 @@ func (b *batch) writeRow(rec *record, id int64, isNew bool, later func(recKey) b
 	now, _ := ledger.DateTime(b.p.clock().UTC().Truncate(time.Microsecond))
 	row := append([]any{id}, args...)
 	row = append(row, uid, b.tx.arg(now, nil))
-	b.w.add(opUpdate, sh.table, cols, types, "", row...)
+	if alone {
+		b.w.addAlone(opUpdate, sh.table, cols, types, row...)
+	} else {
+		b.w.add(opUpdate, sh.table, cols, types, "", row...)
+	}
 	return deferred
 }
 
@@ -895,7 +923,11 @@ func (b *batch) bookkeep(rec *record, resolvable func(recKey) bool) {
 		}
 		switch {
 		case !rec.stored:
-			b.w.add(opInsert, own.records, recordCols, recordTypes, own.recordUpsert, rec.k.model, rec.k.key, rec.st.Live(), raw, id)
+			upsert := own.recordUpsert
+			if rec.idSet {
+				upsert = own.recordUpsertID
+			}
+			b.w.add(opInsert, own.records, recordCols, recordTypes, upsert, rec.k.model, rec.k.key, rec.st.Live(), raw, id)
 			rec.stored = true
 		case !rec.dirty:
 			b.w.updateBy(2, own.records, idCols, idTypes, rec.k.model, rec.k.key, id)

@@ -74,6 +74,22 @@ func (b *batch) lifeEnded(rec *record) bool {
 	return true
 }
 
+// rowLife is the create that began the life rec's row belongs to: the
+// life the record was in when the batch came to it, or, on a target whose
+// changes are captured, a later one its own users began (the capturer maps
+// the key to the user's row as it captures the registration).
+func (b *batch) rowLife(rec *record) merge.Stamp {
+	start := rec.entered.start
+	if b.capturedAs != nil {
+		for _, w := range rec.st.Fields[merge.Revives] {
+			if w.Stamp.Origin == *b.capturedAs && w.Stamp.Compare(start) > 0 {
+				start = w.Stamp
+			}
+		}
+	}
+	return start
+}
+
 // captureOrigin reads the origin the target's changes are captured as;
 // nil while no capturer has opened on it. Once known it is kept: the
 // capturer refuses to change it.

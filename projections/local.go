@@ -9,6 +9,7 @@ import (
 
 	"github.com/ghsync/ghsync/clocks"
 	"github.com/ghsync/ghsync/ledger"
+	"github.com/ghsync/ghsync/merge"
 	"github.com/ghsync/ghsync/models"
 )
 
@@ -109,41 +110,102 @@ func (b *batch) resolveAlias(k recKey) recKey {
 	return k
 }
 
-// rename records that e moved a record's identity from the key it names,
-// and moves the local id to the new key so the row and what points at it
-// stay. A rename this database's own capturer stamped moved the id when
-// it was captured; the id map shows what the users did since (the old
-// key may name another row by now), so it is left as it is.
+// rename records that e moved a record's identity from the key it names
+// (the old key) and queues the move of the local id to the new key, so
+// the row and what points at it stay (moveIDs). A rename made before the
+// old key's current life began concerns an earlier life: the key is
+// another record's now, so it gets no alias, and the renamed record a row
+// of its own.
 func (b *batch) rename(ctx context.Context, e *ledger.Event) error {
 	r, ok := e.Fields[models.RenamedFrom].AsRef()
 	if !ok || e.Op != ledger.OpCreate || r.Model != e.Model || r.Key == e.Key {
 		return nil
 	}
 	from, to := recKey{r.Model, r.Key}, recKey{e.Model, e.Key}
-	if b.renamed == nil {
-		b.renamed = map[recKey]bool{}
-	}
-	b.renamed[from], b.renamed[to] = true, true
 	b.unalias(to) // renamed back: the key is the record's again
+	if err := b.load(ctx, []recKey{from}); err != nil {
+		return err
+	}
+	old := b.recs[from]
+	if !old.entered.known {
+		old.entered = lifeOf(old.st)
+	}
+	at := merge.StampOf(b.clamp(e)) // as the merge orders it
+	if rv := old.st.Revival(); rv != nil && rv.Compare(at) > 0 {
+		return nil
+	}
 	b.alias[from] = to.key
 	b.tx.queue(`INSERT INTO `+b.s+`alias (model, old_key, new_key) VALUES (?, ?, ?)
 		ON CONFLICT (model, old_key) DO UPDATE SET new_key = excluded.new_key`, from.model, from.key, to.key)
 	if b.capturedAs != nil && e.Origin == *b.capturedAs {
+		// This database's own capturer moved the id when it captured the
+		// rename; the id map shows what the users did since (the old key
+		// may name another row by now), so it is left as it is.
+		b.rowMoved(from, to)
 		return nil
 	}
-	if err := b.lookupIDs(ctx, []recKey{from, to}); err != nil {
-		return err
-	}
-	id, has := b.ids[from]
-	if _, taken := b.ids[to]; !has || taken {
-		return nil
-	}
-	b.tx.queue(`UPDATE `+b.s+`records SET local_id = NULL WHERE model = ? AND key = ?`, from.model, from.key)
-	b.tx.queue(`INSERT INTO `+b.s+`records (model, key, local_id) VALUES (?, ?, ?)
-		ON CONFLICT (model, key) DO UPDATE SET local_id = excluded.local_id`, to.model, to.key, id)
-	b.ids[to] = id
-	delete(b.ids, from)
+	b.moves = append(b.moves, idMove{from: from, to: to, at: at})
 	return nil
+}
+
+// rowMoved notes that a row moved from one key to another in this batch
+// (lives.go).
+func (b *batch) rowMoved(from, to recKey) {
+	if b.renamed == nil {
+		b.renamed = map[recKey]bool{}
+	}
+	b.renamed[from], b.renamed[to] = true, true
+}
+
+// idMove is a rename's move of the local id, done once the batch's events
+// are merged (moveIDs).
+type idMove struct {
+	from, to recKey
+	at       merge.Stamp
+}
+
+// moveIDs moves the local ids of the batch's renames, in ledger order,
+// when the old key's row belongs to the life that was renamed. A row of a
+// later life (the key used again meanwhile) stays; a row of an earlier one
+// (the key's person deleted and the key used again before the rename, all
+// in this batch) is that ended life's, and goes. Either way the renamed
+// record gets a row of its own.
+func (b *batch) moveIDs(ctx context.Context) error {
+	for _, mv := range b.moves {
+		old := b.recs[mv.from]
+		if b.rowLife(old) != old.st.LifeStart(renameDelete(old.st, mv)) {
+			continue
+		}
+		if err := b.lookupIDs(ctx, []recKey{mv.from, mv.to}); err != nil {
+			return err
+		}
+		id, has := b.ids[mv.from]
+		if _, taken := b.ids[mv.to]; !has || taken {
+			continue
+		}
+		b.tx.queue(`UPDATE `+b.s+`records SET local_id = NULL WHERE model = ? AND key = ?`, mv.from.model, mv.from.key)
+		b.tx.queue(`INSERT INTO `+b.s+`records (model, key, local_id) VALUES (?, ?, ?)
+		ON CONFLICT (model, key) DO UPDATE SET local_id = excluded.local_id`, mv.to.model, mv.to.key, id)
+		b.ids[mv.to] = id
+		delete(b.ids, mv.from)
+		b.moved = append(b.moved, mv.to)
+		b.rowMoved(mv.from, mv.to)
+	}
+	b.moves = nil
+	return nil
+}
+
+// renameDelete is the stamp of the delete half of rename mv in the old
+// key's state: the first delete after the create by the same origin that
+// names the new key (merge.RenamedTo). Without it (an older ghsync's
+// event), the create's stamp.
+func renameDelete(st *merge.State, mv idMove) merge.Stamp {
+	for _, w := range st.Fields[merge.RenamedTo] {
+		if r, ok := w.Value.AsRef(); ok && r.Key == mv.to.key && w.Stamp.Origin == mv.at.Origin && w.Stamp.Compare(mv.at) > 0 {
+			return w.Stamp
+		}
+	}
+	return mv.at
 }
 
 // unalias ends the alias of a key that names a record again (a rename

@@ -52,6 +52,12 @@ func (w *writes) addOp(kind opKind, keys int, table string, cols, types []string
 	o.rows = append(o.rows, row)
 }
 
+// addAlone adds a row as a statement of its own, run in its place in the
+// order: a row whose unique key another row of the round takes next.
+func (w *writes) addAlone(kind opKind, table string, cols, types []string, row ...any) {
+	w.order = append(w.order, &op{kind: kind, table: table, cols: cols, types: types, keys: 1, rows: [][]any{row}})
+}
+
 // declare returns the op, giving it its place in the order if it has none
 // yet: an op declared early runs before ops first added to later, even if
 // its own rows come after theirs.

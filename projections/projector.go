@@ -838,6 +838,18 @@ func (p *Projector) validate(e *ledger.Event) *Rejection {
 			}
 			continue
 		}
+		if name == merge.RenamedTo {
+			if r, ok := v.AsRef(); !ok || r.Model != e.Model || e.Op != ledger.OpDelete || m.Kind == models.UUIDKey {
+				return rej(name, "a key change names the key the record moved to (same model), on a delete of a natural key")
+			}
+			continue
+		}
+		if name == merge.Saw {
+			if _, ok := v.AsInt(); !ok || e.Op == ledger.OpCreate || m.Kind == models.UUIDKey {
+				return rej(name, "a change names the delete its writer saw (an integer clock), on a write or delete of a natural key")
+			}
+			continue
+		}
 		f, ok := m.Field(name)
 		if !ok {
 			if why, known := m.NotSynced[name]; known {

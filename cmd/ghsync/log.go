@@ -163,6 +163,9 @@ func writeHuman(w io.Writer, r ledger.Record) error {
 		if saw, ok := e.Fields[n].AsInt(); ok && n == merge.Revives {
 			replaces = "   (a new life of the record, after its delete of " + clocks.Timestamp(saw).String() + ")"
 		}
+		if saw, ok := e.Fields[n].AsInt(); ok && n == merge.Saw {
+			replaces = "   (made on the life after the record's delete of " + clocks.Timestamp(saw).String() + ")"
+		}
 		if _, err := fmt.Fprintf(w, "      %-*s = %s%s\n", width, n, e.Fields[n], replaces); err != nil {
 			return err
 		}

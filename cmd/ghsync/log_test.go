@@ -81,17 +81,26 @@ func TestLogByUserAndTime(t *testing.T) {
 	refused(t, []string{`--since "yesterday": want an RFC 3339 time`}, "log", "--ledger", db, "--since", "yesterday")
 }
 
-// A revival prints the delete it saw as a clock, not a bare integer.
+// A revival, and a change of a revived record, print the delete their
+// writer saw as a clock, not a bare integer.
 func TestLogShowsRevival(t *testing.T) {
 	deleted := clocks.New(time.Date(2026, 11, 30, 9, 0, 0, 0, time.UTC).UnixMilli(), 0)
-	e := &ledger.Event{Model: "party.party", Key: "A-1", Op: ledger.OpCreate, HLC: deleted + 10,
-		Fields: map[string]ledger.Value{merge.Revives: ledger.Int(int64(deleted)), "name": ledger.String("Bob")}}
-	var out strings.Builder
-	if err := writeHuman(&out, ledger.Record{Position: 3, Event: e}); err != nil {
-		t.Fatal(err)
-	}
-	want := "(a new life of the record, after its delete of " + deleted.String() + ")"
-	if !strings.Contains(out.String(), want) {
-		t.Fatalf("log prints\n%s\nwant %q", out.String(), want)
+	for _, tt := range []struct {
+		op    ledger.Op
+		field string
+		says  string
+	}{
+		{ledger.OpCreate, merge.Revives, "(a new life of the record, after its delete of "},
+		{ledger.OpDelete, merge.Saw, "(made on the life after the record's delete of "},
+	} {
+		e := &ledger.Event{Model: "party.party", Key: "A-1", Op: tt.op, HLC: deleted + 10,
+			Fields: map[string]ledger.Value{tt.field: ledger.Int(int64(deleted))}}
+		var out strings.Builder
+		if err := writeHuman(&out, ledger.Record{Position: 3, Event: e}); err != nil {
+			t.Fatal(err)
+		}
+		if want := tt.says + deleted.String() + ")"; !strings.Contains(out.String(), want) {
+			t.Fatalf("log prints\n%s\nwant %q", out.String(), want)
+		}
 	}
 }

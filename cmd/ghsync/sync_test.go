@@ -65,16 +65,18 @@ func TestSyncSaysHowCentralFailed(t *testing.T) {
 	defer proxy.Close()
 
 	sat := "sqlite:" + filepath.Join(dir, "sat1.db")
+	var stderr string // of the last sync, for failure messages
 	sync := func(central string) (int, string) {
 		t.Helper()
-		code, out, _ := ghsync(t, "sync", "--ledger", sat, "--id", "1", "--central", central, "--token", tok)
+		code, out, errOut := ghsync(t, "sync", "--ledger", sat, "--id", "1", "--central", central, "--token", tok)
+		stderr = errOut
 		return code, out
 	}
 	cut.Store(true)
 	code, out := sync(proxy.URL)
 	if code != 1 || !strings.Contains(out, "the connection to central was lost during the transfer: what was transferred is kept, and the next sync resumes where this one stopped") ||
 		strings.Contains(out, "could not be reached") {
-		t.Fatalf("sync cut mid-pull: exit %d\n%s", code, out)
+		t.Fatalf("sync cut mid-pull: exit %d\n%s\nstderr:\n%s", code, out, stderr)
 	}
 	down.Store(true)
 	if code, out := sync(proxy.URL); code != 1 || !strings.Contains(out, "central answered 503 Service Unavailable, unavailable for now: local changes are captured and kept") {
