@@ -3,9 +3,7 @@ package capture_test
 import (
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -27,12 +25,8 @@ import (
 // concurrent corrections of one code each move the identity, and the
 // person then has both new codes (ARCHITECTURE.md, "Key changes"); the
 // site must then list a "concurrent move" conflict.
-// GHSYNC_TEST_SEED=N|random as in TestProjectionKeepsWhatUsersSaved.
+// GHSYNC_TEST_SEED=N|random: see seededRuns.
 func TestSitesKeepEveryPerson(t *testing.T) {
-	type run struct {
-		seed uint64
-		lay  layout
-	}
 	// Seeds that found bugs, each on one layout in turn: a delete of the
 	// first life ended a second one begun elsewhere (merge.Saw); a rename
 	// of an earlier life moved the new person's row; a new row took a code
@@ -41,24 +35,8 @@ func TestSitesKeepEveryPerson(t *testing.T) {
 	// row; a concurrent delete of the old life kept a revival from
 	// beginning; a chain of corrections collided; two corrections of one
 	// code, reported.
-	var runs []run
-	for i, seed := range []uint64{1, 2, 5595364040360134503, 16429916549452058344, 6658724963601421296,
-		2373952714995422296, 8762180189205968279, 16510941353973785108} {
-		runs = append(runs, run{seed, layouts[i%len(layouts)]})
-	}
-	if s := os.Getenv("GHSYNC_TEST_SEED"); s != "" {
-		seed, err := strconv.ParseUint(s, 10, 64)
-		if s == "random" {
-			seed, err = rand.Uint64(), nil
-		}
-		if err != nil {
-			t.Fatalf("GHSYNC_TEST_SEED=%q: %v", s, err)
-		}
-		runs = runs[:0]
-		for _, lay := range layouts {
-			runs = append(runs, run{seed, lay})
-		}
-	}
+	runs := seededRuns(t, 1, 2, 5595364040360134503, 16429916549452058344, 6658724963601421296,
+		2373952714995422296, 8762180189205968279, 16510941353973785108)
 	for _, r := range runs {
 		seed, lay := r.seed, r.lay
 		t.Run(fmt.Sprintf("%s/seed=%d", lay.name, seed), func(t *testing.T) {
