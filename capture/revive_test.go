@@ -277,11 +277,7 @@ func TestRenameOfAnEarlierLife(t *testing.T) {
 // gets one of their own.
 func TestCodeCorrectedAndReusedInOneProjection(t *testing.T) {
 	forEachLayout(t, func(t *testing.T, lay layout) {
-		a, b := newSite(t, lay, 1), newSite(t, lay, 2)
-		ana := a.insert("party_party", 1, map[string]any{"code": "A-1", "name": "Ana", "active": true})
-		a.drain()
-		b.receive(a)
-		b.project()
+		a, b, ana := anaAtTwoSites(t, lay)
 		anaB := b.int(`SELECT id FROM party_party WHERE code = 'A-1'`)
 		a.update("party_party", ana, 1, map[string]any{"code": "A-2"})
 		a.insert("party_party", 1, map[string]any{"code": "A-1", "name": "Bob", "active": true})
@@ -329,11 +325,7 @@ func TestCodesShiftedInOneProjection(t *testing.T) {
 // both sites list the disagreement as a conflict on the old code.
 func TestConcurrentCodeCorrections(t *testing.T) {
 	forEachLayout(t, func(t *testing.T, lay layout) {
-		a, b := newSite(t, lay, 1), newSite(t, lay, 2)
-		ana := a.insert("party_party", 1, map[string]any{"code": "A-1", "name": "Ana", "active": true})
-		a.drain()
-		b.receive(a)
-		b.project()
+		a, b, ana := anaAtTwoSites(t, lay)
 		a.update("party_party", ana, 1, map[string]any{"code": "A-2"})
 		b.update("party_party", b.int(`SELECT id FROM party_party WHERE code = 'A-1'`), 1, map[string]any{"code": "B-1"})
 		for _, s := range []*site{a, b} {
@@ -361,11 +353,7 @@ func TestConcurrentCodeCorrections(t *testing.T) {
 // so, so a person registered later under that code gets a row.
 func TestCodeCorrectedThenDeletedInOneProjection(t *testing.T) {
 	forEachLayout(t, func(t *testing.T, lay layout) {
-		a, b := newSite(t, lay, 1), newSite(t, lay, 2)
-		ana := a.insert("party_party", 1, map[string]any{"code": "A-1", "name": "Ana", "active": true})
-		a.drain()
-		b.receive(a)
-		b.project()
+		a, b, ana := anaAtTwoSites(t, lay)
 		a.update("party_party", ana, 1, map[string]any{"code": "A-2"})
 		a.drain()
 		a.exec(a.q(`DELETE FROM party_party WHERE id = ?`), ana)
@@ -389,11 +377,7 @@ func TestCodeCorrectedThenDeletedInOneProjection(t *testing.T) {
 // (the correction is of Bob's life), and Bob and Cy get rows of their own.
 func TestCodeReusedThenCorrectedInOneProjection(t *testing.T) {
 	forEachLayout(t, func(t *testing.T, lay layout) {
-		a, b := newSite(t, lay, 1), newSite(t, lay, 2)
-		ana := a.insert("party_party", 1, map[string]any{"code": "A-1", "name": "Ana", "active": true})
-		a.drain()
-		b.receive(a)
-		b.project()
+		a, b, ana := anaAtTwoSites(t, lay)
 		anaB := b.int(`SELECT id FROM party_party WHERE code = 'A-1'`)
 		a.exec(a.q(`DELETE FROM party_party WHERE id = ?`), ana)
 		a.drain()
@@ -412,4 +396,16 @@ func TestCodeReusedThenCorrectedInOneProjection(t *testing.T) {
 			t.Fatalf("Ana's row %d is still there, as someone else", anaB)
 		}
 	})
+}
+
+// anaAtTwoSites registers Ana (A-1) at origin 1 and projects her at origin
+// 2; it returns both sites and her row at origin 1.
+func anaAtTwoSites(t *testing.T, lay layout) (a, b *site, ana int64) {
+	t.Helper()
+	a, b = newSite(t, lay, 1), newSite(t, lay, 2)
+	ana = a.insert("party_party", 1, map[string]any{"code": "A-1", "name": "Ana", "active": true})
+	a.drain()
+	b.receive(a)
+	b.project()
+	return a, b, ana
 }
