@@ -133,14 +133,21 @@ type TokenHash [32]byte
 // HashToken hashes a bearer token as central stores it.
 func HashToken(token string) TokenHash { return sha256.Sum256([]byte(token)) }
 
-// NewToken returns a random 32-byte token, base64url without padding, and
-// its hash. The token is shown once; only the hash is stored.
+// TokenPrefix begins every token NewToken makes: base64url text may begin
+// with '-', and a token given as `--token -x…` then reads as a flag (one
+// token in 64 failed so); the prefix also tells a leaked token for what
+// it is.
+const TokenPrefix = "ghsync_"
+
+// NewToken returns a random 32-byte token, base64url without padding
+// after TokenPrefix, and its hash. The token is shown once; only the hash
+// is stored. Tokens issued before the prefix keep working.
 func NewToken() (string, TokenHash, error) {
 	var b [32]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return "", TokenHash{}, fmt.Errorf("new token: %w", err)
 	}
-	tok := base64.RawURLEncoding.EncodeToString(b[:])
+	tok := TokenPrefix + base64.RawURLEncoding.EncodeToString(b[:])
 	return tok, HashToken(tok), nil
 }
 

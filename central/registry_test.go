@@ -5,6 +5,7 @@ import (
 	"errors"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -40,7 +41,7 @@ func runRegistryContract(t *testing.T, location func(t *testing.T) string) {
 		loc := location(t)
 		r := open(t, loc)
 		tok, hash, err := central.NewToken()
-		if err != nil || len(tok) != 43 || central.HashToken(tok) != hash {
+		if err != nil || len(tok) != len(central.TokenPrefix)+43 || !strings.HasPrefix(tok, central.TokenPrefix) || central.HashToken(tok) != hash {
 			t.Fatalf("token %q: %v", tok, err)
 		}
 		created := time.Date(2026, 11, 30, 8, 0, 0, 123000, time.UTC)

@@ -5,9 +5,11 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/ghsync/ghsync/central"
 )
 
-var tokenLine = regexp.MustCompile(`(?m)^[A-Za-z0-9_-]{43}$`)
+var tokenLine = regexp.MustCompile(`(?m)^ghsync_[A-Za-z0-9_-]{43}$`)
 
 // addSatellite registers a satellite at the central ledger db and returns its token.
 func addSatellite(t *testing.T, ledger, id, scope string) string {
@@ -23,8 +25,8 @@ func addSatellite(t *testing.T, ledger, id, scope string) string {
 func TestCentralSatelliteCommands(t *testing.T) {
 	db := "sqlite:" + filepath.Join(t.TempDir(), "central.db")
 	tok := addSatellite(t, db, "3", "local")
-	if strings.Contains(tok, "=") || len(tok) != 43 {
-		t.Fatalf("token %q is not 32 bytes of unpadded base64url", tok)
+	if strings.Contains(tok, "=") || len(tok) != len(central.TokenPrefix)+43 {
+		t.Fatalf("token %q is not 32 bytes of unpadded base64url after %s", tok, central.TokenPrefix)
 	}
 	if code, _, stderr := ghsync(t, "central", "satellite", "add", "3", "--name", "Again", "--ledger", db); code == 0 || !strings.Contains(stderr, "already exists") {
 		t.Fatalf("adding 3 twice: exit %d %s", code, stderr)
