@@ -753,6 +753,9 @@ func (b *batch) setBases(ctx context.Context) error {
 	if err := b.setRevivals(ctx); err != nil {
 		return err
 	}
+	if err := b.setRefLives(ctx); err != nil {
+		return err
+	}
 	var keys []recKeyOf
 	natural := map[string]bool{} // models whose keys can be used again
 	for _, e := range b.events {
@@ -817,6 +820,68 @@ func (b *batch) setBases(ctx context.Context) error {
 }
 
 type recKeyOf struct{ model, key string }
+
+// setRefLives makes each Many2One to a natural key name the life the user
+// pointed at (ledger.Ref.Saw): the latest delete of the target's key this
+// instance knew of, as for the target's own changes (merge.Saw). A party
+// code given to someone else after its person was deleted or recoded
+// must not pull in an address a clinic added to the old person before it
+// heard. A delete of the target in this batch is named when the batch is
+// stamped.
+func (b *batch) setRefLives(ctx context.Context) error {
+	byModel := map[string][]string{}
+	type at struct {
+		e     *ledger.Event
+		field string
+	}
+	var refs []at
+	for _, e := range b.events {
+		for f, v := range e.Fields {
+			if r, ok := v.AsRef(); ok && b.c.livesOf(e.Model, f, r) {
+				refs = append(refs, at{e, f})
+				byModel[r.Model] = append(byModel[r.Model], r.Key)
+			}
+		}
+	}
+	if len(refs) == 0 {
+		return nil
+	}
+	unapplied, err := b.c.unappliedDeletes(ctx)
+	if err != nil {
+		return err
+	}
+	saw := map[recKeyOf]clocks.Timestamp{}
+	for model, keys := range byModel {
+		slices.Sort(keys)
+		err := b.c.eachKeyRow(ctx, "records", "state", model, slices.Compact(keys), func(key string, raw []byte) error {
+			if raw == nil {
+				return nil
+			}
+			d, err := merge.LastDeleteOf(raw)
+			saw[recKeyOf{model, key}] = d
+			return err
+		})
+		if err != nil {
+			return err
+		}
+	}
+	for _, r := range refs {
+		ref, _ := r.e.Fields[r.field].AsRef()
+		k := recKeyOf{ref.Model, ref.Key}
+		ref.Saw = max(saw[k], unapplied[k].hlc)
+		if b.fl != nil {
+			ref.Saw = max(ref.Saw, b.fl.deletes[k])
+		}
+		if ref.Saw != 0 {
+			v, err := ledger.RefValue(ref)
+			if err != nil {
+				return err
+			}
+			r.e.Fields[r.field] = v
+		}
+	}
+	return nil
+}
 
 // setRevivals marks the creates of natural keys whose record was deleted
 // as this instance knows it: in the merged state here, or by a delete

@@ -318,6 +318,20 @@ func (c *Capturer) stamp(b *batch) error {
 				e.Fields[merge.Saw] = ledger.Int(int64(d))
 			}
 		}
+		if len(deleted) > 0 {
+			// A reference to a key this batch deleted before: to the life
+			// begun since.
+			for f, v := range e.Fields {
+				if r, ok := v.AsRef(); ok && r.Saw < deleted[recKeyOf{r.Model, r.Key}] && c.livesOf(e.Model, f, r) {
+					r.Saw = deleted[recKeyOf{r.Model, r.Key}]
+					v, err := ledger.RefValue(r)
+					if err != nil {
+						return err
+					}
+					e.Fields[f] = v
+				}
+			}
+		}
 		for _, name := range [...]string{merge.Revives, merge.Saw} {
 			if v, ok := e.Fields[name]; ok {
 				saw, _ := v.AsInt()
@@ -408,4 +422,20 @@ func intList(ids []int64) string {
 func (c *Capturer) natural(model string) bool {
 	m, ok := c.reg.Lookup(model)
 	return ok && m.Kind != models.UUIDKey
+}
+
+// livesOf reports whether field of a model's event, which holds r, names
+// the life of r's target (ledger.Ref.Saw): a Many2One to a natural key,
+// or where a key change took the record (merge.RenamedTo). RenamedFrom
+// names the key the record left, not a life of it.
+func (c *Capturer) livesOf(model, field string, r ledger.Ref) bool {
+	if !c.natural(r.Model) {
+		return false
+	}
+	if field == merge.RenamedTo {
+		return true
+	}
+	m, _ := c.reg.Lookup(model)
+	f, ok := m.Field(field)
+	return ok && f.Type == models.Many2One
 }

@@ -164,6 +164,8 @@ type reconciler struct {
 	gone     map[recKeyOf]int64
 	rederive map[recKeyOf]string
 	ids      map[recKeyOf]sql.NullInt64 // local ids of referenced records, as the snapshot has them
+	lives    map[recKeyOf]*merge.State  // merge states of referenced natural keys (loadLives)
+	live     map[recKeyOf]bool          // whether each of those is live (records.live)
 	cols     map[string][]column        // SQLite: a table's columns, for its row images
 }
 
@@ -226,6 +228,9 @@ func (r *reconciler) load(ctx context.Context) error {
 
 // aliasOf follows renames from a key to the record's current key.
 func (r *reconciler) aliasOf(model, key string) string {
+	if r.live[recKeyOf{model, key}] {
+		return key // as the projector: see projections.Alias
+	}
 	for range 16 { // a rename chain longer than this is a loop
 		to, ok := r.alias[recKeyOf{model, key}]
 		if !ok {

@@ -145,10 +145,16 @@ func (r *reconciler) compareAll(ctx context.Context, m *models.Model, ks []*know
 			return nil, err
 		}
 	}
-	var refs []recKeyOf
 	for _, kn := range ks {
 		kn.stale = behind[kn.k.key] || !kn.st.Live()
-		kn.vals = projections.RowValues(m, kn.k.key, kn.st, r.aliasOf)
+		kn.vals = projections.RowValues(m, kn.k.key, kn.st)
+	}
+	if err := r.loadLives(ctx, m, ks); err != nil {
+		return nil, err
+	}
+	var refs []recKeyOf
+	for _, kn := range ks {
+		projections.FollowRefs(kn.vals, r.aliasOf, r.lifeOf)
 		for i := range m.Fields {
 			f := &m.Fields[i]
 			if f.Type != models.Many2One && f.Type != models.Many2Many {
@@ -229,10 +235,88 @@ func (r *reconciler) candidates(kn *known, f *models.Field) []ledger.Value {
 	out := []ledger.Value{kn.vals[f.Name]}
 	if kn.stale {
 		for _, w := range kn.st.Fields[f.Name] {
-			out = append(out, projections.FollowAlias(w.Value, r.aliasOf))
+			out = append(out, projections.FollowRef(w.Value, r.aliasOf, r.lifeOf))
 		}
 	}
 	return out
+}
+
+// loadLives reads the merge states of the natural keys the Many2One
+// values of ks name, and of the keys their ended lives moved to, so that
+// references follow the life their writer meant as the projector does
+// (projections.MeantKey). Candidates of a stale row are written values
+// as well as derived ones.
+func (r *reconciler) loadLives(ctx context.Context, m *models.Model, ks []*known) error {
+	if r.lives == nil || len(r.lives) > 200_000 { // bounded, as ids
+		r.lives, r.live = map[recKeyOf]*merge.State{}, map[recKeyOf]bool{}
+	}
+	for range 16 { // each round reads the targets of key changes the last one found
+		byModel := map[string][]string{}
+		note := func(v ledger.Value) {
+			if ref, ok := v.AsRef(); ok {
+				if _, _, n := projections.MeantKey(r.c.reg, ref, r.lifeState); n != nil {
+					byModel[n.Model] = append(byModel[n.Model], n.Key)
+				}
+			}
+		}
+		for _, kn := range ks {
+			for i := range m.Fields {
+				if f := &m.Fields[i]; f.Type == models.Many2One {
+					note(kn.vals[f.Name])
+					if kn.stale {
+						for _, w := range kn.st.Fields[f.Name] {
+							note(w.Value)
+						}
+					}
+				}
+			}
+		}
+		if len(byModel) == 0 {
+			return nil
+		}
+		for model, keys := range byModel {
+			slices.Sort(keys)
+			keys = slices.Compact(keys)
+			raws := map[string][]byte{}
+			err := eachKeyed(ctx, r.tx, r.c.d, "key, state, live", "records", "key", "text", model, keys, func(rows *sql.Rows) error {
+				var key string
+				var raw []byte
+				var live sql.NullBool
+				if err := rows.Scan(&key, &raw, &live); err != nil {
+					return err
+				}
+				raws[key] = raw
+				r.live[recKeyOf{model, key}] = live.Bool
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			for _, key := range keys {
+				k := recKeyOf{model, key}
+				st := &merge.State{} // no delete: every reference means the current life
+				if d, err := merge.LastDeleteOf(raws[key]); raws[key] != nil && (err != nil || d != 0) || r.tail[k] != nil {
+					if st, err = r.state(ctx, k, raws[key]); err != nil {
+						return err
+					}
+				}
+				r.lives[k] = st
+			}
+		}
+	}
+	return nil
+}
+
+// lifeState gives loadLives' states to projections.MeantKey.
+func (r *reconciler) lifeState(model, key string) (*merge.State, bool) {
+	st, ok := r.lives[recKeyOf{model, key}]
+	return st, ok
+}
+
+// lifeOf is the key a Many2One means now (projections.MeantKey).
+func (r *reconciler) lifeOf(ref ledger.Ref) (string, bool) {
+	key, ok, _ := projections.MeantKey(r.c.reg, ref, r.lifeState)
+	return key, ok
 }
 
 func appendRefs(out []recKeyOf, v ledger.Value) []recKeyOf {

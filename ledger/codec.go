@@ -134,7 +134,12 @@ func (x *encoder) value(v Value) error {
 	case KindDateTime:
 		return x.ext(extDateTime, binary.BigEndian.AppendUint64(x.tmp[:0], uint64(v.i)))
 	case KindRef:
-		return x.ext(extRef, appendRef(x.tmp[:0], Ref{v.s, v.k}))
+		r, _ := v.AsRef()
+		b := appendRef(x.tmp[:0], r)
+		if r.Saw != 0 {
+			b = binary.AppendUvarint(b, uint64(r.Saw))
+		}
+		return x.ext(extRef, b)
 	case KindRefSet:
 		b := x.tmp[:0]
 		for _, r := range v.refs {
@@ -552,10 +557,17 @@ func (d *decoder) ext() (Value, error) {
 		if err != nil {
 			return Value{}, err
 		}
-		if len(rest) != 0 {
-			return Value{}, errors.New("ref: trailing bytes")
+		if len(rest) != 0 { // the life it names (Ref.Saw)
+			saw, k := binary.Uvarint(rest)
+			if k <= 0 || saw == 0 || k != len(binary.AppendUvarint(nil, saw)) {
+				return Value{}, errors.New("ref: bad life (saw)")
+			}
+			if k != len(rest) {
+				return Value{}, errors.New("ref: trailing bytes")
+			}
+			ref.Saw = clocks.Timestamp(saw)
 		}
-		v = Value{kind: KindRef, s: ref.Model, k: ref.Key}
+		v = Value{kind: KindRef, s: ref.Model, k: ref.Key, i: int64(ref.Saw)}
 	case extRefSet:
 		v = Value{kind: KindRefSet, refs: []Ref{}}
 		for len(b) > 0 {

@@ -439,7 +439,9 @@ func malformedEvents(tb testing.TB) []malformed {
 		{"decimal -0", field(kv{"name", mpExt(1, []byte("-0"))}, kv{"weight", weight}), ledger.ErrInvalidEvent, "decimal not canonical"},
 		{"decimal empty", field(kv{"name", ext8(1, nil)}, kv{"weight", weight}), ledger.ErrInvalidEvent, "decimal not canonical"},
 		{"decimal NaN", field(kv{"name", mpExt(1, []byte("NaN"))}, kv{"weight", weight}), ledger.ErrInvalidEvent, "decimal not canonical"},
-		{"ref trailing bytes", field(kv{"name", mpExt(4, append(rawRef(nil, ledger.Ref{Model: "a", Key: "b"}), 0))}, kv{"weight", weight}), ledger.ErrInvalidEvent, "ref: trailing bytes"},
+		{"ref life 0", field(kv{"name", mpExt(4, append(rawRef(nil, ledger.Ref{Model: "a", Key: "b"}), 0))}, kv{"weight", weight}), ledger.ErrInvalidEvent, "ref: bad life"},
+		{"ref life overlong", field(kv{"name", mpExt(4, append(rawRef(nil, ledger.Ref{Model: "a", Key: "b"}), 0x81, 0))}, kv{"weight", weight}), ledger.ErrInvalidEvent, "ref: bad life"},
+		{"ref trailing bytes", field(kv{"name", mpExt(4, append(rawRef(nil, ledger.Ref{Model: "a", Key: "b"}), 7, 1))}, kv{"weight", weight}), ledger.ErrInvalidEvent, "ref: trailing bytes"},
 		{"ref length past end", field(kv{"name", mpExt(4, []byte{5, 'a', 1, 'b'})}, kv{"weight", weight}), ledger.ErrInvalidEvent, "ref: bad length"},
 		{"ref huge varint", field(kv{"name", mpExt(4, []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01})}, kv{"weight", weight}), ledger.ErrInvalidEvent, "ref: bad length"},
 		{"ref bad model", field(kv{"name", mpExt(4, rawRef(nil, ledger.Ref{Model: "A", Key: "b"}))}, kv{"weight", weight}), ledger.ErrInvalidEvent, "reference"},
@@ -565,6 +567,13 @@ func TestRoundTripWidths(t *testing.T) {
 	fields["first_instant"] = mustDateTime(t, time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC))
 	fields["last_instant"] = mustDateTime(t, time.Date(9999, 12, 31, 23, 59, 59, 999999000, time.UTC))
 	fields["long_ref"] = mustRef(t, strings.Repeat("m", 128), strings.Repeat("k", 1024))
+	for i, saw := range []clocks.Timestamp{1, 1 << 7, math.MaxUint64} { // a ref naming a life
+		v, err := ledger.RefValue(ledger.Ref{Model: "party.party", Key: "P-1", Saw: saw})
+		if err != nil {
+			t.Fatal(err)
+		}
+		fields[fmt.Sprintf("life%d", i)] = v
+	}
 
 	for _, tt := range []struct {
 		origin   uint16

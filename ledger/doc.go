@@ -19,7 +19,8 @@
 //
 // Field values are typed Values from a closed set: null, bool, int64,
 // decimal (exact canonical text, never a float), string, date (civil day),
-// datetime (UTC, microseconds), bytes, Ref (model and key) and RefSet
+// datetime (UTC, microseconds), bytes, Ref (model, key and the life of the
+// target it means) and RefSet
 // (sorted, deduplicated). Constructors canonicalise and refuse what a
 // Tryton field cannot hold; their errors never echo the value.
 //
@@ -36,9 +37,12 @@
 // the others are extensions: 1 decimal (canonical text), 2 date (int32
 // big-endian, days since 1970-01-01), 3 datetime (int64 big-endian, µs
 // since the epoch, UTC), 4 ref (uvarint length + model, uvarint length +
-// key), 5 refset (refs as in 4, concatenated, sorted by model then key,
-// no duplicates). Anything else, other extension types included, is an
-// error.
+// key, then, for a ref naming a life of its target (Ref.Saw), that HLC as
+// a uvarint, never 0), 5 refset (refs as in 4 without a life,
+// concatenated, sorted by model then key, no duplicates). Anything else,
+// other extension types included, is an error. The life of a ref came
+// after format 1 was pinned: every event without one encodes as before,
+// and a decoder older than it refuses a ref that names one.
 //
 // Hash is the SHA-256 of the whole encoding, format byte included; Hash
 // itself is not encoded. Seal sets PrevHash to the hash of the origin's

@@ -206,7 +206,8 @@ func (v Value) validate() error {
 			return fmt.Errorf("datetime outside years 1..9999")
 		}
 	case KindRef:
-		return validateRef(Ref{Model: v.s, Key: v.k})
+		r, _ := v.AsRef()
+		return validateRef(r)
 	case KindRefSet:
 		for i, r := range v.refs {
 			if err := validateRef(r); err != nil {

@@ -14,6 +14,7 @@ func (v Value) MarshalJSON() ([]byte, error) {
 	type ref struct {
 		Model string `json:"model"`
 		Key   string `json:"key"`
+		Saw   uint64 `json:"saw,omitempty"` // the life it means, as an HLC
 	}
 	var out any
 	switch v.kind {
@@ -36,11 +37,11 @@ func (v Value) MarshalJSON() ([]byte, error) {
 	case KindBytes:
 		out = map[string]string{"bytes": base64.StdEncoding.EncodeToString([]byte(v.s))}
 	case KindRef:
-		out = map[string]ref{"ref": {v.s, v.k}}
+		out = map[string]ref{"ref": {v.s, v.k, uint64(v.i)}}
 	case KindRefSet:
 		refs := make([]ref, len(v.refs))
 		for i, r := range v.refs {
-			refs[i] = ref{r.Model, r.Key}
+			refs[i] = ref{r.Model, r.Key, 0}
 		}
 		out = map[string][]ref{"refset": refs}
 	}

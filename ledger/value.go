@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/ghsync/ghsync/clocks"
 )
 
 // Kind names the type of a field value. The set is closed: an encoded value
@@ -44,15 +46,30 @@ func (k Kind) String() string {
 type Ref struct {
 	Model string
 	Key   string
+	// Saw names the life of a natural key the reference means: the HLC of
+	// the latest delete of the key its writer knew of, 0 if none (the
+	// first life). A party code can be used again after its person was
+	// deleted or recoded, and a reference made by a clinic that had not
+	// heard of it means the old person, not the new one. Many2One only: a
+	// Many2Many member carries none.
+	Saw clocks.Timestamp
 }
 
-func (r Ref) String() string { return r.Model + ":" + r.Key }
+func (r Ref) String() string {
+	if r.Saw != 0 {
+		return r.Model + ":" + r.Key + "@" + r.Saw.String()
+	}
+	return r.Model + ":" + r.Key
+}
 
 func compareRefs(a, b Ref) int {
 	if c := strings.Compare(a.Model, b.Model); c != 0 {
 		return c
 	}
-	return strings.Compare(a.Key, b.Key)
+	if c := strings.Compare(a.Key, b.Key); c != 0 {
+		return c
+	}
+	return cmpInt(int64(a.Saw), int64(b.Saw))
 }
 
 // Value is one typed field value. It is immutable: constructors copy what
@@ -130,12 +147,15 @@ func DateTime(t time.Time) (Value, error) {
 }
 
 // RefTo wraps a Many2One value: the target model and its network key.
-func RefTo(model, key string) (Value, error) {
-	r := Ref{Model: model, Key: key}
+func RefTo(model, key string) (Value, error) { return RefValue(Ref{Model: model, Key: key}) }
+
+// RefValue wraps a Many2One value that may name the life of its target
+// (Ref.Saw).
+func RefValue(r Ref) (Value, error) {
 	if err := validateRef(r); err != nil {
 		return Value{}, err
 	}
-	return Value{kind: KindRef, s: model, k: key}, nil
+	return Value{kind: KindRef, s: r.Model, k: r.Key, i: int64(r.Saw)}, nil
 }
 
 // RefSet wraps a Many2Many value. Order and duplicates carry no meaning in a
@@ -145,6 +165,9 @@ func RefSet(refs ...Ref) (Value, error) {
 	for _, r := range out {
 		if err := validateRef(r); err != nil {
 			return Value{}, err
+		}
+		if r.Saw != 0 {
+			return Value{}, fmt.Errorf("ledger: Many2Many member %s names a life (Saw)", r)
 		}
 	}
 	slices.SortFunc(out, compareRefs)
@@ -195,7 +218,9 @@ func (v Value) AsDateTime() (time.Time, bool) {
 }
 
 // AsRef returns a Many2One target; ok is false for any other kind.
-func (v Value) AsRef() (Ref, bool) { return Ref{Model: v.s, Key: v.k}, v.kind == KindRef }
+func (v Value) AsRef() (Ref, bool) {
+	return Ref{Model: v.s, Key: v.k, Saw: clocks.Timestamp(v.i)}, v.kind == KindRef
+}
 
 // AsRefSet returns a copy of a Many2Many set, sorted; ok is false for any other kind.
 func (v Value) AsRefSet() ([]Ref, bool) { return slices.Clone(v.refs), v.kind == KindRefSet }
@@ -221,7 +246,9 @@ func (v Value) Compare(w Value) int {
 	case KindString, KindBytes:
 		return strings.Compare(v.s, w.s)
 	case KindRef:
-		return compareRefs(Ref{v.s, v.k}, Ref{w.s, w.k})
+		x, _ := v.AsRef()
+		y, _ := w.AsRef()
+		return compareRefs(x, y)
 	case KindRefSet:
 		return slices.CompareFunc(v.refs, w.refs, compareRefs)
 	}
@@ -260,7 +287,8 @@ func (v Value) String() string {
 	case KindBytes:
 		return fmt.Sprintf("<%d bytes>", len(v.s))
 	case KindRef:
-		return "→" + Ref{v.s, v.k}.String()
+		r, _ := v.AsRef()
+		return "→" + r.String()
 	case KindRefSet:
 		var b bytes.Buffer
 		b.WriteByte('{')

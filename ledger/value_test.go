@@ -410,6 +410,23 @@ func TestRefs(t *testing.T) {
 	if r := mustRef(t, "party.party", "P-1"); r.String() != "→party.party:P-1" {
 		t.Errorf("Ref String = %q", r.String())
 	}
+
+	// A reference may name the life of its target; it is then another
+	// value than the same key without, and a Many2Many member names none.
+	life := ledger.Ref{Model: "party.party", Key: "P-1", Saw: 42}
+	v, err := ledger.RefValue(life)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := v.AsRef(); got != life {
+		t.Errorf("AsRef = %+v, want %+v", got, life)
+	}
+	if plain := mustRef(t, "party.party", "P-1"); v.Equal(plain) || v.Compare(plain) <= 0 {
+		t.Errorf("%v and %v: Equal %v, Compare %d; want different, the life after", v, plain, v.Equal(plain), v.Compare(plain))
+	}
+	if _, err := ledger.RefSet(life); err == nil || !strings.Contains(err.Error(), "names a life") {
+		t.Errorf("RefSet with a life: %v", err)
+	}
 }
 
 func slicesEqual[T comparable](a, b []T) bool {

@@ -34,7 +34,9 @@ import (
 //	               date: varint days since 1970-01-01;
 //	               datetime: varint µs since the epoch, UTC;
 //	               ref: model, key, each uvarint length + bytes;
-//	               refset: uvarint count, then refs as for ref, ascending.
+//	               refset: uvarint count, then refs as for ref, ascending;
+//	             kind byte 0x80|ledger.KindRef (a ref naming a life,
+//	             ledger.Ref.Saw): as ref, then the saw, uvarint, not 0.
 //
 // Every integer is in its shortest form, so the encoding is canonical:
 // equal states encode to equal bytes.
@@ -119,6 +121,9 @@ func appendRef(b []byte, r ledger.Ref) []byte {
 	return appendString(appendString(b, r.Model), r.Key)
 }
 
+// kindRefLife is the kind byte of a ref that names the life it means.
+const kindRefLife = 0x80 | byte(ledger.KindRef)
+
 // appendValue is the canonical encoding of v: a kind byte and a payload.
 func appendValue(b []byte, v ledger.Value) []byte {
 	b = append(b, byte(v.Kind()))
@@ -149,6 +154,10 @@ func appendValue(b []byte, v ledger.Value) []byte {
 		return binary.AppendVarint(b, x.UnixMicro())
 	case ledger.KindRef:
 		x, _ := v.AsRef()
+		if x.Saw != 0 {
+			b[len(b)-1] = kindRefLife
+			return binary.AppendUvarint(appendRef(b, x), uint64(x.Saw))
+		}
 		return appendRef(b, x)
 	case ledger.KindRefSet:
 		x, _ := v.AsRefSet()
@@ -190,6 +199,44 @@ func DecodeState(data []byte) (*State, error) {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidState, err)
 	}
 	return s, nil
+}
+
+// LastDeleteOf is State.LastDelete's HLC read from an encoded state's
+// header, without decoding its fields: a capturer asks it of every record
+// its references point at, and busy records carry long histories.
+func LastDeleteOf(data []byte) (clocks.Timestamp, error) {
+	r := &reader{b: data}
+	if f, err := r.byte(); err != nil || f != StateFormat {
+		return 0, fmt.Errorf("%w: format byte", ErrInvalidState)
+	}
+	flags, err := r.byte()
+	if err != nil {
+		return 0, fmt.Errorf("%w: %w", ErrInvalidState, err)
+	}
+	if flags&flagDeleted == 0 {
+		return 0, nil
+	}
+	if flags&flagCreated != 0 {
+		if _, err := r.stamp(); err != nil {
+			return 0, fmt.Errorf("%w: %w", ErrInvalidState, err)
+		}
+	}
+	last, err := r.stamp()
+	if err != nil {
+		return 0, fmt.Errorf("%w: %w", ErrInvalidState, err)
+	}
+	if flags&flagRedeleted != 0 {
+		n, err := r.count(stampLen)
+		if err != nil {
+			return 0, fmt.Errorf("%w: %w", ErrInvalidState, err)
+		}
+		for range n {
+			if last, err = r.stamp(); err != nil {
+				return 0, fmt.Errorf("%w: %w", ErrInvalidState, err)
+			}
+		}
+	}
+	return last.HLC, nil
 }
 
 type reader struct{ b []byte }
@@ -286,6 +333,19 @@ func (r *reader) value() (ledger.Value, error) {
 	k, err := r.byte()
 	if err != nil {
 		return ledger.Value{}, err
+	}
+	if k == kindRefLife {
+		ref, err := r.ref()
+		if err != nil {
+			return ledger.Value{}, err
+		}
+		left := len(r.b)
+		saw, err := r.uvarint()
+		if err != nil || saw == 0 || left-len(r.b) != len(binary.AppendUvarint(nil, saw)) {
+			return ledger.Value{}, fmt.Errorf("ref %s: bad life (saw)", ref)
+		}
+		ref.Saw = clocks.Timestamp(saw)
+		return ledger.RefValue(ref)
 	}
 	switch ledger.Kind(k) {
 	case ledger.KindNull:

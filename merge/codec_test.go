@@ -34,6 +34,8 @@ func everyKind() []ledger.Value {
 		mustV(ledger.DateTime(time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC))),
 		mustV(ledger.DateTime(time.Date(9999, 12, 31, 23, 59, 59, 999999000, time.UTC))),
 		mustV(ledger.RefTo("party.party", "P-1")),
+		mustV(ledger.RefValue(ledger.Ref{Model: "party.party", Key: "P-1", Saw: 1})),
+		mustV(ledger.RefValue(ledger.Ref{Model: "party.party", Key: "P-1", Saw: math.MaxUint64})),
 		refs(), refs("a", "b"),
 	}
 }
@@ -193,6 +195,34 @@ func TestMergeEdges(t *testing.T) {
 	}
 }
 
+// TestLastDeleteOf: the header read agrees with the decoded state, over
+// random histories (deletes, redeletes, revivals).
+func TestLastDeleteOf(t *testing.T) {
+	rng := ledgertest.Rand(t)
+	deleted := 0
+	for i := range 200 {
+		h := newHistory(rng, randomPolicy(rng, i))
+		h.run(30)
+		for _, s := range byKey(h.events) {
+			got, err := LastDeleteOf(mustMarshal(t, s))
+			if err != nil || got != s.LastDelete().HLC {
+				t.Fatalf("LastDeleteOf = %v, %v; LastDelete %v", got, err, s.LastDelete())
+			}
+			if got != 0 {
+				deleted++
+			}
+		}
+	}
+	if deleted == 0 {
+		t.Fatal("no history deleted anything")
+	}
+	for _, bad := range [][]byte{nil, {2, 0}, {StateFormat}, {StateFormat, flagDeleted, 1}} {
+		if _, err := LastDeleteOf(bad); !errors.Is(err, ErrInvalidState) {
+			t.Errorf("LastDeleteOf(%x) = %v, want ErrInvalidState", bad, err)
+		}
+	}
+}
+
 func FuzzUnmarshalState(f *testing.F) {
 	rng := ledgertest.Rand(f)
 	for i := range 30 {
@@ -221,6 +251,9 @@ func FuzzUnmarshalState(f *testing.F) {
 		}
 		if !bytes.Equal(b, data) {
 			t.Fatalf("round trip: %x -> %x", data, b)
+		}
+		if d, err := LastDeleteOf(data); err != nil || d != s.LastDelete().HLC {
+			t.Fatalf("LastDeleteOf = %v, %v; LastDelete %v", d, err, s.LastDelete())
 		}
 		// Whatever decodes can be resolved and merged without panicking.
 		for _, p := range allPolicies() {

@@ -192,7 +192,10 @@ func (h *history) step(r *replica) {
 		if e.Fields == nil {
 			e.Fields = map[string]ledger.Value{}
 		}
-		e.Fields[RenamedTo] = ledger.String([]string{"X-1", "X-2"}[h.rng.IntN(2)])
+		// Writers may know more or less of the new key's deletes (Saw):
+		// the same key all the same.
+		to, _ := ledger.RefValue(ledger.Ref{Model: "gnuhealth.patient", Key: []string{"X-1", "X-2"}[h.rng.IntN(2)], Saw: clocks.Timestamp(h.rng.IntN(2) * 5)})
+		e.Fields[RenamedTo] = to
 	}
 	if op != ledger.OpDelete {
 		if e.Fields == nil {
@@ -556,7 +559,7 @@ func checkInvariants(t *testing.T, s *State, p Policy, fail func(string, ...any)
 		isDelete := func(st Stamp) bool { return st == *s.Deleted || slices.Contains(s.Redeleted, st) }
 		switch c.Reason {
 		case ConcurrentMove:
-			if c.Field != RenamedTo || !isDelete(c.Loser.Stamp) || !isDelete(c.Winner.Stamp) || c.Loser.Value.Equal(c.Winner.Value) ||
+			if c.Field != RenamedTo || !isDelete(c.Loser.Stamp) || !isDelete(c.Winner.Stamp) || sameKey(c.Loser.Value, c.Winner.Value) ||
 				c.Winner.Stamp.Compare(c.Loser.Stamp) >= 0 {
 				fail("concurrent move %s against %s: not two deletes disagreeing, the first winning", fmtWrite(c.Loser), fmtWrite(c.Winner))
 			}

@@ -189,11 +189,22 @@ func (s *State) moveConflicts(out []Conflict, l lifeline) []Conflict {
 		if end == nil || *end == d {
 			continue
 		}
-		if first, this := target(*end), target(d); !this.Value.Equal(first.Value) {
+		if first, this := target(*end), target(d); !sameKey(this.Value, first.Value) {
 			out = append(out, Conflict{Field: RenamedTo, Loser: this, Winner: first, Reason: ConcurrentMove})
 		}
 	}
 	return out
+}
+
+// sameKey reports whether two RenamedTo values name the same key, whatever
+// each writer knew of that key's deletes (ledger.Ref.Saw).
+func sameKey(a, b ledger.Value) bool {
+	x, okx := a.AsRef()
+	y, oky := b.AsRef()
+	if okx && oky {
+		return x.Model == y.Model && x.Key == y.Key
+	}
+	return a.Equal(b)
 }
 
 // lifeStart is the create that began life i of l: the reviving create,

@@ -620,3 +620,76 @@ func TestConcurrentMoves(t *testing.T) {
 			{Field: RenamedTo, Loser: nullOf(gone), Winner: wr(toA3, RenamedTo), Reason: ConcurrentMove},
 		})
 }
+
+// TestMeant: a reference means the life its writer saw (Saw): the current
+// one, or an ended one, followed to where a key change took it.
+func TestMeant(t *testing.T) {
+	var h hand
+	moved, err := ledger.RefValue(ledger.Ref{Model: "gnuhealth.patient", Key: "P-2", Saw: 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &State{}
+	if cur, _, _ := s.Meant(99); !cur {
+		t.Fatal("a record never deleted: a reference does not mean its current life")
+	}
+	for _, e := range []*ledger.Event{
+		h.ev(C, 1, 10, nil, "f", 1),
+		h.ev(D, 1, 20, nil, RenamedTo, moved), // the first life moved to P-2
+		h.ev(C, 1, 30, nil, Revives, 20, "f", 2),
+	} {
+		s.Apply(e)
+	}
+	for _, tt := range []struct {
+		saw     clocks.Timestamp
+		current bool
+		to      ledger.Ref
+		moved   bool
+	}{
+		{0, false, ledger.Ref{Model: "gnuhealth.patient", Key: "P-2", Saw: 7}, true},
+		{19, false, ledger.Ref{Model: "gnuhealth.patient", Key: "P-2", Saw: 7}, true},
+		{20, true, ledger.Ref{}, false},
+		{25, true, ledger.Ref{}, false},
+	} {
+		cur, to, mv := s.Meant(tt.saw)
+		if cur != tt.current || to != tt.to || mv != tt.moved {
+			t.Errorf("Meant(%d) = %v, %v, %v; want %v, %v, %v", tt.saw, cur, to, mv, tt.current, tt.to, tt.moved)
+		}
+	}
+	// The second life ends in a plain delete and a third begins: a
+	// reference to the second means a deleted life.
+	s.Apply(h.ev(D, 2, 40, nil, Saw, 20))
+	s.Apply(h.ev(C, 2, 50, nil, Revives, 40))
+	if cur, _, mv := s.Meant(20); cur || mv {
+		t.Errorf("Meant(20) = current %v, moved %v; want a deleted life", cur, mv)
+	}
+	if cur, _, _ := s.Meant(40); !cur {
+		t.Error("Meant(40): the writer saw the third life begin")
+	}
+	// The current life moves too: a reference to it follows.
+	s.Apply(h.ev(D, 1, 60, nil, Saw, 40, RenamedTo, moved))
+	if cur, to, mv := s.Meant(40); !cur || !mv || to.Key != "P-2" {
+		t.Errorf("Meant(40) after the third life moved = %v, %v, %v; want current, moved to P-2", cur, to, mv)
+	}
+}
+
+// TestSameMoveKnowingMore: two instances make the same code correction,
+// one knowing of an earlier delete of the new key (its RenamedTo names a
+// later life of it): they agree on where the record went.
+func TestSameMoveKnowingMore(t *testing.T) {
+	var h hand
+	to := func(saw clocks.Timestamp) ledger.Value {
+		v, err := ledger.RefValue(ledger.Ref{Model: "gnuhealth.patient", Key: "P-2", Saw: saw})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	s := &State{}
+	for _, e := range []*ledger.Event{h.ev(C, 1, 10, nil, "f", 1), h.ev(D, 1, 20, nil, RenamedTo, to(0)), h.ev(D, 2, 21, nil, RenamedTo, to(5))} {
+		s.Apply(e)
+	}
+	if cs := s.Conflicts(Policy{}); len(cs) != 0 {
+		t.Fatalf("conflicts %v, want none", cs)
+	}
+}

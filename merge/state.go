@@ -217,6 +217,30 @@ func (s *State) LifeStart(st Stamp) Stamp {
 	return l.starts[life]
 }
 
+// Meant says which life a reference means whose writer knew the
+// record's deletes up to saw (ledger.Ref.Saw): current is true for the
+// record's current life, live or not. If the life it means has ended in
+// a key change, movedTo is the key the change took it to (the ending
+// delete's RenamedTo) and moved is true. A projector asks it so that a
+// reference follows its person through code corrections, and a party code
+// given to someone else does not take a reference meant for the person
+// who had it.
+func (s *State) Meant(saw clocks.Timestamp) (current bool, movedTo ledger.Ref, moved bool) {
+	if s.Deleted == nil {
+		return true, ledger.Ref{}, false
+	}
+	l := s.lives()
+	cur := len(l.starts) - 1
+	life := l.seen(cur, saw)
+	if end := l.ends[life]; end != nil {
+		ws := s.Fields[RenamedTo]
+		if i, ok := find(ws, *end); ok {
+			movedTo, moved = ws[i].Value.AsRef()
+		}
+	}
+	return life == cur, movedTo, moved
+}
+
 // Owner is the origin that began the record's current life: the origin of
 // Created, or of the reviving create; ok is false before any create is
 // known.

@@ -85,6 +85,8 @@ type batch struct {
 	rebooked map[recKey]bool
 	waits    map[recKey][]recKey
 	deferred map[recKey]bool // the deferred table, as this batch leaves it
+	// lost is the records whose rows a cascade takes, for the next round.
+	lost []recKey
 	// parkedNone says no record was parked when the batch began (nor by
 	// the batch still committing): then only those this batch parks have
 	// entries to delete.
@@ -288,6 +290,14 @@ func (b *batch) apply(ctx context.Context, evs []ledger.Record) error {
 		if todo, err = b.unpark(ctx, news); err != nil {
 			return err
 		}
+		if len(b.lost) > 0 {
+			lost, err := b.loseRows(ctx, b.lost)
+			if err != nil {
+				return err
+			}
+			b.lost = nil
+			todo = append(todo, lost...)
+		}
 	}
 	return nil
 }
@@ -334,13 +344,63 @@ func compareKeys(a, b recKey) int {
 	return strings.Compare(a.key, b.key)
 }
 
-// values derives a live record's field values (RowValues).
-func (b *batch) values(rec *record) map[string]ledger.Value {
-	var alias func(model, key string) string
-	if len(b.alias) > 0 {
-		alias = func(model, key string) string { return b.resolveAlias(recKey{model, key}).key }
+// values derives the live records' field values (RowValues), their
+// references followed to the keys they mean now (FollowRefs): a reference
+// to a natural key needs its target's merge state, read here with the
+// batch's others.
+func (b *batch) values(ctx context.Context, todo []*record) error {
+	for _, rec := range todo {
+		rec.vals = nil
+		if rec.st.Live() {
+			rec.vals = RowValues(rec.m, rec.k.key, rec.st)
+		}
 	}
-	return RowValues(rec.m, rec.k.key, rec.st, alias)
+	state := func(model, key string) (*merge.State, bool) {
+		t, ok := b.recs[recKey{model, key}]
+		if !ok {
+			return nil, false
+		}
+		return t.st, true
+	}
+	for range 16 { // each round reads the targets of key changes the last one found
+		var need []recKey
+		for _, rec := range todo {
+			for i := range rec.m.Fields {
+				if f := &rec.m.Fields[i]; f.Type != models.Many2One {
+					continue
+				} else if r, ok := rec.vals[f.Name].AsRef(); ok {
+					if _, _, n := MeantKey(b.p.reg, r, state); n != nil {
+						need = append(need, recKey{n.Model, n.Key})
+					}
+				}
+			}
+		}
+		if len(need) == 0 {
+			break
+		}
+		if err := b.load(ctx, need); err != nil {
+			return err
+		}
+	}
+	var alias Alias
+	if len(b.alias) > 0 {
+		alias = func(model, key string) string {
+			if st, ok := state(model, key); ok && st.Live() {
+				return key // a late move of an ended life left the alias
+			}
+			return b.resolveAlias(recKey{model, key}).key
+		}
+	}
+	lives := func(r ledger.Ref) (string, bool) {
+		key, ok, _ := MeantKey(b.p.reg, r, state)
+		return key, ok
+	}
+	for _, rec := range todo {
+		if rec.vals != nil {
+			FollowRefs(rec.vals, alias, lives)
+		}
+	}
+	return nil
 }
 
 // refsOf lists every record a row needs ids for.
@@ -392,11 +452,13 @@ func (b *batch) lookupIDs(ctx context.Context, keys []recKey) error {
 // that got a row in this round (they may unpark others).
 func (b *batch) materialize(ctx context.Context, todo []*record) ([]recKey, error) {
 
+	if err := b.values(ctx, todo); err != nil {
+		return nil, err
+	}
 	var need []recKey
 	for _, rec := range todo {
-		rec.vals, rec.refs = nil, nil
-		if rec.st.Live() {
-			rec.vals = b.values(rec)
+		rec.refs = nil
+		if rec.vals != nil {
 			rec.refs = refsOf(rec)
 			need = append(need, rec.refs...)
 		}
@@ -422,6 +484,11 @@ func (b *batch) materialize(ctx context.Context, todo []*record) ([]recKey, erro
 			delete(b.ids, rec.k)
 			rec.entered = lifeOf(rec.st) // the row written next is this life's, in later rounds too
 		}
+	}
+
+	// Rows the deletes below take with them (cascade.go).
+	if err := b.cascade(ctx, todo, ended); err != nil {
+		return nil, err
 	}
 
 	// Which new records can be inserted now: the greatest set whose
@@ -576,6 +643,12 @@ func (b *batch) blockers(rec *record, resolvable func(recKey) bool) []wait {
 		}
 		v := rec.vals[f.Name]
 		if v.IsNull() {
+			if w, ok := rec.st.Value(rec.m.Policy, f.Name); ok {
+				if r, ok := w.Value.AsRef(); ok { // nulled by FollowRefs
+					out = append(out, wait{recKey{r.Model, r.Key}, "required " + f.Name + " names a life of its target that was deleted"})
+					continue
+				}
+			}
 			out = append(out, wait{rec.k, "missing required field " + f.Name})
 			continue
 		}

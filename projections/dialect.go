@@ -54,6 +54,9 @@ type dtx interface {
 	// loadIDs returns the local ids of keys in a table that maps them
 	// ("records", or "idmap_prior" during a rebuild).
 	loadIDs(ctx context.Context, table string, keys []recKey) (map[recKey]int64, error)
+	// referrers returns the keys of model's records whose rows in table
+	// point at any of ids through column.
+	referrers(ctx context.Context, model, table, column string, ids []int64) ([]referrer, error)
 	// parkedOn returns records parked waiting for any of targets.
 	parkedOn(ctx context.Context, targets []recKey) ([]recKey, error)
 	// reserveIDs takes n ids for table as Tryton would (its sequence).

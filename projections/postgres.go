@@ -257,6 +257,28 @@ func loadIDs(ctx context.Context, on querier, table string, keys []recKey) (map[
 	return out, err
 }
 
+func (t *pgTx) referrers(ctx context.Context, model, table, column string, ids []int64) ([]referrer, error) {
+	return referrers(ctx, t.tx, model, table, column, ids)
+}
+
+func referrers(ctx context.Context, on querier, model, table, column string, ids []int64) ([]referrer, error) {
+	rows, err := on.Query(ctx, `SELECT r.key, t.id FROM `+quoteIdent(table)+` t CROSS JOIN LATERAL (SELECT key FROM ghsync.records i
+		WHERE i.model = $1 AND i.local_id = t.id OFFSET 0) r WHERE t.`+quoteIdent(column)+` = ANY($2)`, model, ids)
+	if err != nil {
+		return nil, fmt.Errorf("find %s rows pointing at deleted rows: %w", table, err)
+	}
+	defer rows.Close()
+	var out []referrer
+	for rows.Next() {
+		var r referrer
+		if err := rows.Scan(&r.key, &r.id); err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
 func (t *pgTx) parkedOn(ctx context.Context, targets []recKey) ([]recKey, error) {
 	return parkedOn(ctx, t.tx, targets)
 }

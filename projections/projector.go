@@ -61,6 +61,7 @@ type Projector struct {
 	// rebuilding makes new rows take their pre-rebuild ids (idmap_prior).
 	rebuilding bool
 	rank       map[string]int             // model → position in dependency order
+	cascades   map[string][]cascadeRef    // target model → Many2Ones that cascade its deletes
 	own        ownTables                  // the names of its own tables in writes
 	shapes     map[string]*shape          // model → its table's column lists
 	partials   map[string]*shape          // model and touched fields → an update's column lists

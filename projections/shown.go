@@ -16,18 +16,13 @@ import (
 // projector does, so both use these.
 
 // RowValues is the value of each field the projector derives from a
-// record's merge state: the winners under the model's policy, references
-// to renamed records followed through alias (old key to current key;
-// nil: none), and a natural key's own fields filled in from the key when
-// no event set them. Fields without a value are absent. Many2One and
-// Many2Many values are network keys; the caller resolves them.
-func RowValues(m *models.Model, key string, st *merge.State, alias func(model, key string) string) map[string]ledger.Value {
+// record's merge state: the winners under the model's policy, and a
+// natural key's own fields filled in from the key when no event set them.
+// Fields without a value are absent. Many2One and Many2Many values are
+// network keys as their writers named them: FollowRefs turns them into
+// the keys they mean now, and the caller resolves those.
+func RowValues(m *models.Model, key string, st *merge.State) map[string]ledger.Value {
 	vals := st.Values(m.Policy)
-	if alias != nil {
-		for name, v := range vals {
-			vals[name] = FollowAlias(v, alias)
-		}
-	}
 	if m.Kind == models.UUIDKey || len(m.Key) == 0 {
 		return vals
 	}
@@ -57,18 +52,49 @@ func RowValues(m *models.Model, key string, st *merge.State, alias func(model, k
 	return vals
 }
 
-// FollowAlias rewrites the references of v to renamed records (alias:
-// old key to current key).
-func FollowAlias(v ledger.Value, alias func(model, key string) string) ledger.Value {
+// Alias follows renames from an old key to the record's current key
+// (ghsync.alias). For a Many2One, MeantKey follows key changes by the
+// life its reference means; the alias table is then only what a key
+// change captured before deletes named where they moved (RenamedTo)
+// leaves to follow, and callers consult it only for a key whose current
+// life has ended.
+type Alias func(model, key string) string
+
+// Lives maps a Many2One reference to the key of the life of its target it
+// means (MeantKey); ok is false when that life was deleted.
+type Lives func(r ledger.Ref) (key string, ok bool)
+
+// FollowRefs rewrites the references among vals to the keys they mean
+// now: a Many2One first to the life its writer meant (lives; a deleted
+// life leaves the field null), then both kinds through renames (alias).
+// Nil functions skip their step.
+func FollowRefs(vals map[string]ledger.Value, alias Alias, lives Lives) {
+	for name, v := range vals {
+		vals[name] = FollowRef(v, alias, lives)
+	}
+}
+
+// FollowRef is FollowRefs for one value.
+func FollowRef(v ledger.Value, alias Alias, lives Lives) ledger.Value {
 	if r, ok := v.AsRef(); ok {
-		if k := alias(r.Model, r.Key); k != r.Key {
-			if nv, err := ledger.RefTo(r.Model, k); err == nil {
-				return nv
+		key := r.Key
+		if lives != nil {
+			if key, ok = lives(r); !ok {
+				return ledger.Null()
 			}
+		}
+		if alias != nil {
+			key = alias(r.Model, key)
+		}
+		if key == r.Key && r.Saw == 0 {
+			return v
+		}
+		if nv, err := ledger.RefTo(r.Model, key); err == nil {
+			return nv
 		}
 		return v
 	}
-	if rs, ok := v.AsRefSet(); ok {
+	if rs, ok := v.AsRefSet(); ok && alias != nil {
 		out := make([]ledger.Ref, len(rs))
 		for i, r := range rs {
 			out[i] = ledger.Ref{Model: r.Model, Key: alias(r.Model, r.Key)}
@@ -78,6 +104,36 @@ func FollowAlias(v ledger.Value, alias func(model, key string) string) ledger.Va
 		}
 	}
 	return v
+}
+
+// MeantKey follows a Many2One reference to the key of the life of its
+// target it means (ledger.Ref.Saw, merge.State.Meant): where key changes
+// took that life, else its own key while that life is the target's
+// current one (live or not), and ok false when the life was deleted and
+// another has begun. state gives a record's merge state, loaded false
+// when the caller has not read it yet: MeantKey then returns that record
+// as need, for the caller to load and ask again. A reference to a UUID
+// model means its key.
+func MeantKey(reg *models.Registry, r ledger.Ref, state func(model, key string) (st *merge.State, loaded bool)) (key string, ok bool, need *ledger.Ref) {
+	for range 16 { // a chain of key changes longer than this is a loop
+		if m, known := reg.Lookup(r.Model); !known || m.Kind == models.UUIDKey {
+			return r.Key, true, nil
+		}
+		st, loaded := state(r.Model, r.Key)
+		if !loaded {
+			return "", false, &r
+		}
+		current, to, moved := st.Meant(r.Saw)
+		switch {
+		case moved:
+			r = to
+		case current:
+			return r.Key, true, nil
+		default:
+			return "", false, nil
+		}
+	}
+	return r.Key, true, nil
 }
 
 // ColumnValue is the value the projector writes in f's column for a

@@ -46,6 +46,10 @@ func (t *pgSplit) loadStates(ctx context.Context, keys []recKey) (map[recKey]sto
 	return loadStates(ctx, t.d.pool, keys)
 }
 
+func (t *pgSplit) referrers(ctx context.Context, model, table, column string, ids []int64) ([]referrer, error) {
+	return referrers(ctx, t.d.pool, model, table, column, ids)
+}
+
 func (t *pgSplit) loadIDs(ctx context.Context, table string, keys []recKey) (map[recKey]int64, error) {
 	return loadIDs(ctx, t.d.pool, table, keys)
 }

@@ -209,6 +209,35 @@ func (t *sqliteTx) loadIDs(ctx context.Context, table string, keys []recKey) (ma
 	return out, nil
 }
 
+func (t *sqliteTx) referrers(ctx context.Context, model, table, column string, ids []int64) ([]referrer, error) {
+	ps, err := t.tx.PrepareContext(ctx, `SELECT i.key, t.id FROM `+quoteIdent(table)+` t JOIN ghsync_records i
+		ON i.model = ? AND i.local_id = t.id WHERE t.`+quoteIdent(column)+` = ?`)
+	if err != nil {
+		return nil, fmt.Errorf("find %s rows pointing at deleted rows: %w", table, err)
+	}
+	defer ps.Close()
+	var out []referrer
+	for _, id := range ids {
+		rows, err := ps.QueryContext(ctx, model, id)
+		if err != nil {
+			return nil, fmt.Errorf("find %s rows pointing at deleted rows: %w", table, err)
+		}
+		for rows.Next() {
+			var r referrer
+			if err := rows.Scan(&r.key, &r.id); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			out = append(out, r)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
 func (t *sqliteTx) parkedOn(ctx context.Context, targets []recKey) ([]recKey, error) {
 	ps, err := t.tx.PrepareContext(ctx, `SELECT DISTINCT model, key FROM ghsync_parked WHERE waits_model = ? AND waits_key = ?`)
 	if err != nil {
