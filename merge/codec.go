@@ -205,17 +205,31 @@ func DecodeState(data []byte) (*State, error) {
 // header, without decoding its fields: a capturer asks it of every record
 // its references point at, and busy records carry long histories.
 func LastDeleteOf(data []byte) (clocks.Timestamp, error) {
+	_, d, err := PeekHeader(data)
+	return d, err
+}
+
+// PeekHeader reads from an encoded state's header, without decoding its
+// fields, whether a create is known and the HLC of the latest delete (0:
+// none). A state with no delete is live exactly when it has a create.
+func PeekHeader(data []byte) (created bool, lastDelete clocks.Timestamp, err error) {
 	r := &reader{b: data}
 	if f, err := r.byte(); err != nil || f != StateFormat {
-		return 0, fmt.Errorf("%w: format byte", ErrInvalidState)
+		return false, 0, fmt.Errorf("%w: format byte", ErrInvalidState)
 	}
 	flags, err := r.byte()
 	if err != nil {
-		return 0, fmt.Errorf("%w: %w", ErrInvalidState, err)
+		return false, 0, fmt.Errorf("%w: %w", ErrInvalidState, err)
 	}
+	created = flags&flagCreated != 0
 	if flags&flagDeleted == 0 {
-		return 0, nil
+		return created, 0, nil
 	}
+	d, err := lastDeleteIn(r, flags)
+	return created, d, err
+}
+
+func lastDeleteIn(r *reader, flags byte) (clocks.Timestamp, error) {
 	if flags&flagCreated != 0 {
 		if _, err := r.stamp(); err != nil {
 			return 0, fmt.Errorf("%w: %w", ErrInvalidState, err)

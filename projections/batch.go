@@ -85,6 +85,9 @@ type batch struct {
 	rebooked map[recKey]bool
 	waits    map[recKey][]recKey
 	deferred map[recKey]bool // the deferred table, as this batch leaves it
+	// targets holds the merge states of references' targets the batch
+	// does not otherwise read (loadTargets).
+	targets map[recKey]*merge.State
 	// lost is the records whose rows a cascade takes, for the next round.
 	lost []recKey
 	// parkedNone says no record was parked when the batch began (nor by
@@ -185,6 +188,68 @@ func (b *batch) load(ctx context.Context, keys []recKey) error {
 		}
 		rec.pos = b.last // re-examined here, unless an event of the batch touches it
 		b.recs[k] = rec
+	}
+	return nil
+}
+
+// Stand-ins for the states of targets without a delete, which need no
+// decoding: all a reference asks of them is whether they are live.
+var (
+	liveTarget = &merge.State{Created: &merge.Stamp{HLC: 1}}
+	deadTarget = &merge.State{} // no create known
+)
+
+// loadTargets reads the merge states of references' targets that values
+// needs (MeantKey), from what the batch or the one committing holds, the
+// state cache, or else the records table, where only a state with a
+// delete is decoded. It notes their local ids as load does.
+func (b *batch) loadTargets(ctx context.Context, keys []recKey) error {
+	if b.targets == nil {
+		b.targets = map[recKey]*merge.State{}
+	}
+	var missing []recKey
+	for _, k := range keys {
+		if _, ok := b.targets[k]; ok {
+			continue
+		}
+		if r, ok := b.prev.record(k); ok {
+			b.targets[k] = r.st
+		} else if c, ok := b.p.cache.peek(k); ok {
+			b.targets[k] = c.st
+		} else {
+			missing = append(missing, k)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	got, err := b.tx.loadStates(ctx, missing)
+	if err != nil {
+		return err
+	}
+	for _, k := range missing {
+		s := got[k]
+		if !b.looked[k] {
+			b.looked[k] = true
+			if s.hasID {
+				b.ids[k] = s.id
+			}
+		}
+		st := deadTarget
+		if s.state != nil {
+			created, deleted, err := merge.PeekHeader(s.state)
+			switch {
+			case err != nil:
+				return fmt.Errorf("load %s/%s: merge state: %w", k.model, k.key, err)
+			case deleted != 0:
+				if st, err = merge.DecodeState(s.state); err != nil {
+					return fmt.Errorf("load %s/%s: merge state: %w", k.model, k.key, err)
+				}
+			case created:
+				st = liveTarget
+			}
+		}
+		b.targets[k] = st
 	}
 	return nil
 }
@@ -356,11 +421,12 @@ func (b *batch) values(ctx context.Context, todo []*record) error {
 		}
 	}
 	state := func(model, key string) (*merge.State, bool) {
-		t, ok := b.recs[recKey{model, key}]
-		if !ok {
-			return nil, false
+		k := recKey{model, key}
+		if t, ok := b.recs[k]; ok {
+			return t.st, true
 		}
-		return t.st, true
+		st, ok := b.targets[k]
+		return st, ok
 	}
 	for range 16 { // each round reads the targets of key changes the last one found
 		var need []recKey
@@ -378,7 +444,7 @@ func (b *batch) values(ctx context.Context, todo []*record) error {
 		if len(need) == 0 {
 			break
 		}
-		if err := b.load(ctx, need); err != nil {
+		if err := b.loadTargets(ctx, need); err != nil {
 			return err
 		}
 	}

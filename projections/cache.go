@@ -62,6 +62,13 @@ func (c *stateCache) take(k recKey) (*cachedState, bool) {
 	return e, ok
 }
 
+// peek returns the cached state of k, leaving it cached: for reading a
+// record the batch does not change (a reference's target).
+func (c *stateCache) peek(k recKey) (*cachedState, bool) {
+	e, ok := c.entries[k]
+	return e, ok
+}
+
 // keep puts a committed batch's records back, now that this projector's
 // checkpoint is at, making room by dropping arbitrary entries (Go's map
 // order) when full.
