@@ -174,12 +174,7 @@ func (b *batch) load(ctx context.Context, keys []recKey) error {
 		rec := &record{k: k, m: m, st: &merge.State{}}
 		s, found := got[k]
 		rec.stored = found
-		if !b.looked[k] {
-			b.looked[k] = true
-			if s.hasID {
-				b.ids[k] = s.id
-			}
-		}
+		b.noteID(k, s)
 		if raw := s.state; raw != nil {
 			if rec.st, err = merge.DecodeState(raw); err != nil {
 				return fmt.Errorf("load %s/%s: merge state: %w", k.model, k.key, err)
@@ -190,6 +185,17 @@ func (b *batch) load(ctx context.Context, keys []recKey) error {
 		b.recs[k] = rec
 	}
 	return nil
+}
+
+// noteID keeps k's local id as the records table had it, unless the
+// batch already looked it up (its own view is newer).
+func (b *batch) noteID(k recKey, s stored) {
+	if !b.looked[k] {
+		b.looked[k] = true
+		if s.hasID {
+			b.ids[k] = s.id
+		}
+	}
 }
 
 // Stand-ins for the states of targets without a delete, which need no
@@ -229,12 +235,7 @@ func (b *batch) loadTargets(ctx context.Context, keys []recKey) error {
 	}
 	for _, k := range missing {
 		s := got[k]
-		if !b.looked[k] {
-			b.looked[k] = true
-			if s.hasID {
-				b.ids[k] = s.id
-			}
-		}
+		b.noteID(k, s)
 		st := deadTarget
 		if s.state != nil {
 			created, deleted, err := merge.PeekHeader(s.state)
