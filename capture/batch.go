@@ -171,6 +171,8 @@ func opName(op string) string {
 		return "update"
 	case "D":
 		return "delete"
+	case "K":
+		return "key notice"
 	}
 	return op
 }
@@ -564,9 +566,36 @@ func (b *batch) record(ctx context.Context, m *models.Model, ch *change) error {
 		delete(b.keys, ref)
 		b.gone[ref] = true
 		return b.release(ctx, m, ref)
+	case "K":
+		return b.rekey(ctx, m, ch)
 	default:
 		return fmt.Errorf("unknown outbox operation %q", ch.op)
 	}
+}
+
+// rekey handles the projector's notice that the record a row's key
+// borrows from moved to another key (projections.noticeBorrowers): if the
+// key the row has now differs from its identity, the identity moves. A
+// row the network does not know yet, or deleted since, needs nothing: its
+// create takes the key it has then.
+func (b *batch) rekey(ctx context.Context, m *models.Model, ch *change) error {
+	ref := localRef{m.Name, ch.id}
+	key, known, err := b.mapped(ctx, ref)
+	if err != nil || !known || b.gone[ref] {
+		return err
+	}
+	cur, err := b.c.readRow(ctx, m.Table, ch.id)
+	if err != nil || cur == nil {
+		return err
+	}
+	newKey, err := b.naturalKey(ctx, m, ch.id, cur)
+	if asHeld(err) != nil {
+		return nil // it keeps its identity until its key may be one (held.go)
+	}
+	if err != nil || newKey == key {
+		return err
+	}
+	return b.rename(ctx, m, key, newKey, ch)
 }
 
 // known reports whether a row has a network identity already.
@@ -667,7 +696,53 @@ func (b *batch) rename(ctx context.Context, m *models.Model, oldKey, newKey stri
 	b.keys[localRef{m.Name, ch.id}] = newKey
 	b.c.log.Info("record key changed: identity moved", "model", m.Name, "from", oldKey, "to", newKey)
 	// Fields referencing held rows follow once those can be named.
-	return b.holdFields(ctx, m, localRef{m.Name, ch.id}, ch, fields, held, newKey, reason)
+	if err := b.holdFields(ctx, m, localRef{m.Name, ch.id}, ch, fields, held, newKey, reason); err != nil {
+		return err
+	}
+	return b.moveBorrowers(ctx, m, ch)
+}
+
+// moveBorrowers moves the identities of the records whose key borrows
+// the key of the row ch just moved: a patient's key is its person's
+// code, so a corrected code moves the patient record too. Left under the
+// old key, it would be taken for the record of whoever gets that code
+// next (their patient record merged into this one). Only rows the
+// network knows move; the others are captured under the new key when
+// their turn comes.
+func (b *batch) moveBorrowers(ctx context.Context, m *models.Model, ch *change) error {
+	for _, kp := range b.c.reg.Borrowers(m.Name) {
+		if t, ok := b.c.tables[kp.Model.Table]; !ok || t.Field != "" {
+			continue // not captured here
+		}
+		ids, err := b.c.referrers(ctx, kp.Model.Table, kp.Field.Column, ch.id)
+		if err != nil {
+			return fmt.Errorf("records whose key borrows %s id %d: %w", m.Name, ch.id, err)
+		}
+		for _, id := range ids {
+			oldKey, known, err := b.mapped(ctx, localRef{kp.Model.Name, id})
+			if err != nil {
+				return err
+			}
+			if !known {
+				continue
+			}
+			newKey, err := b.naturalKey(ctx, kp.Model, id, nil)
+			if asHeld(err) != nil {
+				continue // it keeps its identity until its key may be one (held.go)
+			}
+			if err != nil {
+				return err
+			}
+			if newKey == oldKey {
+				continue
+			}
+			sub := &change{seq: ch.seq, tx: ch.tx, at: ch.at, table: kp.Model.Table, op: "U", id: id, uid: ch.uid, new: row{}}
+			if err := b.rename(ctx, kp.Model, oldKey, newKey, sub); err != nil {
+				return fmt.Errorf("%s id %d, whose key borrows %s's: %w", kp.Model.Name, id, m.Name, err)
+			}
+		}
+	}
+	return nil
 }
 
 // relation notes the owner of a changed Many2Many relation row; its new
@@ -1122,6 +1197,24 @@ func (c *Capturer) readRow(ctx context.Context, table string, id int64) (row, er
 		return nil, fmt.Errorf("read %s id %d: %w", table, id, err)
 	}
 	return parseRow([]byte(s))
+}
+
+// referrers lists the ids of table's rows whose column holds id.
+func (c *Capturer) referrers(ctx context.Context, table, column string, id int64) ([]int64, error) {
+	rows, err := c.d.QueryContext(ctx, c.d.q(`SELECT id FROM `+quoteIdent(table)+` WHERE `+quoteIdent(column)+` = ? ORDER BY id`), id)
+	if err != nil {
+		return nil, fmt.Errorf("read %s by %s: %w", table, column, err)
+	}
+	defer rows.Close()
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
 }
 
 // relationSet reads the target ids a Many2Many of one record holds now.

@@ -319,6 +319,38 @@ func TestCodesShiftedInOneProjection(t *testing.T) {
 	})
 }
 
+// TestCodeCorrectedBackAndForthInOneProjection: origin 1 corrects Ana's
+// code from A-1 to A-2, back to A-1, then to A-3, and registers Bob under
+// A-1; origin 2 gets it all in one projection. Ana's row follows her to
+// A-3 through every correction, and Bob gets a row of his own. Before,
+// the third correction left Ana's row at A-1 (the row seemed to belong to
+// the life the batch found there, not the one the second correction
+// began), where Bob's values overwrote hers.
+func TestCodeCorrectedBackAndForthInOneProjection(t *testing.T) {
+	forEachLayout(t, func(t *testing.T, lay layout) {
+		a, b, ana := anaAtTwoSites(t, lay)
+		anaB := b.int(`SELECT id FROM party_party WHERE code = 'A-1'`)
+		b.insert("party_address", 1, map[string]any{"party": anaB, "city": "Negril", "active": true})
+		for _, code := range []string{"A-2", "A-1", "A-3"} {
+			a.update("party_party", ana, 1, map[string]any{"code": code})
+			a.drain()
+		}
+		a.insert("party_party", 1, map[string]any{"code": "A-1", "name": "Bob", "active": true})
+		a.drain()
+		b.receive(a)
+		b.project()
+		if got, want := fmt.Sprint(b.partyNames()), "map[A-1:Bob A-3:Ana]"; got != want {
+			t.Fatalf("origin 2 holds %s, want %s", got, want)
+		}
+		if got := b.int(`SELECT id FROM party_party WHERE code = 'A-3'`); got != anaB {
+			t.Fatalf("Ana in row %d; want %d, her row", got, anaB)
+		}
+		if got := b.addressesByCode(); got != "A-3:Negril" {
+			t.Fatalf("origin 2 shows addresses %q, want Ana's at A-3", got)
+		}
+	})
+}
+
 // TestConcurrentCodeCorrections: two sites correct the same code at once,
 // differently. Each correction moves the identity, so the person lives on
 // under both new codes (a known gap: ARCHITECTURE.md, "Key changes"), and

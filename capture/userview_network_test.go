@@ -36,7 +36,7 @@ func TestSitesKeepEveryPerson(t *testing.T) {
 	// row; a concurrent delete of the old life kept a revival from
 	// beginning; a chain of corrections collided; two corrections of one
 	// code, reported.
-	runSites(t, "TestSitesKeepEveryPerson", false, 1, 2, 5595364040360134503, 16429916549452058344, 6658724963601421296,
+	runSites(t, "TestSitesKeepEveryPerson", world{}, 1, 2, 5595364040360134503, 16429916549452058344, 6658724963601421296,
 		2373952714995422296, 8762180189205968279, 16510941353973785108)
 }
 
@@ -52,13 +52,43 @@ func TestSitesKeepEveryAddress(t *testing.T) {
 	// Seed 3 then found sites parking different records: a cascade had
 	// taken an address's row at one (projections/cascade.go). The last
 	// found a late code correction of an ended life leaving an alias that
-	// took references to the key's new person (projections.Alias).
-	runSites(t, "TestSitesKeepEveryAddress", true, 1, 2, 3, 4, 13819486294911018449)
+	// took references to the key's new person (projections.Alias). The
+	// next: a code corrected back and forth and on in one batch left the
+	// person's row to the key's next person (moveOrder); a row whose
+	// address moved to a person deleted elsewhere stayed at its site
+	// alone (orphaned), twice; a reference meant for a person deleted at
+	// one site and recoded at another died with the old code.
+	runSites(t, "TestSitesKeepEveryAddress", world{addresses: true}, 1, 2, 3, 4, 13819486294911018449,
+		4477292957734430825, 9326383582942146823, 6010831504052782088, 16739497440563644604)
 }
+
+// TestSitesKeepEveryPatient is TestSitesKeepEveryAddress with patient
+// records: users also register people as patients, edit their critical
+// information, point their current address at an address they see and
+// delete patient records (a person's first, as Tryton requires, since a
+// patient restricts its person's delete). A patient's key is its
+// person's code, so code corrections move it too. After a full exchange
+// every site holds the same patients, each on the person a user
+// registered it for, with an address a user gave it, and a patient
+// nobody deleted, of a person nobody deleted, is at every site.
+func TestSitesKeepEveryPatient(t *testing.T) {
+	// Seeds that found bugs: two patient records of one person, one under
+	// the code it had before a correction made elsewhere (borrowed keys,
+	// projections/borrow.go); a reference to a person deleted at one site
+	// and recoded at another (merge.State.Meant), twice; a patient row
+	// moving in the batch that deleted its person's old row, lost with it
+	// (projections.movedRow).
+	runSites(t, "TestSitesKeepEveryPatient", world{addresses: true, patients: true}, 1, 2, 3, 4,
+		16666822827799462730, 14120318031196798187, 8163403392168063381, 15100783668800212754)
+}
+
+// world says which records a random history of sitesKeepEveryPerson
+// touches besides people.
+type world struct{ addresses, patients bool }
 
 // runSites runs sitesKeepEveryPerson for each seed (seededRuns) and
 // prints the steps of a failed run.
-func runSites(t *testing.T, name string, addresses bool, seeds ...uint64) {
+func runSites(t *testing.T, name string, w world, seeds ...uint64) {
 	for _, r := range seededRuns(t, seeds...) {
 		seed, lay := r.seed, r.lay
 		t.Run(fmt.Sprintf("%s/seed=%d", lay.name, seed), func(t *testing.T) {
@@ -68,15 +98,15 @@ func runSites(t *testing.T, name string, addresses bool, seeds ...uint64) {
 					t.Logf("seed %d (rerun: GHSYNC_TEST_SEED=%d go test -run %s ./capture/), steps:\n%s", seed, seed, name, strings.Join(log, "\n"))
 				}
 			}()
-			sitesKeepEveryPerson(t, rand.New(rand.NewPCG(seed, 0)), lay, &log, addresses)
+			sitesKeepEveryPerson(t, rand.New(rand.NewPCG(seed, 0)), lay, &log, w)
 		})
 	}
 }
 
 // sitesKeepEveryPerson runs the random history of TestSitesKeepEveryPerson,
-// with address operations among the steps when addresses is set (without,
-// a seed gives the history it always gave).
-func sitesKeepEveryPerson(t *testing.T, rng *rand.Rand, lay layout, log *[]string, addresses bool) {
+// with address and patient operations among the steps as w says (a seed
+// gives the history it always gave for the records it gave it for).
+func sitesKeepEveryPerson(t *testing.T, rng *rand.Rand, lay layout, log *[]string, w world) {
 	sites := []*site{newSite(t, lay, 1), newSite(t, lay, 2), newSite(t, lay, 3)}
 	prefix := func(s *site) string { return string(rune('A' + s.origin - 1)) }
 	// rows lists a site's parties in id order: the users' view.
@@ -141,9 +171,40 @@ func sitesKeepEveryPerson(t *testing.T, rng *rand.Rand, lay layout, log *[]strin
 	places := 0
 	ownedBy := map[string]map[string]bool{} // address token → people users attached it to
 	placeDeleted := map[string]bool{}
+	// pats lists a site's patient records in id order, with their person
+	// and current address.
+	type pat struct {
+		id          int64
+		info, owner string // owner: the person's name
+		party       int64
+		address     string // street, "" for none
+	}
+	pats := func(s *site) []pat {
+		rs, err := s.db.QueryContext(ctx(t), `SELECT x.id, x.critical_info, p.name, p.id, COALESCE(a.street, '') FROM gnuhealth_patient x JOIN party_party p ON p.id = x.name LEFT JOIN party_address a ON a.id = x.current_address ORDER BY x.id`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rs.Close()
+		var out []pat
+		for rs.Next() {
+			var x pat
+			if err := rs.Scan(&x.id, &x.info, &x.owner, &x.party, &x.address); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, x)
+		}
+		return out
+	}
+	records := 0
+	registeredFor := map[string]string{}        // patient token → the person users registered it for
+	addressedAt := map[string]map[string]bool{} // patient token → address tokens users gave it
+	patientDeleted := map[string]bool{}
 	ops := 12
-	if addresses {
+	if w.addresses {
 		ops = 17
+	}
+	if w.patients {
+		ops = 22
 	}
 
 	for step := range 90 {
@@ -174,6 +235,15 @@ func sitesKeepEveryPerson(t *testing.T, rng *rand.Rand, lay layout, log *[]strin
 			}
 		case op == 5 && len(have) > 0:
 			r := have[rng.IntN(len(have))]
+			if w.patients {
+				for _, x := range pats(s) {
+					if x.party == r.id {
+						s.exec(`DELETE FROM gnuhealth_patient WHERE id = ?`, x.id)
+						patientDeleted[token(x.info)] = true
+						logf("%d: origin %d deletes patient %d (%s)", step, s.origin, x.id, x.info)
+					}
+				}
+			}
 			s.exec(`DELETE FROM party_party WHERE id = ?`, r.id)
 			deleted[token(r.name)] = true
 			logf("%d: origin %d deletes %d (%s %s)", step, s.origin, r.id, r.code, r.name)
@@ -185,6 +255,47 @@ func sitesKeepEveryPerson(t *testing.T, rng *rand.Rand, lay layout, log *[]strin
 				ownedBy[street] = map[string]bool{token(r.name): true}
 				id := s.insert("party_address", 1, map[string]any{"party": r.id, "street": street, "active": true})
 				logf("%d: origin %d adds address %d %s to %d (%s %s)", step, s.origin, id, street, r.id, r.code, r.name)
+			}
+		case op >= 17:
+			xs := pats(s)
+			switch {
+			case op <= 18:
+				free := slices.DeleteFunc(slices.Clone(have), func(r row) bool {
+					return slices.ContainsFunc(xs, func(x pat) bool { return x.party == r.id })
+				})
+				if len(free) == 0 {
+					break
+				}
+				r := free[rng.IntN(len(free))]
+				records++
+				info := fmt.Sprintf("C%d", records)
+				registeredFor[info] = token(r.name)
+				id := s.insert("gnuhealth_patient", 1, map[string]any{"name": r.id, "critical_info": info, "active": true})
+				logf("%d: origin %d registers patient %d %s for %d (%s %s)", step, s.origin, id, info, r.id, r.code, r.name)
+			case len(xs) == 0:
+			case op == 19:
+				x := xs[rng.IntN(len(xs))]
+				info := fmt.Sprintf("%s.%d", token(x.info), step)
+				s.update("gnuhealth_patient", x.id, 1, map[string]any{"critical_info": info})
+				logf("%d: origin %d edits patient %d (%s) to %s", step, s.origin, x.id, x.info, info)
+			case op == 20:
+				x := xs[rng.IntN(len(xs))]
+				as := addrs(s)
+				if len(as) == 0 {
+					break
+				}
+				a := as[rng.IntN(len(as))]
+				if addressedAt[token(x.info)] == nil {
+					addressedAt[token(x.info)] = map[string]bool{}
+				}
+				addressedAt[token(x.info)][token(a.street)] = true
+				s.update("gnuhealth_patient", x.id, 1, map[string]any{"current_address": a.id})
+				logf("%d: origin %d gives patient %d (%s) address %d (%s)", step, s.origin, x.id, x.info, a.id, a.street)
+			default:
+				x := xs[rng.IntN(len(xs))]
+				s.exec(`DELETE FROM gnuhealth_patient WHERE id = ?`, x.id)
+				patientDeleted[token(x.info)] = true
+				logf("%d: origin %d deletes patient %d (%s)", step, s.origin, x.id, x.info)
 			}
 		case op >= 14:
 			as := addrs(s)
@@ -241,7 +352,7 @@ func sitesKeepEveryPerson(t *testing.T, rng *rand.Rand, lay layout, log *[]strin
 	}
 	logf("full exchange")
 
-	var first, firstPlaces string
+	var first, firstPlaces, firstPatients string
 	var firstParked []string
 	for _, s := range sites {
 		cs, err := s.proj.Conflicts(ctx(t))
@@ -297,8 +408,48 @@ func sitesKeepEveryPerson(t *testing.T, rng *rand.Rand, lay layout, log *[]strin
 				t.Fatalf("origin %d lost address %s of %v, which nobody deleted (it holds %s)", s.origin, tok, owners, firstPlaces)
 			}
 		}
-		// An address added to a person another site deleted meanwhile has
-		// no row anywhere (the person's cascade would have taken it) and
+		var registered []string
+		held := map[string]bool{}
+		for _, x := range pats(s) {
+			tok := token(x.info)
+			registered = append(registered, x.info+" of "+x.owner+" at "+x.address)
+			if held[tok] && (len(recodedAt[registeredFor[tok]]) < 2 || !moves) {
+				// Its person shows twice after two concurrent corrections
+				// of their code, and so does the patient record.
+				t.Fatalf("origin %d shows patient %s twice", s.origin, tok)
+			}
+			held[tok] = true
+			if registeredFor[tok] != token(x.owner) {
+				t.Fatalf("origin %d shows patient %s as %s's; users registered it for %s", s.origin, x.info, x.owner, registeredFor[tok])
+			}
+			if x.address != "" && !addressedAt[tok][token(x.address)] {
+				t.Fatalf("origin %d gives patient %s address %s, which no user gave it (users gave it %v)", s.origin, x.info, x.address, addressedAt[tok])
+			}
+		}
+		slices.Sort(registered)
+		if s == sites[0] {
+			firstPatients = strings.Join(registered, ", ")
+		} else if got := strings.Join(registered, ", "); got != firstPatients {
+			t.Fatalf("origin %d holds patients %s; origin 1 holds %s", s.origin, got, firstPatients)
+		}
+		for tok, person := range registeredFor {
+			if !deleted[person] && !held[tok] {
+				// Two registrations of one person at two sites are one
+				// record: only one of them shows, and a delete of either
+				// deletes it.
+				twin, gone := false, false
+				for other, p := range registeredFor {
+					twin = twin || (other != tok && p == person && held[other])
+					gone = gone || (p == person && patientDeleted[other])
+				}
+				if !twin && !gone {
+					t.Fatalf("origin %d lost patient %s of %s, which nobody deleted (it holds %s)", s.origin, tok, person, firstPatients)
+				}
+			}
+		}
+		// An address or patient record added to a person another site
+		// deleted meanwhile has no row anywhere (the person's cascade
+		// would have taken it, or its restriction refused the delete) and
 		// is listed as parked, the same at every site.
 		parked := s.parkedList()
 		if s == sites[0] {
@@ -306,13 +457,35 @@ func sitesKeepEveryPerson(t *testing.T, rng *rand.Rand, lay layout, log *[]strin
 		} else if !slices.Equal(parked, firstParked) {
 			t.Fatalf("origin %d parks %v; origin 1 parks %v", s.origin, parked, firstParked)
 		}
+		orphans := map[string]bool{} // parked records waiting on a deleted person
+		for _, p := range parked {
+			model, rest, _ := strings.Cut(p, " ")
+			key, _, _ := strings.Cut(rest, ": ")
+			if strings.Contains(p, "deleted (waits for party.party ") {
+				orphans[model+" "+key] = true
+			}
+		}
 		for _, p := range parked {
 			model, rest, _ := strings.Cut(p, " ")
 			key, reason, _ := strings.Cut(rest, ": ")
-			tok := token(s.street(key))
-			orphan := slices.ContainsFunc(slices.Collect(maps.Keys(ownedBy[tok])), func(p string) bool { return deleted[p] })
-			if model != "party.address" || !strings.Contains(reason, "deleted") || !orphan || at[tok] {
-				t.Fatalf("origin %d parks %s (address %s of %v)", s.origin, p, tok, ownedBy[tok])
+			if _, waits, _ := strings.Cut(reason, "(waits for "); strings.HasPrefix(reason, "optional reference") && orphans[strings.TrimSuffix(waits, ")")] {
+				// A patient's current address, of a person deleted
+				// elsewhere: the patient shows without it.
+				continue
+			}
+			var tok string
+			var orphan, shown bool
+			switch model {
+			case "party.address":
+				tok = token(s.field(model, key, "street"))
+				orphan = slices.ContainsFunc(slices.Collect(maps.Keys(ownedBy[tok])), func(p string) bool { return deleted[p] })
+				shown = at[tok]
+			case "gnuhealth.patient":
+				tok = token(s.field(model, key, "critical_info"))
+				orphan, shown = deleted[registeredFor[tok]], held[tok]
+			}
+			if !strings.Contains(reason, "deleted") || !orphan || shown {
+				t.Fatalf("origin %d parks %s (%s %s)", s.origin, p, model, tok)
 			}
 		}
 		for _, table := range []string{"rejected", "deferred"} {
@@ -330,45 +503,46 @@ func sitesKeepEveryPerson(t *testing.T, rng *rand.Rand, lay layout, log *[]strin
 	}
 }
 
-// street is the street of a party.address record as its merge state has it.
-func (s *site) street(key string) string {
+// field is a string field of a record as its merge state has it.
+func (s *site) field(model, key, field string) string {
 	s.t.Helper()
 	table := "ghsync_records"
 	if s.lay.dialect == models.Postgres {
 		table = "ghsync.records"
 	}
 	var raw []byte
-	if err := s.db.QueryRowContext(ctx(s.t), s.q(`SELECT state FROM `+table+` WHERE model = 'party.address' AND key = ?`), key).Scan(&raw); err != nil {
-		s.t.Fatalf("state of party.address %s: %v", key, err)
+	if err := s.db.QueryRowContext(ctx(s.t), s.q(`SELECT state FROM `+table+` WHERE model = ? AND key = ?`), model, key).Scan(&raw); err != nil {
+		s.t.Fatalf("state of %s %s: %v", model, key, err)
 	}
 	st, err := merge.DecodeState(raw)
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	m, _ := s.reg.Lookup("party.address")
-	street, _ := st.Values(m.Policy)["street"].AsString()
-	return street
+	m, _ := s.reg.Lookup(model)
+	v, _ := st.Values(m.Policy)[field].AsString()
+	return v
 }
 
-// parkedList lists the site's parked entries: model, key, reason.
+// parkedList lists the site's parked entries: model, key, reason and the
+// record waited for.
 func (s *site) parkedList() []string {
 	s.t.Helper()
 	table := "ghsync_parked"
 	if s.lay.dialect == models.Postgres {
 		table = "ghsync.parked"
 	}
-	rs, err := s.db.QueryContext(ctx(s.t), `SELECT model, key, reason FROM `+table+` ORDER BY model, key, reason`)
+	rs, err := s.db.QueryContext(ctx(s.t), `SELECT model, key, reason, waits_model, waits_key FROM `+table+` ORDER BY model, key, reason, waits_model, waits_key`)
 	if err != nil {
 		s.t.Fatal(err)
 	}
 	defer rs.Close()
 	var out []string
 	for rs.Next() {
-		var m, k, r string
-		if err := rs.Scan(&m, &k, &r); err != nil {
+		var m, k, r, wm, wk string
+		if err := rs.Scan(&m, &k, &r, &wm, &wk); err != nil {
 			s.t.Fatal(err)
 		}
-		out = append(out, m+" "+k+": "+r)
+		out = append(out, m+" "+k+": "+r+" (waits for "+wm+" "+wk+")")
 	}
 	return out
 }

@@ -2,6 +2,7 @@ package merge
 
 import (
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/ghsync/ghsync/clocks"
@@ -625,12 +626,13 @@ func TestConcurrentMoves(t *testing.T) {
 // one, or an ended one, followed to where a key change took it.
 func TestMeant(t *testing.T) {
 	var h hand
-	moved, err := ledger.RefValue(ledger.Ref{Model: "gnuhealth.patient", Key: "P-2", Saw: 7})
+	p2 := ledger.Ref{Model: "gnuhealth.patient", Key: "P-2", Saw: 7}
+	moved, err := ledger.RefValue(p2)
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := &State{}
-	if cur, _, _ := s.Meant(99); !cur {
+	if cur, _ := s.Meant(99); !cur {
 		t.Fatal("a record never deleted: a reference does not mean its current life")
 	}
 	for _, e := range []*ledger.Event{
@@ -643,33 +645,56 @@ func TestMeant(t *testing.T) {
 	for _, tt := range []struct {
 		saw     clocks.Timestamp
 		current bool
-		to      ledger.Ref
-		moved   bool
+		moves   []ledger.Ref
 	}{
-		{0, false, ledger.Ref{Model: "gnuhealth.patient", Key: "P-2", Saw: 7}, true},
-		{19, false, ledger.Ref{Model: "gnuhealth.patient", Key: "P-2", Saw: 7}, true},
-		{20, true, ledger.Ref{}, false},
-		{25, true, ledger.Ref{}, false},
+		{0, false, []ledger.Ref{p2}},
+		{19, false, []ledger.Ref{p2}},
+		{20, true, nil},
+		{25, true, nil},
 	} {
-		cur, to, mv := s.Meant(tt.saw)
-		if cur != tt.current || to != tt.to || mv != tt.moved {
-			t.Errorf("Meant(%d) = %v, %v, %v; want %v, %v, %v", tt.saw, cur, to, mv, tt.current, tt.to, tt.moved)
+		cur, moves := s.Meant(tt.saw)
+		if cur != tt.current || !slices.Equal(moves, tt.moves) {
+			t.Errorf("Meant(%d) = %v, %v; want %v, %v", tt.saw, cur, moves, tt.current, tt.moves)
 		}
 	}
 	// The second life ends in a plain delete and a third begins: a
 	// reference to the second means a deleted life.
 	s.Apply(h.ev(D, 2, 40, nil, Saw, 20))
 	s.Apply(h.ev(C, 2, 50, nil, Revives, 40))
-	if cur, _, mv := s.Meant(20); cur || mv {
-		t.Errorf("Meant(20) = current %v, moved %v; want a deleted life", cur, mv)
+	if cur, moves := s.Meant(20); cur || len(moves) != 0 {
+		t.Errorf("Meant(20) = current %v, moves %v; want a deleted life", cur, moves)
 	}
-	if cur, _, _ := s.Meant(40); !cur {
+	if cur, _ := s.Meant(40); !cur {
 		t.Error("Meant(40): the writer saw the third life begin")
 	}
 	// The current life moves too: a reference to it follows.
 	s.Apply(h.ev(D, 1, 60, nil, Saw, 40, RenamedTo, moved))
-	if cur, to, mv := s.Meant(40); !cur || !mv || to.Key != "P-2" {
-		t.Errorf("Meant(40) after the third life moved = %v, %v, %v; want current, moved to P-2", cur, to, mv)
+	if cur, moves := s.Meant(40); !cur || !slices.Equal(moves, []ledger.Ref{p2}) {
+		t.Errorf("Meant(40) after the third life moved = %v, %v; want current, moved to P-2", cur, moves)
+	}
+	// One instance deletes the record while another, not yet told,
+	// corrects its code: the plain delete ends the life, but the person
+	// lives on under the new key, and a reference can follow them there.
+	s = &State{}
+	s.Apply(h.ev(C, 1, 10, nil, "f", 1))
+	s.Apply(h.ev(D, 2, 20, nil))
+	s.Apply(h.ev(D, 1, 25, nil, RenamedTo, moved))
+	if _, moves := s.Meant(0); !slices.Equal(moves, []ledger.Ref{p2}) {
+		t.Errorf("Meant(0) with a delete and a concurrent move = %v; want moved to P-2", moves)
+	}
+	// Two corrections of one life, the later first in the ledger: the
+	// ending one comes first.
+	q3 := ledger.Ref{Model: "gnuhealth.patient", Key: "Q-3"}
+	q3v, err := ledger.RefValue(q3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s = &State{}
+	s.Apply(h.ev(C, 1, 10, nil, "f", 1))
+	s.Apply(h.ev(D, 1, 30, nil, RenamedTo, moved))
+	s.Apply(h.ev(D, 2, 20, nil, RenamedTo, q3v))
+	if _, moves := s.Meant(0); !slices.Equal(moves, []ledger.Ref{q3, p2}) {
+		t.Errorf("Meant(0) with two corrections = %v; want Q-3 (the ending one), then P-2", moves)
 	}
 }
 

@@ -219,26 +219,41 @@ func (s *State) LifeStart(st Stamp) Stamp {
 
 // Meant says which life a reference means whose writer knew the
 // record's deletes up to saw (ledger.Ref.Saw): current is true for the
-// record's current life, live or not. If the life it means has ended in
-// a key change, movedTo is the key the change took it to (the ending
-// delete's RenamedTo) and moved is true. A projector asks it so that a
-// reference follows its person through code corrections, and a party code
-// given to someone else does not take a reference meant for the person
-// who had it.
-func (s *State) Meant(saw clocks.Timestamp) (current bool, movedTo ledger.Ref, moved bool) {
+// record's current life, live or not. If the life it means has ended,
+// moves lists the keys the key changes of that life took it to: the
+// ending delete's RenamedTo first, then the other deletes of that life
+// that moved it (concurrent corrections, or a correction concurrent with
+// the plain delete that ended it), in stamp order. A projector asks it so
+// that a reference follows its person through code corrections to where
+// they live on, and a party code given to someone else does not take a
+// reference meant for the person who had it.
+func (s *State) Meant(saw clocks.Timestamp) (current bool, moves []ledger.Ref) {
 	if s.Deleted == nil {
-		return true, ledger.Ref{}, false
+		return true, nil
 	}
 	l := s.lives()
 	cur := len(l.starts) - 1
 	life := l.seen(cur, saw)
-	if end := l.ends[life]; end != nil {
-		ws := s.Fields[RenamedTo]
-		if i, ok := find(ws, *end); ok {
-			movedTo, moved = ws[i].Value.AsRef()
+	end := l.ends[life]
+	if end == nil {
+		return life == cur, nil
+	}
+	ws := s.Fields[RenamedTo]
+	first, ending := find(ws, *end)
+	if ending {
+		if r, ok := ws[first].Value.AsRef(); ok {
+			moves = append(moves, r)
 		}
 	}
-	return life == cur, movedTo, moved
+	for i, w := range ws {
+		if in, _ := s.place(l, w.Stamp); in != life || (ending && i == first) {
+			continue
+		}
+		if r, ok := w.Value.AsRef(); ok && !slices.Contains(moves, r) {
+			moves = append(moves, r)
+		}
+	}
+	return life == cur, moves
 }
 
 // Owner is the origin that began the record's current life: the origin of

@@ -24,6 +24,7 @@ type Registry struct {
 	models  []*Model // dependency order
 	byName  map[string]*Model
 	byTable map[string]*Model
+	lenders map[string][]KeyPart // target model → key parts that borrow its key
 }
 
 // NewRegistry checks models and returns them as a Registry. It reports
@@ -101,6 +102,12 @@ func NewRegistry(models ...*Model) (*Registry, error) {
 	}
 	if len(p) > 0 {
 		return nil, &ValidationError{Problems: p}
+	}
+	r.lenders = map[string][]KeyPart{}
+	for _, m := range r.models {
+		for _, kp := range m.BorrowedKeyParts() {
+			r.lenders[kp.Field.Target] = append(r.lenders[kp.Field.Target], kp)
+		}
 	}
 	return r, nil
 }
@@ -422,6 +429,34 @@ func (r *Registry) ByTable(table string) (*Model, bool) {
 // fine: such a reference is filled once its target exists. The slice is
 // a copy; the models are shared and must not be modified.
 func (r *Registry) Models() []*Model { return slices.Clone(r.models) }
+
+// KeyPart is a Many2One part of a model's natural key: the model's key
+// borrows its target's (a patient's key is its person's code), so a change
+// of the target's key changes the key of every record that borrows it.
+type KeyPart struct {
+	Model *Model
+	Field *Field
+	Index int // in Model.Key
+}
+
+// BorrowedKeyParts lists m's key parts that borrow another model's key.
+func (m *Model) BorrowedKeyParts() []KeyPart {
+	if m.Kind == UUIDKey {
+		return nil
+	}
+	var out []KeyPart
+	for i, name := range m.Key {
+		if f, ok := m.Field(name); ok && f.Type == Many2One {
+			out = append(out, KeyPart{Model: m, Field: f, Index: i})
+		}
+	}
+	return out
+}
+
+// Borrowers lists the key parts, in dependency order of their models,
+// that borrow target's key: the records whose identity moves when a
+// record of target changes its key.
+func (r *Registry) Borrowers(target string) []KeyPart { return r.lenders[target] }
 
 // Len is the number of models.
 func (r *Registry) Len() int { return len(r.models) }

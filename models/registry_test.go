@@ -240,3 +240,25 @@ func TestNewRegistry_OptionalCycle(t *testing.T) {
 		t.Errorf("order %s, %s; want name order", ms[0].Name, ms[1].Name)
 	}
 }
+
+// TestBorrowers: a patient's key is its person's code, so the registry
+// names gnuhealth.patient's name among party.party's borrowers, and
+// models keyed by UUID borrow nothing.
+func TestBorrowers(t *testing.T) {
+	reg := GNUHealth()
+	found := false
+	for _, kp := range reg.Borrowers("party.party") {
+		if kp.Model.Kind == UUIDKey || kp.Field.Type != Many2One || kp.Field.Target != "party.party" || kp.Model.Key[kp.Index] != kp.Field.Name {
+			t.Errorf("borrower %s.%s (part %d) does not borrow party.party's key", kp.Model.Name, kp.Field.Name, kp.Index)
+		}
+		found = found || (kp.Model.Name == "gnuhealth.patient" && kp.Field.Name == "name")
+	}
+	if !found {
+		t.Fatalf("gnuhealth.patient's name is not among party.party's borrowers: %v", reg.Borrowers("party.party"))
+	}
+	for _, m := range reg.Models() {
+		if m.Kind == UUIDKey && len(m.BorrowedKeyParts()) != 0 {
+			t.Errorf("%s, keyed by UUID, borrows a key", m.Name)
+		}
+	}
+}

@@ -107,7 +107,7 @@ type batch struct {
 	capturedAs *uint16
 	renamed    map[recKey]bool
 	moves      []idMove            // the renames' id moves still to do (local.go)
-	moved      []recKey            // the keys rows moved to, in order (local.go)
+	moved      []rowMove           // the rows' moves, in order (local.go)
 	bounds     []ledger.ClockBound // see clockbound.go
 	// frontier is the stability frontier states are compacted to, read
 	// once a batch.
@@ -115,6 +115,9 @@ type batch struct {
 	// locks is the rows this round's writes reference, when the target
 	// does not check each row (references.go); nil otherwise.
 	locks refLocks
+	// contention is the new records of this round that wait for another
+	// whose key leads to the same row (borrow.go).
+	contention map[recKey]wait
 }
 
 func newBatch(p *Projector, tx dtx, prev *carry) *batch {
@@ -538,9 +541,12 @@ func (b *batch) materialize(ctx context.Context, todo []*record) ([]recKey, erro
 	// A row of a life that ended in this batch is not the new life's:
 	// it goes (with the deletes below) and the new life gets a row of
 	// its own, as when the delete and the revival come in two batches.
+	// So is the row of a record whose required reference now names a
+	// deleted target: no later event brings the target back, and where
+	// the row never was, the record is parked.
 	var ended map[recKey]int64 // rare: made when needed
 	for _, rec := range todo {
-		if !b.lifeEnded(rec) {
+		if !b.lifeEnded(rec) && !b.orphaned(rec) {
 			continue
 		}
 		if id, has := b.ids[rec.k]; has && !b.keepsLocalChange(rec, id) {
@@ -576,6 +582,9 @@ func (b *batch) materialize(ctx context.Context, todo []*record) ([]recKey, erro
 		_, has := b.ids[t]
 		_, cand := candidates[t]
 		return !gone[t] && (has || cand)
+	}
+	if err := b.contend(ctx, candidates); err != nil {
+		return nil, err
 	}
 	for changed := true; changed; {
 		changed = false
@@ -645,17 +654,21 @@ func (b *batch) materialize(ctx context.Context, todo []*record) ([]recKey, erro
 			inserted = append(inserted, rec.k)
 		}
 	}
-	// Rows that moved to a new key go first, in the order they moved, each
-	// in a statement of its own: the key a row leaves may be the next
-	// one's new key, or a new row's.
+	// Rows that moved to a new key go first, each in a statement of its
+	// own, after the row that held its new key (moveOrder): the key a row
+	// leaves may be the next one's new key, or a new row's.
 	if len(b.moved) > 0 {
 		inRound := make(map[recKey]*record, len(todo))
 		for _, rec := range todo {
 			inRound[rec.k] = rec
 		}
-		for _, k := range b.moved {
-			if rec, ok := inRound[k]; ok {
-				write(rec, true)
+		for _, k := range b.moveOrder() {
+			// A new record under a key a row moved to and on from is
+			// inserted with the others, after these.
+			if _, isNew := candidates[k]; !isNew {
+				if rec, ok := inRound[k]; ok {
+					write(rec, true)
+				}
 			}
 		}
 	}
@@ -704,6 +717,9 @@ func (b *batch) materialize(ctx context.Context, todo []*record) ([]recKey, erro
 // references that do not resolve, required values that are missing.
 func (b *batch) blockers(rec *record, resolvable func(recKey) bool) []wait {
 	var out []wait
+	if w, ok := b.contention[rec.k]; ok {
+		out = append(out, w)
+	}
 	for _, f := range rec.m.Fields {
 		if !f.Required {
 			continue
@@ -729,6 +745,42 @@ func (b *batch) blockers(rec *record, resolvable func(recKey) bool) []wait {
 		}
 	}
 	return out
+}
+
+// orphaned reports whether live rec has a required reference to a
+// deleted target, or to a life of its target that was deleted (written
+// by someone who had not heard of the delete). The target's own delete
+// takes rows pointing at it (cascade.go); a row pointing elsewhere, at
+// the site whose user made the reference before it was moved, would
+// otherwise stay there alone.
+func (b *batch) orphaned(rec *record) bool {
+	if rec.vals == nil || !rec.st.Live() {
+		return false
+	}
+	for i := range rec.m.Fields {
+		f := &rec.m.Fields[i]
+		if !f.Required || f.Type != models.Many2One {
+			continue
+		}
+		r, ok := rec.vals[f.Name].AsRef()
+		if !ok {
+			if w, ok := rec.st.Value(rec.m.Policy, f.Name); ok {
+				if _, ok := w.Value.AsRef(); ok {
+					return true // nulled by FollowRefs: a deleted life
+				}
+			}
+			continue
+		}
+		t := recKey{r.Model, r.Key}
+		st := b.targets[t]
+		if tr, ok := b.recs[t]; ok {
+			st = tr.st
+		}
+		if st != nil && st.Deleted != nil && !st.Live() {
+			return true
+		}
+	}
+	return false
 }
 
 // assignIDs gives the new rows local ids: the old id after a rebuild,

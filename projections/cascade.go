@@ -96,13 +96,16 @@ func (b *batch) cascade(ctx context.Context, todo []*record, ended map[recKey]in
 			var next []int64
 			for _, r := range found {
 				k := recKey{c.m.Name, r.key}
+				if to, ok := b.movedRow(c.m.Name, r.id); ok {
+					k = to // the records table does not show the batch's moves yet
+				}
 				if seen[k] {
 					continue
 				}
 				seen[k] = true
 				next = append(next, r.id)
 				if c.f.OnDelete == models.Restrict {
-					restricted = append(restricted, cascaded{c.m, r})
+					restricted = append(restricted, cascaded{c.m, referrer{k.key, r.id}})
 				}
 				if rec, ok := inRound[k]; ok {
 					if rec.st.Live() {
@@ -123,6 +126,17 @@ func (b *batch) cascade(ctx context.Context, todo []*record, ended map[recKey]in
 		b.removeRow(&record{k: recKey{r.m.Name, r.key}, m: r.m}, r.id)
 	}
 	return nil
+}
+
+// movedRow is the key a row of model moved to in this batch (a key
+// change), if it did and still belongs to it.
+func (b *batch) movedRow(model string, id int64) (recKey, bool) {
+	for i := len(b.moved) - 1; i >= 0; i-- {
+		if m := b.moved[i]; m.id == id && m.to.model == model {
+			return m.to, b.ids[m.to] == id
+		}
+	}
+	return recKey{}, false
 }
 
 // goneRows is rows of a model that go in the round.

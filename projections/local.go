@@ -149,12 +149,18 @@ func (b *batch) rename(ctx context.Context, e *ledger.Event) error {
 }
 
 // rowMoved notes that a row moved from one key to another in this batch
-// (lives.go).
+// (lives.go). The row shows the old key's record: every column of it is
+// written again, from the record it moved to (which may hold values the
+// row never showed: a stale borrowed key joining the record of its new
+// key, borrow.go).
 func (b *batch) rowMoved(from, to recKey) {
 	if b.renamed == nil {
 		b.renamed = map[recKey]bool{}
 	}
 	b.renamed[from], b.renamed[to] = true, true
+	if rec, ok := b.recs[to]; ok {
+		rec.whole = true
+	}
 }
 
 // idMove is a rename's move of the local id, done once the batch's events
@@ -188,11 +194,73 @@ func (b *batch) moveIDs(ctx context.Context) error {
 		ON CONFLICT (model, key) DO UPDATE SET local_id = excluded.local_id`, mv.to.model, mv.to.key, id)
 		b.ids[mv.to] = id
 		delete(b.ids, mv.from)
-		b.moved = append(b.moved, mv.to)
+		if to := b.recs[mv.to]; to != nil {
+			// The row is now the life this rename began: a later rename
+			// of that life in this batch moves it on.
+			to.entered = life{known: true, live: true, start: to.st.LifeStart(mv.at)}
+		}
+		b.moved = append(b.moved, rowMove{id: id, from: mv.from, to: mv.to})
 		b.rowMoved(mv.from, mv.to)
+		if err := b.noticeBorrowers(ctx, mv.to, id); err != nil {
+			return err
+		}
 	}
 	b.moves = nil
 	return nil
+}
+
+// rowMove is one move of a row's local id from a key to another.
+type rowMove struct {
+	id       int64
+	from, to recKey
+}
+
+// moveOrder lists the keys the batch's moved rows end under, each row
+// once, so that a row is written after the row whose key it takes: the
+// table still shows every row under the key it had when the batch
+// began. A code corrected back and forth and on (A-1 to A-2, back, then
+// to A-3) while another row takes A-1 is written A-3 first. Rows that
+// take each other's keys (a swap) cannot be ordered; they come last, in
+// the order they moved.
+func (b *batch) moveOrder() []recKey {
+	type row struct {
+		model string
+		id    int64
+	}
+	start, final := map[row]recKey{}, map[row]recKey{}
+	var rows []row
+	for _, m := range b.moved {
+		r := row{m.to.model, m.id}
+		if _, ok := start[r]; !ok {
+			start[r] = m.from
+			rows = append(rows, r)
+		}
+		final[r] = m.to
+	}
+	holder := make(map[recKey]row, len(rows)) // key → the row the table shows under it
+	for _, r := range rows {
+		holder[start[r]] = r
+	}
+	out := make([]recKey, 0, len(rows))
+	for len(rows) > 0 {
+		var wait []row
+		for _, r := range rows {
+			if h, ok := holder[final[r]]; ok && h != r {
+				wait = append(wait, r)
+				continue
+			}
+			delete(holder, start[r])
+			out = append(out, final[r])
+		}
+		if len(wait) == len(rows) {
+			for _, r := range wait {
+				out = append(out, final[r])
+			}
+			break
+		}
+		rows = wait
+	}
+	return out
 }
 
 // renameDelete is the stamp of the delete half of rename mv in the old

@@ -110,30 +110,47 @@ func FollowRef(v ledger.Value, alias Alias, lives Lives) ledger.Value {
 // target it means (ledger.Ref.Saw, merge.State.Meant): where key changes
 // took that life, else its own key while that life is the target's
 // current one (live or not), and ok false when the life was deleted and
-// another has begun. state gives a record's merge state, loaded false
-// when the caller has not read it yet: MeantKey then returns that record
-// as need, for the caller to load and ask again. A reference to a UUID
-// model means its key.
+// another has begun. Where key changes of one life went different ways,
+// the first that leads to a life still going is taken (the person lives
+// on there), else the first. state gives a record's merge state, loaded
+// false when the caller has not read it yet: MeantKey then returns that
+// record as need, for the caller to load and ask again. A reference to a
+// UUID model means its key.
 func MeantKey(reg *models.Registry, r ledger.Ref, state func(model, key string) (st *merge.State, loaded bool)) (key string, ok bool, need *ledger.Ref) {
-	for range 16 { // a chain of key changes longer than this is a loop
+	steps := 0
+	var follow func(r ledger.Ref) (string, bool, bool, *ledger.Ref)
+	// follow also says whether the life it ends at is going (live).
+	follow = func(r ledger.Ref) (string, bool, bool, *ledger.Ref) {
 		if m, known := reg.Lookup(r.Model); !known || m.Kind == models.UUIDKey {
-			return r.Key, true, nil
+			return r.Key, true, true, nil
 		}
 		st, loaded := state(r.Model, r.Key)
 		if !loaded {
-			return "", false, &r
+			return "", false, false, &r
 		}
-		current, to, moved := st.Meant(r.Saw)
-		switch {
-		case moved:
-			r = to
-		case current:
-			return r.Key, true, nil
-		default:
-			return "", false, nil
+		current, moves := st.Meant(r.Saw)
+		if len(moves) == 0 || steps >= 16 { // a chain of key changes longer than this is a loop
+			return r.Key, current, current && st.Live(), nil
 		}
+		steps++
+		var firstKey string
+		var firstOK bool
+		for i, to := range moves {
+			key, ok, going, need := follow(to)
+			if need != nil || going {
+				return key, ok, going, need
+			}
+			if i == 0 {
+				firstKey, firstOK = key, ok
+			}
+		}
+		return firstKey, firstOK, false, nil
 	}
-	return r.Key, true, nil
+	key, ok, _, need = follow(r)
+	if !ok {
+		key = ""
+	}
+	return key, ok, need
 }
 
 // ColumnValue is the value the projector writes in f's column for a
