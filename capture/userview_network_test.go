@@ -82,9 +82,19 @@ func TestSitesKeepEveryPatient(t *testing.T) {
 		16666822827799462730, 14120318031196798187, 8163403392168063381, 15100783668800212754)
 }
 
+// TestSitesKeepEveryAppointment is TestSitesKeepEveryPatient with
+// appointments: users book appointments for the patients they see,
+// change them, move them to another patient and cancel (delete) them.
+// An appointment is identified by UUID and its patient is optional: every
+// site holds every appointment nobody cancelled, each with a patient of a
+// person a user booked it for, or none once that patient record is gone.
+func TestSitesKeepEveryAppointment(t *testing.T) {
+	runSites(t, "TestSitesKeepEveryAppointment", world{addresses: true, patients: true, appointments: true}, 1, 2, 3, 4)
+}
+
 // world says which records a random history of sitesKeepEveryPerson
 // touches besides people.
-type world struct{ addresses, patients bool }
+type world struct{ addresses, patients, appointments bool }
 
 // runSites runs sitesKeepEveryPerson for each seed (seededRuns) and
 // prints the steps of a failed run.
@@ -206,6 +216,34 @@ func sitesKeepEveryPerson(t *testing.T, rng *rand.Rand, lay layout, log *[]strin
 	if w.patients {
 		ops = 22
 	}
+	// appts lists a site's appointments in id order, with their patient's
+	// person ("" for none).
+	type appt struct {
+		id            int64
+		comment, whom string
+	}
+	appts := func(s *site) []appt {
+		rs, err := s.db.QueryContext(ctx(t), `SELECT a.id, a.comments, COALESCE(p.name, '') FROM gnuhealth_appointment a LEFT JOIN gnuhealth_patient x ON x.id = a.patient LEFT JOIN party_party p ON p.id = x.name ORDER BY a.id`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rs.Close()
+		var out []appt
+		for rs.Next() {
+			var a appt
+			if err := rs.Scan(&a.id, &a.comment, &a.whom); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, a)
+		}
+		return out
+	}
+	booked := 0
+	bookedFor := map[string]map[string]bool{} // appointment token → people users booked it for
+	cancelled := map[string]bool{}
+	if w.appointments {
+		ops = 26
+	}
 
 	for step := range 90 {
 		s := sites[rng.IntN(len(sites))]
@@ -255,6 +293,38 @@ func sitesKeepEveryPerson(t *testing.T, rng *rand.Rand, lay layout, log *[]strin
 				ownedBy[street] = map[string]bool{token(r.name): true}
 				id := s.insert("party_address", 1, map[string]any{"party": r.id, "street": street, "active": true})
 				logf("%d: origin %d adds address %d %s to %d (%s %s)", step, s.origin, id, street, r.id, r.code, r.name)
+			}
+		case op >= 22:
+			xs, as := pats(s), appts(s)
+			switch {
+			case op == 22 || op == 23:
+				if len(xs) == 0 {
+					break
+				}
+				x := xs[rng.IntN(len(xs))]
+				booked++
+				comment := fmt.Sprintf("V%d", booked)
+				bookedFor[comment] = map[string]bool{token(x.owner): true}
+				id := s.insert("gnuhealth_appointment", 1, map[string]any{"patient": x.id, "comments": comment})
+				logf("%d: origin %d books appointment %d %s for patient %d (%s of %s)", step, s.origin, id, comment, x.id, x.info, x.owner)
+			case len(as) == 0:
+			case op == 24:
+				a := as[rng.IntN(len(as))]
+				if len(xs) == 0 || rng.IntN(2) == 0 {
+					comment := fmt.Sprintf("%s.%d", token(a.comment), step)
+					s.update("gnuhealth_appointment", a.id, 1, map[string]any{"comments": comment})
+					logf("%d: origin %d edits appointment %d (%s) to %s", step, s.origin, a.id, a.comment, comment)
+					break
+				}
+				x := xs[rng.IntN(len(xs))]
+				bookedFor[token(a.comment)][token(x.owner)] = true
+				s.update("gnuhealth_appointment", a.id, 1, map[string]any{"patient": x.id})
+				logf("%d: origin %d moves appointment %d (%s of %s) to patient %d (%s of %s)", step, s.origin, a.id, a.comment, a.whom, x.id, x.info, x.owner)
+			default:
+				a := as[rng.IntN(len(as))]
+				s.exec(`DELETE FROM gnuhealth_appointment WHERE id = ?`, a.id)
+				cancelled[token(a.comment)] = true
+				logf("%d: origin %d cancels appointment %d (%s)", step, s.origin, a.id, a.comment)
 			}
 		case op >= 17:
 			xs := pats(s)
@@ -352,7 +422,7 @@ func sitesKeepEveryPerson(t *testing.T, rng *rand.Rand, lay layout, log *[]strin
 	}
 	logf("full exchange")
 
-	var first, firstPlaces, firstPatients string
+	var first, firstPlaces, firstPatients, firstVisits string
 	var firstParked []string
 	for _, s := range sites {
 		cs, err := s.proj.Conflicts(ctx(t))
@@ -406,6 +476,30 @@ func sitesKeepEveryPerson(t *testing.T, rng *rand.Rand, lay layout, log *[]strin
 			}
 			if kept && !at[tok] {
 				t.Fatalf("origin %d lost address %s of %v, which nobody deleted (it holds %s)", s.origin, tok, owners, firstPlaces)
+			}
+		}
+		var visits []string
+		kept := map[string]bool{}
+		for _, a := range appts(s) {
+			tok := token(a.comment)
+			visits = append(visits, a.comment+" of "+a.whom)
+			if kept[tok] {
+				t.Fatalf("origin %d shows appointment %s twice", s.origin, tok)
+			}
+			kept[tok] = true
+			if a.whom != "" && !bookedFor[tok][token(a.whom)] {
+				t.Fatalf("origin %d shows appointment %s as %s's; users booked it for %v", s.origin, a.comment, a.whom, bookedFor[tok])
+			}
+		}
+		slices.Sort(visits)
+		if s == sites[0] {
+			firstVisits = strings.Join(visits, ", ")
+		} else if got := strings.Join(visits, ", "); got != firstVisits {
+			t.Fatalf("origin %d holds appointments %s; origin 1 holds %s", s.origin, got, firstVisits)
+		}
+		for tok := range bookedFor {
+			if !cancelled[tok] && !kept[tok] {
+				t.Fatalf("origin %d lost appointment %s, which nobody cancelled (it holds %s)", s.origin, tok, firstVisits)
 			}
 		}
 		var registered []string
