@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/ghsync/ghsync/ledger"
 )
 
 // Many2One references name the life of their target (ledger.Ref.Saw): a
@@ -279,6 +281,48 @@ func TestPatientMovedWhileItsPersonsRowGoes(t *testing.T) {
 			}
 			if got := s.patientsByCode(); got != "C-3:asthma/" {
 				t.Fatalf("origin %d shows patients %q, want Ana's at C-3", s.origin, got)
+			}
+		}
+	})
+}
+
+// TestWardsFollowTheirInstitutionsCode: a ward's key is its institution's
+// code and its own name, a unit's the institution's code and the unit's
+// code. Correcting the institution's code moves both with it, so the other
+// site holds them under the new code, on the same institution row.
+func TestWardsFollowTheirInstitutionsCode(t *testing.T) {
+	forEachLayout(t, func(t *testing.T, lay layout) {
+		a, b := newSite(t, lay, 1), newSite(t, lay, 2)
+		party := a.insert("party_party", 1, map[string]any{"code": "A-HC1", "name": "Health Centre 1", "active": true})
+		inst := a.insert("gnuhealth_institution", 1, map[string]any{"name": party, "code": "HC-01", "institution_type": "health_center", "public_level": "public"})
+		unit := a.insert("gnuhealth_hospital_unit", 1, map[string]any{"institution": inst, "code": "U1", "name": "Unit 1"})
+		a.insert("gnuhealth_hospital_ward", 1, map[string]any{"institution": inst, "name": "Ward A", "unit": unit, "gender": "men", "state": "available"})
+		exchange(a, b)
+		a.update("gnuhealth_institution", inst, 1, map[string]any{"code": "HC-11"})
+		var moved []string
+		for _, e := range a.drain() {
+			moved = append(moved, fmt.Sprintf("%s %s %s", e.Op, e.Model, e.Key))
+		}
+		want := []string{
+			"create gnuhealth.institution HC-11", "delete gnuhealth.institution HC-01",
+			"create gnuhealth.hospital.unit " + ledger.JoinKey("HC-11", "U1"), "delete gnuhealth.hospital.unit " + ledger.JoinKey("HC-01", "U1"),
+			"create gnuhealth.hospital.ward " + ledger.JoinKey("HC-11", "Ward A"), "delete gnuhealth.hospital.ward " + ledger.JoinKey("HC-01", "Ward A"),
+		}
+		if !slices.Equal(moved, want) {
+			t.Fatalf("captured %q, want %q", moved, want)
+		}
+		exchange(a, b)
+		for _, s := range []*site{a, b} {
+			q := `SELECT i.code || ' ' || w.name || ' ' || u.code FROM gnuhealth_hospital_ward w JOIN gnuhealth_institution i ON i.id = w.institution JOIN gnuhealth_hospital_unit u ON u.id = w.unit AND u.institution = i.id`
+			var got string
+			if err := s.db.QueryRowContext(ctx(t), q).Scan(&got); err != nil || got != "HC-11 Ward A U1" {
+				t.Fatalf("origin %d shows the ward as %q (%v), want HC-11 Ward A U1", s.origin, got, err)
+			}
+			if n := s.int(`SELECT count(*) FROM gnuhealth_hospital_ward`) + s.int(`SELECT count(*) FROM gnuhealth_hospital_unit`); n != 2 {
+				t.Fatalf("origin %d holds %d wards and units, want one of each", s.origin, n)
+			}
+			if parked := s.parkedList(); len(parked) != 0 {
+				t.Fatalf("origin %d parks %v", s.origin, parked)
 			}
 		}
 	})
