@@ -248,7 +248,7 @@ func (s *site) project() {
 		s.t.Cleanup(p.Close)
 	}
 	if _, err := s.proj.CatchUp(ctx(s.t)); err != nil {
-		s.t.Fatalf("project: %v", err)
+		s.t.Fatalf("origin %d: project: %v", s.origin, err)
 	}
 }
 

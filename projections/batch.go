@@ -115,9 +115,14 @@ type batch struct {
 	// locks is the rows this round's writes reference, when the target
 	// does not check each row (references.go); nil otherwise.
 	locks refLocks
-	// contention is the new records of this round that wait for another
+	// contention is the records of this round that wait for another
 	// whose key leads to the same row (borrow.go).
 	contention map[recKey]wait
+	// placed is where this batch's rows of borrowing models went: the
+	// key a place is named by → the record whose row it gave it. Reads of
+	// the target do not see a batch's own writes before it commits (nor,
+	// when pipelined, those of the batch still committing: carry.placed).
+	placed map[recKey]recKey
 }
 
 func newBatch(p *Projector, tx dtx, prev *carry) *batch {
@@ -583,7 +588,7 @@ func (b *batch) materialize(ctx context.Context, todo []*record) ([]recKey, erro
 		_, cand := candidates[t]
 		return !gone[t] && (has || cand)
 	}
-	if err := b.contend(ctx, candidates); err != nil {
+	if err := b.contend(ctx, todo, candidates); err != nil {
 		return nil, err
 	}
 	for changed := true; changed; {

@@ -3,6 +3,7 @@ package projections
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -22,14 +23,12 @@ import (
 // allows one patient a person), and a projection that would fail on
 // every retry.
 //
-// So the records about to get a row contend for the place their keys
-// lead to now (keyNow): a record already holding a row there keeps it;
-// among new ones, the one whose key is the place's own, else the least
-// key, gets it. The others wait, parked, for the key change that joins
-// them: the instance that created the stale record captures it once its
-// own projector has moved the lender's row (noticeBorrowers), and the
-// record under the new key then takes the stale one's row, as any key
-// change moves a row.
+// So the records a round writes contend for the place their keys lead
+// to now (keyNow), with the rows already there (contend). The losers
+// wait, parked, for the key change that joins them: the instance that
+// created the stale record captures it once its own projector has moved
+// the lender's row (noticeBorrowers), and the record under the new key
+// then takes the stale one's row, as any key change moves a row.
 
 // keyNow is the key rec's key parts lead to now: each borrowed part
 // replaced by the key its reference resolves to (rec.vals, references
@@ -57,111 +56,198 @@ func (b *batch) keyNow(rec *record) (string, bool) {
 	return rec.m.KeyOf(own...), true
 }
 
-// keysLeadingTo lists the keys of model m whose borrowed parts lead to
-// the key now: now itself, and now with each borrowed part replaced by a
-// key its lender had before a key change (an alias to it).
-func (b *batch) keysLeadingTo(m *models.Model, now string, formerly map[recKey][]string) []string {
-	out := []string{now}
-	parts := m.BorrowedKeyParts()
-	if len(m.Key) > 1 {
-		base, err := ledger.SplitKey(now)
-		if err != nil || len(base) != len(m.Key) {
-			return out
-		}
-		for _, kp := range parts {
-			for _, k := range slices.Clone(out) {
-				ps, _ := ledger.SplitKey(k)
-				for _, old := range formerly[recKey{kp.Field.Target, ps[kp.Index]}] {
-					ps[kp.Index] = old
-					out = append(out, m.KeyOf(ps...))
-				}
-			}
-		}
-		return out
-	}
-	for _, kp := range parts {
-		out = append(out, formerly[recKey{kp.Field.Target, now}]...)
-	}
-	return out
+// claim is a record that will have a row at the place its key leads to
+// now, or a row already there that the round does not touch.
+type claim struct {
+	k      recKey
+	rec    *record // nil for a row outside the round
+	row    bool    // it has a row (it is not a new one)
+	stayed bool    // outside the round: its row is there already
 }
 
-// contend makes new records whose keys lead to the same place wait for
-// the one that holds it (see above); blockers reports the waits.
-func (b *batch) contend(ctx context.Context, candidates map[recKey]*record) error {
+// contend makes the records whose keys lead to one place (see above)
+// wait for the one that keeps it; blockers reports the waits. The
+// claimants are the round's live records of models that borrow a key,
+// new rows and existing ones alike (an existing row's reference can move
+// too), and the rows already at a contested place that the round does not
+// touch, found by their reference to the lender's row. The place goes to
+// a row already there, then to an existing row, then to a new one,
+// preferring the record whose key is the place's own, then the least key.
+// An existing row that loses keeps its row as it was and is parked, as
+// one whose target vanished.
+func (b *batch) contend(ctx context.Context, todo []*record, candidates map[recKey]*record) error {
 	b.contention = nil
-	type entry struct {
-		rec   *record
-		now   recKey
-		other []recKey // other keys leading to the same place
+	places := map[recKey][]claim{} // the key a place is named by → its claims
+	type probe struct {
+		m   *models.Model
+		col string
 	}
-	var es []entry
-	var formerly map[recKey][]string // lender key → its keys before key changes
-	var probe []recKey
-	for _, rec := range candidates {
+	lenders := map[probe]map[int64][]recKey{} // the lenders' rows claimed, and the places they are
+	type at struct {
+		place recKey
+		i     int
+	}
+	claimed := map[recKey]at{}
+	for _, rec := range todo {
 		now, ok := b.keyNow(rec)
-		if !ok {
+		if !ok || !rec.st.Live() {
 			continue
 		}
-		if formerly == nil {
-			formerly = map[recKey][]string{}
-			for old := range b.alias {
-				to := b.resolveAlias(old)
-				formerly[to] = append(formerly[to], old.key)
-			}
+		_, isNew := candidates[rec.k]
+		if id, has := b.ids[rec.k]; !isNew && (!has || b.keepsLocalChange(rec, id)) {
+			continue // no row to write; one kept for a local change stays where it is
 		}
-		e := entry{rec: rec, now: recKey{rec.k.model, now}}
-		for _, k := range b.keysLeadingTo(rec.m, now, formerly) {
-			if k != rec.k.key {
-				e.other = append(e.other, recKey{rec.k.model, k})
-			}
-		}
-		slices.SortFunc(e.other, compareKeys)
-		probe = append(probe, e.other...)
-		es = append(es, e)
-	}
-	if len(es) == 0 {
-		return nil
-	}
-	if err := b.lookupIDs(ctx, probe); err != nil {
-		return err
-	}
-	waitOn := func(rec *record, on recKey) {
-		if b.contention == nil {
-			b.contention = map[recKey]wait{}
-		}
-		b.contention[rec.k] = wait{on, fmt.Sprintf("its key and %s's lead to the same row (a key it borrows changed): waits for the key change that joins them", on.key)}
-	}
-	groups := map[recKey][]*record{}
-	for _, e := range es {
-		holder := slices.IndexFunc(e.other, func(k recKey) bool {
-			_, has := b.ids[k]
-			r, loaded := b.recs[k]
-			return has && (!loaded || r.st.Live()) // a deleted record's row goes first
-		})
-		if holder >= 0 {
-			waitOn(e.rec, e.other[holder])
-			continue
-		}
-		groups[e.now] = append(groups[e.now], e.rec)
-	}
-	for now, g := range groups {
-		if len(g) < 2 {
-			continue
-		}
-		slices.SortFunc(g, func(x, y *record) int {
-			if (x.k == now) != (y.k == now) {
-				if x.k == now {
-					return -1
+		place := recKey{rec.k.model, now}
+		claimed[rec.k] = at{place, len(places[place])}
+		places[place] = append(places[place], claim{k: rec.k, rec: rec, row: !isNew})
+		for _, kp := range rec.m.BorrowedKeyParts() {
+			// Rows already there matter where a row arrives: a new one,
+			// or one whose reference the round changed.
+			moved := isNew || rec.whole || rec.touched == nil || rec.touched[kp.Field.Name]
+			r, _ := rec.vals[kp.Field.Name].AsRef()
+			if lid, ok := b.ids[recKey{r.Model, r.Key}]; ok && moved {
+				pr := probe{rec.m, kp.Field.Column}
+				if lenders[pr] == nil {
+					lenders[pr] = map[int64][]recKey{}
 				}
-				return 1
+				lenders[pr][lid] = append(lenders[pr][lid], place)
+			}
+		}
+	}
+	outside := map[recKey]bool{} // rows already at a place, not rewritten by the round
+	for pr, byLender := range lenders {
+		ids := slices.Sorted(maps.Keys(byLender))
+		found, err := b.tx.referrers(ctx, pr.m.Name, pr.m.Table, pr.col, ids)
+		if err != nil {
+			return fmt.Errorf("rows whose key borrows through %s.%s: %w", pr.m.Name, pr.col, err)
+		}
+		for _, r := range found {
+			k := recKey{pr.m.Name, r.key}
+			if to, ok := b.movedRow(pr.m.Name, r.id); ok {
+				k = to
+			}
+			if c, ok := claimed[k]; ok {
+				// A row of the round already where the round puts it
+				// keeps it: it cannot leave for another to move in.
+				if cl := &places[c.place][c.i]; cl.row && b.lenderOf(cl.rec, pr.col) == r.to {
+					cl.stayed = true
+				}
+				continue
+			}
+			if rec, loaded := b.recs[k]; outside[k] || loaded && !rec.st.Live() {
+				continue // its row goes in this round
+			}
+			outside[k] = true
+			// The row holds the lender's row, wherever its reference
+			// leads now: the round does not rewrite it.
+			for _, place := range byLender[r.to] {
+				if sameOtherParts(pr.m, pr.col, k.key, place.key) {
+					places[place] = append(places[place], claim{k: k, row: true, stayed: true})
+				}
+			}
+		}
+	}
+	// Rows this batch, or the one still committing, put at a contested
+	// place are there as far as this round goes: no read shows them.
+	for place := range places {
+		for _, placed := range []map[recKey]recKey{b.placed, b.prevPlaced()} {
+			k, ok := placed[place]
+			if _, round := claimed[k]; !ok || round || outside[k] {
+				continue
+			}
+			if err := b.lookupIDs(ctx, []recKey{k}); err != nil {
+				return err
+			}
+			if _, has := b.ids[k]; !has {
+				continue // its row is gone since
+			}
+			if r, loaded := b.recs[k]; loaded && !r.st.Live() {
+				continue
+			}
+			outside[k] = true
+			places[place] = append(places[place], claim{k: k, row: true, stayed: true})
+		}
+	}
+	rank := func(c claim, place recKey) int {
+		switch {
+		case c.stayed:
+			return 0
+		case c.row && c.k == place:
+			return 1
+		case c.row:
+			return 2
+		case c.k == place:
+			return 3
+		}
+		return 4
+	}
+	for place, cs := range places {
+		if len(cs) < 2 {
+			continue
+		}
+		slices.SortFunc(cs, func(x, y claim) int {
+			if d := rank(x, place) - rank(y, place); d != 0 {
+				return d
 			}
 			return strings.Compare(x.k.key, y.k.key)
 		})
-		for _, rec := range g[1:] {
-			waitOn(rec, g[0].k)
+		for _, c := range cs[1:] {
+			if b.contention == nil {
+				b.contention = map[recKey]wait{}
+			}
+			b.contention[c.k] = wait{cs[0].k, fmt.Sprintf("its key and %s's lead to the same row (a key it borrows changed): waits for the key change that joins them", cs[0].k.key)}
+		}
+	}
+	for place, cs := range places {
+		if w := cs[0]; w.rec != nil {
+			if b.placed == nil {
+				b.placed = map[recKey]recKey{}
+			}
+			b.placed[place] = w.k
 		}
 	}
 	return nil
+}
+
+// sameOtherParts reports whether two keys of m agree on every key part
+// but the one borrowed through column col: a ward of the institution
+// whose row both point at is at the same place only under the same name.
+func sameOtherParts(m *models.Model, col, a, b string) bool {
+	if len(m.Key) < 2 {
+		return true
+	}
+	pa, errA := ledger.SplitKey(a)
+	pb, errB := ledger.SplitKey(b)
+	if errA != nil || errB != nil || len(pa) != len(pb) {
+		return false
+	}
+	for i, name := range m.Key {
+		if f, _ := m.Field(name); f.Column != col && pa[i] != pb[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// prevPlaced is where the batch still committing put its rows of
+// borrowing models (batch.placed).
+func (b *batch) prevPlaced() map[recKey]recKey {
+	if b.prev == nil {
+		return nil
+	}
+	return b.prev.placed
+}
+
+// lenderOf is the local id of the row rec's borrowed key part in column
+// col resolves to (0 if none).
+func (b *batch) lenderOf(rec *record, col string) int64 {
+	for _, kp := range rec.m.BorrowedKeyParts() {
+		if kp.Field.Column == col {
+			r, _ := rec.vals[kp.Field.Name].AsRef()
+			return b.ids[recKey{r.Model, r.Key}]
+		}
+	}
+	return 0
 }
 
 // noticeBorrowers asks this instance's capturer to move the records whose

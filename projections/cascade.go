@@ -105,7 +105,7 @@ func (b *batch) cascade(ctx context.Context, todo []*record, ended map[recKey]in
 				seen[k] = true
 				next = append(next, r.id)
 				if c.f.OnDelete == models.Restrict {
-					restricted = append(restricted, cascaded{c.m, referrer{k.key, r.id}})
+					restricted = append(restricted, cascaded{c.m, referrer{k.key, r.id, r.to}})
 				}
 				if rec, ok := inRound[k]; ok {
 					if rec.st.Live() {
@@ -151,10 +151,12 @@ type cascaded struct {
 	referrer
 }
 
-// referrer is a known record's row that points at a deleted one.
+// referrer is a known record's row (key, id) that points at another
+// row (to).
 type referrer struct {
 	key string
 	id  int64
+	to  int64
 }
 
 // carried lists the rows of c's model that the batch still committing
@@ -174,7 +176,7 @@ func (b *batch) carried(c cascadeRef, level goneRows) []referrer {
 			continue
 		}
 		if tid, ok := b.prev.ids[recKey{r.Model, r.Key}]; ok && slices.Contains(level.ids, tid) {
-			out = append(out, referrer{k.key, id})
+			out = append(out, referrer{k.key, id, tid})
 		}
 	}
 	return out

@@ -37,11 +37,12 @@ type carry struct {
 	alias    map[recKey]string   // whole tables, as it left them
 	bounds   []ledger.ClockBound
 	deferred map[recKey]bool
+	placed   map[recKey]recKey // see batch.placed
 }
 
 func (b *batch) carry() *carry {
 	c := &carry{recs: b.recs, ids: b.ids, looked: b.looked, rebooked: b.rebooked, parked: map[recKey][]recKey{},
-		alias: maps.Clone(b.alias), bounds: slices.Clone(b.bounds), deferred: maps.Clone(b.deferred)}
+		alias: maps.Clone(b.alias), bounds: slices.Clone(b.bounds), deferred: maps.Clone(b.deferred), placed: b.placed}
 	for r, targets := range b.waits {
 		for _, t := range targets {
 			c.parked[t] = append(c.parked[t], r)

@@ -262,7 +262,7 @@ func (t *pgTx) referrers(ctx context.Context, model, table, column string, ids [
 }
 
 func referrers(ctx context.Context, on querier, model, table, column string, ids []int64) ([]referrer, error) {
-	rows, err := on.Query(ctx, `SELECT r.key, t.id FROM `+quoteIdent(table)+` t CROSS JOIN LATERAL (SELECT key FROM ghsync.records i
+	rows, err := on.Query(ctx, `SELECT r.key, t.id, t.`+quoteIdent(column)+` FROM `+quoteIdent(table)+` t CROSS JOIN LATERAL (SELECT key FROM ghsync.records i
 		WHERE i.model = $1 AND i.local_id = t.id OFFSET 0) r WHERE t.`+quoteIdent(column)+` = ANY($2)`, model, ids)
 	if err != nil {
 		return nil, fmt.Errorf("find %s rows pointing at deleted rows: %w", table, err)
@@ -271,7 +271,7 @@ func referrers(ctx context.Context, on querier, model, table, column string, ids
 	var out []referrer
 	for rows.Next() {
 		var r referrer
-		if err := rows.Scan(&r.key, &r.id); err != nil {
+		if err := rows.Scan(&r.key, &r.id, &r.to); err != nil {
 			return nil, err
 		}
 		out = append(out, r)

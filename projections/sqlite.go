@@ -223,7 +223,7 @@ func (t *sqliteTx) referrers(ctx context.Context, model, table, column string, i
 			return nil, fmt.Errorf("find %s rows pointing at deleted rows: %w", table, err)
 		}
 		for rows.Next() {
-			var r referrer
+			r := referrer{to: id}
 			if err := rows.Scan(&r.key, &r.id); err != nil {
 				rows.Close()
 				return nil, err
