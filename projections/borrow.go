@@ -62,15 +62,16 @@ type claim struct {
 	k      recKey
 	rec    *record // nil for a row outside the round
 	row    bool    // it has a row (it is not a new one)
-	stayed bool    // outside the round: its row is there already
+	stayed bool    // its row is at the place already
 }
 
 // contend makes the records whose keys lead to one place (see above)
 // wait for the one that keeps it; blockers reports the waits. The
 // claimants are the round's live records of models that borrow a key,
 // new rows and existing ones alike (an existing row's reference can move
-// too), and the rows already at a contested place that the round does not
-// touch, found by their reference to the lender's row. The place goes to
+// too), and the rows already at a place that the round does not rewrite:
+// those pointing at the lender's row, and those this batch or the one
+// still committing put there (batch.placed). The place goes to
 // a row already there, then to an existing row, then to a new one,
 // preferring the record whose key is the place's own, then the least key.
 // An existing row that loses keeps its row as it was and is parked, as
