@@ -1201,38 +1201,38 @@ func (c *Capturer) readRow(ctx context.Context, table string, id int64) (row, er
 
 // referrers lists the ids of table's rows whose column holds id.
 func (c *Capturer) referrers(ctx context.Context, table, column string, id int64) ([]int64, error) {
-	rows, err := c.d.QueryContext(ctx, c.d.q(`SELECT id FROM `+quoteIdent(table)+` WHERE `+quoteIdent(column)+` = ? ORDER BY id`), id)
+	ids, err := c.ids(ctx, `SELECT id FROM `+quoteIdent(table)+` WHERE `+quoteIdent(column)+` = ? ORDER BY id`, id)
 	if err != nil {
 		return nil, fmt.Errorf("read %s by %s: %w", table, column, err)
 	}
-	defer rows.Close()
-	var ids []int64
-	for rows.Next() {
-		var id int64
-		if err := rows.Scan(&id); err != nil {
-			return nil, err
-		}
-		ids = append(ids, id)
-	}
-	return ids, rows.Err()
+	return ids, nil
 }
 
 // relationSet reads the target ids a Many2Many of one record holds now.
 func (c *Capturer) relationSet(ctx context.Context, f *models.Field, ownerID int64) ([]int64, error) {
 	rel := f.Relation
-	rows, err := c.d.QueryContext(ctx, c.d.q(`SELECT `+quoteIdent(rel.TargetColumn)+` FROM `+quoteIdent(rel.Table)+
-		` WHERE `+quoteIdent(rel.OriginColumn)+` = ? AND `+quoteIdent(rel.TargetColumn)+` IS NOT NULL`), ownerID)
+	ids, err := c.ids(ctx, `SELECT `+quoteIdent(rel.TargetColumn)+` FROM `+quoteIdent(rel.Table)+
+		` WHERE `+quoteIdent(rel.OriginColumn)+` = ? AND `+quoteIdent(rel.TargetColumn)+` IS NOT NULL`, ownerID)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", rel.Table, err)
+	}
+	return ids, nil
+}
+
+// ids runs a query of one integer column and returns its values.
+func (c *Capturer) ids(ctx context.Context, q string, args ...any) ([]int64, error) {
+	rows, err := c.d.QueryContext(ctx, c.d.q(q), args...)
+	if err != nil {
+		return nil, err
 	}
 	defer rows.Close()
 	var out []int64
 	for rows.Next() {
-		var t int64
-		if err := rows.Scan(&t); err != nil {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
 			return nil, err
 		}
-		out = append(out, t)
+		out = append(out, id)
 	}
 	return out, rows.Err()
 }
