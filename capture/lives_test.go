@@ -14,21 +14,35 @@ import (
 // or given another code, means that person, never the one who has the
 // code now.
 
-// addressesByCode maps each party code to the cities of its addresses.
+// addressesByCode lists each address as its party's code and its city.
 func (s *site) addressesByCode() string {
+	return s.joined(`SELECT p.code || ':' || a.city FROM party_address a JOIN party_party p ON p.id = a.party ORDER BY p.code, a.city`)
+}
+
+// patientsByCode lists each patient as its person's code, critical and
+// general information.
+func (s *site) patientsByCode() string {
+	return s.joined(`SELECT p.code || ':' || COALESCE(x.critical_info, '') || '/' || COALESCE(x.general_info, '') FROM gnuhealth_patient x JOIN party_party p ON p.id = x.name ORDER BY p.code`)
+}
+
+// joined runs a query of one text column and joins its rows with spaces.
+func (s *site) joined(q string) string {
 	s.t.Helper()
-	rs, err := s.db.QueryContext(ctx(s.t), `SELECT p.code, a.city FROM party_address a JOIN party_party p ON p.id = a.party ORDER BY p.code, a.city`)
+	rs, err := s.db.QueryContext(ctx(s.t), q)
 	if err != nil {
 		s.t.Fatal(err)
 	}
 	defer rs.Close()
 	var out []string
 	for rs.Next() {
-		var code, city string
-		if err := rs.Scan(&code, &city); err != nil {
+		var v string
+		if err := rs.Scan(&v); err != nil {
 			s.t.Fatal(err)
 		}
-		out = append(out, code+":"+city)
+		out = append(out, v)
+	}
+	if err := rs.Err(); err != nil {
+		s.t.Fatal(err)
 	}
 	return strings.Join(out, " ")
 }
@@ -176,26 +190,6 @@ func TestPatientOfARecodedPerson(t *testing.T) {
 			}
 		}
 	})
-}
-
-// patientsByCode lists each patient's person code, critical and general
-// information.
-func (s *site) patientsByCode() string {
-	s.t.Helper()
-	rs, err := s.db.QueryContext(ctx(s.t), `SELECT p.code, COALESCE(x.critical_info, '') || '/' || COALESCE(x.general_info, '') FROM gnuhealth_patient x JOIN party_party p ON p.id = x.name ORDER BY p.code`)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	defer rs.Close()
-	var out []string
-	for rs.Next() {
-		var code, info string
-		if err := rs.Scan(&code, &info); err != nil {
-			s.t.Fatal(err)
-		}
-		out = append(out, code+":"+info)
-	}
-	return strings.Join(out, " ")
 }
 
 // TestPatientRegisteredWhileRecoded: origin 1 corrects Ana's code (A-1 to
