@@ -699,50 +699,128 @@ func (b *batch) rename(ctx context.Context, m *models.Model, oldKey, newKey stri
 	if err := b.holdFields(ctx, m, localRef{m.Name, ch.id}, ch, fields, held, newKey, reason); err != nil {
 		return err
 	}
-	return b.moveBorrowers(ctx, m, ch)
+	return b.moveBorrowers(ctx, m, oldKey, newKey, ch)
 }
 
 // moveBorrowers moves the identities of the records whose key borrows
-// the key of the row ch just moved: a patient's key is its person's
-// code, so a corrected code moves the patient record too. Left under the
-// old key, it would be taken for the record of whoever gets that code
-// next (their patient record merged into this one). Only rows the
-// network knows move; the others are captured under the new key when
-// their turn comes.
-func (b *batch) moveBorrowers(ctx context.Context, m *models.Model, ch *change) error {
+// the key of the row ch just moved (from oldKey to newKey): a patient's
+// key is its person's code, so a corrected code moves the patient record
+// too. Left under the old key, it would be taken for the record of
+// whoever gets that code next (their patient record merged into this
+// one). Only rows the network knows move; the others are captured under
+// the new key when their turn comes. A row that points at the moved one
+// now takes the key it has now; any other that holds the old key (gone
+// from the table, or pointing elsewhere, by changes later in the outbox
+// than ch) takes it with the borrowed part replaced, so its later
+// changes name it and not the record that may take the old key next.
+func (b *batch) moveBorrowers(ctx context.Context, m *models.Model, oldKey, newKey string, ch *change) error {
 	for _, kp := range b.c.reg.Borrowers(m.Name) {
 		if t, ok := b.c.tables[kp.Model.Table]; !ok || t.Field != "" {
 			continue // not captured here
 		}
-		ids, err := b.c.referrers(ctx, kp.Model.Table, kp.Field.Column, ch.id)
+		pointing, err := b.c.referrers(ctx, kp.Model.Table, kp.Field.Column, ch.id)
 		if err != nil {
 			return fmt.Errorf("records whose key borrows %s id %d: %w", m.Name, ch.id, err)
 		}
-		for _, id := range ids {
-			oldKey, known, err := b.mapped(ctx, localRef{kp.Model.Name, id})
+		holding, err := b.borrowersOf(ctx, kp, oldKey)
+		if err != nil {
+			return fmt.Errorf("records whose key borrows %s %s: %w", m.Name, oldKey, err)
+		}
+		ids := append(slices.Clone(pointing), holding...)
+		slices.Sort(ids)
+		for _, id := range slices.Compact(ids) {
+			from, known, err := b.mapped(ctx, localRef{kp.Model.Name, id})
 			if err != nil {
 				return err
 			}
 			if !known {
 				continue
 			}
-			newKey, err := b.naturalKey(ctx, kp.Model, id, nil)
-			if asHeld(err) != nil {
-				continue // it keeps its identity until its key may be one (held.go)
+			var to string
+			if slices.Contains(pointing, id) {
+				to, err = b.naturalKey(ctx, kp.Model, id, nil)
+				if asHeld(err) != nil {
+					continue // it keeps its identity until its key may be one (held.go)
+				}
+				if err != nil {
+					return err
+				}
+			} else if to = replacePart(kp, from, oldKey, newKey); to == "" {
+				continue
 			}
-			if err != nil {
-				return err
-			}
-			if newKey == oldKey {
+			if to == from {
 				continue
 			}
 			sub := &change{seq: ch.seq, tx: ch.tx, at: ch.at, table: kp.Model.Table, op: "U", id: id, uid: ch.uid, new: row{}}
-			if err := b.rename(ctx, kp.Model, oldKey, newKey, sub); err != nil {
+			if err := b.rename(ctx, kp.Model, from, to, sub); err != nil {
 				return fmt.Errorf("%s id %d, whose key borrows %s's: %w", kp.Model.Name, id, m.Name, err)
 			}
 		}
 	}
 	return nil
+}
+
+// replacePart is key with its part kp changed from oldPart to newPart; ""
+// when that part of key is not oldPart.
+func replacePart(kp models.KeyPart, key, oldPart, newPart string) string {
+	if len(kp.Model.Key) == 1 {
+		if key != oldPart {
+			return ""
+		}
+		return newPart
+	}
+	parts, err := ledger.SplitKey(key)
+	if err != nil || len(parts) != len(kp.Model.Key) || parts[kp.Index] != oldPart {
+		return ""
+	}
+	parts[kp.Index] = newPart
+	return kp.Model.KeyOf(parts...)
+}
+
+// borrowersOf lists the rows whose identity holds key as its part kp: the
+// id map's entries, with this batch's changes to it and those of the
+// batch appended meanwhile.
+func (b *batch) borrowersOf(ctx context.Context, kp models.KeyPart, key string) ([]int64, error) {
+	m := kp.Model
+	q := `SELECT local_id FROM ` + b.c.d.t("records") + ` WHERE model = ? AND key = ? AND local_id IS NOT NULL`
+	arg := key
+	if len(m.Key) > 1 {
+		parts := make([]string, len(m.Key))
+		for i := range parts {
+			parts[i] = "%"
+		}
+		// The other parts are any text without '/' (JoinKey escapes it).
+		parts[kp.Index] = strings.NewReplacer("!", "!!", "%", "!%", "_", "!_").Replace(ledger.JoinKey(key))
+		arg = strings.Join(parts, "/")
+		q = `SELECT local_id FROM ` + b.c.d.t("records") + ` WHERE model = ? AND key LIKE ? ESCAPE '!' AND local_id IS NOT NULL`
+	}
+	found, err := b.c.ids(ctx, q, m.Name, arg)
+	if err != nil {
+		return nil, err
+	}
+	var flKeys map[localRef]string
+	if b.fl != nil {
+		flKeys = b.fl.keys
+	}
+	for _, keys := range []map[localRef]string{b.keys, flKeys} {
+		for ref, k := range keys {
+			if ref.model == m.Name && replacePart(kp, k, key, key) != "" {
+				found = append(found, ref.id)
+			}
+		}
+	}
+	slices.Sort(found)
+	var out []int64
+	for _, id := range slices.Compact(found) {
+		k, known, err := b.mapped(ctx, localRef{m.Name, id})
+		if err != nil {
+			return nil, err
+		}
+		if known && replacePart(kp, k, key, key) != "" {
+			out = append(out, id)
+		}
+	}
+	return out, nil
 }
 
 // relation notes the owner of a changed Many2Many relation row; its new

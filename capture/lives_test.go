@@ -321,3 +321,195 @@ func TestWardsFollowTheirInstitutionsCode(t *testing.T) {
 		}
 	})
 }
+
+// TestPatientTakesTheCodeItsPersonsNeighbourLeft: in one drain origin 1
+// corrects Ana's code (A-1 to A-3), gives Bob the code she left (A-2 to
+// A-1), then deletes Ana and her patient record. Each patient record
+// moves with its person; Bob's must live on under A-1 at both sites.
+func TestPatientTakesTheCodeItsPersonsNeighbourLeft(t *testing.T) {
+	forEachLayout(t, func(t *testing.T, lay layout) {
+		a, b, ana := anaAtTwoSites(t, lay)
+		bob := a.insert("party_party", 1, map[string]any{"code": "A-2", "name": "Bob", "active": true})
+		a.insert("gnuhealth_patient", 1, map[string]any{"name": ana, "critical_info": "asthma", "active": true})
+		a.insert("gnuhealth_patient", 1, map[string]any{"name": bob, "critical_info": "flu", "active": true})
+		exchange(a, b)
+		a.update("party_party", ana, 1, map[string]any{"code": "A-3"})
+		a.update("party_party", bob, 1, map[string]any{"code": "A-1"})
+		a.exec(a.q(`DELETE FROM gnuhealth_patient WHERE name = ?`), ana)
+		a.exec(a.q(`DELETE FROM party_party WHERE id = ?`), ana)
+		exchange(a, b)
+		for _, s := range []*site{a, b} {
+			if got, want := fmt.Sprint(s.partyNames()), "map[A-1:Bob]"; got != want {
+				t.Fatalf("origin %d holds %s, want %s", s.origin, got, want)
+			}
+			if got := s.patientsByCode(); got != "A-1:flu/" {
+				t.Fatalf("origin %d shows patients %q, want Bob's at A-1 (parked: %v)", s.origin, got, s.parkedList())
+			}
+		}
+	})
+}
+
+// TestAppointmentOfAPatientDeletedWhileRecoded: origin 2 books an
+// appointment for Ana's patient record; origin 1 deletes the record;
+// origin 2, not told, then corrects Ana's code (A-1 to B-1), her patient
+// record with her. The correction was concurrent with the delete, so the
+// record lives on under B-1, and the appointment is hers there. Origin 3
+// hears of the delete and the appointment first: it shows the
+// appointment with no patient, then must follow the correction when it
+// arrives, like origin 2.
+func TestAppointmentOfAPatientDeletedWhileRecoded(t *testing.T) {
+	forEachLayout(t, func(t *testing.T, lay layout) {
+		a, b, ana := anaAtTwoSites(t, lay)
+		c := newSite(t, lay, 3)
+		a.insert("gnuhealth_patient", 1, map[string]any{"name": ana, "critical_info": "asthma", "active": true})
+		exchange(a, b)
+		c.receive(a)
+		c.project()
+		patient := b.int(`SELECT id FROM gnuhealth_patient`)
+		b.insert("gnuhealth_appointment", 1, map[string]any{"patient": patient, "comments": "checkup"})
+		b.drain()
+		a.exec(a.q(`DELETE FROM gnuhealth_patient WHERE name = ?`), ana)
+		a.drain()
+		c.receive(a)
+		c.receive(b)
+		c.project()
+		b.update("party_party", b.int(`SELECT id FROM party_party WHERE code = 'A-1'`), 1, map[string]any{"code": "B-1"})
+		b.drain()
+		c.receive(b)
+		c.project()
+		exchange(a, b)
+		for _, s := range []*site{a, b, c} {
+			if got := s.patientsByCode(); got != "B-1:asthma/" {
+				t.Fatalf("origin %d shows patients %q, want Ana's at B-1", s.origin, got)
+			}
+			got := s.joined(`SELECT a.comments || ':' || COALESCE(p.code, '-') FROM gnuhealth_appointment a LEFT JOIN gnuhealth_patient x ON x.id = a.patient LEFT JOIN party_party p ON p.id = x.name`)
+			if got != "checkup:B-1" {
+				t.Fatalf("origin %d shows appointment %q, want Ana's at B-1", s.origin, got)
+			}
+		}
+	})
+}
+
+// TestAddressFollowsTheCorrectionThatLivesOn: origin 3 adds an address to
+// Ana (A-1); origin 2 corrects her code to B-1 and then deletes her;
+// origin 1, told of neither, corrects it to A-2. Ana lives on at A-2.
+// Origin 2 hears of the address before origin 1's correction: it parks it
+// (its person was deleted), and must take it up again when the
+// correction arrives, since the address's reference now leads to her.
+func TestAddressFollowsTheCorrectionThatLivesOn(t *testing.T) {
+	forEachLayout(t, func(t *testing.T, lay layout) {
+		a, b, ana := anaAtTwoSites(t, lay)
+		c := newSite(t, lay, 3)
+		c.receive(a)
+		c.project()
+		c.insert("party_address", 1, map[string]any{"party": c.int(`SELECT id FROM party_party WHERE code = 'A-1'`), "city": "Lisbon", "active": true})
+		c.drain()
+		atB := b.int(`SELECT id FROM party_party WHERE code = 'A-1'`)
+		b.update("party_party", atB, 1, map[string]any{"code": "B-1"})
+		b.exec(b.q(`DELETE FROM party_party WHERE id = ?`), atB)
+		b.drain()
+		b.receive(c)
+		b.project()
+		if got := b.addressesByCode(); got != "" {
+			t.Fatalf("origin 2 shows addresses %q before origin 1's correction, want none", got)
+		}
+		a.update("party_party", ana, 1, map[string]any{"code": "A-2"})
+		a.drain()
+		b.receive(a)
+		b.project()
+		for _, s := range []*site{a, c} {
+			s.receive(b)
+			for _, from := range []*site{a, b, c} {
+				if from != s {
+					s.receive(from)
+				}
+			}
+			s.project()
+		}
+		for _, s := range []*site{a, b, c} {
+			if got, want := fmt.Sprint(s.partyNames()), "map[A-2:Ana]"; got != want {
+				t.Fatalf("origin %d holds %s, want %s", s.origin, got, want)
+			}
+			if got := s.addressesByCode(); got != "A-2:Lisbon" {
+				t.Fatalf("origin %d shows addresses %q, want Ana's at A-2 (parked: %v)", s.origin, got, s.parkedList())
+			}
+		}
+	})
+}
+
+// TestAddressStaysWithItsPersonThroughAReusedCode: origin 1 corrects
+// Ana's code twice, the second time to a code a deleted person had (A-1),
+// then deletes her and registers Bob under A-1. Origin 2 had Ana's row,
+// with an address origin 1 never heard of, and hears all of it in one
+// batch: Ana's row went to A-1 with the second correction, and must go
+// with her delete, not stay for Bob with her address on it.
+func TestAddressStaysWithItsPersonThroughAReusedCode(t *testing.T) {
+	forEachLayout(t, func(t *testing.T, lay layout) {
+		a, b := newSite(t, lay, 1), newSite(t, lay, 2)
+		carl := a.insert("party_party", 1, map[string]any{"code": "A-1", "name": "Carl", "active": true})
+		a.exec(a.q(`DELETE FROM party_party WHERE id = ?`), carl)
+		ana := b.insert("party_party", 1, map[string]any{"code": "B-3", "name": "Ana", "active": true})
+		b.insert("party_address", 1, map[string]any{"party": ana, "city": "Lisbon", "active": true})
+		b.drain()
+		a.receive(b)
+		a.project()
+		atA := a.int(`SELECT id FROM party_party WHERE code = 'B-3'`)
+		a.update("party_party", atA, 1, map[string]any{"code": "A-2"})
+		a.drain()
+		a.update("party_party", atA, 1, map[string]any{"code": "A-1"})
+		a.drain()
+		a.exec(a.q(`DELETE FROM party_address WHERE party = ?`), atA)
+		a.exec(a.q(`DELETE FROM party_party WHERE id = ?`), atA)
+		a.insert("party_party", 1, map[string]any{"code": "A-1", "name": "Bob", "active": true})
+		a.drain()
+		b.insert("party_address", 1, map[string]any{"party": ana, "city": "Porto", "active": true})
+		b.drain()
+		b.project()
+		exchange(a, b)
+		for _, s := range []*site{a, b} {
+			if got, want := fmt.Sprint(s.partyNames()), "map[A-1:Bob]"; got != want {
+				t.Fatalf("origin %d holds %s, want %s", s.origin, got, want)
+			}
+			if got := s.addressesByCode(); got != "" {
+				t.Fatalf("origin %d shows addresses %q, want none (Ana was deleted; parked: %v)", s.origin, got, s.parkedList())
+			}
+		}
+	})
+}
+
+// TestWardDeletedAfterItsInstitutionsCodeChanged: a ward deleted in the
+// drain that corrects its institution's code is gone from the table when
+// the correction is captured; it still moves with the institution (its
+// key's borrowed part replaced, the name kept as it is, whatever it
+// holds), so its delete names the key it has by then.
+func TestWardDeletedAfterItsInstitutionsCodeChanged(t *testing.T) {
+	forEachLayout(t, func(t *testing.T, lay layout) {
+		a, b := newSite(t, lay, 1), newSite(t, lay, 2)
+		party := a.insert("party_party", 1, map[string]any{"code": "A-HC1", "name": "Health Centre 1", "active": true})
+		inst := a.insert("gnuhealth_institution", 1, map[string]any{"name": party, "code": "HC-01", "institution_type": "health_center", "public_level": "public"})
+		unit := a.insert("gnuhealth_hospital_unit", 1, map[string]any{"institution": inst, "code": "U1", "name": "Unit 1"})
+		ward := a.insert("gnuhealth_hospital_ward", 1, map[string]any{"institution": inst, "name": "East_1/2%", "unit": unit, "gender": "men", "state": "available"})
+		exchange(a, b)
+		a.update("gnuhealth_institution", inst, 1, map[string]any{"code": "HC-11"})
+		a.exec(a.q(`DELETE FROM gnuhealth_hospital_ward WHERE id = ?`), ward)
+		var wards []string
+		for _, e := range a.drain() {
+			if e.Model == "gnuhealth.hospital.ward" {
+				wards = append(wards, fmt.Sprintf("%s %s", e.Op, e.Key))
+			}
+		}
+		from, to := ledger.JoinKey("HC-01", "East_1/2%"), ledger.JoinKey("HC-11", "East_1/2%")
+		if want := []string{"create " + to, "delete " + from, "delete " + to}; !slices.Equal(wards, want) {
+			t.Fatalf("captured wards %q, want %q", wards, want)
+		}
+		exchange(a, b)
+		for _, s := range []*site{a, b} {
+			if n := s.int(`SELECT count(*) FROM gnuhealth_hospital_ward`); n != 0 {
+				t.Fatalf("origin %d holds %d wards, want none", s.origin, n)
+			}
+			if got := s.str(`SELECT i.code || ' ' || u.code FROM gnuhealth_hospital_unit u JOIN gnuhealth_institution i ON i.id = u.institution`); got != "HC-11 U1" {
+				t.Fatalf("origin %d shows the unit as %q, want HC-11 U1", s.origin, got)
+			}
+		}
+	})
+}

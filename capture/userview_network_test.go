@@ -77,9 +77,16 @@ func TestSitesKeepEveryPatient(t *testing.T) {
 	// projections/borrow.go); a reference to a person deleted at one site
 	// and recoded at another (merge.State.Meant), twice; a patient row
 	// moving in the batch that deleted its person's old row, lost with it
-	// (projections.movedRow).
+	// (projections.movedRow); addresses parked at one site after a
+	// person's delete, not taken up when a concurrent correction of the
+	// code arrived (projections.Hops); a patient record deleted in the
+	// drain that corrected its person's code and gave the old code to
+	// another person, its delete naming the other's record
+	// (capture.borrowersOf); a row moved to a reused code and kept for
+	// the code's next person, with an address on it (lifeEnded).
 	runSites(t, "TestSitesKeepEveryPatient", world{addresses: true, patients: true}, 1, 2, 3, 4,
-		16666822827799462730, 14120318031196798187, 8163403392168063381, 15100783668800212754)
+		16666822827799462730, 14120318031196798187, 8163403392168063381, 15100783668800212754,
+		6157309498759814265, 15960481085519177285, 16243542967340620226)
 }
 
 // TestSitesKeepEveryAppointment is TestSitesKeepEveryPatient with
@@ -99,10 +106,14 @@ func TestSitesKeepEveryAppointment(t *testing.T) {
 // nobody deleted, on the appointment it was made for or none once that is
 // cancelled, and on that appointment's patient's person or none.
 func TestSitesKeepEveryEvaluation(t *testing.T) {
-	// The last seed found two patient records given one person's row in
-	// one batch: the second was written in a later round of the batch,
-	// whose reads do not show the first's row (projections.batch.placed).
-	runSites(t, "TestSitesKeepEveryEvaluation", world{addresses: true, patients: true, appointments: true, evaluations: true}, 1, 2, 3, 4, 1687331697235776965)
+	// Seeds that found bugs: two patient records given one person's row
+	// in one batch, the second written in a later round of the batch,
+	// whose reads do not show the first's row (projections.batch.placed);
+	// a patient's current address emptied by the database when the
+	// address's row went with its deleted person, parked at the sites
+	// that got the patient later only (projections.nulled).
+	runSites(t, "TestSitesKeepEveryEvaluation", world{addresses: true, patients: true, appointments: true, evaluations: true}, 1, 2, 3, 4,
+		1687331697235776965, 573126634977069369)
 }
 
 // world says which records a random history of sitesKeepEveryPerson
@@ -617,8 +628,16 @@ func sitesKeepEveryPerson(t *testing.T, rng *rand.Rand, lay layout, log *[]strin
 			if registeredFor[tok] != token(x.owner) {
 				t.Fatalf("origin %d shows patient %s as %s's; users registered it for %s", s.origin, x.info, x.owner, registeredFor[tok])
 			}
-			if x.address != "" && !addressedAt[tok][token(x.address)] {
-				t.Fatalf("origin %d gives patient %s address %s, which no user gave it (users gave it %v)", s.origin, x.info, x.address, addressedAt[tok])
+			// Two registrations of one person at two sites are one
+			// record: the address may be one a user gave the other.
+			given := map[string]bool{}
+			for other, p := range registeredFor {
+				if p == registeredFor[tok] {
+					maps.Copy(given, addressedAt[other])
+				}
+			}
+			if x.address != "" && !given[token(x.address)] {
+				t.Fatalf("origin %d gives patient %s address %s, which no user gave it or another registration of %s (users gave them %v)", s.origin, x.info, x.address, registeredFor[tok], given)
 			}
 		}
 		slices.Sort(registered)

@@ -102,10 +102,8 @@ type batch struct {
 	pending map[string]map[int64]bool
 	alias   map[recKey]string
 	// capturedAs is the origin the target's own changes are captured as
-	// (package capture binds it), if any; renamed is the keys this
-	// batch's renames moved a row between. See lives.go.
+	// (package capture binds it), if any. See lives.go.
 	capturedAs *uint16
-	renamed    map[recKey]bool
 	moves      []idMove            // the renames' id moves still to do (local.go)
 	moved      []rowMove           // the rows' moves, in order (local.go)
 	bounds     []ledger.ClockBound // see clockbound.go
@@ -118,6 +116,12 @@ type batch struct {
 	// contention is the records of this round that wait for another
 	// whose key leads to the same row (borrow.go).
 	contention map[recKey]wait
+	// movedLate is the records a key change reached after they were
+	// deleted (refollow.go).
+	movedLate []recKey
+	// renull is the records whose references the round's deletes empty
+	// while their targets live on (cascade.go: nulled).
+	renull []recKey
 	// placed is where this batch's rows of borrowing models went: the
 	// key a place is named by → the record whose row it gave it. Reads of
 	// the target do not see a batch's own writes before it commits (nor,
@@ -314,6 +318,9 @@ func (b *batch) apply(ctx context.Context, evs []ledger.Record) error {
 		if e.HLC <= b.frontier {
 			b.p.arrivedLate(rec.k)
 		}
+		if _, moves := e.Fields[merge.RenamedTo]; moves && rec.st.Deleted != nil {
+			b.movedLate = append(b.movedLate, rec.k)
+		}
 		if rec.st.Apply(e) {
 			if !rec.dirty {
 				todo = append(todo, rec)
@@ -330,7 +337,11 @@ func (b *batch) apply(ctx context.Context, evs []ledger.Record) error {
 	if err != nil {
 		return err
 	}
-	for _, rec := range redo {
+	again, err := b.refollow(ctx)
+	if err != nil {
+		return err
+	}
+	for _, rec := range append(redo, again...) {
 		if rec.pending {
 			rec.before, rec.pending = rec.st.Conflicts(rec.m.Policy), false
 		}
@@ -372,8 +383,38 @@ func (b *batch) apply(ctx context.Context, evs []ledger.Record) error {
 			b.lost = nil
 			todo = append(todo, lost...)
 		}
+		if len(b.renull) > 0 {
+			again, err := b.reload(ctx, b.renull, todo)
+			if err != nil {
+				return err
+			}
+			b.renull = nil
+			todo = append(todo, again...)
+		}
 	}
 	return nil
+}
+
+// reload loads keys' records to be derived again whole, but those
+// already in todo.
+func (b *batch) reload(ctx context.Context, keys []recKey, todo []*record) ([]*record, error) {
+	slices.SortFunc(keys, compareKeys)
+	keys = slices.Compact(keys)
+	if err := b.load(ctx, keys); err != nil {
+		return nil, err
+	}
+	in := make(map[*record]bool, len(todo))
+	for _, rec := range todo {
+		in[rec] = true
+	}
+	var out []*record
+	for _, k := range keys {
+		if rec := b.recs[k]; rec.st.Live() && !in[rec] {
+			rec.whole = true
+			out = append(out, rec)
+		}
+	}
+	return out, nil
 }
 
 // loadParkedNone learns whether any record is parked (see parkedNone).
@@ -429,14 +470,7 @@ func (b *batch) values(ctx context.Context, todo []*record) error {
 			rec.vals = RowValues(rec.m, rec.k.key, rec.st)
 		}
 	}
-	state := func(model, key string) (*merge.State, bool) {
-		k := recKey{model, key}
-		if t, ok := b.recs[k]; ok {
-			return t.st, true
-		}
-		st, ok := b.targets[k]
-		return st, ok
-	}
+	state := b.state
 	for range 16 { // each round reads the targets of key changes the last one found
 		var need []recKey
 		for _, rec := range todo {
@@ -476,6 +510,17 @@ func (b *batch) values(ctx context.Context, todo []*record) error {
 		}
 	}
 	return nil
+}
+
+// state is a record's merge state as the batch holds it (its own records
+// and the targets it read); loaded is false for one it has not read.
+func (b *batch) state(model, key string) (st *merge.State, loaded bool) {
+	k := recKey{model, key}
+	if t, ok := b.recs[k]; ok {
+		return t.st, true
+	}
+	st, loaded = b.targets[k]
+	return st, loaded
 }
 
 // refsOf lists every record a row needs ids for.
@@ -733,7 +778,7 @@ func (b *batch) blockers(rec *record, resolvable func(recKey) bool) []wait {
 		if v.IsNull() {
 			if w, ok := rec.st.Value(rec.m.Policy, f.Name); ok {
 				if r, ok := w.Value.AsRef(); ok { // nulled by FollowRefs
-					out = append(out, wait{recKey{r.Model, r.Key}, "required " + f.Name + " names a life of its target that was deleted"})
+					out = b.waitHops(out, r, "required "+f.Name+" names a life of its target that was deleted")
 					continue
 				}
 			}
@@ -742,10 +787,28 @@ func (b *batch) blockers(rec *record, resolvable func(recKey) bool) []wait {
 		}
 		if r, ok := v.AsRef(); ok && !resolvable(recKey{r.Model, r.Key}) {
 			t := recKey{r.Model, r.Key}
-			reason := "required " + f.Name + " target has not arrived"
-			if b.deleted(t) {
-				reason = "required " + f.Name + " target was deleted"
+			if !b.deleted(t) {
+				out = append(out, wait{t, "required " + f.Name + " target has not arrived"})
+				continue
 			}
+			out = append(out, wait{t, "required " + f.Name + " target was deleted"})
+			if w, ok := rec.st.Value(rec.m.Policy, f.Name); ok {
+				if r, ok := w.Value.AsRef(); ok {
+					out = b.waitHops(out, r, "required "+f.Name+" target was deleted")
+				}
+			}
+		}
+	}
+	return out
+}
+
+// waitHops adds a wait on every record a reference passes through to the
+// deleted life it ends at (Hops): one more key change of any of them, by
+// a site that had not heard of the delete, can lead it to a live record.
+func (b *batch) waitHops(out []wait, r ledger.Ref, reason string) []wait {
+	for _, h := range Hops(b.p.reg, r, b.state) {
+		t := recKey{h.Model, h.Key}
+		if !slices.ContainsFunc(out, func(w wait) bool { return w.target == t }) {
 			out = append(out, wait{t, reason})
 		}
 	}
@@ -1150,7 +1213,8 @@ func (b *batch) bookkeep(rec *record, resolvable func(recKey) bool) {
 		return
 	}
 	waits := b.blockers(rec, resolvable)
-	// A deleted target leaves the reference NULL for good: nothing to wait for.
+	// An optional reference to a deleted target is left NULL (refollow
+	// takes it up again if a key change leads it elsewhere).
 	for _, t := range rec.refs {
 		if _, has := b.ids[t]; !has && !b.deleted(t) && !slices.ContainsFunc(waits, func(w wait) bool { return w.target == t }) {
 			waits = append(waits, wait{t, "optional reference target has not arrived"})

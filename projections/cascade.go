@@ -46,6 +46,22 @@ func (p *Projector) cascadesTo(target string) []cascadeRef {
 	return p.cascades[target]
 }
 
+// nullsTo lists the Many2One fields whose rows a delete of target's rows
+// leaves with NULL in them (ON DELETE SET NULL).
+func (p *Projector) nullsTo(target string) []cascadeRef {
+	if p.nulls == nil {
+		p.nulls = map[string][]cascadeRef{}
+		for _, m := range p.reg.Models() {
+			for i := range m.Fields {
+				if f := &m.Fields[i]; f.Type == models.Many2One && f.OnDelete == models.SetNull {
+					p.nulls[f.Target] = append(p.nulls[f.Target], cascadeRef{m, f})
+				}
+			}
+		}
+	}
+	return p.nulls[target]
+}
+
 // cascade finds the records whose rows the round's deletes (those below
 // materialize's "Deletes first": ended lives, and deleted records' rows
 // no local change keeps) take with them or must remove first, and so on
@@ -54,12 +70,16 @@ func (p *Projector) cascadesTo(target string) []cascadeRef {
 // others go to b.lost, to be derived again in the next round (loseRows).
 func (b *batch) cascade(ctx context.Context, todo []*record, ended map[recKey]int64) error {
 	var level goneRows
+	var kept []goneRows // rows that go while their records live on
 	levels := map[string][]int64{}
 	for _, rec := range todo {
+		id, goes := ended[rec.k]
+		if goes && rec.st.Live() && len(b.p.nullsTo(rec.k.model)) > 0 {
+			kept = append(kept, goneRows{rec.k.model, []int64{id}})
+		}
 		if len(b.p.cascadesTo(rec.k.model)) == 0 {
 			continue
 		}
-		id, goes := ended[rec.k]
 		if !goes {
 			var has bool
 			id, has = b.ids[rec.k]
@@ -70,7 +90,7 @@ func (b *batch) cascade(ctx context.Context, todo []*record, ended map[recKey]in
 		}
 	}
 	if len(levels) == 0 {
-		return nil
+		return b.nulled(ctx, kept)
 	}
 	inRound := make(map[recKey]*record, len(todo))
 	for _, rec := range todo {
@@ -119,11 +139,46 @@ func (b *batch) cascade(ctx context.Context, todo []*record, ended map[recKey]in
 			if len(next) > 0 && len(b.p.cascadesTo(c.m.Name)) > 0 {
 				queue = append(queue, goneRows{c.m.Name, next})
 			}
+			if len(next) > 0 && len(b.p.nullsTo(c.m.Name)) > 0 {
+				kept = append(kept, goneRows{c.m.Name, next})
+			}
 		}
+	}
+	if err := b.nulled(ctx, kept); err != nil {
+		return err
 	}
 	for i := len(restricted) - 1; i >= 0; i-- {
 		r := restricted[i]
 		b.removeRow(&record{k: recKey{r.m.Name, r.key}, m: r.m}, r.id)
+	}
+	return nil
+}
+
+// nulled notes, in b.renull, the records whose rows point through an ON
+// DELETE SET NULL key at rows that go while their records live on (a
+// person's address, its person deleted elsewhere). The database empties
+// the reference; derived again, such a record waits for the row to come
+// back, as it does at a site that never had it, so every site parks the
+// same and all take the reference up again when it does.
+func (b *batch) nulled(ctx context.Context, kept []goneRows) error {
+	for _, g := range kept {
+		for _, c := range b.p.nullsTo(g.model) {
+			if !b.p.hasField(c.m, c.f) {
+				continue
+			}
+			found, err := b.tx.referrers(ctx, c.m.Name, c.m.Table, c.f.Column, g.ids)
+			if err != nil {
+				return err
+			}
+			found = append(found, b.carried(c, g)...)
+			for _, r := range found {
+				k := recKey{c.m.Name, r.key}
+				if to, ok := b.movedRow(c.m.Name, r.id); ok {
+					k = to
+				}
+				b.renull = append(b.renull, k)
+			}
+		}
 	}
 	return nil
 }

@@ -46,7 +46,7 @@ func lifeOf(st *merge.State) life {
 // lifeEnded reports whether rec's row belongs to a life that ended in
 // this batch while a later one began.
 func (b *batch) lifeEnded(rec *record) bool {
-	if rec.st.Deleted == nil || !rec.entered.live || !rec.st.Live() || b.renamed[rec.k] {
+	if rec.st.Deleted == nil || !rec.entered.live || !rec.st.Live() {
 		return false
 	}
 	from := rec.entered.start

@@ -137,27 +137,19 @@ func (b *batch) rename(ctx context.Context, e *ledger.Event) error {
 	b.alias[from] = to.key
 	b.tx.queue(`INSERT INTO `+b.s+`alias (model, old_key, new_key) VALUES (?, ?, ?)
 		ON CONFLICT (model, old_key) DO UPDATE SET new_key = excluded.new_key`, from.model, from.key, to.key)
-	if b.capturedAs != nil && e.Origin == *b.capturedAs {
-		// This database's own capturer moved the id when it captured the
-		// rename; the id map shows what the users did since (the old key
-		// may name another row by now), so it is left as it is.
-		b.rowMoved(from, to)
-		return nil
-	}
-	b.moves = append(b.moves, idMove{from: from, to: to, at: at})
+	// This database's own capturer moved the id when it captured the
+	// rename; the id map shows what the users did since (the old key may
+	// name another row by now), so it is left as it is (own).
+	own := b.capturedAs != nil && e.Origin == *b.capturedAs
+	b.moves = append(b.moves, idMove{from: from, to: to, at: at, own: own})
 	return nil
 }
 
-// rowMoved notes that a row moved from one key to another in this batch
-// (lives.go). The row shows the old key's record: every column of it is
-// written again, from the record it moved to (which may hold values the
-// row never showed: a stale borrowed key joining the record of its new
-// key, borrow.go).
-func (b *batch) rowMoved(from, to recKey) {
-	if b.renamed == nil {
-		b.renamed = map[recKey]bool{}
-	}
-	b.renamed[from], b.renamed[to] = true, true
+// rowMoved notes that a row moved to another key in this batch. The row
+// shows the old key's record: every column of it is written again, from
+// the record it moved to (which may hold values the row never showed: a
+// stale borrowed key joining the record of its new key, borrow.go).
+func (b *batch) rowMoved(to recKey) {
 	if rec, ok := b.recs[to]; ok {
 		rec.whole = true
 	}
@@ -168,6 +160,16 @@ func (b *batch) rowMoved(from, to recKey) {
 type idMove struct {
 	from, to recKey
 	at       merge.Stamp
+	own      bool // captured here: the id moved already
+}
+
+// entered notes that the row of mv's new key is now the life the rename
+// began: a later rename of that life in this batch moves it on, and a
+// delete of it ends the row with it (lifeEnded).
+func (b *batch) entered(mv idMove) {
+	if to := b.recs[mv.to]; to != nil {
+		to.entered = life{known: true, live: true, start: to.st.LifeStart(mv.at)}
+	}
 }
 
 // moveIDs moves the local ids of the batch's renames, in ledger order,
@@ -178,6 +180,11 @@ type idMove struct {
 // record gets a row of its own.
 func (b *batch) moveIDs(ctx context.Context) error {
 	for _, mv := range b.moves {
+		if mv.own {
+			b.entered(mv)
+			b.rowMoved(mv.to)
+			continue
+		}
 		old := b.recs[mv.from]
 		if b.rowLife(old) != old.st.LifeStart(renameDelete(old.st, mv)) {
 			continue
@@ -194,13 +201,9 @@ func (b *batch) moveIDs(ctx context.Context) error {
 		ON CONFLICT (model, key) DO UPDATE SET local_id = excluded.local_id`, mv.to.model, mv.to.key, id)
 		b.ids[mv.to] = id
 		delete(b.ids, mv.from)
-		if to := b.recs[mv.to]; to != nil {
-			// The row is now the life this rename began: a later rename
-			// of that life in this batch moves it on.
-			to.entered = life{known: true, live: true, start: to.st.LifeStart(mv.at)}
-		}
+		b.entered(mv)
 		b.moved = append(b.moved, rowMove{id: id, from: mv.from, to: mv.to})
-		b.rowMoved(mv.from, mv.to)
+		b.rowMoved(mv.to)
 		if err := b.noticeBorrowers(ctx, mv.to, id); err != nil {
 			return err
 		}

@@ -3,6 +3,7 @@ package projections
 import (
 	"context"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/ghsync/ghsync/ledger"
@@ -151,6 +152,33 @@ func MeantKey(reg *models.Registry, r ledger.Ref, state func(model, key string) 
 		key = ""
 	}
 	return key, ok, need
+}
+
+// Hops lists the records a reference to r passes through on its way to
+// the key it means (MeantKey), r first: every key change of a life it
+// follows, on every branch. A reference that ends at a deleted life must
+// be looked at again when any of them changes key once more (a site that
+// had not heard of the delete recoded it too), so its waits name them
+// all. Records whose state is not loaded end their branch.
+func Hops(reg *models.Registry, r ledger.Ref, state func(model, key string) (st *merge.State, loaded bool)) []ledger.Ref {
+	out := []ledger.Ref{r}
+	for i := 0; i < len(out) && len(out) < 32; i++ { // more than this is a loop
+		at := out[i]
+		if m, known := reg.Lookup(at.Model); !known || m.Kind == models.UUIDKey {
+			continue
+		}
+		st, loaded := state(at.Model, at.Key)
+		if !loaded {
+			continue
+		}
+		_, moves := st.Meant(at.Saw)
+		for _, to := range moves {
+			if !slices.ContainsFunc(out, func(o ledger.Ref) bool { return o.Model == to.Model && o.Key == to.Key }) {
+				out = append(out, to)
+			}
+		}
+	}
+	return out
 }
 
 // ColumnValue is the value the projector writes in f's column for a

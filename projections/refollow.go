@@ -1,0 +1,109 @@
+package projections
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/ghsync/ghsync/models"
+)
+
+// A key change of a record made at a site not yet told the record was
+// deleted reaches the others after the delete (merge.State.Meant: the
+// person lives on under the new key). A reference that meant the record
+// then leads there (MeantKey). A required one was parked waiting on every
+// record it passes through (waitHops) and is woken by the change. An
+// optional one was written NULL, at sites that had its row when the
+// delete came (the database set it) and at those that got it afterwards
+// alike, and nothing waits: refollow finds those rows and derives them
+// again. Key changes of deleted records are rare (two clinics acting on
+// one person at once), so a scan of the NULL rows is affordable.
+
+// refollow returns the live records with a NULL optional Many2One to a
+// model one of b.movedLate belongs to whose state names a target there,
+// loaded for the batch to derive again. Records of the batch still
+// committing are looked at whatever their rows hold: its writes may not
+// show to the query.
+func (b *batch) refollow(ctx context.Context) ([]*record, error) {
+	if len(b.movedLate) == 0 {
+		return nil, nil
+	}
+	targets := map[string]bool{}
+	for _, k := range b.movedLate {
+		targets[k.model] = true
+	}
+	b.movedLate = nil
+	var keys []recKey
+	type field struct {
+		m *models.Model
+		f *models.Field
+	}
+	var fields []field
+	for _, m := range b.p.reg.Models() {
+		if !b.p.hasTable(m.Table) {
+			continue
+		}
+		for i := range m.Fields {
+			f := &m.Fields[i]
+			if f.Type != models.Many2One || f.Required || !targets[f.Target] || !b.p.hasField(m, f) {
+				continue
+			}
+			fields = append(fields, field{m, f})
+			found, err := b.nullRows(ctx, m, f)
+			if err != nil {
+				return nil, fmt.Errorf("find %s rows with no %s: %w", m.Name, f.Name, err)
+			}
+			keys = append(keys, found...)
+		}
+	}
+	if b.prev != nil { // rows the batch still committing wrote may not show
+		for k := range b.prev.recs {
+			if slices.ContainsFunc(fields, func(fl field) bool { return fl.m.Name == k.model }) {
+				keys = append(keys, k)
+			}
+		}
+	}
+	slices.SortFunc(keys, compareKeys)
+	keys = slices.Compact(keys)
+	if err := b.load(ctx, keys); err != nil {
+		return nil, err
+	}
+	var out []*record
+	for _, k := range keys {
+		rec := b.recs[k]
+		if !rec.st.Live() {
+			continue
+		}
+		for _, fl := range fields {
+			if fl.m != rec.m {
+				continue
+			}
+			if w, ok := rec.st.Value(rec.m.Policy, fl.f.Name); ok {
+				if _, ok := w.Value.AsRef(); ok {
+					out = append(out, rec)
+					break
+				}
+			}
+		}
+	}
+	return out, nil
+}
+
+// nullRows lists the records whose rows in m's table hold NULL in f.
+func (b *batch) nullRows(ctx context.Context, m *models.Model, f *models.Field) ([]recKey, error) {
+	rows, err := b.tx.query(ctx, `SELECT i.key FROM `+quoteIdent(m.Table)+` t JOIN `+b.s+`records i
+		ON i.model = ? AND i.local_id = t.id WHERE t.`+quoteIdent(f.Column)+` IS NULL`, m.Name)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []recKey
+	for rows.Next() {
+		k := recKey{model: m.Name}
+		if err := rows.Scan(&k.key); err != nil {
+			return nil, err
+		}
+		out = append(out, k)
+	}
+	return out, rows.Err()
+}
