@@ -48,13 +48,23 @@ func (s *site) joined(q string) string {
 }
 
 // exchange gives each site the other's ledger and projects both.
-func exchange(a, b *site) {
-	a.drain()
-	b.drain()
-	a.receive(b)
-	b.receive(a)
-	a.project()
-	b.project()
+func exchange(a, b *site) { exchangeAll(a, b) }
+
+// exchangeAll gives each site every other's ledger and projects them all.
+func exchangeAll(sites ...*site) {
+	for _, s := range sites {
+		s.drain()
+	}
+	for _, s := range sites {
+		for _, from := range sites {
+			if from != s {
+				s.receive(from)
+			}
+		}
+	}
+	for _, s := range sites {
+		s.project()
+	}
 }
 
 // TestAddressOfAnEarlierLife: origin 1 deletes Ana (A-1) and registers
@@ -417,15 +427,7 @@ func TestAddressFollowsTheCorrectionThatLivesOn(t *testing.T) {
 		a.drain()
 		b.receive(a)
 		b.project()
-		for _, s := range []*site{a, c} {
-			s.receive(b)
-			for _, from := range []*site{a, b, c} {
-				if from != s {
-					s.receive(from)
-				}
-			}
-			s.project()
-		}
+		exchangeAll(a, b, c)
 		for _, s := range []*site{a, b, c} {
 			if got, want := fmt.Sprint(s.partyNames()), "map[A-2:Ana]"; got != want {
 				t.Fatalf("origin %d holds %s, want %s", s.origin, got, want)
@@ -509,6 +511,92 @@ func TestWardDeletedAfterItsInstitutionsCodeChanged(t *testing.T) {
 			}
 			if got := s.str(`SELECT i.code || ' ' || u.code FROM gnuhealth_hospital_unit u JOIN gnuhealth_institution i ON i.id = u.institution`); got != "HC-11 U1" {
 				t.Fatalf("origin %d shows the unit as %q, want HC-11 U1", s.origin, got)
+			}
+		}
+	})
+}
+
+// TestPatientGivenAnAddressWhosePersonIsDeleted: origin 2 adds an address
+// to Ana and then makes it Bob's patient record's current address, while
+// origin 1 deletes Ana. Origin 3 had the address's row, and gets the
+// delete and the patient's change in one batch: the address's row goes
+// with Ana's (the database cascades), so the patient record must not be
+// written pointing at it. Before, the projection stopped on the foreign
+// key, on every retry.
+func TestPatientGivenAnAddressWhosePersonIsDeleted(t *testing.T) {
+	forEachLayout(t, func(t *testing.T, lay layout) {
+		a, b, ana := anaAtTwoSites(t, lay)
+		c := newSite(t, lay, 3)
+		bob := a.insert("party_party", 1, map[string]any{"code": "A-2", "name": "Bob", "active": true})
+		a.insert("gnuhealth_patient", 1, map[string]any{"name": bob, "critical_info": "flu", "active": true})
+		exchange(a, b)
+		c.receive(a)
+		c.project()
+		lisbon := b.insert("party_address", 1, map[string]any{"party": b.int(`SELECT id FROM party_party WHERE code = 'A-1'`), "city": "Lisbon", "active": true})
+		b.drain()
+		c.receive(b)
+		c.project()
+		a.exec(a.q(`DELETE FROM party_party WHERE id = ?`), ana)
+		a.drain()
+		b.exec(b.q(`UPDATE gnuhealth_patient SET current_address = ?`), lisbon)
+		b.drain()
+		c.receive(a)
+		c.receive(b)
+		c.project()
+		exchangeAll(a, b, c)
+		for _, s := range []*site{a, b, c} {
+			if got := s.patientsByCode(); got != "A-2:flu/" {
+				t.Fatalf("origin %d shows patients %q, want Bob's", s.origin, got)
+			}
+			if n := s.int(`SELECT count(*) FROM gnuhealth_patient WHERE current_address IS NOT NULL`) + s.int(`SELECT count(*) FROM party_address`); n != 0 {
+				t.Fatalf("origin %d shows the address (%d rows), want none: its person was deleted", s.origin, n)
+			}
+			if got, want := s.parkedList(), a.parkedList(); !slices.Equal(got, want) {
+				t.Fatalf("origin %d parks %v, origin 1 %v", s.origin, got, want)
+			}
+		}
+	})
+}
+
+// TestAddressOfAPersonWhoseCodeAnEarlierPersonLeft: origin 2 deletes Ana
+// (B-2) and registers Carl under her code; origin 1, not told, corrects
+// Ana's code to A-3 (she lives on there); origin 3 adds an address to
+// Carl, whom origin 2 then deletes. The address is Carl's: it goes
+// nowhere. Before, origin 2 followed the alias origin 1's correction left
+// under B-2 (written after Carl's registration there) and showed it on
+// Ana.
+func TestAddressOfAPersonWhoseCodeAnEarlierPersonLeft(t *testing.T) {
+	forEachLayout(t, func(t *testing.T, lay layout) {
+		a, b, c := newSite(t, lay, 1), newSite(t, lay, 2), newSite(t, lay, 3)
+		ana := b.insert("party_party", 1, map[string]any{"code": "B-2", "name": "Ana", "active": true})
+		b.drain()
+		a.receive(b)
+		a.project()
+		b.exec(b.q(`DELETE FROM party_party WHERE id = ?`), ana)
+		carl := b.insert("party_party", 1, map[string]any{"code": "B-2", "name": "Carl", "active": true})
+		b.drain()
+		a.update("party_party", a.int(`SELECT id FROM party_party WHERE code = 'B-2'`), 1, map[string]any{"code": "A-3"})
+		a.drain()
+		c.receive(b)
+		c.project()
+		c.insert("party_address", 1, map[string]any{"party": c.int(`SELECT id FROM party_party WHERE code = 'B-2'`), "city": "Lima", "active": true})
+		c.drain()
+		b.exec(b.q(`DELETE FROM party_party WHERE id = ?`), carl)
+		b.drain()
+		b.receive(a)
+		b.project()
+		b.receive(c)
+		b.project()
+		exchangeAll(a, b, c)
+		for _, s := range []*site{a, b, c} {
+			if got, want := fmt.Sprint(s.partyNames()), "map[A-3:Ana]"; got != want {
+				t.Fatalf("origin %d holds %s, want %s", s.origin, got, want)
+			}
+			if got := s.addressesByCode(); got != "" {
+				t.Fatalf("origin %d shows addresses %q, want none (Carl was deleted)", s.origin, got)
+			}
+			if got, want := s.parkedList(), a.parkedList(); !slices.Equal(got, want) {
+				t.Fatalf("origin %d parks %v, origin 1 %v", s.origin, got, want)
 			}
 		}
 	})

@@ -314,9 +314,10 @@ func (r *reconciler) lifeState(model, key string) (*merge.State, bool) {
 }
 
 // lifeOf is the key a Many2One means now (projections.MeantKey).
-func (r *reconciler) lifeOf(ref ledger.Ref) (string, bool) {
+func (r *reconciler) lifeOf(ref ledger.Ref) (string, bool, bool) {
 	key, ok, _ := projections.MeantKey(r.c.reg, ref, r.lifeState)
-	return key, ok
+	st, loaded := r.lifeState(ref.Model, key)
+	return key, ok, loaded && projections.Named(st)
 }
 
 func appendRefs(out []recKeyOf, v ledger.Value) []recKeyOf {

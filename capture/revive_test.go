@@ -297,24 +297,51 @@ func TestCodeCorrectedAndReusedInOneProjection(t *testing.T) {
 // Ana from A-1 to A-2, and another site gets both in one projection: each
 // row moves in turn (Bob's first, freeing A-2) and keeps its id.
 func TestCodesShiftedInOneProjection(t *testing.T) {
+	recodedInOneProjection(t, []recode{{"Bob", "A-3"}, {"Ana", "A-2"}}, "map[A-2:Ana A-3:Bob]")
+}
+
+// TestCodesSwappedInOneProjection: origin 1 swaps Ana's and Bob's codes
+// through a third (Ana A-1 to A-3, Bob A-2 to A-1, Ana A-3 to A-2);
+// origin 2 gets it in one projection. Each row must end under the other's
+// code, and neither row can be written first: one is set aside under a
+// code no row has, then both take theirs. Before, the projection stopped
+// on the duplicate code, on every retry.
+func TestCodesSwappedInOneProjection(t *testing.T) {
+	recodedInOneProjection(t, []recode{{"Ana", "A-3"}, {"Bob", "A-1"}, {"Ana", "A-2"}}, "map[A-1:Bob A-2:Ana]")
+}
+
+// recode is a code correction of Ana or Bob.
+type recode struct{ who, code string }
+
+// recodedInOneProjection registers Ana (A-1) and Bob (A-2) at origin 1,
+// projected at origin 2, then makes the corrections at origin 1 and has
+// origin 2 project them in one batch: origin 2 must hold want, each
+// person in the row they had.
+func recodedInOneProjection(t *testing.T, recodes []recode, want string) {
 	forEachLayout(t, func(t *testing.T, lay layout) {
 		a, b := newSite(t, lay, 1), newSite(t, lay, 2)
-		ana := a.insert("party_party", 1, map[string]any{"code": "A-1", "name": "Ana", "active": true})
-		bob := a.insert("party_party", 1, map[string]any{"code": "A-2", "name": "Bob", "active": true})
+		ids := map[string]int64{
+			"Ana": a.insert("party_party", 1, map[string]any{"code": "A-1", "name": "Ana", "active": true}),
+			"Bob": a.insert("party_party", 1, map[string]any{"code": "A-2", "name": "Bob", "active": true}),
+		}
 		a.drain()
 		b.receive(a)
 		b.project()
-		anaB, bobB := b.int(`SELECT id FROM party_party WHERE code = 'A-1'`), b.int(`SELECT id FROM party_party WHERE code = 'A-2'`)
-		a.update("party_party", bob, 1, map[string]any{"code": "A-3"})
-		a.update("party_party", ana, 1, map[string]any{"code": "A-2"})
+		rowAt := func(name string) int64 { return b.int(`SELECT id FROM party_party WHERE name = ?`, name) }
+		rows := map[string]int64{"Ana": rowAt("Ana"), "Bob": rowAt("Bob")}
+		for _, r := range recodes {
+			a.update("party_party", ids[r.who], 1, map[string]any{"code": r.code})
+		}
 		a.drain()
 		b.receive(a)
 		b.project()
-		if got, want := fmt.Sprint(b.partyNames()), "map[A-2:Ana A-3:Bob]"; got != want {
+		if got := fmt.Sprint(b.partyNames()); got != want {
 			t.Fatalf("origin 2 holds %s, want %s", got, want)
 		}
-		if gotAna, gotBob := b.int(`SELECT id FROM party_party WHERE code = 'A-2'`), b.int(`SELECT id FROM party_party WHERE code = 'A-3'`); gotAna != anaB || gotBob != bobB {
-			t.Fatalf("Ana in row %d, Bob in row %d; want %d and %d", gotAna, gotBob, anaB, bobB)
+		for name, id := range rows {
+			if got := rowAt(name); got != id {
+				t.Fatalf("%s in row %d, want %d", name, got, id)
+			}
 		}
 	})
 }

@@ -544,19 +544,11 @@ func TestTrytonEditAfterRemoteFromFastClock(t *testing.T) {
 // exchangeTryton is one synchronisation round between Tryton sites: each drains
 // its outbox, every ledger receives every other, each projects.
 func exchangeTryton(sites ...*trytonSite) {
-	for _, s := range sites {
-		s.drain()
+	plain := make([]*site, len(sites))
+	for i, s := range sites {
+		plain[i] = s.site
 	}
-	for _, to := range sites {
-		for _, from := range sites {
-			if to != from {
-				to.receive(from.site)
-			}
-		}
-	}
-	for _, s := range sites {
-		s.project()
-	}
+	exchangeAll(plain...)
 }
 
 // trytonDump returns a site's canonical dump and its hash.

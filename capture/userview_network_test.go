@@ -35,9 +35,10 @@ func TestSitesKeepEveryPerson(t *testing.T) {
 	// after its delete; a rename of a later life moved the ended life's
 	// row; a concurrent delete of the old life kept a revival from
 	// beginning; a chain of corrections collided; two corrections of one
-	// code, reported.
+	// code, reported; two rows swapping codes through a third stopped the
+	// projection (setAside).
 	runSites(t, "TestSitesKeepEveryPerson", world{}, 1, 2, 5595364040360134503, 16429916549452058344, 6658724963601421296,
-		2373952714995422296, 8762180189205968279, 16510941353973785108)
+		2373952714995422296, 8762180189205968279, 16510941353973785108, 12831236072254177195)
 }
 
 // TestSitesKeepEveryAddress is TestSitesKeepEveryPerson with addresses:
@@ -96,7 +97,14 @@ func TestSitesKeepEveryPatient(t *testing.T) {
 // site holds every appointment nobody cancelled, each with a patient of a
 // person a user booked it for, or none once that patient record is gone.
 func TestSitesKeepEveryAppointment(t *testing.T) {
-	runSites(t, "TestSitesKeepEveryAppointment", world{addresses: true, patients: true, appointments: true}, 1, 2, 3, 4)
+	// Seeds that found bugs: a patient record written pointing at an
+	// address whose row went with its person in the same round (the
+	// projection stopped on the foreign key); an address of a person
+	// deleted after taking a code an earlier person had left, shown on
+	// that earlier person through the alias of their correction
+	// (projections.Named).
+	runSites(t, "TestSitesKeepEveryAppointment", world{addresses: true, patients: true, appointments: true}, 1, 2, 3, 4,
+		13053418312145347942, 352159126673181937)
 }
 
 // TestSitesKeepEveryEvaluation is TestSitesKeepEveryAppointment with
@@ -488,19 +496,7 @@ func sitesKeepEveryPerson(t *testing.T, rng *rand.Rand, lay layout, log *[]strin
 	}
 	// A full exchange, twice: the second finds nothing new.
 	for range 2 {
-		for _, s := range sites {
-			s.drain()
-		}
-		for _, s := range sites {
-			for _, from := range sites {
-				if from != s {
-					s.receive(from)
-				}
-			}
-		}
-		for _, s := range sites {
-			s.project()
-		}
+		exchangeAll(sites...)
 	}
 	logf("full exchange")
 

@@ -500,9 +500,10 @@ func (b *batch) values(ctx context.Context, todo []*record) error {
 			return b.resolveAlias(recKey{model, key}).key
 		}
 	}
-	lives := func(r ledger.Ref) (string, bool) {
+	lives := func(r ledger.Ref) (string, bool, bool) {
 		key, ok, _ := MeantKey(b.p.reg, r, state)
-		return key, ok
+		st, loaded := state(r.Model, key)
+		return key, ok, loaded && Named(st)
 	}
 	for _, rec := range todo {
 		if rec.vals != nil {
@@ -704,26 +705,54 @@ func (b *batch) materialize(ctx context.Context, todo []*record) ([]recKey, erro
 			inserted = append(inserted, rec.k)
 		}
 	}
-	// Rows that moved to a new key go first, each in a statement of its
-	// own, after the row that held its new key (moveOrder): the key a row
-	// leaves may be the next one's new key, or a new row's.
+	// Table by table, in dependency order (targets first): rows that
+	// moved to a new key, each in a statement of its own, after the row
+	// that held its new key (moveOrder: the key a row leaves may be the
+	// next one's new key, or a new row's); then updates, then inserts (an
+	// existing row may leave a unique place, such as a patient record's
+	// person, that a new one takes).
+	var moved []rowMove
+	inRound := map[recKey]*record{}
 	if len(b.moved) > 0 {
-		inRound := make(map[recKey]*record, len(todo))
 		for _, rec := range todo {
 			inRound[rec.k] = rec
 		}
-		for _, k := range b.moveOrder() {
+		// Only a row written in this round may be set aside (write).
+		canAside := func(mv rowMove) bool {
+			rec, ok := inRound[mv.to]
+			if _, isNew := candidates[mv.to]; !ok || isNew || !rec.st.Live() || written[mv.to] {
+				return false
+			}
+			id, has := b.ids[mv.to]
+			return has && id == mv.id && len(b.blockers(rec, resolvable)) == 0 && !b.keepsLocalChange(rec, id)
+		}
+		var aside []rowMove
+		moved, aside = b.moveOrder(canAside)
+		b.setAside(aside)
+	}
+	for i := 0; i < len(sorted); {
+		rank := order[sorted[i].k.model]
+		j := i
+		for j < len(sorted) && order[sorted[j].k.model] == rank {
+			j++
+		}
+		for _, mv := range moved {
 			// A new record under a key a row moved to and on from is
 			// inserted with the others, after these.
-			if _, isNew := candidates[k]; !isNew {
-				if rec, ok := inRound[k]; ok {
+			if _, isNew := candidates[mv.to]; !isNew && order[mv.to.model] == rank {
+				if rec, ok := inRound[mv.to]; ok {
 					write(rec, true)
 				}
 			}
 		}
-	}
-	for _, rec := range sorted {
-		write(rec, false)
+		for _, isNew := range []bool{false, true} {
+			for _, rec := range sorted[i:j] {
+				if _, n := candidates[rec.k]; n == isNew {
+					write(rec, false)
+				}
+			}
+		}
+		i = j
 	}
 	for _, f := range deferred {
 		f()

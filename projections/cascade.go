@@ -133,6 +133,10 @@ func (b *batch) cascade(ctx context.Context, todo []*record, ended map[recKey]in
 						rec.idSet = true
 					}
 				} else {
+					// Its row goes now: this round's references to it find
+					// none (a patient's current address, its person gone).
+					b.looked[k] = true
+					delete(b.ids, k)
 					b.lost = append(b.lost, k)
 				}
 			}

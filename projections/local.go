@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/ghsync/ghsync/clocks"
@@ -223,9 +224,12 @@ type rowMove struct {
 // table still shows every row under the key it had when the batch
 // began. A code corrected back and forth and on (A-1 to A-2, back, then
 // to A-3) while another row takes A-1 is written A-3 first. Rows that
-// take each other's keys (a swap) cannot be ordered; they come last, in
-// the order they moved.
-func (b *batch) moveOrder() []recKey {
+// take each other's keys (a swap, through
+// A-3) cannot be ordered: one of them that canAside allows is listed in
+// aside, to be given a key no other row has first (setAside), and the
+// rest follow; with none allowed, they come last, in the order they
+// moved.
+func (b *batch) moveOrder(canAside func(rowMove) bool) (order []rowMove, aside []rowMove) {
 	type row struct {
 		model string
 		id    int64
@@ -244,7 +248,7 @@ func (b *batch) moveOrder() []recKey {
 	for _, r := range rows {
 		holder[start[r]] = r
 	}
-	out := make([]recKey, 0, len(rows))
+	order = make([]rowMove, 0, len(rows))
 	for len(rows) > 0 {
 		var wait []row
 		for _, r := range rows {
@@ -253,17 +257,56 @@ func (b *batch) moveOrder() []recKey {
 				continue
 			}
 			delete(holder, start[r])
-			out = append(out, final[r])
+			order = append(order, rowMove{id: r.id, from: start[r], to: final[r]})
 		}
-		if len(wait) == len(rows) {
-			for _, r := range wait {
-				out = append(out, final[r])
+		if len(wait) == len(rows) { // a cycle: one of its rows leaves its key first
+			i := slices.IndexFunc(wait, func(r row) bool { return canAside(rowMove{id: r.id, from: start[r], to: final[r]}) })
+			if i < 0 {
+				for _, r := range wait {
+					order = append(order, rowMove{id: r.id, from: start[r], to: final[r]})
+				}
+				break
 			}
-			break
+			r := wait[i]
+			aside = append(aside, rowMove{id: r.id, from: start[r], to: final[r]})
+			delete(holder, start[r])
 		}
 		rows = wait
 	}
-	return out
+	return order, aside
+}
+
+// setAside gives the row of each mv, before the round's moved rows are
+// written, key columns no other row holds (the key it starts from with
+// " (moving <id>)" appended to each text part), so that a row of a swap
+// can take its key. A key made of references alone cannot be set aside;
+// its row is written in turn and may still collide.
+func (b *batch) setAside(aside []rowMove) {
+	for _, mv := range aside {
+		m, ok := b.p.reg.Lookup(mv.from.model)
+		if !ok {
+			continue
+		}
+		parts := []string{mv.from.key}
+		if len(m.Key) > 1 {
+			var err error
+			if parts, err = ledger.SplitKey(mv.from.key); err != nil || len(parts) != len(m.Key) {
+				continue
+			}
+		}
+		cols, types, row := []string{"id"}, []string{"integer"}, []any{mv.id}
+		for i, name := range m.Key {
+			f, ok := m.Field(name)
+			if !ok || f.Type == models.Many2One || !b.p.hasField(m, f) {
+				continue
+			}
+			cols, types = append(cols, f.Column), append(types, f.SQLType(models.Postgres))
+			row = append(row, parts[i]+" (moving "+strconv.FormatInt(mv.id, 10)+")")
+		}
+		if len(cols) > 1 {
+			b.w.addAlone(opUpdate, quoteIdent(m.Table), cols, types, row...)
+		}
+	}
 }
 
 // renameDelete is the stamp of the delete half of rename mv in the old

@@ -62,8 +62,20 @@ func RowValues(m *models.Model, key string, st *merge.State) map[string]ledger.V
 type Alias func(model, key string) string
 
 // Lives maps a Many2One reference to the key of the life of its target it
-// means (MeantKey); ok is false when that life was deleted.
-type Lives func(r ledger.Ref) (key string, ok bool)
+// means (MeantKey); ok is false when that life was deleted. final says
+// that key's merge state names where its key changes went (Named), so
+// the alias table, which holds the last rename applied to any life of a
+// key, has nothing to add: for a key deleted and used again, it could
+// name where an earlier life moved and take the reference there.
+type Lives func(r ledger.Ref) (key string, ok, final bool)
+
+// Named reports whether the alias table has nothing to add for a key of
+// merge state st: the record is live, or its deletes name where key
+// changes took it (merge.RenamedTo; only events of an older ghsync lack
+// it), which MeantKey followed.
+func Named(st *merge.State) bool {
+	return st.Live() || len(st.Fields[merge.RenamedTo]) > 0
+}
 
 // FollowRefs rewrites the references among vals to the keys they mean
 // now: a Many2One first to the life its writer meant (lives; a deleted
@@ -78,13 +90,13 @@ func FollowRefs(vals map[string]ledger.Value, alias Alias, lives Lives) {
 // FollowRef is FollowRefs for one value.
 func FollowRef(v ledger.Value, alias Alias, lives Lives) ledger.Value {
 	if r, ok := v.AsRef(); ok {
-		key := r.Key
+		key, final := r.Key, false
 		if lives != nil {
-			if key, ok = lives(r); !ok {
+			if key, ok, final = lives(r); !ok {
 				return ledger.Null()
 			}
 		}
-		if alias != nil {
+		if alias != nil && !final {
 			key = alias(r.Model, key)
 		}
 		if key == r.Key && r.Saw == 0 {
