@@ -63,17 +63,12 @@ func (b *batch) refollow(ctx context.Context) ([]*record, error) {
 			}
 		}
 	}
-	slices.SortFunc(keys, compareKeys)
-	keys = slices.Compact(keys)
-	if err := b.load(ctx, keys); err != nil {
+	loaded, err := b.reload(ctx, keys, nil)
+	if err != nil {
 		return nil, err
 	}
 	var out []*record
-	for _, k := range keys {
-		rec := b.recs[k]
-		if !rec.st.Live() {
-			continue
-		}
+	for _, rec := range loaded {
 		for _, fl := range fields {
 			if fl.m != rec.m {
 				continue
