@@ -322,10 +322,37 @@ func (b *batch) mint(ctx context.Context, ref localRef, img row) (string, error)
 		if key, err = b.naturalKey(ctx, m, ref.id, img); err != nil {
 			return "", err
 		}
+		if err = b.keyFree(ctx, m, ref, key); err != nil {
+			return "", err
+		}
 	}
 	b.keys[ref] = key
 	b.ids = append(b.ids, idChange{op: 'i', model: m.Name, key: key, id: ref.id})
 	return key, nil
+}
+
+// keyFree refuses a new row a borrowed key that is still another row's
+// identity. A record created elsewhere under its person's old code (a
+// stale key, projections/borrow.go) keeps that key here until the
+// instance that began it captures its move; a row for the person who has
+// the code now, captured under it meanwhile, would be merged into that
+// record and leave with its move. Held instead, it is captured once the
+// key is free (the retry of held rows), as a new life of the key.
+func (b *batch) keyFree(ctx context.Context, m *models.Model, ref localRef, key string) error {
+	if len(m.BorrowedKeyParts()) == 0 {
+		return nil // a key of the row's own columns: the table keeps it unique
+	}
+	q := `SELECT local_id FROM ` + b.c.d.t("records") + ` WHERE model = ? AND key = ? AND local_id IS NOT NULL`
+	ids, err := b.keyed(ctx, m, q, key, func(k string) bool { return k == key })
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		if id != ref.id {
+			return &heldError{ref: ref, key: key, reason: fmt.Sprintf("key %s is still the identity of %s id %d, whose key changed elsewhere (waits for that record's move)", key, m.Name, id)}
+		}
+	}
+	return nil
 }
 
 // unassign takes back the identity mint gave ref in this batch.
@@ -794,6 +821,13 @@ func (b *batch) borrowersOf(ctx context.Context, kp models.KeyPart, key string) 
 		arg = strings.Join(parts, "/")
 		q = `SELECT local_id FROM ` + b.c.d.t("records") + ` WHERE model = ? AND key LIKE ? ESCAPE '!' AND local_id IS NOT NULL`
 	}
+	return b.keyed(ctx, m, q, arg, func(k string) bool { return replacePart(kp, k, key, key) != "" })
+}
+
+// keyed lists the rows of m whose identity matches: those the id map
+// query q (one argument, arg) finds, with this batch's changes to the id
+// map and those of the batch appended meanwhile.
+func (b *batch) keyed(ctx context.Context, m *models.Model, q, arg string, match func(key string) bool) ([]int64, error) {
 	found, err := b.c.ids(ctx, q, m.Name, arg)
 	if err != nil {
 		return nil, err
@@ -804,7 +838,7 @@ func (b *batch) borrowersOf(ctx context.Context, kp models.KeyPart, key string) 
 	}
 	for _, keys := range []map[localRef]string{b.keys, flKeys} {
 		for ref, k := range keys {
-			if ref.model == m.Name && replacePart(kp, k, key, key) != "" {
+			if ref.model == m.Name && match(k) {
 				found = append(found, ref.id)
 			}
 		}
@@ -816,7 +850,7 @@ func (b *batch) borrowersOf(ctx context.Context, kp models.KeyPart, key string) 
 		if err != nil {
 			return nil, err
 		}
-		if known && replacePart(kp, k, key, key) != "" {
+		if known && match(k) {
 			out = append(out, id)
 		}
 	}
