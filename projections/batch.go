@@ -119,6 +119,12 @@ type batch struct {
 	// movedLate is the records a key change reached after they were
 	// deleted (refollow.go).
 	movedLate []recKey
+	// endedRows is the rows of ended lives whose key a row moved to
+	// (moveIDs): they go.
+	endedRows []endedRow
+	// landed is the keys a row moved to (moveIDs, a key change captured
+	// here or elsewhere): what waits for them to get a row goes on.
+	landed []recKey
 	// renull is the records whose references the round's deletes empty
 	// while their targets live on (cascade.go: nulled).
 	renull []recKey
@@ -357,8 +363,9 @@ func (b *batch) apply(ctx context.Context, evs []ledger.Record) error {
 		if err != nil {
 			return err
 		}
-		// Records waiting for one that got its row, or that was deleted
-		// (there is then nothing to wait for), are looked at again.
+		// Records waiting for one that got its row (inserted, or moved
+		// to its key), or that was deleted (there is then nothing to wait
+		// for), are looked at again.
 		var news []recKey
 		for _, k := range inserted {
 			if !settled[k] {
@@ -372,7 +379,9 @@ func (b *batch) apply(ctx context.Context, evs []ledger.Record) error {
 				news = append(news, rec.k)
 			}
 		}
-		if todo, err = b.unpark(ctx, news); err != nil {
+		landed := b.landed
+		b.landed = nil
+		if todo, err = b.unpark(ctx, news, landed); err != nil {
 			return err
 		}
 		if len(b.lost) > 0 {
@@ -425,14 +434,24 @@ func (b *batch) loadParkedNone(ctx context.Context) error {
 	return scanOne(ctx, b.tx, []any{&b.parkedNone}, `SELECT NOT EXISTS (SELECT 1 FROM `+b.s+`parked)`)
 }
 
-// unpark returns the records waiting for any of keys.
-func (b *batch) unpark(ctx context.Context, keys []recKey) ([]*record, error) {
-	if len(keys) == 0 {
+// unpark returns the records waiting for any of keys, and those
+// waiting for any of landed to get a row. Not those contending with
+// landed's for a place (dialect.parkedOn's arrivals): they wait for a key
+// change out of it, not for a row.
+func (b *batch) unpark(ctx context.Context, keys, landed []recKey) ([]*record, error) {
+	if len(keys)+len(landed) == 0 {
 		return nil, nil
 	}
-	waiting, err := b.parkedOn(ctx, keys)
+	waiting, err := b.parkedOn(ctx, keys, false)
 	if err != nil {
 		return nil, err
+	}
+	if len(landed) > 0 {
+		arrived, err := b.parkedOn(ctx, landed, true)
+		if err != nil {
+			return nil, err
+		}
+		waiting = append(waiting, arrived...)
 	}
 	for _, t := range keys {
 		waiting = append(waiting, b.parked[t]...)
@@ -609,6 +628,13 @@ func (b *batch) materialize(ctx context.Context, todo []*record) ([]recKey, erro
 			rec.entered = lifeOf(rec.st) // the row written next is this life's, in later rounds too
 		}
 	}
+	for _, er := range b.endedRows { // taken by a move (moveIDs)
+		if ended == nil {
+			ended = map[recKey]int64{}
+		}
+		ended[er.k] = er.id
+	}
+	b.endedRows = nil
 
 	// Rows the deletes below take with them (cascade.go).
 	if err := b.cascade(ctx, todo, ended); err != nil {

@@ -30,6 +30,10 @@ import (
 // the lender's row (noticeBorrowers), and the record under the new key
 // then takes the stale one's row, as any key change moves a row.
 
+// contentionReason begins the parked reason of a record that lost a
+// place: it waits for a key change, not for its target to get a row.
+const contentionReason = "its key and "
+
 // keyNow is the key rec's key parts lead to now: each borrowed part
 // replaced by the key its reference resolves to (rec.vals, references
 // followed). ok is false when rec borrows no key or a borrowed reference
@@ -196,7 +200,7 @@ func (b *batch) contend(ctx context.Context, todo []*record, candidates map[recK
 			if b.contention == nil {
 				b.contention = map[recKey]wait{}
 			}
-			b.contention[c.k] = wait{cs[0].k, fmt.Sprintf("its key and %s's lead to the same row (a key it borrows changed): waits for the key change that joins them", cs[0].k.key)}
+			b.contention[c.k] = wait{cs[0].k, fmt.Sprintf(contentionReason+"%s's lead to the same row (a key it borrows changed): waits for the key change that joins them", cs[0].k.key)}
 		}
 	}
 	for place, cs := range places {

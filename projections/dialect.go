@@ -57,8 +57,10 @@ type dtx interface {
 	// referrers returns the keys of model's records whose rows in table
 	// point at any of ids through column.
 	referrers(ctx context.Context, model, table, column string, ids []int64) ([]referrer, error)
-	// parkedOn returns records parked waiting for any of targets.
-	parkedOn(ctx context.Context, targets []recKey) ([]recKey, error)
+	// parkedOn returns records parked waiting for any of targets; with
+	// arrivals, only those waiting for a target to get a row (not those
+	// contending for one, borrow.go).
+	parkedOn(ctx context.Context, targets []recKey, arrivals bool) ([]recKey, error)
 	// reserveIDs takes n ids for table as Tryton would (its sequence).
 	reserveIDs(ctx context.Context, table string, n int) ([]int64, error)
 	// arg converts a typed value to what the driver stores in a column.

@@ -184,6 +184,7 @@ func (b *batch) moveIDs(ctx context.Context) error {
 		if mv.own {
 			b.entered(mv)
 			b.rowMoved(mv.to)
+			b.landed = append(b.landed, mv.to)
 			continue
 		}
 		old := b.recs[mv.from]
@@ -194,8 +195,17 @@ func (b *batch) moveIDs(ctx context.Context) error {
 			return err
 		}
 		id, has := b.ids[mv.from]
-		if _, taken := b.ids[mv.to]; !has || taken {
+		if !has {
 			continue
+		}
+		if held, taken := b.ids[mv.to]; taken {
+			// The new key's row is another person's, who had the key
+			// before: it goes, unless that life lives on.
+			to := b.recs[mv.to]
+			if to == nil || !b.lifeEnded(to) || b.keepsLocalChange(to, held) {
+				continue
+			}
+			b.endedRows = append(b.endedRows, endedRow{mv.to, held})
 		}
 		b.tx.queue(`UPDATE `+b.s+`records SET local_id = NULL WHERE model = ? AND key = ?`, mv.from.model, mv.from.key)
 		b.tx.queue(`INSERT INTO `+b.s+`records (model, key, local_id) VALUES (?, ?, ?)
@@ -205,12 +215,19 @@ func (b *batch) moveIDs(ctx context.Context) error {
 		b.entered(mv)
 		b.moved = append(b.moved, rowMove{id: id, from: mv.from, to: mv.to})
 		b.rowMoved(mv.to)
+		b.landed = append(b.landed, mv.to)
 		if err := b.noticeBorrowers(ctx, mv.to, id); err != nil {
 			return err
 		}
 	}
 	b.moves = nil
 	return nil
+}
+
+// endedRow is the row of an ended life of k, still under k.
+type endedRow struct {
+	k  recKey
+	id int64
 }
 
 // rowMove is one move of a row's local id from a key to another.

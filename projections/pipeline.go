@@ -73,8 +73,10 @@ func (c *carry) id(k recKey) (id int64, has, known bool) {
 // those this batch parked itself (b.parked): stored entries of records
 // this batch or the carrying one parked again are stale (those batches'
 // writes may not be visible to the read), their entries now are known.
-func (b *batch) parkedOn(ctx context.Context, keys []recKey) ([]recKey, error) {
-	found, err := b.tx.parkedOn(ctx, keys)
+// With arrivals, the carrying batch's entries, whose reasons are not
+// known here, are left out: see dialect.parkedOn.
+func (b *batch) parkedOn(ctx context.Context, keys []recKey, arrivals bool) ([]recKey, error) {
+	found, err := b.tx.parkedOn(ctx, keys, arrivals)
 	if err != nil {
 		return nil, err
 	}
@@ -85,7 +87,7 @@ func (b *batch) parkedOn(ctx context.Context, keys []recKey) ([]recKey, error) {
 	out := slices.DeleteFunc(found, func(r recKey) bool { return b.rebooked[r] || prev.rebooked[r] })
 	for _, t := range keys {
 		for _, r := range prev.parked[t] {
-			if !b.rebooked[r] {
+			if !b.rebooked[r] && !arrivals {
 				out = append(out, r)
 			}
 		}

@@ -279,13 +279,17 @@ func referrers(ctx context.Context, on querier, model, table, column string, ids
 	return out, rows.Err()
 }
 
-func (t *pgTx) parkedOn(ctx context.Context, targets []recKey) ([]recKey, error) {
-	return parkedOn(ctx, t.tx, targets)
+func (t *pgTx) parkedOn(ctx context.Context, targets []recKey, arrivals bool) ([]recKey, error) {
+	return parkedOn(ctx, t.tx, targets, arrivals)
 }
 
-func parkedOn(ctx context.Context, on querier, targets []recKey) ([]recKey, error) {
+func parkedOn(ctx context.Context, on querier, targets []recKey, arrivals bool) ([]recKey, error) {
 	var out []recKey
-	err := keyed(ctx, on, "find parked records", `SELECT DISTINCT model, key FROM (`+perKey("t.model, t.key", "parked", "t.waits_model = k.model AND t.waits_key = k.key")+`) p`, targets,
+	cond := "t.waits_model = k.model AND t.waits_key = k.key"
+	if arrivals {
+		cond += " AND t.reason NOT LIKE '" + contentionReason + "%'"
+	}
+	err := keyed(ctx, on, "find parked records", `SELECT DISTINCT model, key FROM (`+perKey("t.model, t.key", "parked", cond)+`) p`, targets,
 		func(r pgx.Rows) error {
 			var k recKey
 			err := r.Scan(&k.model, &k.key)

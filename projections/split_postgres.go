@@ -54,8 +54,8 @@ func (t *pgSplit) loadIDs(ctx context.Context, table string, keys []recKey) (map
 	return loadIDs(ctx, t.d.pool, table, keys)
 }
 
-func (t *pgSplit) parkedOn(ctx context.Context, targets []recKey) ([]recKey, error) {
-	return parkedOn(ctx, t.d.pool, targets)
+func (t *pgSplit) parkedOn(ctx context.Context, targets []recKey, arrivals bool) ([]recKey, error) {
+	return parkedOn(ctx, t.d.pool, targets, arrivals)
 }
 
 func (t *pgSplit) reserveIDs(ctx context.Context, table string, n int) ([]int64, error) {

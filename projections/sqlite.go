@@ -238,8 +238,12 @@ func (t *sqliteTx) referrers(ctx context.Context, model, table, column string, i
 	return out, nil
 }
 
-func (t *sqliteTx) parkedOn(ctx context.Context, targets []recKey) ([]recKey, error) {
-	ps, err := t.tx.PrepareContext(ctx, `SELECT DISTINCT model, key FROM ghsync_parked WHERE waits_model = ? AND waits_key = ?`)
+func (t *sqliteTx) parkedOn(ctx context.Context, targets []recKey, arrivals bool) ([]recKey, error) {
+	q := `SELECT DISTINCT model, key FROM ghsync_parked WHERE waits_model = ? AND waits_key = ?`
+	if arrivals {
+		q += ` AND reason NOT LIKE '` + contentionReason + `%'`
+	}
+	ps, err := t.tx.PrepareContext(ctx, q)
 	if err != nil {
 		return nil, fmt.Errorf("find parked records: %w", err)
 	}
