@@ -601,3 +601,127 @@ func TestAddressOfAPersonWhoseCodeAnEarlierPersonLeft(t *testing.T) {
 		}
 	})
 }
+
+// TestPatientRegisteredUnderACodeAStaleRecordStillHolds: origin 1
+// corrects Ana's code (A-1 to A-2); origin 2, not told, registers her as
+// a patient under A-1, and origin 1 receives that record, a stale key
+// that only origin 2 may move. Origin 1 then gives A-1 to Bob and
+// registers him too. His record must wait until the stale one has moved
+// to A-2, then begin a new life of A-1; captured at once, it was merged
+// into Ana's and left with it, and every other site lost Bob's patient
+// record (seed 4959121642114368337).
+func TestPatientRegisteredUnderACodeAStaleRecordStillHolds(t *testing.T) {
+	forEachLayout(t, func(t *testing.T, lay layout) {
+		a, b, ana := anaAtTwoSites(t, lay)
+		a.update("party_party", ana, 1, map[string]any{"code": "A-2"})
+		a.drain()
+		b.insert("gnuhealth_patient", 1, map[string]any{"name": b.int(`SELECT id FROM party_party`), "critical_info": "asthma", "active": true})
+		b.drain()
+		a.receive(b)
+		a.project()
+		bob := a.insert("party_party", 1, map[string]any{"code": "A-1", "name": "Bob", "active": true})
+		a.insert("gnuhealth_patient", 1, map[string]any{"name": bob, "critical_info": "flu", "active": true})
+		a.drain()
+		if h := a.held(); len(h) != 1 {
+			t.Fatalf("origin 1 holds %v, want Bob's patient record held until A-1 is free", h)
+		}
+		// Origin 2 moves its record once it hears of Ana's correction,
+		// origin 1 captures Bob's when that move has reached it.
+		for range 3 {
+			exchange(a, b)
+		}
+		for _, s := range []*site{a, b} {
+			if got := s.patientsByCode(); got != "A-1:flu/ A-2:asthma/" {
+				t.Fatalf("origin %d shows patients %q, want Bob's at A-1 and Ana's at A-2 (parked: %v, held: %v)", s.origin, got, s.parkedList(), s.held())
+			}
+			if h := s.held(); len(h) != 0 {
+				t.Fatalf("origin %d still holds %v", s.origin, h)
+			}
+		}
+	})
+}
+
+// TestAppointmentWaitsForAPatientRecordMovedHere: origin 1 corrects
+// Ana's code (A-1 to A-2); origin 2, not told, registers her as a patient
+// under A-1, while origin 3 registers her under A-2 and books her an
+// appointment. At origin 2 the record under A-2 waits for origin 2's own
+// stale one to move there, and the appointment waits for it. Origin 2's
+// capturer moves the stale record; its row then holds A-2, and the
+// appointment must go on, as it would for a row moved by a rename made
+// elsewhere. It stayed parked, without its patient, at origin 2 only
+// (seed 758048443019339563).
+func TestAppointmentWaitsForAPatientRecordMovedHere(t *testing.T) {
+	forEachLayout(t, func(t *testing.T, lay layout) {
+		a, b, ana := anaAtTwoSites(t, lay)
+		c := newSite(t, lay, 3)
+		c.receive(a)
+		c.project()
+		a.update("party_party", ana, 1, map[string]any{"code": "A-2"})
+		a.drain()
+		c.receive(a)
+		c.project()
+		b.insert("gnuhealth_patient", 1, map[string]any{"name": b.int(`SELECT id FROM party_party`), "critical_info": "asthma", "active": true})
+		b.drain()
+		patient := c.insert("gnuhealth_patient", 1, map[string]any{"name": c.int(`SELECT id FROM party_party`), "critical_info": "flu", "active": true})
+		c.insert("gnuhealth_appointment", 1, map[string]any{"patient": patient, "comments": "checkup"})
+		c.drain()
+		b.receive(a)
+		b.receive(c)
+		b.project() // Ana's row moves to A-2; her stale record waits for origin 2's capturer
+		b.drain()   // which moves it
+		b.project()
+		appointment := `SELECT a.comments || ':' || COALESCE(p.code, '-') FROM gnuhealth_appointment a LEFT JOIN gnuhealth_patient x ON x.id = a.patient LEFT JOIN party_party p ON p.id = x.name`
+		if got := b.joined(appointment); got != "checkup:A-2" {
+			t.Fatalf("origin 2 shows appointment %q, want Ana's at A-2 (parked: %v)", got, b.parkedList())
+		}
+		for range 2 {
+			exchangeAll(a, b, c)
+		}
+		for _, s := range []*site{a, b, c} {
+			if got := s.joined(appointment); got != "checkup:A-2" {
+				t.Fatalf("origin %d shows appointment %q, want Ana's at A-2 (parked: %v)", s.origin, got, s.parkedList())
+			}
+			if got := s.parkedList(); len(got) != 0 {
+				t.Fatalf("origin %d parks %v", s.origin, got)
+			}
+		}
+	})
+}
+
+// TestPersonTakesTheCodeOfADeletedPersonInOneBatch: origin 1 deletes Ana
+// (A-1), gives her code to Bob (A-2 to A-1) and registers him as a
+// patient, while origin 2 registers him too, under A-2. Origin 2 gets the
+// delete and the correction in one batch: Bob's row must move to A-1 and
+// Ana's row go. The move was skipped because Ana's row still held A-1:
+// Bob got a new row, origin 2's patient record stayed with the old one,
+// and origin 1's waited at every site for a move of origin 2's that never
+// came (seed 11848340936947222508).
+func TestPersonTakesTheCodeOfADeletedPersonInOneBatch(t *testing.T) {
+	forEachLayout(t, func(t *testing.T, lay layout) {
+		a, b, ana := anaAtTwoSites(t, lay)
+		bob := a.insert("party_party", 1, map[string]any{"code": "A-2", "name": "Bob", "active": true})
+		exchange(a, b)
+		a.exec(a.q(`DELETE FROM party_party WHERE id = ?`), ana)
+		a.update("party_party", bob, 1, map[string]any{"code": "A-1"})
+		a.insert("gnuhealth_patient", 1, map[string]any{"name": bob, "critical_info": "flu", "active": true})
+		a.drain()
+		b.insert("gnuhealth_patient", 1, map[string]any{"name": b.int(`SELECT id FROM party_party WHERE code = 'A-2'`), "critical_info": "flu", "active": true})
+		b.drain()
+		b.receive(a)
+		b.project()
+		for range 2 {
+			exchange(a, b)
+		}
+		for _, s := range []*site{a, b} {
+			if got, want := fmt.Sprint(s.partyNames()), "map[A-1:Bob]"; got != want {
+				t.Fatalf("origin %d holds %s, want %s", s.origin, got, want)
+			}
+			if got := s.patientsByCode(); got != "A-1:flu/" {
+				t.Fatalf("origin %d shows patients %q, want Bob's at A-1 (parked: %v)", s.origin, got, s.parkedList())
+			}
+			if got := s.parkedList(); len(got) != 0 {
+				t.Fatalf("origin %d parks %v", s.origin, got)
+			}
+		}
+	})
+}
