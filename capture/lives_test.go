@@ -25,6 +25,12 @@ func (s *site) patientsByCode() string {
 	return s.joined(`SELECT p.code || ':' || COALESCE(x.critical_info, '') || '/' || COALESCE(x.general_info, '') FROM gnuhealth_patient x JOIN party_party p ON p.id = x.name ORDER BY p.code`)
 }
 
+// appointmentsByCode lists the appointments as comments:code of their
+// patient's person ('-' for none).
+func (s *site) appointmentsByCode() string {
+	return s.joined(`SELECT a.comments || ':' || COALESCE(p.code, '-') FROM gnuhealth_appointment a LEFT JOIN gnuhealth_patient x ON x.id = a.patient LEFT JOIN party_party p ON p.id = x.name ORDER BY a.comments`)
+}
+
 // joined runs a query of one text column and joins its rows with spaces.
 func (s *site) joined(q string) string {
 	s.t.Helper()
@@ -392,7 +398,7 @@ func TestAppointmentOfAPatientDeletedWhileRecoded(t *testing.T) {
 			if got := s.patientsByCode(); got != "B-1:asthma/" {
 				t.Fatalf("origin %d shows patients %q, want Ana's at B-1", s.origin, got)
 			}
-			got := s.joined(`SELECT a.comments || ':' || COALESCE(p.code, '-') FROM gnuhealth_appointment a LEFT JOIN gnuhealth_patient x ON x.id = a.patient LEFT JOIN party_party p ON p.id = x.name`)
+			got := s.appointmentsByCode()
 			if got != "checkup:B-1" {
 				t.Fatalf("origin %d shows appointment %q, want Ana's at B-1", s.origin, got)
 			}
@@ -670,15 +676,14 @@ func TestAppointmentWaitsForAPatientRecordMovedHere(t *testing.T) {
 		b.project() // Ana's row moves to A-2; her stale record waits for origin 2's capturer
 		b.drain()   // which moves it
 		b.project()
-		appointment := `SELECT a.comments || ':' || COALESCE(p.code, '-') FROM gnuhealth_appointment a LEFT JOIN gnuhealth_patient x ON x.id = a.patient LEFT JOIN party_party p ON p.id = x.name`
-		if got := b.joined(appointment); got != "checkup:A-2" {
+		if got := b.appointmentsByCode(); got != "checkup:A-2" {
 			t.Fatalf("origin 2 shows appointment %q, want Ana's at A-2 (parked: %v)", got, b.parkedList())
 		}
 		for range 2 {
 			exchangeAll(a, b, c)
 		}
 		for _, s := range []*site{a, b, c} {
-			if got := s.joined(appointment); got != "checkup:A-2" {
+			if got := s.appointmentsByCode(); got != "checkup:A-2" {
 				t.Fatalf("origin %d shows appointment %q, want Ana's at A-2 (parked: %v)", s.origin, got, s.parkedList())
 			}
 			if got := s.parkedList(); len(got) != 0 {
