@@ -730,3 +730,28 @@ func TestPersonTakesTheCodeOfADeletedPersonInOneBatch(t *testing.T) {
 		}
 	})
 }
+
+// TestCodeOfADeletedPersonTakenAndFreedAgainInOneBatch: origin 1 deletes
+// Bob (A-3), gives his code to Ana (A-1 to A-3), deletes her and registers
+// Carl under A-3. Origin 2 gets it all in one batch: only Carl's row is
+// left. Moving Ana's row onto the key of Bob's ended life (endedRow) is
+// right only when the move's life is the key's current one; here it is
+// not, and Ana's row was left behind, still coded A-1, at origin 2 only
+// (seed 12760518797544887104).
+func TestCodeOfADeletedPersonTakenAndFreedAgainInOneBatch(t *testing.T) {
+	forEachLayout(t, func(t *testing.T, lay layout) {
+		a, b, ana := anaAtTwoSites(t, lay)
+		bob := a.insert("party_party", 1, map[string]any{"code": "A-3", "name": "Bob", "active": true})
+		exchange(a, b)
+		a.exec(a.q(`DELETE FROM party_party WHERE id = ?`), bob)
+		a.update("party_party", ana, 1, map[string]any{"code": "A-3"})
+		a.exec(a.q(`DELETE FROM party_party WHERE id = ?`), ana)
+		a.insert("party_party", 1, map[string]any{"code": "A-3", "name": "Carl", "active": true})
+		exchange(a, b)
+		for _, s := range []*site{a, b} {
+			if got, want := fmt.Sprint(s.partyNames()), "map[A-3:Carl]"; got != want {
+				t.Fatalf("origin %d holds %s, want %s", s.origin, got, want)
+			}
+		}
+	})
+}

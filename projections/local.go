@@ -200,9 +200,13 @@ func (b *batch) moveIDs(ctx context.Context) error {
 		}
 		if held, taken := b.ids[mv.to]; taken {
 			// The new key's row is another person's, who had the key
-			// before: it goes, unless that life lives on.
+			// before: it goes, unless that life lives on. The moved row
+			// takes the key only if the life the move began is the one
+			// the key has now (not deleted, or followed by another, later
+			// in the batch): otherwise both rows go where they are.
 			to := b.recs[mv.to]
-			if to == nil || !b.lifeEnded(to) || b.keepsLocalChange(to, held) {
+			if to == nil || !to.st.Live() || !b.lifeEnded(to) || b.keepsLocalChange(to, held) ||
+				to.st.LifeStart(mv.at) != lifeOf(to.st).start {
 				continue
 			}
 			b.endedRows = append(b.endedRows, endedRow{mv.to, held})
