@@ -342,8 +342,7 @@ func (b *batch) keyFree(ctx context.Context, m *models.Model, ref localRef, key 
 	if len(m.BorrowedKeyParts()) == 0 {
 		return nil // a key of the row's own columns: the table keeps it unique
 	}
-	q := `SELECT local_id FROM ` + b.c.d.t("records") + ` WHERE model = ? AND key = ? AND local_id IS NOT NULL`
-	ids, err := b.keyed(ctx, m, q, key, func(k string) bool { return k == key })
+	ids, err := b.keyed(ctx, m, b.keyQuery(), key, func(k string) bool { return k == key })
 	if err != nil {
 		return err
 	}
@@ -809,8 +808,7 @@ func replacePart(kp models.KeyPart, key, oldPart, newPart string) string {
 // batch appended meanwhile.
 func (b *batch) borrowersOf(ctx context.Context, kp models.KeyPart, key string) ([]int64, error) {
 	m := kp.Model
-	q := `SELECT local_id FROM ` + b.c.d.t("records") + ` WHERE model = ? AND key = ? AND local_id IS NOT NULL`
-	arg := key
+	q, arg := b.keyQuery(), key
 	if len(m.Key) > 1 {
 		parts := make([]string, len(m.Key))
 		for i := range parts {
@@ -822,6 +820,11 @@ func (b *batch) borrowersOf(ctx context.Context, kp models.KeyPart, key string) 
 		q = `SELECT local_id FROM ` + b.c.d.t("records") + ` WHERE model = ? AND key LIKE ? ESCAPE '!' AND local_id IS NOT NULL`
 	}
 	return b.keyed(ctx, m, q, arg, func(k string) bool { return replacePart(kp, k, key, key) != "" })
+}
+
+// keyQuery finds the local id of a model's key in the id map.
+func (b *batch) keyQuery() string {
+	return `SELECT local_id FROM ` + b.c.d.t("records") + ` WHERE model = ? AND key = ? AND local_id IS NOT NULL`
 }
 
 // keyed lists the rows of m whose identity matches: those the id map
