@@ -755,3 +755,84 @@ func TestCodeOfADeletedPersonTakenAndFreedAgainInOneBatch(t *testing.T) {
 		}
 	})
 }
+
+// TestAppointmentFollowsTheCorrectionThatLivesOn: origins 1 and 3 correct
+// Ana's code concurrently (A-2, C-9), so she and her patient record live
+// on under both; an appointment booked before follows the first
+// correction, A-2, where it lives on. Origin 2 heard of C-9 first, so its
+// appointment row followed the C-9 copy; origin 1 then deleted that
+// copy's patient record. Origin 2, getting the A-2 correction and that
+// delete in one batch, left the appointment without its patient (seed
+// 5566138298263574446).
+func TestAppointmentFollowsTheCorrectionThatLivesOn(t *testing.T) {
+	forEachLayout(t, func(t *testing.T, lay layout) {
+		a, b, ana := anaAtTwoSites(t, lay)
+		c := newSite(t, lay, 3)
+		patient := a.insert("gnuhealth_patient", 1, map[string]any{"name": ana, "critical_info": "flu", "active": true})
+		a.insert("gnuhealth_appointment", 1, map[string]any{"patient": patient, "comments": "checkup"})
+		exchangeAll(a, b, c)
+		a.update("party_party", ana, 1, map[string]any{"code": "A-2"})
+		a.drain()
+		c.update("party_party", c.int(`SELECT id FROM party_party`), 1, map[string]any{"code": "C-9"})
+		c.drain()
+		b.receive(c)
+		b.project()
+		if got := b.appointmentsByCode(); got != "checkup:C-9" {
+			t.Fatalf("origin 2 shows appointment %q, want it at C-9 before it hears of A-2", got)
+		}
+		a.receive(c)
+		a.project()
+		a.exec(a.q(`DELETE FROM gnuhealth_patient WHERE name = (SELECT id FROM party_party WHERE code = 'C-9')`))
+		a.drain()
+		b.receive(a)
+		b.project()
+		for range 2 {
+			exchangeAll(a, b, c)
+		}
+		for _, s := range []*site{a, b, c} {
+			if got := s.appointmentsByCode(); got != "checkup:A-2" {
+				t.Fatalf("origin %d shows appointment %q, want it at A-2 (parked: %v)", s.origin, got, s.parkedList())
+			}
+		}
+	})
+}
+
+// TestConcurrentCorrectionsAgreeOnTheCopy: origins 1 and 3 correct Ana's
+// code concurrently (A-2 first, then C-9): she and her patient record
+// live on under both codes. Her address and her appointment, added
+// before, mean the first correction, A-2, and must be on that copy at
+// every site, not on the copy each site's rows happened to follow (its
+// own correction, or the first it heard of).
+func TestConcurrentCorrectionsAgreeOnTheCopy(t *testing.T) {
+	forEachLayout(t, func(t *testing.T, lay layout) {
+		a, b, ana := anaAtTwoSites(t, lay)
+		c := newSite(t, lay, 3)
+		a.insert("party_address", 1, map[string]any{"party": ana, "city": "Dili", "active": true})
+		patient := a.insert("gnuhealth_patient", 1, map[string]any{"name": ana, "critical_info": "flu", "active": true})
+		a.insert("gnuhealth_appointment", 1, map[string]any{"patient": patient, "comments": "checkup"})
+		exchangeAll(a, b, c)
+		a.update("party_party", ana, 1, map[string]any{"code": "A-2"})
+		a.drain()
+		c.update("party_party", c.int(`SELECT id FROM party_party`), 1, map[string]any{"code": "C-9"})
+		c.drain()
+		b.receive(c)
+		b.project()
+		for range 2 {
+			exchangeAll(a, b, c)
+		}
+		for _, s := range []*site{a, b, c} {
+			if got := s.appointmentsByCode(); got != "checkup:A-2" {
+				t.Errorf("origin %d shows appointment %q, want it at A-2", s.origin, got)
+			}
+			if got := s.addressesByCode(); got != "A-2:Dili" {
+				t.Errorf("origin %d shows addresses %q, want Dili at A-2", s.origin, got)
+			}
+			if got := s.patientsByCode(); got != "A-2:flu/ C-9:flu/" {
+				t.Errorf("origin %d shows patients %q, want Ana's at A-2 and C-9", s.origin, got)
+			}
+			if got := s.parkedList(); len(got) != 0 {
+				t.Errorf("origin %d parks %v", s.origin, got)
+			}
+		}
+	})
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/ghsync/ghsync/merge"
 	"github.com/ghsync/ghsync/models"
 )
 
@@ -18,12 +19,21 @@ import (
 // alike, and nothing waits: refollow finds those rows and derives them
 // again. Key changes of deleted records are rare (two clinics acting on
 // one person at once), so a scan of the NULL rows is affordable.
+//
+// The same late key change can make a reference mean another row than the
+// one it has: when two sites corrected one code concurrently, the person
+// lives on under both new codes, and a reference made before means the
+// first correction that lives on (MeantKey). A site's rows followed the
+// correction it made or heard of first; refollow also derives again the
+// records whose rows point at any of the corrections' rows, so that every
+// site shows them on the same copy.
 
 // refollow returns the live records with a NULL optional Many2One to a
 // model one of b.movedLate belongs to whose state names a target there,
-// loaded for the batch to derive again. Records of the batch still
-// committing are looked at whatever their rows hold: its writes may not
-// show to the query.
+// and those whose rows point at a row one of b.movedLate's key changes
+// led to, loaded for the batch to derive again. Records of the batch
+// still committing are looked at whatever their rows hold: its writes
+// may not show to the query.
 func (b *batch) refollow(ctx context.Context) ([]*record, error) {
 	if len(b.movedLate) == 0 {
 		return nil, nil
@@ -31,6 +41,10 @@ func (b *batch) refollow(ctx context.Context) ([]*record, error) {
 	targets := map[string]bool{}
 	for _, k := range b.movedLate {
 		targets[k.model] = true
+	}
+	pointing, err := b.splitReferrers(ctx, b.movedLate)
+	if err != nil {
+		return nil, err
 	}
 	b.movedLate = nil
 	var keys []recKey
@@ -67,8 +81,15 @@ func (b *batch) refollow(ctx context.Context) ([]*record, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out []*record
+	again, err := b.reload(ctx, pointing, nil)
+	if err != nil {
+		return nil, err
+	}
+	out := slices.Clone(again)
 	for _, rec := range loaded {
+		if slices.Contains(again, rec) {
+			continue
+		}
 		for _, fl := range fields {
 			if fl.m != rec.m {
 				continue
@@ -101,4 +122,58 @@ func (b *batch) nullRows(ctx context.Context, m *models.Model, f *models.Field) 
 		out = append(out, k)
 	}
 	return out, rows.Err()
+}
+
+// splitReferrers lists the records whose rows point, through any
+// Many2One, at the rows of the keys moved's key changes led to (every
+// one of them, and on from there as far as the batch knows: Hops).
+func (b *batch) splitReferrers(ctx context.Context, moved []recKey) ([]recKey, error) {
+	var dests []recKey
+	for _, k := range moved {
+		rec, ok := b.recs[k]
+		if !ok {
+			continue
+		}
+		for _, w := range rec.st.Fields[merge.RenamedTo] {
+			if r, ok := w.Value.AsRef(); ok {
+				for _, h := range Hops(b.p.reg, r, b.state) {
+					dests = append(dests, recKey{h.Model, h.Key})
+				}
+			}
+		}
+	}
+	if err := b.lookupIDs(ctx, dests); err != nil {
+		return nil, err
+	}
+	rows := map[string][]int64{}
+	for _, d := range dests {
+		if id, ok := b.ids[d]; ok && !slices.Contains(rows[d.model], id) {
+			rows[d.model] = append(rows[d.model], id)
+		}
+	}
+	var out []recKey
+	for _, m := range b.p.reg.Models() {
+		if !b.p.hasTable(m.Table) {
+			continue
+		}
+		for i := range m.Fields {
+			f := &m.Fields[i]
+			ids := rows[f.Target]
+			if f.Type != models.Many2One || len(ids) == 0 || !b.p.hasField(m, f) {
+				continue
+			}
+			found, err := b.tx.referrers(ctx, m.Name, m.Table, f.Column, ids)
+			if err != nil {
+				return nil, fmt.Errorf("find %s rows by %s: %w", m.Name, f.Name, err)
+			}
+			for _, r := range found {
+				k := recKey{m.Name, r.key}
+				if to, ok := b.movedRow(m.Name, r.id); ok {
+					k = to
+				}
+				out = append(out, k)
+			}
+		}
+	}
+	return out, nil
 }
