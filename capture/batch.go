@@ -56,6 +56,7 @@ type batch struct {
 	keys    map[localRef]string // identities known: the id map, then this batch's
 	looked  map[localRef]bool   // refs the id map was asked for, found or not
 	gone    map[localRef]bool   // deleted in this batch
+	rowless map[recKeyOf]bool   // records without a row moved in this batch (moveRowless)
 	ids     []idChange
 	events  []*ledger.Event
 	encoded [][]byte // events' canonical encodings, once stamped
@@ -173,6 +174,8 @@ func opName(op string) string {
 		return "delete"
 	case "K":
 		return "key notice"
+	case "M":
+		return "move notice"
 	}
 	return op
 }
@@ -594,6 +597,8 @@ func (b *batch) record(ctx context.Context, m *models.Model, ch *change) error {
 		return b.release(ctx, m, ref)
 	case "K":
 		return b.rekey(ctx, m, ch)
+	case "M":
+		return b.moveRowless(ctx, m, ch)
 	default:
 		return fmt.Errorf("unknown outbox operation %q", ch.op)
 	}
@@ -622,6 +627,83 @@ func (b *batch) rekey(ctx context.Context, m *models.Model, ch *change) error {
 		return err
 	}
 	return b.rename(ctx, m, key, newKey, ch)
+}
+
+// moveRowless handles the projector's notice that a record this instance
+// began under a key it borrows, and has no row of any more, waits for its
+// move to the key its lender has now (projections.noticeRowless). With no
+// row whose key change would move it, the identity moves as rename moves
+// a row's, from the merged state: its values, the borrowed key parts
+// naming the new key. Nothing happens when the record is no longer live
+// here or this instance has captured a delete of it meanwhile.
+func (b *batch) moveRowless(ctx context.Context, m *models.Model, ch *change) error {
+	from, okFrom := ch.old.str("_key")
+	to, okTo := ch.new.str("_key")
+	if !okFrom || !okTo || from == "" || to == "" {
+		return fmt.Errorf("move notice without both keys (old %s, new %s)", ch.old, ch.new)
+	}
+	k := recKeyOf{m.Name, from}
+	if from == to || b.rowless[k] {
+		return nil
+	}
+	unapplied, err := b.c.unappliedDeletes(ctx)
+	if err != nil {
+		return err
+	}
+	if _, deleted := unapplied[k]; deleted {
+		return nil
+	}
+	var st *merge.State
+	err = b.c.eachKeyRow(ctx, "records", "state", m.Name, []string{from}, func(_ string, raw []byte) error {
+		if raw == nil {
+			return nil
+		}
+		var err error
+		st, err = merge.DecodeState(raw)
+		return err
+	})
+	if err != nil || st == nil || !st.Live() {
+		return err
+	}
+	if owner, ok := st.Owner(); !ok || owner != b.c.opts.Origin {
+		return nil // only the instance that began it moves it
+	}
+	parts := []string{to}
+	if len(m.Key) > 1 {
+		if parts, err = ledger.SplitKey(to); err != nil || len(parts) != len(m.Key) {
+			return fmt.Errorf("move notice: key %q is not one of %s: %v", to, m.Name, err)
+		}
+	}
+	fields := map[string]ledger.Value{}
+	for name, v := range st.Values(m.Policy) {
+		if _, ok := m.Field(name); ok {
+			fields[name] = v
+		}
+	}
+	for _, kp := range m.BorrowedKeyParts() {
+		r, ok := fields[kp.Field.Name].AsRef()
+		if !ok {
+			return fmt.Errorf("move notice: %s %s has no %s", m.Name, from, kp.Field.Name)
+		}
+		if fields[kp.Field.Name], err = ledger.RefTo(r.Model, parts[kp.Index]); err != nil {
+			return err
+		}
+	}
+	if fields[models.RenamedFrom], err = ledger.RefTo(m.Name, from); err != nil {
+		return err
+	}
+	moved, err := ledger.RefTo(m.Name, to)
+	if err != nil {
+		return err
+	}
+	if b.rowless == nil {
+		b.rowless = map[recKeyOf]bool{}
+	}
+	b.rowless[k] = true
+	b.emit(m, to, ledger.OpCreate, fields, ch)
+	b.emit(m, from, ledger.OpDelete, map[string]ledger.Value{merge.RenamedTo: moved}, ch)
+	b.c.log.Info("record key changed: identity of a record with no row here moved", "model", m.Name, "from", from, "to", to)
+	return nil
 }
 
 // known reports whether a row has a network identity already.

@@ -836,3 +836,49 @@ func TestConcurrentCorrectionsAgreeOnTheCopy(t *testing.T) {
 		}
 	})
 }
+
+// TestStaleRegistrationWhoseRowWentWithADelete: origin 3 registers Ana
+// (A-1) as a patient while origin 2 deletes her and origin 1 corrects her
+// code to A-2 and registers her there. Origin 3 gets the delete first: its
+// projector removes the patient row, which restricts her delete. Then the
+// correction says she lives on at A-2, where origin 1's registration is:
+// origin 3's, under the stale key A-1, waits for its owner to move it,
+// and its owner, origin 3, had no row left to move. It stayed parked at
+// every site (seed 923532251618543364).
+func TestStaleRegistrationWhoseRowWentWithADelete(t *testing.T) {
+	forEachLayout(t, func(t *testing.T, lay layout) {
+		a, b, ana := anaAtTwoSites(t, lay)
+		c := newSite(t, lay, 3)
+		c.receive(a)
+		c.project()
+		c.insert("gnuhealth_patient", 1, map[string]any{"name": c.int(`SELECT id FROM party_party`), "critical_info": "flu", "active": true})
+		c.drain()
+		b.exec(b.q(`DELETE FROM party_party WHERE id = ?`), b.int(`SELECT id FROM party_party`))
+		b.drain()
+		a.update("party_party", ana, 1, map[string]any{"code": "A-2"})
+		a.insert("gnuhealth_patient", 1, map[string]any{"name": ana, "general_info": "asthma", "active": true})
+		a.drain()
+		c.receive(b)
+		c.project()
+		c.receive(a)
+		c.project()
+		for range 2 {
+			exchangeAll(a, b, c)
+		}
+		var first string
+		for _, s := range []*site{a, b, c} {
+			got := s.patientsByCode()
+			if !strings.HasPrefix(got, "A-2:") || strings.Contains(got, " ") {
+				t.Errorf("origin %d shows patients %q, want one record of Ana's at A-2 (parked: %v)", s.origin, got, s.parkedList())
+			}
+			if first == "" {
+				first = got
+			} else if got != first {
+				t.Errorf("origin %d shows patients %q, origin 1 %q", s.origin, got, first)
+			}
+			if got := s.parkedList(); len(got) != 0 {
+				t.Errorf("origin %d parks %v", s.origin, got)
+			}
+		}
+	})
+}

@@ -89,11 +89,13 @@ func TestSitesKeepEveryPatient(t *testing.T) {
 	// person's patient record captured under a code a stale record still
 	// held here, merged into it (capture.keyFree); a correction to the
 	// code of a person deleted in the same batch, not followed by the
-	// corrected person's row (projections.endedRow).
+	// corrected person's row (projections.endedRow); a stale patient
+	// record whose row went with its person's delete, never moved
+	// (projections.noticeRowless).
 	runSites(t, "TestSitesKeepEveryPatient", world{addresses: true, patients: true}, 1, 2, 3, 4,
 		16666822827799462730, 14120318031196798187, 8163403392168063381, 15100783668800212754,
 		6157309498759814265, 15960481085519177285, 16243542967340620226, 4959121642114368337,
-		11848340936947222508)
+		11848340936947222508, 923532251618543364)
 }
 
 // TestSitesKeepEveryAppointment is TestSitesKeepEveryPatient with

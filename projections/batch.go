@@ -125,6 +125,9 @@ type batch struct {
 	// landed is the keys a row moved to (moveIDs, a key change captured
 	// here or elsewhere): what waits for them to get a row goes on.
 	landed []recKey
+	// rowless is the records a notice asked this instance's capturer to
+	// move in this batch (noticeRowless).
+	rowless map[recKey]bool
 	// renull is the records whose references the round's deletes empty
 	// while their targets live on (cascade.go: nulled).
 	renull []recKey

@@ -2,6 +2,7 @@ package projections
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"slices"
@@ -201,6 +202,9 @@ func (b *batch) contend(ctx context.Context, todo []*record, candidates map[recK
 				b.contention = map[recKey]wait{}
 			}
 			b.contention[c.k] = wait{cs[0].k, fmt.Sprintf(contentionReason+"%s's lead to the same row (a key it borrows changed): waits for the key change that joins them", cs[0].k.key)}
+			if !c.row && c.k != place {
+				b.noticeRowless(c.rec, place)
+			}
 		}
 	}
 	for place, cs := range places {
@@ -253,6 +257,35 @@ func (b *batch) lenderOf(rec *record, col string) int64 {
 		}
 	}
 	return 0
+}
+
+// noticeRowless asks this instance's capturer to move rec, a record
+// under a stale key that waits for its move to place, when this instance
+// began it but has no row of it: the row went with a delete of its
+// lender that arrived before the key change (cascade), and the capturer,
+// which moves a row's identity when the row's key changes, would never
+// see one. The notice ('M') names both keys; the capturer moves the
+// identity from the merged state (capture: moveRowless).
+func (b *batch) noticeRowless(rec *record, place recKey) {
+	if b.capturedAs == nil || b.p.rebuilding || rec == nil || b.rowless[rec.k] {
+		return
+	}
+	if owner, ok := rec.st.Owner(); !ok || owner != *b.capturedAs {
+		return
+	}
+	if b.rowless == nil {
+		b.rowless = map[recKey]bool{}
+	}
+	b.rowless[rec.k] = true
+	b.tx.queue(`INSERT INTO `+b.s+`outbox (tbl, op, row_id, old, new) VALUES (?, 'M', 0, ?, ?)`,
+		rec.m.Table, keyImage(rec.k.key), keyImage(place.key))
+}
+
+// keyImage is an outbox image naming a key (under a name no Tryton
+// column has).
+func keyImage(key string) string {
+	b, _ := json.Marshal(map[string]string{"_key": key}) // a map of strings always encodes
+	return string(b)
 }
 
 // noticeBorrowers asks this instance's capturer to move the records whose
