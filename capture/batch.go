@@ -632,8 +632,8 @@ func (b *batch) rekey(ctx context.Context, m *models.Model, ch *change) error {
 // moveRowless handles the projector's notice that a record this instance
 // began under a key it borrows, and has no row of any more, waits for its
 // move to the key its lender has now (projections.noticeRowless). With no
-// row whose key change would move it, the identity moves as rename moves
-// a row's, from the merged state: its values, the borrowed key parts
+// row whose key change would move it, the identity moves (emitMove) from
+// the merged state: its values, the borrowed key parts
 // naming the new key. Nothing happens when the record is no longer live
 // here or this instance has captured a delete of it meanwhile.
 func (b *batch) moveRowless(ctx context.Context, m *models.Model, ch *change) error {
@@ -689,19 +689,13 @@ func (b *batch) moveRowless(ctx context.Context, m *models.Model, ch *change) er
 			return err
 		}
 	}
-	if fields[models.RenamedFrom], err = ledger.RefTo(m.Name, from); err != nil {
-		return err
-	}
-	moved, err := ledger.RefTo(m.Name, to)
-	if err != nil {
+	if err := b.emitMove(m, from, to, fields, ch); err != nil {
 		return err
 	}
 	if b.rowless == nil {
 		b.rowless = map[recKeyOf]bool{}
 	}
 	b.rowless[k] = true
-	b.emit(m, to, ledger.OpCreate, fields, ch)
-	b.emit(m, from, ledger.OpDelete, map[string]ledger.Value{merge.RenamedTo: moved}, ch)
 	b.c.log.Info("record key changed: identity of a record with no row here moved", "model", m.Name, "from", from, "to", to)
 	return nil
 }
@@ -771,10 +765,26 @@ func (b *batch) moved(ctx context.Context, m *models.Model, key string, ch *chan
 	return newKey, newKey != key, nil
 }
 
-// rename moves a record's identity: a create of the new key that names
-// the old one, then a delete of the old key that names the new one (so
-// two concurrent moves are a conflict: merge.RenamedTo). The local row
-// keeps its id.
+// emitMove emits a record's key change with fields, its values under the
+// new key: a create of the new key that names the old one, then a delete
+// of the old key that names the new one (so two concurrent moves are a
+// conflict: merge.RenamedTo).
+func (b *batch) emitMove(m *models.Model, from, to string, fields map[string]ledger.Value, ch *change) error {
+	var err error
+	if fields[models.RenamedFrom], err = ledger.RefTo(m.Name, from); err != nil {
+		return err
+	}
+	moved, err := ledger.RefTo(m.Name, to)
+	if err != nil {
+		return err
+	}
+	b.emit(m, to, ledger.OpCreate, fields, ch)
+	b.emit(m, from, ledger.OpDelete, map[string]ledger.Value{merge.RenamedTo: moved}, ch)
+	return nil
+}
+
+// rename moves a record's identity (emitMove). The local row keeps its
+// id.
 func (b *batch) rename(ctx context.Context, m *models.Model, oldKey, newKey string, ch *change) error {
 	cur, err := b.c.readRow(ctx, m.Table, ch.id)
 	if err != nil {
@@ -791,15 +801,9 @@ func (b *batch) rename(ctx context.Context, m *models.Model, oldKey, newKey stri
 	if err != nil {
 		return err
 	}
-	if fields[models.RenamedFrom], err = ledger.RefTo(m.Name, oldKey); err != nil {
+	if err := b.emitMove(m, oldKey, newKey, fields, ch); err != nil {
 		return err
 	}
-	to, err := ledger.RefTo(m.Name, newKey)
-	if err != nil {
-		return err
-	}
-	b.emit(m, newKey, ledger.OpCreate, fields, ch)
-	b.emit(m, oldKey, ledger.OpDelete, map[string]ledger.Value{merge.RenamedTo: to}, ch)
 	b.ids = append(b.ids, idChange{op: 'm', model: m.Name, key: oldKey, newKey: newKey, id: ch.id})
 	b.keys[localRef{m.Name, ch.id}] = newKey
 	b.c.log.Info("record key changed: identity moved", "model", m.Name, "from", oldKey, "to", newKey)

@@ -63,6 +63,7 @@ type Projector struct {
 	rank       map[string]int             // model → position in dependency order
 	cascades   map[string][]cascadeRef    // target model → Many2Ones that cascade its deletes
 	nulls      map[string][]cascadeRef    // target model → Many2Ones its deletes set NULL
+	pointers   map[string][]cascadeRef    // target model → every Many2One to it
 	own        ownTables                  // the names of its own tables in writes
 	shapes     map[string]*shape          // model → its table's column lists
 	partials   map[string]*shape          // model and touched fields → an update's column lists

@@ -53,13 +53,10 @@ func (b *batch) refollow(ctx context.Context) ([]*record, error) {
 		f *models.Field
 	}
 	var fields []field
-	for _, m := range b.p.reg.Models() {
-		if !b.p.hasTable(m.Table) {
-			continue
-		}
-		for i := range m.Fields {
-			f := &m.Fields[i]
-			if f.Type != models.Many2One || f.Required || !targets[f.Target] || !b.p.hasField(m, f) {
+	for target := range targets {
+		for _, c := range b.p.pointersTo(target) {
+			m, f := c.m, c.f
+			if f.Required || !b.p.hasTable(m.Table) || !b.p.hasField(m, f) {
 				continue
 			}
 			fields = append(fields, field{m, f})
@@ -152,14 +149,10 @@ func (b *batch) splitReferrers(ctx context.Context, moved []recKey) ([]recKey, e
 		}
 	}
 	var out []recKey
-	for _, m := range b.p.reg.Models() {
-		if !b.p.hasTable(m.Table) {
-			continue
-		}
-		for i := range m.Fields {
-			f := &m.Fields[i]
-			ids := rows[f.Target]
-			if f.Type != models.Many2One || len(ids) == 0 || !b.p.hasField(m, f) {
+	for target, ids := range rows {
+		for _, c := range b.p.pointersTo(target) {
+			m, f := c.m, c.f
+			if !b.p.hasTable(m.Table) || !b.p.hasField(m, f) {
 				continue
 			}
 			found, err := b.tx.referrers(ctx, m.Name, m.Table, f.Column, ids)
@@ -176,4 +169,19 @@ func (b *batch) splitReferrers(ctx context.Context, moved []recKey) ([]recKey, e
 		}
 	}
 	return out, nil
+}
+
+// pointersTo lists every Many2One field to target.
+func (p *Projector) pointersTo(target string) []cascadeRef {
+	if p.pointers == nil {
+		p.pointers = map[string][]cascadeRef{}
+		for _, m := range p.reg.Models() {
+			for i := range m.Fields {
+				if f := &m.Fields[i]; f.Type == models.Many2One {
+					p.pointers[f.Target] = append(p.pointers[f.Target], cascadeRef{m, f})
+				}
+			}
+		}
+	}
+	return p.pointers[target]
 }
