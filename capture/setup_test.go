@@ -13,6 +13,7 @@ import (
 	"github.com/ghsync/ghsync/capture"
 	"github.com/ghsync/ghsync/fixtures"
 	"github.com/ghsync/ghsync/internal/pgtest"
+	"github.com/ghsync/ghsync/internal/schematest"
 	"github.com/ghsync/ghsync/ledger"
 	"github.com/ghsync/ghsync/ledger/postgres"
 	"github.com/ghsync/ghsync/ledger/sqlite"
@@ -73,7 +74,7 @@ func newSiteOf(t testing.TB, lay layout, origin uint16, reg *models.Registry) *s
 	dir := t.TempDir()
 	driver := "sqlite"
 	if lay.dialect == models.Postgres {
-		s.target, driver = pgtest.NewDatabase(t), "pgx"
+		s.target, driver = schematest.NewPostgres(t, reg), "pgx" // the tables made
 	} else {
 		s.target = "sqlite:" + filepath.Join(dir, "tryton.db")
 	}
@@ -90,8 +91,10 @@ func newSiteOf(t testing.TB, lay layout, origin uint16, reg *models.Registry) *s
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.db.Close() })
-	if err := fixtures.CreateTrytonSchema(ctx(t), s.db, s.reg, lay.dialect); err != nil {
-		t.Fatal(err)
+	if lay.dialect == models.SQLite {
+		if err := fixtures.CreateTrytonSchema(ctx(t), s.db, s.reg, lay.dialect); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if _, err := capture.Install(ctx(t), s.target, s.reg); err != nil {
 		t.Fatalf("install capture: %v", err)

@@ -12,6 +12,7 @@ import (
 	"github.com/ghsync/ghsync/clocks"
 	"github.com/ghsync/ghsync/fixtures"
 	"github.com/ghsync/ghsync/internal/pgtest"
+	"github.com/ghsync/ghsync/internal/schematest"
 	"github.com/ghsync/ghsync/ledger"
 	"github.com/ghsync/ghsync/ledger/sqlite"
 	"github.com/ghsync/ghsync/merge"
@@ -87,20 +88,11 @@ func clinicRegistry(tb testing.TB) *models.Registry {
 	return reg
 }
 
-// target makes an empty Tryton-shaped database for reg and returns its
+// pgTarget makes an empty Tryton-shaped database for reg and returns its
 // projection URL.
 func pgTarget(tb testing.TB, reg *models.Registry) string {
 	tb.Helper()
-	url := pgtest.NewDatabase(tb)
-	db, err := sql.Open("pgx", url)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer db.Close()
-	if err := fixtures.CreateTrytonSchema(context.Background(), db, reg, models.Postgres); err != nil {
-		tb.Fatal(err)
-	}
-	return url
+	return schematest.NewPostgres(tb, reg)
 }
 
 func sqliteTarget(tb testing.TB, reg *models.Registry) string {

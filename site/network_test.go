@@ -19,8 +19,8 @@ import (
 	"github.com/ghsync/ghsync/capture"
 	"github.com/ghsync/ghsync/central"
 	"github.com/ghsync/ghsync/clocks"
-	"github.com/ghsync/ghsync/fixtures"
 	"github.com/ghsync/ghsync/internal/pgtest"
+	"github.com/ghsync/ghsync/internal/schematest"
 	"github.com/ghsync/ghsync/ledger"
 	"github.com/ghsync/ghsync/ledger/postgres"
 	"github.com/ghsync/ghsync/models"
@@ -59,16 +59,13 @@ type node struct {
 
 func newNode(t testing.TB, id uint16, skew time.Duration) *node {
 	t.Helper()
-	n := &node{t: t, id: id, url: pgtest.NewDatabase(t), wall: clocks.NewCorrected(nil, skew)}
+	reg := models.GNUHealth()
+	n := &node{t: t, id: id, url: schematest.NewPostgres(t, reg), wall: clocks.NewCorrected(nil, skew)}
 	var err error
 	if n.db, err = sql.Open("pgx", n.url); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { n.db.Close() })
-	reg := models.GNUHealth()
-	if err := fixtures.CreateTrytonSchema(context.Background(), n.db, reg, models.Postgres); err != nil {
-		t.Fatal(err)
-	}
 	if _, err := capture.Install(context.Background(), n.url, reg); err != nil {
 		t.Fatal(err)
 	}

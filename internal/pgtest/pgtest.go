@@ -55,6 +55,7 @@ var (
 func Main(m *testing.M) int {
 	mainCalled.Store(true)
 	code := m.Run()
+	dropTemplates()
 	if err := stopCluster(); err != nil {
 		fmt.Fprintf(os.Stderr, "pgtest: stopping the throwaway PostgreSQL cluster: %v\n", err)
 	}
@@ -187,17 +188,21 @@ func checkExternal(raw string) (string, error) {
 // replaced. The database is dropped, WITH (FORCE), when the test ends.
 func NewDatabase(tb testing.TB) string {
 	tb.Helper()
+	return newDatabase(tb, createOptions)
+}
+
+// newDatabase is NewDatabase with the given CREATE DATABASE options.
+func newDatabase(tb testing.TB, options string) string {
+	tb.Helper()
 	admin := ServerURL(tb)
 	u, err := url.Parse(admin)
 	if err != nil {
 		tb.Fatalf("pgtest: parsing the server URL %q: %v", admin, err)
 	}
-
-	var b [8]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		tb.Fatalf("pgtest: random database name: %v", err)
+	name, err := randomName("")
+	if err != nil {
+		tb.Fatal(err)
 	}
-	name := dbPrefix + hex.EncodeToString(b[:])
 	ident := pgx.Identifier{name}.Sanitize()
 
 	ctx, cancel := context.WithTimeout(context.Background(), sqlTimeout)
@@ -214,19 +219,34 @@ func NewDatabase(tb testing.TB) string {
 			tb.Errorf("pgtest: dropping test database %s on %s: %v", name, u.Redacted(), err)
 		}
 	})
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+ident+createOptions); err != nil {
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+ident+options); err != nil {
 		tb.Fatalf("pgtest: creating test database %s on %s: %v", name, u.Redacted(), err)
 	}
+	return databaseURL(u, name)
+}
 
-	u.Path = "/" + name
-	u.RawPath = ""
-	if q := u.Query(); q.Has("dbname") || q.Has("database") {
+// randomName is a new database name: dbPrefix, then kind, then 16 hex
+// digits.
+func randomName(kind string) (string, error) {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("pgtest: random database name: %w", err)
+	}
+	return dbPrefix + kind + hex.EncodeToString(b[:]), nil
+}
+
+// databaseURL is the server URL u with its database replaced by name.
+func databaseURL(u *url.URL, name string) string {
+	v := *u
+	v.Path = "/" + name
+	v.RawPath = ""
+	if q := v.Query(); q.Has("dbname") || q.Has("database") {
 		// Either would override the path.
 		q.Del("dbname")
 		q.Del("database")
-		u.RawQuery = q.Encode()
+		v.RawQuery = q.Encode()
 	}
-	return u.String()
+	return v.String()
 }
 
 // createOptions are the options of CREATE DATABASE: a copy of template0,
