@@ -54,7 +54,7 @@ func TestValidate(t *testing.T) {
 		{"seq 1 with prev", func(e *ledger.Event) { e.OriginSeq = 1 }, "zero prev_hash"},
 		{"write without fields", func(e *ledger.Event) { e.Fields, e.Base = nil, nil }, "write changes no field"},
 		{"write with empty fields", func(e *ledger.Event) { e.Fields, e.Base = map[string]ledger.Value{}, nil }, "write changes no field"},
-		{"delete with fields", func(e *ledger.Event) { e.Op, e.Base = ledger.OpDelete, nil }, "delete carries field name (a delete carries at most _saw and _renamed_to)"},
+		{"delete with fields", func(e *ledger.Event) { e.Op, e.Base = ledger.OpDelete, nil }, "delete carries field name (a delete carries at most _saw, _renamed_to and _lender)"},
 		{"delete with base", func(e *ledger.Event) { e.Op, e.Fields = ledger.OpDelete, nil }, "delete carries base clocks"},
 		{"delete with _saw and another field", func(e *ledger.Event) {
 			e.Op, e.Base, e.Fields = ledger.OpDelete, nil, map[string]ledger.Value{ledger.Saw: ledger.Int(7), "name": ledger.Null()}

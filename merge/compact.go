@@ -30,18 +30,19 @@ import (
 //   - FirstWins, Max, Min: every write but the stable winner;
 //   - nothing under Union or CentralWins, nor on an OriginOwned model:
 //     their outcomes or conflicts can still change with later writes;
-//     nor anything of a revived record (see Revives): each of its lives
-//     keeps its own winners and conflicts.
+//     nor anything of a revived record (see Revives) or of one whose
+//     changes name a later lender life (Lender): each of its lives keeps
+//     its own winners and conflicts.
 //
 // Compaction depends on the policy: after a rule changes, a compacted
 // state may lack writes the new rule would use (ghsync rebuild replays the
 // ledger). It returns how many writes it dropped.
 func (s *State) Compact(p Policy, stable clocks.Timestamp) (dropped int) {
-	if p.OriginOwned || stable == 0 || s.Revival() != nil {
-		return 0 // a revived record (rare) keeps every life's writes
+	if p.OriginOwned || stable == 0 || s.Revival() != nil || len(s.Fields[Lender]) > 0 {
+		return 0 // a revived record, or one of several lender lives (rare), keeps every life's writes
 	}
 	for name, ws := range s.Fields {
-		if len(ws) < 2 || ws[0].Stamp.HLC > stable || name == Revives || name == Saw || name == RenamedTo {
+		if len(ws) < 2 || ws[0].Stamp.HLC > stable || name == Revives || name == Saw || name == RenamedTo || name == Lender {
 			continue // a later create may revive the record: kept
 		}
 		var keep []Write

@@ -32,6 +32,10 @@ type replica struct {
 	issued clocks.Timestamp // greatest HLC issued
 	seen   []bool           // by index into history.events
 	states map[string]*State
+	// lender is, per key, the lender life (Lender) the replica knows the
+	// record's lender to be in: it moves on when the replica recodes the
+	// lender and gives its code to someone else, or hears of that.
+	lender map[string]clocks.Timestamp
 }
 
 type history struct {
@@ -50,7 +54,7 @@ func newHistory(rng *rand.Rand, p Policy) *history {
 	h := &history{rng: rng, p: p}
 	n := 2 + rng.IntN(3) // origins 0 (central) and 1..n-1
 	for i := 0; i < n; i++ {
-		h.reps = append(h.reps, &replica{id: uint16(i), clock: clocks.New(1_000_000, 0), states: map[string]*State{}})
+		h.reps = append(h.reps, &replica{id: uint16(i), clock: clocks.New(1_000_000, 0), states: map[string]*State{}, lender: map[string]clocks.Timestamp{}})
 	}
 	return h
 }
@@ -72,6 +76,9 @@ func (h *history) deliver(r *replica, i int) {
 	r.seen[i] = true
 	h.state(r, e.Key).Apply(e)
 	r.clock = max(r.clock, e.HLC)
+	if v, ok := e.Fields[Lender].AsInt(); ok {
+		r.lender[e.Key] = max(r.lender[e.Key], clocks.Timestamp(v))
+	}
 }
 
 // sync delivers to r a random part of what it has not seen.
@@ -166,6 +173,11 @@ func (h *history) step(r *replica) {
 			op = ledger.OpWrite
 		}
 	}
+	if !h.sequential && h.rng.IntN(15) == 0 {
+		// The record's lender deleted and its key given to someone else
+		// here: this replica's changes are now for its next life.
+		r.lender[key] = h.tick(r)
+	}
 	e := &ledger.Event{
 		ID: randID(h.rng), Origin: r.id, OriginSeq: uint64(len(h.events) + 1), HLC: h.tick(r),
 		Model: "gnuhealth.patient", Key: key, Op: op, User: "admin",
@@ -212,6 +224,11 @@ func (h *history) step(r *replica) {
 			e.Fields[Revives] = ledger.Int(int64(saw))
 			e.Base[Revives] = 0
 		}
+		if _, ok := e.Fields[Revives]; !ok && op == ledger.OpCreate && r.lender[key] > 0 {
+			// A create of a later lender life begins that life's first.
+			e.Fields[Revives] = ledger.Int(int64(s.LastDelete().HLC))
+			e.Base[Revives] = 0
+		}
 		for _, f := range simFields {
 			if h.rng.IntN(2) == 0 && (op == ledger.OpCreate || len(e.Fields) > 0 || f != simFields[len(simFields)-1]) {
 				continue
@@ -222,6 +239,15 @@ func (h *history) step(r *replica) {
 			} else {
 				e.Base[f] = 0
 			}
+		}
+	}
+	if l := r.lender[key]; l > 0 {
+		if e.Fields == nil {
+			e.Fields = map[string]ledger.Value{}
+		}
+		e.Fields[Lender] = ledger.Int(int64(l))
+		if op == ledger.OpWrite {
+			e.Base[Lender] = 0
 		}
 	}
 	h.events = append(h.events, e)
@@ -440,7 +466,8 @@ func TestLaws(t *testing.T) {
 	t.Logf("%d histories; %v", histories, stats)
 	for _, k := range []string{"concurrent write", "write once", "central only", "not owner", "record deleted",
 		"hlc tie", "two deletes", "duplicate registration", "create after write", "create after delete", "write of the current value",
-		"revived", "revival that missed a delete", "change of an earlier life", "concurrent move"} {
+		"revived", "revival that missed a delete", "change of an earlier life", "concurrent move",
+		"later lender life", "stale life beside a later lender life's"} {
 		if stats[k] == 0 {
 			t.Errorf("no history exercised %s", k)
 		}
@@ -479,6 +506,12 @@ func countStats(stats map[string]int, s *State, p Policy, events []*ledger.Event
 	}
 	if s.Revival() != nil {
 		stats["revived"]++
+	}
+	if lives := s.lenderLives(); len(lives) > 1 {
+		stats["later lender life"]++
+		if len(s.Fields[Lender]) < len(events) && s.Live() {
+			stats["stale life beside a later lender life's"]++
+		}
 	}
 	var creators, deletes, writes int
 	var revivals []*ledger.Event
@@ -577,7 +610,7 @@ func checkInvariants(t *testing.T, s *State, p Policy, fail func(string, ...any)
 			}
 		case NotOwner:
 			var start *Stamp
-			if s.Deleted == nil {
+			if s.single() {
 				start = s.Created
 			} else {
 				l := s.lives()
@@ -595,7 +628,7 @@ func checkInvariants(t *testing.T, s *State, p Policy, fail func(string, ...any)
 	after := 0
 	for _, name := range slices.Sorted(maps.Keys(s.Fields)) {
 		for _, w := range s.Fields[name] {
-			if s.Deleted != nil && name != Revives && name != Saw && name != RenamedTo && afterItsDelete(s, w.Stamp) {
+			if !s.single() && name != Revives && name != Saw && name != RenamedTo && name != Lender && afterItsDelete(s, w.Stamp) {
 				after++
 			}
 		}
@@ -677,11 +710,35 @@ func afterItsDelete(s *State, st Stamp) bool {
 		}
 		return 0
 	}
-	var evs []ev
-	for _, d := range append([]Stamp{*s.Deleted}, s.Redeleted...) {
-		evs = append(evs, ev{st: d, delete: true, saw: sawOf(d)})
+	// Only the changes made for st's lender life (Lender) count; a later
+	// lender life's first create begins it.
+	lenderOf := func(st Stamp) int64 {
+		for _, w := range s.Fields[Lender] {
+			if w.Stamp == st {
+				v, _ := w.Value.AsInt()
+				return v
+			}
+		}
+		return 0
 	}
+	g := lenderOf(st)
+	var evs []ev
+	if s.Deleted != nil {
+		for _, d := range append([]Stamp{*s.Deleted}, s.Redeleted...) {
+			if lenderOf(d) == g {
+				evs = append(evs, ev{st: d, delete: true, saw: sawOf(d)})
+			}
+		}
+	}
+	first := Stamp{}
 	for _, w := range s.Fields[Revives] {
+		if lenderOf(w.Stamp) != g {
+			continue
+		}
+		if g != 0 && first.IsZero() {
+			first = w.Stamp // sorted: the lender life's first create
+			continue
+		}
 		saw, _ := w.Value.AsInt()
 		evs = append(evs, ev{st: w.Stamp, saw: clocks.Timestamp(saw)})
 	}

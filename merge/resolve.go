@@ -29,7 +29,7 @@ const retired = reasonEnd + 1
 // the record's current one is retired; otherwise, on an origin-owned
 // model, a write from another origin than the owner's is out.
 func (s *State) ineligible(p Policy, w *Write) (Reason, bool) {
-	if s.Deleted != nil {
+	if !s.single() {
 		l := s.lives()
 		life, del := s.place(l, w.Stamp)
 		if del != nil {
@@ -135,15 +135,16 @@ func winner(r Rule, el []Write) (Write, bool) {
 func (s *State) Conflicts(p Policy) []Conflict {
 	var out []Conflict
 	var l lifeline
-	if s.Deleted != nil {
+	single := s.single()
+	if !single {
 		l = s.lives()
 	}
 	for name, ws := range s.Fields { // any order: sorted below
-		if len(ws) == 1 && s.Deleted == nil && !p.OriginOwned || name == Revives || name == Saw || name == RenamedTo {
+		if len(ws) == 1 && single && !p.OriginOwned || name == Revives || name == Saw || name == RenamedTo || name == Lender {
 			continue // one eligible write: no rule finds a conflict in it
 		}
 		r := p.Rule(name)
-		if s.Deleted == nil {
+		if single {
 			out = s.lifeConflicts(out, p, name, r, ws, s.Created)
 			continue
 		}
@@ -162,7 +163,7 @@ func (s *State) Conflicts(p Policy) []Conflict {
 			out = s.lifeConflicts(out, p, name, r, lw, s.lifeStart(l, life))
 		}
 	}
-	if s.Deleted != nil {
+	if !single {
 		out = s.moveConflicts(out, l)
 	}
 	slices.SortFunc(out, compareConflicts)
@@ -211,6 +212,9 @@ func sameKey(a, b ledger.Value) bool {
 // or for the first life Created if it is part of it (nil if unknown).
 func (s *State) lifeStart(l lifeline, i int) *Stamp {
 	if i > 0 {
+		if l.starts[i].IsZero() {
+			return nil // a later lender life's first, no create known yet
+		}
 		return &l.starts[i]
 	}
 	if s.Created != nil && (len(l.starts) == 1 || s.Created.Compare(l.starts[1]) < 0) {

@@ -598,6 +598,55 @@ func TestChangesOfAnEarlierLife(t *testing.T) {
 	}
 }
 
+// TestLenderLives: origin 1 corrects Ana's code A-1 to A-2 (the lender's
+// delete at HLC 20), gives A-1 to Bob and registers him (his patient
+// record is of the lender's life begun after 20); origin 2, not told,
+// registers Ana under A-1 and deletes that registration, stamped after
+// Bob's. The delete ends only the stale registration: Bob's is the
+// record's current life, live, owned by origin 1, with his values; a
+// write to the stale one, stamped after Bob's create, is history, not a
+// conflict, and a delete made for Bob's lender life ends his.
+func TestLenderLives(t *testing.T) {
+	p := Policy{}
+	var h hand
+	ana := h.ev(C, 2, 25, nil, "f", 1, "g", 1)
+	bob := h.ev(C, 1, 30, nil, Lender, 20, Revives, 0, "f", 2)
+	staleDel := h.ev(D, 2, 40, nil)
+	staleWrite := h.ev(W, 3, 35, base{"g": 25}, "g", 7)
+	s := check(t, p, []*ledger.Event{staleWrite, staleDel, bob, ana},
+		map[string]Write{"f": wr(bob, "f"), Lender: wr(bob, Lender), Revives: wr(bob, Revives)}, nil)
+	if !s.Live() || *s.Revival() != StampOf(bob) {
+		t.Fatalf("live %v revival %v: the stale registration's delete ended Bob's", s.Live(), s.Revival())
+	}
+	if o, _ := s.Owner(); o != 1 {
+		t.Errorf("owner %d, want Bob's registration's origin 1", o)
+	}
+	if st := s.LifeStart(StampOf(staleDel)); !st.IsZero() {
+		t.Errorf("the stale delete placed in the life begun at %v", st)
+	}
+
+	// Until Bob's registration arrives, the stale life is the record's.
+	if s := stateOf(staleDel, ana); s.Live() {
+		t.Fatal("the stale registration's delete did not end it")
+	}
+	// A write for Bob's lender life arriving before his create: no life
+	// of that lender life has begun, so the record is not live and has no
+	// owner yet.
+	bobWrite := h.ev(W, 1, 35, base{"f": 30}, Lender, 20, "f", 3)
+	if s := stateOf(bobWrite, ana); s.Live() || s.Revival() != nil {
+		t.Fatalf("live %v revival %v before the lender life's create", s.Live(), s.Revival())
+	} else if _, ok := s.Owner(); ok {
+		t.Fatal("an owner before the lender life's create")
+	}
+
+	bobDel := h.ev(D, 1, 50, nil, Lender, 20)
+	s = check(t, p, []*ledger.Event{bobDel, bobWrite, staleDel, bob, ana},
+		map[string]Write{"f": wr(bobWrite, "f"), Lender: wr(bobDel, Lender), Revives: wr(bob, Revives)}, nil)
+	if s.Live() {
+		t.Fatal("a delete made for Bob's lender life did not end his registration")
+	}
+}
+
 // TestConcurrentMoves: two instances correct the same code at once (each
 // a delete naming where the record moved), and a third deletes the
 // person: the record now lives on under both new keys, and the deletes

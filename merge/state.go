@@ -99,6 +99,20 @@ const RenamedTo = ledger.RenamedTo
 // Creates say the same with Revives.
 const Saw = ledger.Saw
 
+// Lender is the reserved field (ledger.Lender) the events of a record whose
+// key borrows another record's key carry once that lender is in a later
+// life than its first: the HLC of the delete that ended the lender's
+// previous life, as the writer knew it. A person's code corrected at one
+// clinic and given to someone else, while a clinic not told yet registers
+// the person under the old code, keys two registrations alike; by Lender
+// each belongs to the lender life it was made for, so a delete of the stale
+// one ends only its own life. Lives are ordered by lender life first
+// (lives): the record's current life is the last of its latest lender
+// life. A create of a later lender life always carries Revives too (its
+// value the latest delete of the record its writer knew of, maybe 0):
+// it begins that lender life's first life.
+const Lender = ledger.Lender
+
 // Apply adds e's effect to the state and reports whether anything changed.
 // It is idempotent: re-applying an event changes nothing. A create or a
 // write adds one Write per field it sets; a create also lowers Created, a
@@ -184,20 +198,25 @@ func (s *State) Live() bool {
 	if s.Created == nil {
 		return false
 	}
-	if s.Deleted == nil {
+	if s.single() {
 		return true
 	}
 	l := s.lives()
-	return l.ends[len(l.ends)-1] == nil
+	cur := len(l.starts) - 1
+	return l.ends[cur] == nil && l.begun(cur)
 }
+
+// single reports whether the record has one life: never deleted, and
+// every change made for its lender's first life (or it borrows nothing).
+func (s *State) single() bool { return s.Deleted == nil && len(s.Fields[Lender]) == 0 }
 
 // Revival is the stamp of the create that began the record's current life
 // after a delete; nil if its life is the first.
 func (s *State) Revival() *Stamp {
-	if s.Deleted == nil {
+	if s.single() {
 		return nil
 	}
-	if l := s.lives(); len(l.starts) > 1 {
+	if l := s.lives(); len(l.starts) > 1 && !l.starts[len(l.starts)-1].IsZero() {
 		st := l.starts[len(l.starts)-1]
 		return &st
 	}
@@ -209,7 +228,7 @@ func (s *State) Revival() *Stamp {
 // first life. A projector asks it of a key change, to tell whether the row
 // it holds is the one that moved.
 func (s *State) LifeStart(st Stamp) Stamp {
-	if s.Deleted == nil {
+	if s.single() {
 		return Stamp{}
 	}
 	l := s.lives()
@@ -228,7 +247,7 @@ func (s *State) LifeStart(st Stamp) Stamp {
 // they live on, and a party code given to someone else does not take a
 // reference meant for the person who had it.
 func (s *State) Meant(saw clocks.Timestamp) (current bool, moves []ledger.Ref) {
-	if s.Deleted == nil {
+	if s.single() {
 		return true, nil
 	}
 	l := s.lives()
@@ -256,17 +275,55 @@ func (s *State) Meant(saw clocks.Timestamp) (current bool, moves []ledger.Ref) {
 	return life == cur, moves
 }
 
+// LenderLife names the record's current life for the records whose keys
+// borrow its key (Lender): 0 for its first life, else the HLC of the
+// delete that ended the life before it (for a record that itself borrows,
+// the greater of that and its own lender life). A capturer stamps it on
+// every change of a borrower, so that a stale registration made under a
+// reused code stays apart from the code's new person's.
+func (s *State) LenderLife() clocks.Timestamp {
+	if s.single() {
+		return 0
+	}
+	l := s.lives()
+	return l.name(len(l.starts) - 1)
+}
+
+// LenderLifeMovedTo names, as LenderLife does, the life of the record that
+// a key change took to the key to (of the same model); ok is false if no
+// delete of the record moved it there. A borrower's row that followed its
+// lender there must name, on the delete half of its own move, the life it
+// had under the old key, not the key's current one.
+func (s *State) LenderLifeMovedTo(to string) (life clocks.Timestamp, ok bool) {
+	if s.single() {
+		return 0, false
+	}
+	l := s.lives()
+	for _, w := range s.Fields[RenamedTo] {
+		if r, isRef := w.Value.AsRef(); isRef && r.Key == to {
+			i, _ := s.place(l, w.Stamp)
+			return l.name(i), true
+		}
+	}
+	return 0, false
+}
+
 // Owner is the origin that began the record's current life: the origin of
 // Created, or of the reviving create; ok is false before any create is
 // known.
 func (s *State) Owner() (origin uint16, ok bool) {
-	if r := s.Revival(); r != nil {
-		return r.Origin, true
-	}
 	if s.Created == nil {
 		return 0, false
 	}
-	return s.Created.Origin, true
+	if s.single() {
+		return s.Created.Origin, true
+	}
+	l := s.lives()
+	cur := len(l.starts) - 1
+	if st := s.lifeStart(l, cur); st != nil {
+		return st.Origin, true
+	}
+	return 0, false
 }
 
 // LastDelete is the greatest delete stamp; the zero Stamp if none.
@@ -280,52 +337,112 @@ func (s *State) LastDelete() Stamp {
 	return Stamp{}
 }
 
-// lifeline is a deleted record's lives: each starts at a create (the first
-// life at Created, or at the beginning when no create is known, each
-// later one at a reviving create) and ends at its first delete, if any.
+// lifeline is a record's lives, grouped by the lender life they were
+// made for (Lender), lender lives ascending. Within a lender life, each
+// life starts at a create (the first life of the first lender life at
+// Created, or at the beginning when no create is known; the first life of
+// a later lender life at its first create, or at the beginning while none
+// is known; each later one at a reviving create) and ends at its first
+// delete, if any.
 type lifeline struct {
-	starts []Stamp  // ascending; the first is the zero Stamp
+	starts []Stamp  // ascending within a lender life; a first may be the zero Stamp
 	ends   []*Stamp // ends[i]: the first delete of life i, nil if none
 	// need[i] is the HLC of the delete a change must have seen to be of
 	// life i: the one that ended life i-1, which its reviving create saw
-	// (0 for the first life).
-	need []clocks.Timestamp
+	// (0 for the first life of a lender life).
+	need   []clocks.Timestamp
+	lender []clocks.Timestamp // lender[i]: the lender life life i was made for
 }
 
-// lives computes the lifeline: going through deletes and reviving creates
-// in stamp order, a reviving create begins a new life when the current
-// one has ended and it saw the delete that ended it. Another create of a
-// live life joins it, like a duplicate registration. A delete whose
-// writer had not seen the current life begin (Saw) is a late delete of an
-// earlier life: it ends nothing.
+// lives computes the lifeline. Per lender life, going through its deletes
+// and reviving creates in stamp order, a reviving create begins a new life
+// when the current one has ended and it saw the delete that ended it.
+// Another create of a live life joins it, like a duplicate registration. A
+// delete whose writer had not seen the current life begin (Saw) is a late
+// delete of an earlier life: it ends nothing.
 func (s *State) lives() lifeline {
-	l := lifeline{starts: []Stamp{{}}, ends: []*Stamp{nil}, need: []clocks.Timestamp{0}}
-	deletes := append([]Stamp{*s.Deleted}, s.Redeleted...)
+	var l lifeline
+	var deletes []Stamp
+	if s.Deleted != nil {
+		deletes = append([]Stamp{*s.Deleted}, s.Redeleted...)
+	}
 	revs := s.Fields[Revives]
-	for i, j := 0, 0; i < len(deletes) || j < len(revs); {
-		cur := len(l.starts) - 1
-		if j == len(revs) || i < len(deletes) && deletes[i].Compare(revs[j].Stamp) < 0 {
-			d := deletes[i]
-			i++
-			if l.ends[cur] == nil && l.seen(cur, s.saw(d)) == cur {
-				l.ends[cur] = &d
+	for _, g := range s.lenderLives() {
+		l.starts = append(l.starts, Stamp{})
+		l.ends = append(l.ends, nil)
+		l.need = append(l.need, 0)
+		l.lender = append(l.lender, g)
+		first := g != 0 // a later lender life's first create begins its first life
+		for i, j := 0, 0; i < len(deletes) || j < len(revs); {
+			if i < len(deletes) && s.lenderOf(deletes[i]) != g {
+				i++
+				continue
 			}
-			continue
-		}
-		r := revs[j]
-		j++
-		saw, ok := r.Value.AsInt()
-		if end := l.ends[cur]; ok && end != nil && clocks.Timestamp(saw) >= end.HLC {
-			l.starts = append(l.starts, r.Stamp)
-			l.ends = append(l.ends, nil)
-			l.need = append(l.need, end.HLC)
+			if j < len(revs) && s.lenderOf(revs[j].Stamp) != g {
+				j++
+				continue
+			}
+			cur := len(l.starts) - 1
+			if j == len(revs) || i < len(deletes) && deletes[i].Compare(revs[j].Stamp) < 0 {
+				d := deletes[i]
+				i++
+				if l.ends[cur] == nil && l.seen(cur, s.saw(d)) == cur {
+					l.ends[cur] = &d
+				}
+				continue
+			}
+			r := revs[j]
+			j++
+			if first {
+				l.starts[cur], first = r.Stamp, false
+				continue
+			}
+			saw, ok := r.Value.AsInt()
+			if end := l.ends[cur]; ok && end != nil && clocks.Timestamp(saw) >= end.HLC {
+				l.starts = append(l.starts, r.Stamp)
+				l.ends = append(l.ends, nil)
+				l.need = append(l.need, end.HLC)
+				l.lender = append(l.lender, g)
+			}
 		}
 	}
 	return l
 }
 
+// lenderLives lists the lender lives the record's changes were made for,
+// ascending: always the first (0), then each Lender names.
+func (s *State) lenderLives() []clocks.Timestamp {
+	out := []clocks.Timestamp{0}
+	for _, w := range s.Fields[Lender] {
+		if v, ok := w.Value.AsInt(); ok && v > 0 {
+			out = append(out, clocks.Timestamp(v))
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// lenderOf is the lender life the change stamped st was made for.
+func (s *State) lenderOf(st Stamp) clocks.Timestamp {
+	ws := s.Fields[Lender]
+	if i, ok := find(ws, st); ok {
+		if v, ok := ws[i].Value.AsInt(); ok && v > 0 {
+			return clocks.Timestamp(v)
+		}
+	}
+	return 0
+}
+
+// name is life i's name for borrowers (LenderLife).
+func (l lifeline) name(i int) clocks.Timestamp { return max(l.lender[i], l.need[i]) }
+
+// begun reports whether life i has a create: a later lender life's first
+// life has none until its first create is known.
+func (l lifeline) begun(i int) bool { return l.lender[i] == 0 || !l.starts[i].IsZero() }
+
 // seen is the latest life, up to life, that a writer who saw the delete
-// at HLC saw had seen begin.
+// at HLC saw had seen begin. It stays within life's lender life: the
+// first life of each has need 0.
 func (l lifeline) seen(life int, saw clocks.Timestamp) int {
 	for life > 0 && saw < l.need[life] {
 		life--
@@ -347,15 +464,21 @@ func (s *State) saw(st Stamp) clocks.Timestamp {
 }
 
 // place says where a change falls: in which life (index), and whether
-// after that life's end (deleted: the end is the delete it lost to). By
-// its stamp, unless its writer had not seen that life begin (s.saw): then
-// in the latest life it had seen, which ended before the change.
+// after that life's end (deleted: the end is the delete it lost to).
+// Among the lives of the lender life it was made for (Lender), by its
+// stamp, unless its writer had not seen that life begin (s.saw): then in
+// the latest life it had seen, which ended before the change.
 func (s *State) place(l lifeline, st Stamp) (life int, deleted *Stamp) {
-	life = len(l.starts) - 1
-	for life > 0 && l.starts[life].Compare(st) > 0 {
+	g := s.lenderOf(st)
+	first, _ := slices.BinarySearch(l.lender, g)
+	life = first
+	for life+1 < len(l.lender) && l.lender[life+1] == g {
+		life++
+	}
+	for life > first && l.starts[life].Compare(st) > 0 {
 		life--
 	}
-	if life > 0 {
+	if life > first {
 		if seen := l.seen(life, s.saw(st)); seen < life {
 			return seen, l.ends[seen]
 		}

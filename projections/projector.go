@@ -853,6 +853,15 @@ func (p *Projector) validate(e *ledger.Event) *Rejection {
 			}
 			continue
 		}
+		if name == merge.Lender {
+			if l, ok := v.AsInt(); !ok || l <= 0 || len(m.BorrowedKeyParts()) == 0 {
+				return rej(name, "a change names its lender's life (a positive integer clock), on a model whose key borrows another's")
+			}
+			if _, ok := e.Fields[merge.Revives]; !ok && e.Op == ledger.OpCreate {
+				return rej(name, "a create of a later lender life names the delete of the record it saw (%s)", merge.Revives)
+			}
+			continue
+		}
 		f, ok := m.Field(name)
 		if !ok {
 			if why, known := m.NotSynced[name]; known {

@@ -166,6 +166,9 @@ func writeHuman(w io.Writer, r ledger.Record) error {
 		if saw, ok := e.Fields[n].AsInt(); ok && n == merge.Saw {
 			replaces = "   (made on the life after the record's delete of " + clocks.Timestamp(saw).String() + ")"
 		}
+		if l, ok := e.Fields[n].AsInt(); ok && n == merge.Lender {
+			replaces = "   (made for the life its key's lender began after its delete of " + clocks.Timestamp(l).String() + ")"
+		}
 		if _, err := fmt.Fprintf(w, "      %-*s = %s%s\n", width, n, e.Fields[n], replaces); err != nil {
 			return err
 		}
