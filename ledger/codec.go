@@ -136,8 +136,11 @@ func (x *encoder) value(v Value) error {
 	case KindRef:
 		r, _ := v.AsRef()
 		b := appendRef(x.tmp[:0], r)
-		if r.Saw != 0 {
+		if r.Saw != 0 || r.Lender != 0 {
 			b = binary.AppendUvarint(b, uint64(r.Saw))
+		}
+		if r.Lender != 0 {
+			b = binary.AppendUvarint(b, uint64(r.Lender))
 		}
 		return x.ext(extRef, b)
 	case KindRefSet:
@@ -557,17 +560,28 @@ func (d *decoder) ext() (Value, error) {
 		if err != nil {
 			return Value{}, err
 		}
-		if len(rest) != 0 { // the life it names (Ref.Saw)
-			saw, k := binary.Uvarint(rest)
-			if k <= 0 || saw == 0 || k != len(binary.AppendUvarint(nil, saw)) {
-				return Value{}, errors.New("ref: bad life (saw)")
-			}
-			if k != len(rest) {
+		// The life it names (Ref.Saw), then its lender's (Ref.Lender), each
+		// a minimal uvarint; Saw may be 0 only before a Lender.
+		for i := 0; len(rest) != 0; i++ {
+			n, k := binary.Uvarint(rest)
+			switch {
+			case i == 2:
 				return Value{}, errors.New("ref: trailing bytes")
+			case k <= 0 || k != len(binary.AppendUvarint(nil, n)):
+				return Value{}, errors.New("ref: bad life")
+			case i == 0 && n == 0 && k == len(rest):
+				return Value{}, errors.New("ref: bad life (saw 0 with no lender)")
+			case i == 1 && n == 0:
+				return Value{}, errors.New("ref: bad lender life (0)")
 			}
-			ref.Saw = clocks.Timestamp(saw)
+			if i == 0 {
+				ref.Saw = clocks.Timestamp(n)
+			} else {
+				ref.Lender = clocks.Timestamp(n)
+			}
+			rest = rest[k:]
 		}
-		v = Value{kind: KindRef, s: ref.Model, k: ref.Key, i: int64(ref.Saw)}
+		v = refValue(ref)
 	case extRefSet:
 		v = Value{kind: KindRefSet, refs: []Ref{}}
 		for len(b) > 0 {

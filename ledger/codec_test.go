@@ -441,7 +441,9 @@ func malformedEvents(tb testing.TB) []malformed {
 		{"decimal NaN", field(kv{"name", mpExt(1, []byte("NaN"))}, kv{"weight", weight}), ledger.ErrInvalidEvent, "decimal not canonical"},
 		{"ref life 0", field(kv{"name", mpExt(4, append(rawRef(nil, ledger.Ref{Model: "a", Key: "b"}), 0))}, kv{"weight", weight}), ledger.ErrInvalidEvent, "ref: bad life"},
 		{"ref life overlong", field(kv{"name", mpExt(4, append(rawRef(nil, ledger.Ref{Model: "a", Key: "b"}), 0x81, 0))}, kv{"weight", weight}), ledger.ErrInvalidEvent, "ref: bad life"},
-		{"ref trailing bytes", field(kv{"name", mpExt(4, append(rawRef(nil, ledger.Ref{Model: "a", Key: "b"}), 7, 1))}, kv{"weight", weight}), ledger.ErrInvalidEvent, "ref: trailing bytes"},
+		{"ref trailing bytes", field(kv{"name", mpExt(4, append(rawRef(nil, ledger.Ref{Model: "a", Key: "b"}), 7, 1, 1))}, kv{"weight", weight}), ledger.ErrInvalidEvent, "ref: trailing bytes"},
+		{"ref lender life 0", field(kv{"name", mpExt(4, append(rawRef(nil, ledger.Ref{Model: "a", Key: "b"}), 7, 0))}, kv{"weight", weight}), ledger.ErrInvalidEvent, "ref: bad lender life (0)"},
+		{"ref lender life overlong", field(kv{"name", mpExt(4, append(rawRef(nil, ledger.Ref{Model: "a", Key: "b"}), 0, 0x81, 0))}, kv{"weight", weight}), ledger.ErrInvalidEvent, "ref: bad life"},
 		{"ref length past end", field(kv{"name", mpExt(4, []byte{5, 'a', 1, 'b'})}, kv{"weight", weight}), ledger.ErrInvalidEvent, "ref: bad length"},
 		{"ref huge varint", field(kv{"name", mpExt(4, []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01})}, kv{"weight", weight}), ledger.ErrInvalidEvent, "ref: bad length"},
 		{"ref bad model", field(kv{"name", mpExt(4, rawRef(nil, ledger.Ref{Model: "A", Key: "b"}))}, kv{"weight", weight}), ledger.ErrInvalidEvent, "reference"},
@@ -573,6 +575,17 @@ func TestRoundTripWidths(t *testing.T) {
 			t.Fatal(err)
 		}
 		fields[fmt.Sprintf("life%d", i)] = v
+	}
+	for i, r := range []ledger.Ref{{Lender: 1}, {Saw: 3, Lender: math.MaxUint64}} { // a ref naming its target's lender life
+		r.Model, r.Key = "gnuhealth.patient", "P-1"
+		v, err := ledger.RefValue(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := v.AsRef(); got != r {
+			t.Fatalf("RefValue(%v).AsRef() = %v", r, got)
+		}
+		fields[fmt.Sprintf("lender%d", i)] = v
 	}
 
 	for _, tt := range []struct {

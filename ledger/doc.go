@@ -38,11 +38,15 @@
 // big-endian, days since 1970-01-01), 3 datetime (int64 big-endian, µs
 // since the epoch, UTC), 4 ref (uvarint length + model, uvarint length +
 // key, then, for a ref naming a life of its target (Ref.Saw), that HLC as
-// a uvarint, never 0), 5 refset (refs as in 4 without a life,
-// concatenated, sorted by model then key, no duplicates). Anything else,
-// other extension types included, is an error. The life of a ref came
-// after format 1 was pinned: every event without one encodes as before,
-// and a decoder older than it refuses a ref that names one.
+// a uvarint, never 0 unless a lender life follows; then, for a ref to a
+// record whose key borrows another's naming the life of that lender
+// (Ref.Lender), that HLC as a uvarint, never 0), 5 refset (refs as in 4
+// without either life, concatenated, sorted by model then key, no
+// duplicates). Anything else, other extension types included, is an
+// error. The lives of a ref came after format 1 was pinned: every event
+// without them encodes as before, a decoder older than the life refuses
+// a ref that names one, and one older than the lender life a ref that
+// names that.
 //
 // Hash is the SHA-256 of the whole encoding, format byte included; Hash
 // itself is not encoded. Seal sets PrevHash to the hash of the origin's

@@ -104,9 +104,8 @@ const RenamedTo = "_renamed_to"
 // patient's person) is in a later life than its first: an Int, the HLC of
 // the delete that ended the lender's previous life, as the writer knew
 // it. A person's code given to someone else then keys two different
-// patient records; the merge keeps them apart by it (merge.Lender).
-// Validated and merged now; this version's capturer does not set it yet
-// (ARCHITECTURE.md, KNOWN GAPS).
+// patient records; the merge keeps them apart by it (merge.Lender), and
+// references to such records name it too (Ref.Lender).
 const Lender = "_lender"
 
 // Stream is the record's history this event belongs to.

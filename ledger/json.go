@@ -15,6 +15,8 @@ func (v Value) MarshalJSON() ([]byte, error) {
 		Model string `json:"model"`
 		Key   string `json:"key"`
 		Saw   uint64 `json:"saw,omitempty"` // the life it means, as an HLC
+		// Lender: the life of the target's lender it means, as an HLC
+		Lender uint64 `json:"lender,omitempty"`
 	}
 	var out any
 	switch v.kind {
@@ -37,11 +39,12 @@ func (v Value) MarshalJSON() ([]byte, error) {
 	case KindBytes:
 		out = map[string]string{"bytes": base64.StdEncoding.EncodeToString([]byte(v.s))}
 	case KindRef:
-		out = map[string]ref{"ref": {v.s, v.k, uint64(v.i)}}
+		r, _ := v.AsRef()
+		out = map[string]ref{"ref": {r.Model, r.Key, uint64(r.Saw), uint64(r.Lender)}}
 	case KindRefSet:
 		refs := make([]ref, len(v.refs))
 		for i, r := range v.refs {
-			refs[i] = ref{r.Model, r.Key, 0}
+			refs[i] = ref{Model: r.Model, Key: r.Key}
 		}
 		out = map[string][]ref{"refset": refs}
 	}

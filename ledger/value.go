@@ -53,13 +53,23 @@ type Ref struct {
 	// heard of it means the old person, not the new one. Many2One only: a
 	// Many2Many member carries none.
 	Saw clocks.Timestamp
+	// Lender names, for a target whose key borrows another record's (a
+	// patient's is its person's code), the life of that lender the target
+	// was registered for (Lender, the reserved field): a reference to a
+	// patient record made under a code since given to someone else means
+	// the registration of the person who had it. Many2One only.
+	Lender clocks.Timestamp
 }
 
 func (r Ref) String() string {
+	s := r.Model + ":" + r.Key
 	if r.Saw != 0 {
-		return r.Model + ":" + r.Key + "@" + r.Saw.String()
+		s += "@" + r.Saw.String()
 	}
-	return r.Model + ":" + r.Key
+	if r.Lender != 0 {
+		s += "^" + r.Lender.String()
+	}
+	return s
 }
 
 func compareRefs(a, b Ref) int {
@@ -69,7 +79,10 @@ func compareRefs(a, b Ref) int {
 	if c := strings.Compare(a.Key, b.Key); c != 0 {
 		return c
 	}
-	return cmpInt(int64(a.Saw), int64(b.Saw))
+	if c := cmpInt(int64(a.Saw), int64(b.Saw)); c != 0 {
+		return c
+	}
+	return cmpInt(int64(a.Lender), int64(b.Lender))
 }
 
 // Value is one typed field value. It is immutable: constructors copy what
@@ -80,7 +93,7 @@ type Value struct {
 	i    int64  // bool (0/1), int, date (days since 1970-01-01), datetime (µs since epoch)
 	s    string // string, decimal (canonical form), bytes, ref model
 	k    string // ref key
-	refs []Ref  // refset, sorted and without duplicates
+	refs []Ref  // refset, sorted and without duplicates; a Ref naming a lender life (Ref.Lender) holds it as the Saw of one element
 }
 
 // Date and datetime bounds: Tryton (and PostgreSQL's date) use years 1..9999.
@@ -150,12 +163,20 @@ func DateTime(t time.Time) (Value, error) {
 func RefTo(model, key string) (Value, error) { return RefValue(Ref{Model: model, Key: key}) }
 
 // RefValue wraps a Many2One value that may name the life of its target
-// (Ref.Saw).
+// (Ref.Saw) and of its target's lender (Ref.Lender).
 func RefValue(r Ref) (Value, error) {
 	if err := validateRef(r); err != nil {
 		return Value{}, err
 	}
-	return Value{kind: KindRef, s: r.Model, k: r.Key, i: int64(r.Saw)}, nil
+	return refValue(r), nil
+}
+
+func refValue(r Ref) Value {
+	v := Value{kind: KindRef, s: r.Model, k: r.Key, i: int64(r.Saw)}
+	if r.Lender != 0 {
+		v.refs = []Ref{{Saw: r.Lender}}
+	}
+	return v
 }
 
 // RefSet wraps a Many2Many value. Order and duplicates carry no meaning in a
@@ -166,8 +187,8 @@ func RefSet(refs ...Ref) (Value, error) {
 		if err := validateRef(r); err != nil {
 			return Value{}, err
 		}
-		if r.Saw != 0 {
-			return Value{}, fmt.Errorf("ledger: Many2Many member %s names a life (Saw)", r)
+		if r.Saw != 0 || r.Lender != 0 {
+			return Value{}, fmt.Errorf("ledger: Many2Many member %s names a life (Saw, Lender)", r)
 		}
 	}
 	slices.SortFunc(out, compareRefs)
@@ -219,7 +240,11 @@ func (v Value) AsDateTime() (time.Time, bool) {
 
 // AsRef returns a Many2One target; ok is false for any other kind.
 func (v Value) AsRef() (Ref, bool) {
-	return Ref{Model: v.s, Key: v.k, Saw: clocks.Timestamp(v.i)}, v.kind == KindRef
+	r := Ref{Model: v.s, Key: v.k, Saw: clocks.Timestamp(v.i)}
+	if v.kind == KindRef && len(v.refs) == 1 {
+		r.Lender = v.refs[0].Saw
+	}
+	return r, v.kind == KindRef
 }
 
 // AsRefSet returns a copy of a Many2Many set, sorted; ok is false for any other kind.
