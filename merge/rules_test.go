@@ -639,6 +639,40 @@ func TestLenderLives(t *testing.T) {
 		t.Fatal("an owner before the lender life's create")
 	}
 
+	// Kept, the stale registration is superseded: references made for it
+	// mean it, not Bob's, until its clinic moves it to Ana's new code.
+	s = stateOf(bob, ana)
+	if !s.Superseded(StampOf(ana)) || s.Superseded(StampOf(bob)) {
+		t.Fatalf("superseded: Ana's %v, Bob's %v", s.Superseded(StampOf(ana)), s.Superseded(StampOf(bob)))
+	}
+	if cur, moves := s.Meant(0, 0); cur || len(moves) != 0 {
+		t.Fatalf("a reference to the stale registration: current %v, moves %v", cur, moves)
+	}
+	if cur, _ := s.Meant(20, 0); !cur {
+		t.Fatal("a reference to Bob's registration does not mean the current life")
+	}
+	if cur, _ := s.Meant(25, 0); !cur {
+		t.Fatal("a reference naming a later life of the same lender life does not mean it")
+	}
+	a2, err := ledger.RefValue(ledger.Ref{Model: "gnuhealth.patient", Key: "A-2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	moved := h.ev(D, 2, 60, nil, RenamedTo, a2)
+	s.Apply(moved)
+	if s.Superseded(StampOf(ana)) || !s.Live() {
+		t.Fatal("the stale registration's move did not end it, or ended Bob's")
+	}
+	if cur, moves := s.Meant(0, 0); cur || len(moves) != 1 || moves[0].Key != "A-2" {
+		t.Fatalf("a reference to the moved registration: current %v, moves %v, want A-2", cur, moves)
+	}
+	if life, ok := s.LenderLifeMovedTo("A-2"); !ok || life != 0 {
+		t.Fatalf("LenderLifeMovedTo(A-2) = %v, %v; want the first lender life", life, ok)
+	}
+	if s.LenderLife() != 20 {
+		t.Fatalf("LenderLife = %v, want 20", s.LenderLife())
+	}
+
 	bobDel := h.ev(D, 1, 50, nil, Lender, 20)
 	s = check(t, p, []*ledger.Event{bobDel, bobWrite, staleDel, bob, ana},
 		map[string]Write{"f": wr(bobWrite, "f"), Lender: wr(bobDel, Lender), Revives: wr(bob, Revives)}, nil)
@@ -681,7 +715,7 @@ func TestMeant(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := &State{}
-	if cur, _ := s.Meant(99); !cur {
+	if cur, _ := s.Meant(0, 99); !cur {
 		t.Fatal("a record never deleted: a reference does not mean its current life")
 	}
 	for _, e := range []*ledger.Event{
@@ -701,7 +735,7 @@ func TestMeant(t *testing.T) {
 		{20, true, nil},
 		{25, true, nil},
 	} {
-		cur, moves := s.Meant(tt.saw)
+		cur, moves := s.Meant(0, tt.saw)
 		if cur != tt.current || !slices.Equal(moves, tt.moves) {
 			t.Errorf("Meant(%d) = %v, %v; want %v, %v", tt.saw, cur, moves, tt.current, tt.moves)
 		}
@@ -710,15 +744,15 @@ func TestMeant(t *testing.T) {
 	// reference to the second means a deleted life.
 	s.Apply(h.ev(D, 2, 40, nil, Saw, 20))
 	s.Apply(h.ev(C, 2, 50, nil, Revives, 40))
-	if cur, moves := s.Meant(20); cur || len(moves) != 0 {
+	if cur, moves := s.Meant(0, 20); cur || len(moves) != 0 {
 		t.Errorf("Meant(20) = current %v, moves %v; want a deleted life", cur, moves)
 	}
-	if cur, _ := s.Meant(40); !cur {
+	if cur, _ := s.Meant(0, 40); !cur {
 		t.Error("Meant(40): the writer saw the third life begin")
 	}
 	// The current life moves too: a reference to it follows.
 	s.Apply(h.ev(D, 1, 60, nil, Saw, 40, RenamedTo, moved))
-	if cur, moves := s.Meant(40); !cur || !slices.Equal(moves, []ledger.Ref{p2}) {
+	if cur, moves := s.Meant(0, 40); !cur || !slices.Equal(moves, []ledger.Ref{p2}) {
 		t.Errorf("Meant(40) after the third life moved = %v, %v; want current, moved to P-2", cur, moves)
 	}
 	// One instance deletes the record while another, not yet told,
@@ -728,7 +762,7 @@ func TestMeant(t *testing.T) {
 	s.Apply(h.ev(C, 1, 10, nil, "f", 1))
 	s.Apply(h.ev(D, 2, 20, nil))
 	s.Apply(h.ev(D, 1, 25, nil, RenamedTo, moved))
-	if _, moves := s.Meant(0); !slices.Equal(moves, []ledger.Ref{p2}) {
+	if _, moves := s.Meant(0, 0); !slices.Equal(moves, []ledger.Ref{p2}) {
 		t.Errorf("Meant(0) with a delete and a concurrent move = %v; want moved to P-2", moves)
 	}
 	// Two corrections of one life, the later first in the ledger: the
@@ -742,7 +776,7 @@ func TestMeant(t *testing.T) {
 	s.Apply(h.ev(C, 1, 10, nil, "f", 1))
 	s.Apply(h.ev(D, 1, 30, nil, RenamedTo, moved))
 	s.Apply(h.ev(D, 2, 20, nil, RenamedTo, q3v))
-	if _, moves := s.Meant(0); !slices.Equal(moves, []ledger.Ref{q3, p2}) {
+	if _, moves := s.Meant(0, 0); !slices.Equal(moves, []ledger.Ref{q3, p2}) {
 		t.Errorf("Meant(0) with two corrections = %v; want Q-3 (the ending one), then P-2", moves)
 	}
 }
@@ -765,5 +799,33 @@ func TestSameMoveKnowingMore(t *testing.T) {
 	}
 	if cs := s.Conflicts(Policy{}); len(cs) != 0 {
 		t.Fatalf("conflicts %v, want none", cs)
+	}
+}
+
+// TestLenderLifeMovedToTheLatestMove: a person coded C-2 is corrected to
+// C-1, the freed C-2 goes to someone else, who is corrected to C-1 too
+// (after the first left it). A patient record following the second
+// correction had the second life of C-2, not the first that also went
+// to C-1.
+func TestLenderLifeMovedToTheLatestMove(t *testing.T) {
+	var h hand
+	c1, err := ledger.RefValue(ledger.Ref{Model: "party.party", Key: "C-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &State{}
+	for _, e := range []*ledger.Event{
+		h.ev(C, 3, 10, nil, "f", 1),
+		h.ev(D, 3, 20, nil, RenamedTo, c1),
+		h.ev(C, 3, 30, nil, Revives, 20),
+		h.ev(D, 3, 40, nil, Saw, 20, RenamedTo, c1),
+	} {
+		s.Apply(e)
+	}
+	if life, ok := s.LenderLifeMovedTo("C-1"); !ok || life != 20 {
+		t.Fatalf("LenderLifeMovedTo(C-1) = %v, %v; want the second life (20)", life, ok)
+	}
+	if _, ok := s.LenderLifeMovedTo("C-3"); ok {
+		t.Fatal("LenderLifeMovedTo(C-3): no change moved the record there")
 	}
 }

@@ -246,13 +246,24 @@ func (s *State) LifeStart(st Stamp) Stamp {
 // that a reference follows its person through code corrections to where
 // they live on, and a party code given to someone else does not take a
 // reference meant for the person who had it.
-func (s *State) Meant(saw clocks.Timestamp) (current bool, moves []ledger.Ref) {
+//
+// lender (ledger.Ref.Lender) is the life of the record's lender the
+// reference's writer knew the record under: the reference means a life
+// of the latest lender life up to it, so a reference to a stale
+// registration (made for the person who had a code since given to
+// someone else) means that registration, not the current one; until a
+// move ends it, it is not current and has nowhere to go.
+func (s *State) Meant(lender, saw clocks.Timestamp) (current bool, moves []ledger.Ref) {
 	if s.single() {
 		return true, nil
 	}
 	l := s.lives()
 	cur := len(l.starts) - 1
-	life := l.seen(cur, saw)
+	last := cur // the last life of the latest lender life up to lender
+	for last > 0 && l.lender[last] > lender {
+		last--
+	}
+	life := l.seen(last, saw)
 	end := l.ends[life]
 	if end == nil {
 		return life == cur, nil
@@ -293,19 +304,36 @@ func (s *State) LenderLife() clocks.Timestamp {
 // a key change took to the key to (of the same model); ok is false if no
 // delete of the record moved it there. A borrower's row that followed its
 // lender there must name, on the delete half of its own move, the life it
-// had under the old key, not the key's current one.
+// had under the old key, not the key's current one. Of several moves
+// there, the latest counts.
 func (s *State) LenderLifeMovedTo(to string) (life clocks.Timestamp, ok bool) {
 	if s.single() {
 		return 0, false
 	}
 	l := s.lives()
-	for _, w := range s.Fields[RenamedTo] {
-		if r, isRef := w.Value.AsRef(); isRef && r.Key == to {
-			i, _ := s.place(l, w.Stamp)
-			return l.name(i), true
+	ws := s.Fields[RenamedTo]
+	for i := len(ws) - 1; i >= 0; i-- { // the latest: a code corrected back and forth moves it there more than once
+		if r, isRef := ws[i].Value.AsRef(); isRef && r.Key == to {
+			life, _ := s.place(l, ws[i].Stamp)
+			return l.name(life), true
 		}
 	}
 	return 0, false
+}
+
+// Superseded reports whether the change stamped st belongs to a life made
+// for an earlier life of the key's lender than the record's current one
+// (Lender), and no delete ended that life: a registration a clinic made
+// under a person's code, unaware that the code had gone to someone else.
+// Its row is not the current life's; the instance that made it moves it
+// to its person's new key.
+func (s *State) Superseded(st Stamp) bool {
+	if s.single() {
+		return false
+	}
+	l := s.lives()
+	life, del := s.place(l, st)
+	return del == nil && l.ends[life] == nil && l.lender[life] < l.lender[len(l.starts)-1]
 }
 
 // Owner is the origin that began the record's current life: the origin of

@@ -99,7 +99,7 @@ func FollowRef(v ledger.Value, alias Alias, lives Lives) ledger.Value {
 		if alias != nil && !final {
 			key = alias(r.Model, key)
 		}
-		if key == r.Key && r.Saw == 0 {
+		if key == r.Key && r.Saw == 0 && r.Lender == 0 {
 			return v
 		}
 		if nv, err := ledger.RefTo(r.Model, key); err == nil {
@@ -141,7 +141,7 @@ func MeantKey(reg *models.Registry, r ledger.Ref, state func(model, key string) 
 		if !loaded {
 			return "", false, false, &r
 		}
-		current, moves := st.Meant(r.Saw)
+		current, moves := st.Meant(r.Lender, r.Saw)
 		if len(moves) == 0 || steps >= 16 { // a chain of key changes longer than this is a loop
 			return r.Key, current, current && st.Live(), nil
 		}
@@ -183,7 +183,7 @@ func Hops(reg *models.Registry, r ledger.Ref, state func(model, key string) (st 
 		if !loaded {
 			continue
 		}
-		_, moves := st.Meant(at.Saw)
+		_, moves := st.Meant(at.Lender, at.Saw)
 		for _, to := range moves {
 			if !slices.ContainsFunc(out, func(o ledger.Ref) bool { return o.Model == to.Model && o.Key == to.Key }) {
 				out = append(out, to)
