@@ -116,6 +116,10 @@ type batch struct {
 	// contention is the records of this round that wait for another
 	// whose key leads to the same row (borrow.go).
 	contention map[recKey]wait
+	// waitMove: records whose row holds a superseded registration of this
+	// instance's, left where it is until the capturer moves it
+	// (superseded.go).
+	waitMove map[recKey]bool
 	// movedLate is the records a key change reached after they were
 	// deleted (refollow.go).
 	movedLate []recKey
@@ -631,6 +635,34 @@ func (b *batch) materialize(ctx context.Context, todo []*record) ([]recKey, erro
 			rec.entered = lifeOf(rec.st) // the row written next is this life's, in later rounds too
 		}
 	}
+	// A row still holding a superseded registration (superseded.go): the
+	// current life waits for its move here, or the row goes elsewhere.
+	b.waitMove = nil
+	for _, rec := range todo {
+		id, has := b.ids[rec.k]
+		if !has || len(rec.st.Fields[merge.Lender]) == 0 || b.keepsLocalChange(rec, id) {
+			continue
+		}
+		stale, own, err := b.supersededRow(ctx, rec, id)
+		if err != nil {
+			return nil, fmt.Errorf("%s %s: %w", rec.m.Name, rec.k.key, err)
+		}
+		switch {
+		case !stale:
+		case own:
+			if b.waitMove == nil {
+				b.waitMove = map[recKey]bool{}
+			}
+			b.waitMove[rec.k] = true
+		default:
+			if ended == nil {
+				ended = map[recKey]int64{}
+			}
+			ended[rec.k] = id
+			delete(b.ids, rec.k)
+			rec.entered = lifeOf(rec.st)
+		}
+	}
 	for _, er := range b.endedRows { // taken by a move (moveIDs)
 		if ended == nil {
 			ended = map[recKey]int64{}
@@ -642,6 +674,11 @@ func (b *batch) materialize(ctx context.Context, todo []*record) ([]recKey, erro
 	// Rows the deletes below take with them (cascade.go).
 	if err := b.cascade(ctx, todo, ended); err != nil {
 		return nil, err
+	}
+	for k := range b.waitMove {
+		if _, has := b.ids[k]; !has {
+			delete(b.waitMove, k) // its row goes with its person: nothing to wait for
+		}
 	}
 
 	// Which new records can be inserted now: the greatest set whose
@@ -665,6 +702,12 @@ func (b *batch) materialize(ctx context.Context, todo []*record) ([]recKey, erro
 	}
 	if err := b.contend(ctx, todo, candidates); err != nil {
 		return nil, err
+	}
+	for k := range b.waitMove {
+		if b.contention == nil {
+			b.contention = map[recKey]wait{}
+		}
+		b.contention[k] = wait{k, supersededReason}
 	}
 	for changed := true; changed; {
 		changed = false

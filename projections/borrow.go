@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/ghsync/ghsync/ledger"
+	"github.com/ghsync/ghsync/merge"
 	"github.com/ghsync/ghsync/models"
 )
 
@@ -96,8 +97,8 @@ func (b *batch) contend(ctx context.Context, todo []*record, candidates map[recK
 	claimed := map[recKey]at{}
 	for _, rec := range todo {
 		now, ok := b.keyNow(rec)
-		if !ok || !rec.st.Live() {
-			continue
+		if !ok || !rec.st.Live() || b.waitMove[rec.k] {
+			continue // a row left where it is is one already at its place
 		}
 		_, isNew := candidates[rec.k]
 		if id, has := b.ids[rec.k]; !isNew && (!has || b.keepsLocalChange(rec, id)) {
@@ -281,6 +282,21 @@ func (b *batch) noticeRowless(rec *record, place recKey) {
 		rec.m.Table, keyImage(rec.k.key), keyImage(place.key))
 }
 
+// began reports whether this instance began st's current life, or a
+// superseded registration (superseded.go) under its key, through
+// borrowed key part kp: only it captures their moves.
+func (b *batch) began(st *merge.State, kp models.KeyPart) bool {
+	if owner, ok := st.Owner(); !ok || owner == *b.capturedAs {
+		return true
+	}
+	for _, w := range st.Fields[kp.Field.Name] {
+		if w.Stamp.Origin == *b.capturedAs && st.Superseded(w.Stamp) {
+			return true
+		}
+	}
+	return false
+}
+
 // keyImage is an outbox image naming a key (under a name no Tryton
 // column has).
 func keyImage(key string) string {
@@ -316,7 +332,7 @@ func (b *batch) noticeBorrowers(ctx context.Context, lender recKey, id int64) er
 			return err
 		}
 		for i, r := range refs {
-			if owner, ok := b.recs[keys[i]].st.Owner(); ok && owner != *b.capturedAs {
+			if st := b.recs[keys[i]].st; !b.began(st, kp) {
 				continue
 			}
 			b.tx.queue(`INSERT INTO `+b.s+`outbox (tbl, op, row_id) VALUES (?, 'K', ?)`, kp.Model.Table, r.id)

@@ -50,8 +50,8 @@ func (b *batch) lifeEnded(rec *record) bool {
 		return false
 	}
 	from := rec.entered.start
-	if now := lifeOf(rec.st); now.start == from {
-		return false
+	if now := lifeOf(rec.st); now.start == from || rec.st.Superseded(from) {
+		return false // the same life, or a superseded registration's (superseded.go)
 	}
 	if b.capturedAs == nil {
 		return true
