@@ -64,6 +64,7 @@ type batch struct {
 	owners  []owner
 	stamps  map[recKeyOf]fieldStamps // each field's HLC in this batch, once stamped
 	fl      *inflight                // the batch appended meanwhile, while this one builds
+	lenders lenderLives              // the lives its borrowers' lenders are in (lenders.go)
 	// Rows held back (held.go): the holds this batch knows (nil: not
 	// held), loaded or changed by it; the rows whose hold it changed;
 	// whether any row may be held at all (if not, none is looked up).
@@ -1027,6 +1028,9 @@ func (b *batch) flushOwners(ctx context.Context) error {
 // instance knew of (merge.Saw), so it stays with the life the user saw.
 func (b *batch) setBases(ctx context.Context) error {
 	if err := b.setRevivals(ctx); err != nil {
+		return err
+	}
+	if err := b.setLenders(ctx); err != nil {
 		return err
 	}
 	if err := b.setRefLives(ctx); err != nil {

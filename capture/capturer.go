@@ -70,6 +70,9 @@ type Capturer struct {
 	// resumes from the ledger before it stamps again.
 	stale  bool
 	unlock func()
+	// borrows: per model whose key borrows another's, its borrowed key
+	// parts (lenders.go).
+	borrows map[string][]lenderPart
 }
 
 // fieldStamps is an HLC per field of one record. A short list, not a map
@@ -142,7 +145,7 @@ func Open(ctx context.Context, target string, store ledger.Store, reg *models.Re
 		return nil, err
 	}
 	c := &Capturer{d: d, store: store, reg: reg, opts: opts, log: opts.Logger.Named("capture"),
-		users: map[int64]string{}, stamped: map[recKeyOf]fieldStamps{}}
+		users: map[int64]string{}, stamped: map[recKeyOf]fieldStamps{}, borrows: borrowedParts(reg)}
 	if err := c.init(ctx); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("open capture on %s: %w", d.dialect, err)

@@ -299,9 +299,13 @@ func (c *Capturer) committed(ctx context.Context, p *prepared, st *Stats) {
 func (c *Capturer) stamp(b *batch) error {
 	here := map[recKeyOf]fieldStamps{}
 	deleted := map[recKeyOf]clocks.Timestamp{} // deletes stamped in this batch
+	revived := map[recKeyOf]clocks.Timestamp{} // revivals stamped in this batch: the delete each saw
 	b.encoded = make([][]byte, 0, len(b.pending))
 	for _, p := range b.pending {
 		e := p.e
+		if err := b.nameLenders(e, revived); err != nil {
+			return err
+		}
 		var floor clocks.Timestamp
 		if d, ok := deleted[recKeyOf{e.Model, e.Key}]; ok && e.Op == ledger.OpCreate {
 			// The key's record was deleted by this very batch (a rename
@@ -341,7 +345,7 @@ func (c *Capturer) stamp(b *batch) error {
 		if e.Op == ledger.OpWrite {
 			earlier := here[recKeyOf{e.Model, e.Key}]
 			for f := range e.Fields {
-				if f == merge.Saw {
+				if f == merge.Saw || f == merge.Lender {
 					continue
 				}
 				base := max(e.Base[f], earlier.get(f))
@@ -370,6 +374,10 @@ func (c *Capturer) stamp(b *batch) error {
 		noteStamps(here, e)
 		if e.Op == ledger.OpDelete {
 			deleted[recKeyOf{e.Model, e.Key}] = e.HLC
+		}
+		if v, ok := e.Fields[merge.Revives].AsInt(); ok && e.Op == ledger.OpCreate && v > 0 {
+			k := recKeyOf{e.Model, e.Key}
+			revived[k] = max(revived[k], clocks.Timestamp(v))
 		}
 	}
 	b.stamps = here

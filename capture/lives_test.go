@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/ghsync/ghsync/ledger"
+	"github.com/ghsync/ghsync/merge"
 )
 
 // Many2One references name the life of their target (ledger.Ref.Saw): a
@@ -878,6 +879,104 @@ func TestStaleRegistrationWhoseRowWentWithADelete(t *testing.T) {
 			}
 			if got := s.parkedList(); len(got) != 0 {
 				t.Errorf("origin %d parks %v", s.origin, got)
+			}
+		}
+	})
+}
+
+// TestStaleRegistrationOfAReusedCode: origin 1 corrects Ana's code (A-1
+// to A-2), gives A-1 to Bob and registers him as a patient; origin 2, not
+// told, registers Ana as a patient under A-1, and then either deletes
+// that registration or keeps it. Both registrations are keyed A-1 and
+// were made concurrently, but for different lives of the person keyed
+// A-1 (merge.Lender): Bob's record must survive the stale one's delete,
+// and a stale one kept moves to Ana's new code. Before lender lives, the
+// two were merged into one record and the delete took Bob's away at both
+// sites (ARCHITECTURE.md, KNOWN GAPS, as it was).
+func TestStaleRegistrationOfAReusedCode(t *testing.T) {
+	for _, deleted := range []bool{true, false} {
+		t.Run(fmt.Sprintf("deleted=%v", deleted), func(t *testing.T) {
+			forEachLayout(t, func(t *testing.T, lay layout) {
+				a, b, ana := anaAtTwoSites(t, lay)
+				a.update("party_party", ana, 1, map[string]any{"code": "A-2"})
+				a.drain()
+				bob := a.insert("party_party", 1, map[string]any{"code": "A-1", "name": "Bob", "active": true})
+				a.insert("gnuhealth_patient", 1, map[string]any{"name": bob, "critical_info": "flu", "active": true})
+				a.drain()
+				stale := b.insert("gnuhealth_patient", 1, map[string]any{"name": b.int(`SELECT id FROM party_party`), "critical_info": "asthma", "active": true})
+				b.drain()
+				want := "A-1:flu/ A-2:asthma/"
+				if deleted {
+					b.exec(`DELETE FROM gnuhealth_patient WHERE id = ?`, stale)
+					want = "A-1:flu/"
+				}
+				for range 3 {
+					exchange(a, b)
+				}
+				for _, s := range []*site{a, b} {
+					if got := s.patientsByCode(); got != want {
+						t.Fatalf("origin %d shows patients %q, want %q (parked: %v, held: %v)", s.origin, got, want, s.parkedList(), s.held())
+					}
+				}
+			})
+		})
+	}
+}
+
+// TestRegistrationUnderACodeRevivedHere is TestStaleRegistrationOfAReusedCode
+// with Bob's code given and his registration captured before origin 1's
+// projector has applied the code's revival: the person's merged state
+// still shows A-1 ended, but Bob's row lives here, so his registration is
+// of the code's next life (merge.Lender), not of Ana's, and survives.
+func TestRegistrationUnderACodeRevivedHere(t *testing.T) {
+	forEachLayout(t, func(t *testing.T, lay layout) {
+		a, b, ana := anaAtTwoSites(t, lay)
+		b.insert("gnuhealth_patient", 1, map[string]any{"name": b.int(`SELECT id FROM party_party`), "critical_info": "asthma", "active": true})
+		b.drain()
+		a.update("party_party", ana, 1, map[string]any{"code": "A-2"})
+		a.drain()
+		a.project()
+		bob := a.insert("party_party", 1, map[string]any{"code": "A-1", "name": "Bob", "active": true})
+		a.drain()
+		a.insert("gnuhealth_patient", 1, map[string]any{"name": bob, "critical_info": "flu", "active": true})
+		for _, e := range a.drain() {
+			if _, ok := e.Fields[merge.Lender]; e.Model == "gnuhealth.patient" && !ok {
+				t.Fatalf("Bob's registration %v names no lender life", e)
+			}
+		}
+		for range 3 {
+			exchange(a, b)
+		}
+		for _, s := range []*site{a, b} {
+			if got, want := s.patientsByCode(), "A-1:flu/ A-2:asthma/"; got != want {
+				t.Fatalf("origin %d shows patients %q, want %q (parked: %v)", s.origin, got, want, s.parkedList())
+			}
+		}
+	})
+}
+
+// TestAppointmentFollowsAMoveToAReusedCode: Ana's patient record, with an
+// appointment, moves with her code's correction to a code Carl had until
+// he was deleted. The move's reference to the new key names the life it
+// begins there (ledger.Ref.Lender), so the appointment, following the
+// move, still means her record, here and elsewhere.
+func TestAppointmentFollowsAMoveToAReusedCode(t *testing.T) {
+	forEachLayout(t, func(t *testing.T, lay layout) {
+		a, b, ana := anaAtTwoSites(t, lay)
+		carl := a.insert("party_party", 1, map[string]any{"code": "A-3", "name": "Carl", "active": true})
+		patient := a.insert("gnuhealth_patient", 1, map[string]any{"name": ana, "critical_info": "asthma", "active": true})
+		a.insert("gnuhealth_appointment", 1, map[string]any{"patient": patient, "comments": "checkup"})
+		a.drain()
+		a.exec(`DELETE FROM party_party WHERE id = ?`, carl)
+		a.drain()
+		a.project()
+		a.update("party_party", ana, 1, map[string]any{"code": "A-3"})
+		for range 3 {
+			exchange(a, b)
+		}
+		for _, s := range []*site{a, b} {
+			if got, want := s.appointmentsByCode(), "checkup:A-3"; got != want {
+				t.Fatalf("origin %d shows appointments %q, want %q (parked: %v)", s.origin, got, want, s.parkedList())
 			}
 		}
 	})
