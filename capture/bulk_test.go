@@ -38,6 +38,7 @@ func bulkCode(n int) string {
 // codes, each once; an empty outbox; an id map entry per party; a ledger
 // that verifies. It logs how long each step took.
 func TestBulkLoadMillionRows(t *testing.T) {
+	t.Parallel() // the package's longest test: it overlaps the random histories
 	c, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	reg := models.GNUHealth()

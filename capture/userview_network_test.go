@@ -158,6 +158,7 @@ type world struct{ addresses, patients, appointments, evaluations bool }
 // runSites runs sitesKeepEveryPerson for each seed (seededRuns) and
 // prints the steps of a failed run.
 func runSites(t *testing.T, name string, w world, seeds ...uint64) {
+	t.Parallel() // the package's longest tests: they overlap each other and the bulk load
 	for _, r := range seededRuns(t, seeds...) {
 		seed, lay := r.seed, r.lay
 		t.Run(fmt.Sprintf("%s/seed=%d", lay.name, seed), func(t *testing.T) {
