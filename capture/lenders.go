@@ -99,10 +99,15 @@ func (b *batch) setLenders(ctx context.Context) error {
 		}
 	}
 	var moves []borrowerMove
+	movedHere := map[recKeyOf][]string{} // per key, the keys this batch's key changes to it came from
 	for _, e := range b.events {
 		add(e.Model, e.Key)
 		if to, ok := e.Fields[merge.RenamedTo].AsRef(); ok && b.c.borrows[e.Model] != nil {
 			moves = append(moves, borrowerMove{e.Model, e.Key, to.Key})
+		}
+		if r, ok := e.Fields[models.RenamedFrom].AsRef(); ok {
+			k := recKeyOf{e.Model, e.Key}
+			movedHere[k] = append(movedHere[k], r.Key)
 		}
 		for _, v := range e.Fields {
 			if r, ok := v.AsRef(); ok && b.c.borrows[r.Model] != nil {
@@ -178,7 +183,7 @@ func (b *batch) setLenders(ctx context.Context) error {
 			if from[i] == dest[i] {
 				continue
 			}
-			life, ok, err := b.lenderMoved(ctx, states, from[i], dest[i])
+			life, ok, err := b.lenderMoved(ctx, states, movedHere, from[i], dest[i])
 			if err != nil {
 				return err
 			}
@@ -197,8 +202,9 @@ func (b *batch) setLenders(ctx context.Context) error {
 // after another, to dest (merge.State.LenderLifeMovedTo), walking back
 // from dest through the keys each change came from; ok is false if they
 // did not, or if the first of them is in this batch (the life is then the
-// current one). states caches the lenders' merged states.
-func (b *batch) lenderMoved(ctx context.Context, states map[recKeyOf]*merge.State, from, dest recKeyOf) (life clocks.Timestamp, ok bool, err error) {
+// current one). states caches the lenders' merged states; movedHere
+// holds this batch's key changes, by the key they went to.
+func (b *batch) lenderMoved(ctx context.Context, states map[recKeyOf]*merge.State, movedHere map[recKeyOf][]string, from, dest recKeyOf) (life clocks.Timestamp, ok bool, err error) {
 	state := func(k recKeyOf) (*merge.State, error) {
 		if st, loaded := states[k]; loaded {
 			return st, nil
@@ -223,10 +229,8 @@ func (b *batch) lenderMoved(ctx context.Context, states map[recKeyOf]*merge.Stat
 	// batch's first, then the latest first.
 	cameFrom := func(k recKeyOf) ([]hop, error) {
 		var out []hop
-		for _, e := range b.events {
-			if r, isRef := e.Fields[models.RenamedFrom].AsRef(); isRef && e.Model == k.model && e.Key == k.key {
-				out = append(out, hop{recKeyOf{k.model, r.Key}, true})
-			}
+		for _, key := range movedHere[k] {
+			out = append(out, hop{recKeyOf{k.model, key}, true})
 		}
 		st, err := state(k)
 		if st == nil || err != nil {
