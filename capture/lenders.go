@@ -299,8 +299,9 @@ func (b *batch) nameLenders(e *ledger.Event, revived map[recKeyOf]clocks.Timesta
 		if !ok || b.c.borrows[r.Model] == nil {
 			continue
 		}
-		// A move's reference to its new key names the life the move
-		// begins there, which a reference following the move then means.
+		// A move's _renamed_to names the life it begins under the new
+		// key (references following the move mean it); its
+		// _renamed_from, the life the row had under the old key.
 		life, moved := b.lenders.moved[borrowerMove{e.Model, r.Key, e.Key}]
 		if f != models.RenamedFrom || !moved {
 			life = b.lenderLife(r.Model, r.Key, revived)
