@@ -26,8 +26,10 @@ import (
 // default durability, fsync, synchronous_commit and full_page_writes on),
 // whatever GHSYNC_TEST_PG names. GHSYNC_BENCH_CHANGES sets the number of
 // row changes of BenchmarkCaptureVsLogicalReplication (default 1,000,000:
-// half inserts, half updates), GHSYNC_BENCH_WRITES the number of writes of
-// each kind and side of BenchmarkTriggerOverhead (default 4,000).
+// half inserts, half updates), GHSYNC_BENCH_WORKLOAD its workload (parties,
+// the default, or patients: see partyWork), GHSYNC_BENCH_WRITES the number
+// of writes of each kind and side of BenchmarkTriggerOverhead (default
+// 4,000).
 
 // benchTxRows is how many row changes one transaction of the workload
 // makes.
@@ -58,16 +60,24 @@ func envInt(tb testing.TB, name string, def int) int {
 // synchronised column changed. A fixed seed: the same every time. Party i
 // gets id i+1 in a fresh database (the inserts take ids from the sequence
 // in order).
+//
+// With patients, each party is inserted with its patient record in the
+// same transaction (gnuhealth_patient: name, biological_sex, active; its
+// key borrows the party's code, and its name points at the party), and
+// the updates change the patient's general_info instead: the shape of a
+// clinic's registrations, whose capture also names each patient's lender
+// life and the life of the party it points at. Patient i gets id i+1.
 type partyWork struct {
 	code, name, lastname, gender []string
 	dob                          []time.Time
-	updID                        []int32 // the party id each update changes
+	updID                        []int32 // the party (or patient) id each update changes
 	updLast                      []string
+	patients                     bool
 }
 
-func newPartyWork(parties int) *partyWork {
+func newPartyWork(parties int, patients bool) *partyWork {
 	rng := rand.New(rand.NewPCG(7, 77))
-	w := &partyWork{}
+	w := &partyWork{patients: patients}
 	last := make([]int, parties)
 	for i := range parties {
 		last[i] = rng.IntN(len(benchLast))
@@ -85,7 +95,33 @@ func newPartyWork(parties int) *partyWork {
 	return w
 }
 
-func (w *partyWork) changes() int { return len(w.code) + len(w.updID) }
+// inserts is the number of rows the inserts make.
+func (w *partyWork) inserts() int {
+	if w.patients {
+		return 2 * len(w.code)
+	}
+	return len(w.code)
+}
+
+func (w *partyWork) changes() int { return w.inserts() + len(w.updID) }
+
+// tables are the tables the workload changes.
+func (w *partyWork) tables() []string {
+	if w.patients {
+		return []string{"party_party", "gnuhealth_patient"}
+	}
+	return []string{"party_party"}
+}
+
+// lastUpdate is a query and its arguments that show the workload's last
+// update once a database holds it.
+func (w *partyWork) lastUpdate() (query, want string, args int32) {
+	last := len(w.updID) - 1
+	if w.patients {
+		return `SELECT coalesce(general_info, '') FROM gnuhealth_patient WHERE id = $1`, w.updLast[last], w.updID[last]
+	}
+	return `SELECT lastname FROM party_party WHERE id = $1`, w.updLast[last], w.updID[last]
+}
 
 // Load styles: one statement per row, in a pipelined batch (as an
 // application, Tryton's ORM, writes), or one statement per transaction
@@ -110,18 +146,34 @@ func (w *partyWork) tx(ctx context.Context, conn *pgx.Conn, style string, update
 		for i := lo; i < hi; i++ {
 			batch.Queue(`INSERT INTO party_party (code, name, lastname, dob, gender, active, create_uid, create_date)
 				VALUES ($1, $2, $3, $4, $5, true, 1, $6)`, w.code[i], w.name[i], w.lastname[i], w.dob[i], w.gender[i], now)
+			if w.patients {
+				batch.Queue(`INSERT INTO gnuhealth_patient (name, biological_sex, active, create_uid, create_date)
+					VALUES ($1, $2, true, 1, $3)`, i+1, w.gender[i], now)
+			}
 		}
 		err = tx.SendBatch(ctx, &batch).Close()
 	case style == styleRows && update:
 		var batch pgx.Batch
 		for i := lo; i < hi; i++ {
-			batch.Queue(`UPDATE party_party SET lastname = $1, write_uid = 1, write_date = $2 WHERE id = $3`, w.updLast[i], now, w.updID[i])
+			if w.patients {
+				batch.Queue(`UPDATE gnuhealth_patient SET general_info = $1, write_uid = 1, write_date = $2 WHERE id = $3`, w.updLast[i], now, w.updID[i])
+			} else {
+				batch.Queue(`UPDATE party_party SET lastname = $1, write_uid = 1, write_date = $2 WHERE id = $3`, w.updLast[i], now, w.updID[i])
+			}
 		}
 		err = tx.SendBatch(ctx, &batch).Close()
 	case style == styleSet && !update:
 		_, err = tx.Exec(ctx, `INSERT INTO party_party (code, name, lastname, dob, gender, active, create_uid, create_date)
 			SELECT c, n, l, d, g, true, 1, $6 FROM unnest($1::text[], $2::text[], $3::text[], $4::date[], $5::text[]) AS u(c, n, l, d, g)`,
 			w.code[lo:hi], w.name[lo:hi], w.lastname[lo:hi], w.dob[lo:hi], w.gender[lo:hi], now)
+		if err == nil && w.patients {
+			_, err = tx.Exec(ctx, `INSERT INTO gnuhealth_patient (name, biological_sex, active, create_uid, create_date)
+				SELECT lo + n, g, true, 1, $3 FROM unnest($2::text[]) WITH ORDINALITY AS u(g, n), (SELECT $1::int AS lo) l`,
+				lo, w.gender[lo:hi], now)
+		}
+	case style == styleSet && update && w.patients:
+		_, err = tx.Exec(ctx, `UPDATE gnuhealth_patient p SET general_info = u.l, write_uid = 1, write_date = $3
+			FROM unnest($1::int[], $2::text[]) AS u(id, l) WHERE p.id = u.id`, w.updID[lo:hi], w.updLast[lo:hi], now)
 	case style == styleSet && update:
 		_, err = tx.Exec(ctx, `UPDATE party_party p SET lastname = u.l, write_uid = 1, write_date = $3
 			FROM unnest($1::int[], $2::text[]) AS u(id, l) WHERE p.id = u.id`, w.updID[lo:hi], w.updLast[lo:hi], now)
@@ -284,8 +336,19 @@ func overhead(with, without time.Duration) float64 {
 // changes only.
 func BenchmarkCaptureVsLogicalReplication(b *testing.B) {
 	n := envInt(b, "GHSYNC_BENCH_CHANGES", 1_000_000)
+	var patients bool
+	switch wl := os.Getenv("GHSYNC_BENCH_WORKLOAD"); wl {
+	case "", "parties":
+	case "patients":
+		patients = true
+	default:
+		b.Fatalf("GHSYNC_BENCH_WORKLOAD=%q: want parties or patients", wl)
+	}
 	parties := max(1, n/2)
-	w := newPartyWork(parties)
+	if patients {
+		parties = max(1, n/3)
+	}
+	w := newPartyWork(parties, patients)
 	n = w.changes()
 	reg := models.GNUHealth()
 	c := pgbench.NewCluster(b)
@@ -334,12 +397,12 @@ func BenchmarkCaptureVsLogicalReplication(b *testing.B) {
 		}
 
 		// Anchor: the same changes on a publisher, then replicated.
-		r := c.Replication(b, reg, "party_party")
+		r := c.Replication(b, reg, w.tables()...)
 		ins, upd := loadOnly(b, w, styleRows, r.Pub)
 		b.Logf("anchor: publisher load %v (inserts %v, updates %v); %d row changes, %.1f MiB of WAL behind the slot",
 			(ins + upd).Round(time.Millisecond), ins.Round(time.Millisecond), upd.Round(time.Millisecond), n, float64(r.PendingWAL(b))/(1<<20))
-		last := len(w.updID) - 1
-		res := r.CatchUp(b, nil, pgbench.RowShows(`SELECT lastname FROM party_party WHERE id = $1`, w.updLast[last], w.updID[last]))
+		res := r.CatchUp(b, nil, pgbench.RowShows(w.lastUpdate()))
+		anchorPatients := patientDigest(b, r.Sub)
 		anchorDigest := r.Finish(b, parties)
 		anchorWall += res.Wall
 		anchorCPU += res.CPU
@@ -367,6 +430,9 @@ func BenchmarkCaptureVsLogicalReplication(b *testing.B) {
 		if rows, digest := pgbench.PartyDigest(b, captured.url); rows != parties || digest != anchorDigest {
 			b.Fatalf("the captured database holds %d parties (digest %s), the anchor's subscriber %d (%s)", rows, digest, parties, anchorDigest)
 		}
+		if got := patientDigest(b, captured.conn); got != anchorPatients {
+			b.Fatalf("the captured database's patients (%s) differ from the anchor's subscriber's (%s)", got, anchorPatients)
+		}
 		drainWall += d
 		drainCPU += cpu
 		drainOwn += meter.OwnUsed
@@ -387,7 +453,7 @@ func BenchmarkCaptureVsLogicalReplication(b *testing.B) {
 	b.ReportMetric(anchorCPU.Seconds()/drainCPU.Seconds(), "x_anchor_cpu")
 	for _, style := range []string{styleRows, styleSet} {
 		lt := loads[style]
-		ins, upd := float64(b.N*len(w.code)), float64(b.N*len(w.updID))
+		ins, upd := float64(b.N*w.inserts()), float64(b.N*len(w.updID))
 		b.ReportMetric(ins/lt.ins[0].Seconds(), "load_"+style+"_ins_plain_rows/s")
 		b.ReportMetric(ins/lt.ins[1].Seconds(), "load_"+style+"_ins_capture_rows/s")
 		b.ReportMetric(overhead(lt.ins[1], lt.ins[0]), "load_"+style+"_ins_overhead_%")
@@ -395,6 +461,20 @@ func BenchmarkCaptureVsLogicalReplication(b *testing.B) {
 		b.ReportMetric(upd/lt.upd[1].Seconds(), "load_"+style+"_upd_capture_rows/s")
 		b.ReportMetric(overhead(lt.upd[1], lt.upd[0]), "load_"+style+"_upd_overhead_%")
 	}
+}
+
+// patientDigest summarises gnuhealth_patient's content by its party's
+// code (not ids, not audit columns): the count and an md5.
+func patientDigest(tb testing.TB, conn *pgx.Conn) string {
+	tb.Helper()
+	var n int
+	var digest string
+	err := conn.QueryRow(context.Background(), `SELECT count(*), coalesce(md5(string_agg(concat_ws('|', p.code, t.biological_sex,
+		t.general_info, t.active), ',' ORDER BY p.code)), '') FROM gnuhealth_patient t JOIN party_party p ON p.id = t.name`).Scan(&n, &digest)
+	if err != nil {
+		tb.Fatalf("digest gnuhealth_patient: %v", err)
+	}
+	return fmt.Sprintf("%d patients, %s", n, digest)
 }
 
 // percentile is the q-quantile (0..1) of sorted durations, nearest rank.
@@ -435,7 +515,7 @@ func BenchmarkTriggerOverhead(b *testing.B) {
 	plain := newBenchDB(b, c, "plain", reg, false)
 	captured := newBenchDB(b, c, "capture", reg, true)
 	const preload = 10_000
-	pw := newPartyWork(preload)
+	pw := newPartyWork(preload, false)
 	for _, d := range []*benchDB{plain, captured} {
 		for lo := 0; lo < preload; lo += benchTxRows {
 			if err := pw.tx(ctx, d.conn, styleSet, false, lo, min(lo+benchTxRows, preload)); err != nil {
