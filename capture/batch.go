@@ -53,10 +53,13 @@ type owner struct {
 // batch turns one batch of changes into events.
 type batch struct {
 	c       *Capturer
-	keys    map[localRef]string // identities known: the id map, then this batch's
-	looked  map[localRef]bool   // refs the id map was asked for, found or not
-	gone    map[localRef]bool   // deleted in this batch
-	rowless map[recKeyOf]bool   // records without a row moved in this batch (moveRowless)
+	keys    map[localRef]string     // identities known: the id map, then this batch's
+	holders keyHolders              // keys, by key (setKey and unkey keep both)
+	stored  keyHolders              // the id map's rows of keys read ahead (prefetchStored), nil for none
+	recs    map[recKeyOf]*recordRow // records rows read (recordRows), nil for none
+	looked  map[localRef]bool       // refs the id map was asked for, found or not
+	gone    map[localRef]bool       // deleted in this batch
+	rowless map[recKeyOf]bool       // records without a row moved in this batch (moveRowless)
 	ids     []idChange
 	events  []*ledger.Event
 	encoded [][]byte // events' canonical encodings, once stamped
@@ -83,7 +86,8 @@ type batch struct {
 // after the commit. (The alternative, building only after the commit,
 // would leave the build, most of the process's work, out of the overlap.)
 type inflight struct {
-	keys map[localRef]string // the entry of each row it maps, moves or unmaps ("" for none)
+	keys    map[localRef]string // the entry of each row it maps, moves or unmaps ("" for none)
+	holders keyHolders          // keys' rows that have one, by key
 	// taken: keys a rename moved its row to; bookkeep deletes the entry
 	// of any other row holding one.
 	taken  map[recKeyOf]bool
@@ -121,7 +125,49 @@ func (b *batch) inflight() *inflight {
 			fl.taken[recKeyOf{ic.model, ic.newKey}] = true
 		}
 	}
+	for ref, key := range fl.keys {
+		if key != "" {
+			fl.holders.add(ref, key)
+		}
+	}
 	return fl
+}
+
+// keyHolders lists, per key, the local rows an id map gives it: what
+// checks a new row's key against the rows of a batch (keyed), which
+// would otherwise walk all of them for each, quadratic in the batch.
+type keyHolders map[recKeyOf][]int64
+
+func (h *keyHolders) add(ref localRef, key string) {
+	if *h == nil {
+		*h = keyHolders{}
+	}
+	k := recKeyOf{ref.model, key}
+	(*h)[k] = append((*h)[k], ref.id)
+}
+
+func (h keyHolders) drop(ref localRef, key string) {
+	k := recKeyOf{ref.model, key}
+	if ids := slices.DeleteFunc(h[k], func(id int64) bool { return id == ref.id }); len(ids) > 0 {
+		h[k] = ids
+	} else {
+		delete(h, k)
+	}
+}
+
+// setKey gives ref key in the batch's id map.
+func (b *batch) setKey(ref localRef, key string) {
+	b.unkey(ref)
+	b.keys[ref] = key
+	b.holders.add(ref, key)
+}
+
+// unkey takes ref's key out of the batch's id map.
+func (b *batch) unkey(ref localRef) {
+	if old, ok := b.keys[ref]; ok {
+		b.holders.drop(ref, old)
+		delete(b.keys, ref)
+	}
 }
 
 func newBatch(c *Capturer) *batch {
@@ -133,6 +179,9 @@ func newBatch(c *Capturer) *batch {
 func (b *batch) build(ctx context.Context, chs []change) error {
 	refs := b.refsOf(chs)
 	if err := b.loadKeys(ctx, refs); err != nil {
+		return err
+	}
+	if err := b.prefetchStored(ctx, chs); err != nil {
 		return err
 	}
 	if err := b.startHeld(ctx); err != nil {
@@ -224,7 +273,7 @@ func (b *batch) loadKeys(ctx context.Context, refs []localRef) error {
 		if b.fl != nil {
 			if k, ok := b.fl.keys[r]; ok {
 				if k != "" {
-					b.keys[r] = k
+					b.setKey(r, k)
 				}
 				continue
 			}
@@ -240,7 +289,7 @@ func (b *batch) loadKeys(ctx context.Context, refs []localRef) error {
 				return err
 			}
 			if b.fl == nil || !b.fl.taken[recKeyOf{model, key}] { // the batch appended meanwhile removes it
-				b.keys[localRef{model, id}] = key
+				b.setKey(localRef{model, id}, key)
 			}
 			return nil
 		})
@@ -249,6 +298,99 @@ func (b *batch) loadKeys(ctx context.Context, refs []localRef) error {
 		}
 	}
 	return nil
+}
+
+// prefetchStored reads, one query a model, the id map's rows of the keys
+// the batch's new rows of models whose key borrows another's will get,
+// where the batch tells them already (likelyKey), so that keyFree need
+// not ask the database for each: a round trip a patient registered.
+func (b *batch) prefetchStored(ctx context.Context, chs []change) error {
+	inserted := map[localRef]row{}
+	var news []*change
+	for i := range chs {
+		ch := &chs[i]
+		t, ok := b.c.tables[ch.table]
+		if !ok || t.Field != "" || ch.op != "I" {
+			continue
+		}
+		inserted[localRef{t.Model, ch.id}] = ch.new
+		if m, _ := b.c.reg.Lookup(t.Model); len(m.BorrowedKeyParts()) > 0 {
+			news = append(news, ch)
+		}
+	}
+	byModel := map[string][]string{}
+	for _, ch := range news {
+		m, _ := b.c.reg.Lookup(b.c.tables[ch.table].Model)
+		if key, ok := b.likelyKey(m, ch.new, inserted, 0); ok {
+			byModel[m.Name] = append(byModel[m.Name], key)
+		}
+	}
+	for model, keys := range byModel {
+		if b.stored == nil {
+			b.stored = keyHolders{}
+		}
+		slices.Sort(keys)
+		keys = slices.Compact(keys)
+		for _, key := range keys {
+			b.stored[recKeyOf{model, key}] = nil
+		}
+		err := eachKeyed(ctx, b.c.d, b.c.d, "key, local_id", "records", "key", "text", model, keys, func(rows *sql.Rows) error {
+			var key string
+			var id sql.NullInt64
+			if err := rows.Scan(&key, &id); err != nil {
+				return err
+			}
+			if id.Valid {
+				b.stored.add(localRef{model, id.Int64}, key)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// likelyKey is the key naturalKey gives a new row of m whose image is
+// img, if the batch tells it without a read: its own parts from the
+// image, a borrowed part from the lender's key known, or from the
+// lender's insert in the batch (inserted). It is a guess for
+// prefetchStored only: the lender's key may change before the row's turn.
+func (b *batch) likelyKey(m *models.Model, img row, inserted map[localRef]row, depth int) (string, bool) {
+	if depth > 2 {
+		return "", false
+	}
+	parts := make([]string, len(m.Key))
+	for i, name := range m.Key {
+		f, _ := m.Field(name)
+		if f.Type != models.Many2One {
+			s, ok := img.str(f.Column)
+			if !ok || s == "" {
+				return "", false
+			}
+			parts[i] = s
+			continue
+		}
+		id, ok := img.int(f.Column)
+		if !ok {
+			return "", false
+		}
+		ref := localRef{f.Target, id}
+		if k, ok := b.keys[ref]; ok {
+			parts[i] = k
+			continue
+		}
+		lender, ok := b.c.reg.Lookup(f.Target)
+		limg, inBatch := inserted[ref]
+		if !ok || !inBatch || lender.Kind == models.UUIDKey {
+			return "", false
+		}
+		if parts[i], ok = b.likelyKey(lender, limg, inserted, depth+1); !ok {
+			return "", false
+		}
+	}
+	return m.KeyOf(parts...), true
 }
 
 // identity is the network key of a local row, from the id map or made now:
@@ -330,7 +472,7 @@ func (b *batch) mint(ctx context.Context, ref localRef, img row) (string, error)
 			return "", err
 		}
 	}
-	b.keys[ref] = key
+	b.setKey(ref, key)
 	b.ids = append(b.ids, idChange{op: 'i', model: m.Name, key: key, id: ref.id})
 	return key, nil
 }
@@ -346,7 +488,7 @@ func (b *batch) keyFree(ctx context.Context, m *models.Model, ref localRef, key 
 	if len(m.BorrowedKeyParts()) == 0 {
 		return nil // a key of the row's own columns: the table keeps it unique
 	}
-	ids, err := b.keyed(ctx, m, b.keyQuery(), key, func(k string) bool { return k == key })
+	ids, err := b.holdersOf(ctx, m, key)
 	if err != nil {
 		return err
 	}
@@ -360,7 +502,7 @@ func (b *batch) keyFree(ctx context.Context, m *models.Model, ref localRef, key 
 
 // unassign takes back the identity mint gave ref in this batch.
 func (b *batch) unassign(ref localRef) {
-	delete(b.keys, ref)
+	b.unkey(ref)
 	for i := len(b.ids) - 1; i >= 0; i-- {
 		if ic := b.ids[i]; ic.op == 'i' && ic.model == ref.model && ic.id == ref.id {
 			b.ids = slices.Delete(b.ids, i, i+1)
@@ -593,7 +735,7 @@ func (b *batch) record(ctx context.Context, m *models.Model, ch *change) error {
 		}
 		b.emit(m, key, ledger.OpDelete, nil, ch)
 		b.ids = append(b.ids, idChange{op: 'd', model: m.Name, key: key, id: ch.id})
-		delete(b.keys, ref)
+		b.unkey(ref)
 		b.gone[ref] = true
 		return b.release(ctx, m, ref)
 	case "K":
@@ -806,7 +948,7 @@ func (b *batch) rename(ctx context.Context, m *models.Model, oldKey, newKey stri
 		return err
 	}
 	b.ids = append(b.ids, idChange{op: 'm', model: m.Name, key: oldKey, newKey: newKey, id: ch.id})
-	b.keys[localRef{m.Name, ch.id}] = newKey
+	b.setKey(localRef{m.Name, ch.id}, newKey)
 	b.c.log.Info("record key changed: identity moved", "model", m.Name, "from", oldKey, "to", newKey)
 	// Fields referencing held rows follow once those can be named.
 	if err := b.holdFields(ctx, m, localRef{m.Name, ch.id}, ch, fields, held, newKey, reason); err != nil {
@@ -895,23 +1037,43 @@ func replacePart(kp models.KeyPart, key, oldPart, newPart string) string {
 // batch appended meanwhile.
 func (b *batch) borrowersOf(ctx context.Context, kp models.KeyPart, key string) ([]int64, error) {
 	m := kp.Model
-	q, arg := b.keyQuery(), key
-	if len(m.Key) > 1 {
-		parts := make([]string, len(m.Key))
-		for i := range parts {
-			parts[i] = "%"
-		}
-		// The other parts are any text without '/' (JoinKey escapes it).
-		parts[kp.Index] = strings.NewReplacer("!", "!!", "%", "!%", "_", "!_").Replace(ledger.JoinKey(key))
-		arg = strings.Join(parts, "/")
-		q = `SELECT local_id FROM ` + b.c.d.t("records") + ` WHERE model = ? AND key LIKE ? ESCAPE '!' AND local_id IS NOT NULL`
+	if len(m.Key) == 1 {
+		return b.holdersOf(ctx, m, key)
 	}
-	return b.keyed(ctx, m, q, arg, func(k string) bool { return replacePart(kp, k, key, key) != "" })
+	parts := make([]string, len(m.Key))
+	for i := range parts {
+		parts[i] = "%"
+	}
+	// The other parts are any text without '/' (JoinKey escapes it).
+	parts[kp.Index] = strings.NewReplacer("!", "!!", "%", "!%", "_", "!_").Replace(ledger.JoinKey(key))
+	q := `SELECT local_id FROM ` + b.c.d.t("records") + ` WHERE model = ? AND key LIKE ? ESCAPE '!' AND local_id IS NOT NULL`
+	return b.keyed(ctx, m, q, strings.Join(parts, "/"), func(k string) bool { return replacePart(kp, k, key, key) != "" })
 }
 
 // keyQuery finds the local id of a model's key in the id map.
 func (b *batch) keyQuery() string {
 	return `SELECT local_id FROM ` + b.c.d.t("records") + ` WHERE model = ? AND key = ? AND local_id IS NOT NULL`
+}
+
+// holdersOf lists the rows of m whose identity is key: the id map's (read
+// ahead by prefetchStored, or asked for now), with this batch's changes
+// to it and those of the batch appended meanwhile.
+func (b *batch) holdersOf(ctx context.Context, m *models.Model, key string) ([]int64, error) {
+	k := recKeyOf{m.Name, key}
+	found, ok := b.stored[k]
+	if ok {
+		found = slices.Clone(found)
+	} else {
+		var err error
+		if found, err = b.c.ids(ctx, b.keyQuery(), m.Name, key); err != nil {
+			return nil, err
+		}
+	}
+	found = append(found, b.holders[k]...)
+	if b.fl != nil {
+		found = append(found, b.fl.holders[k]...)
+	}
+	return b.matching(ctx, m, found, func(got string) bool { return got == key })
 }
 
 // keyed lists the rows of m whose identity matches: those the id map
@@ -933,6 +1095,12 @@ func (b *batch) keyed(ctx context.Context, m *models.Model, q, arg string, match
 			}
 		}
 	}
+	return b.matching(ctx, m, found, match)
+}
+
+// matching keeps the rows of m among found whose identity, as the batch
+// sees it now, matches.
+func (b *batch) matching(ctx context.Context, m *models.Model, found []int64, match func(key string) bool) ([]int64, error) {
 	slices.Sort(found)
 	var out []int64
 	for _, id := range slices.Compact(found) {
@@ -1133,11 +1301,11 @@ func (b *batch) setRefLives(ctx context.Context) error {
 	saw := map[recKeyOf]clocks.Timestamp{}
 	for model, keys := range byModel {
 		slices.Sort(keys)
-		err := b.c.eachKeyRow(ctx, "records", "state", model, slices.Compact(keys), func(key string, raw []byte) error {
-			if raw == nil {
+		err := b.recordRows(ctx, model, slices.Compact(keys), func(key string, r *recordRow) error {
+			if r.state == nil {
 				return nil
 			}
-			d, err := merge.LastDeleteOf(raw)
+			d, err := merge.LastDeleteOf(r.state)
 			saw[recKeyOf{model, key}] = d
 			return err
 		})
@@ -1198,11 +1366,11 @@ func (b *batch) setRevivals(ctx context.Context) error {
 				ended[key] = saw
 			}
 		}
-		err := b.c.eachKeyRow(ctx, "records", "state", model, keys, func(key string, raw []byte) error {
-			if raw == nil {
+		err := b.recordRows(ctx, model, keys, func(key string, r *recordRow) error {
+			if r.state == nil {
 				return nil
 			}
-			st, err := merge.DecodeState(raw)
+			st, err := merge.DecodeState(r.state)
 			if err != nil {
 				return err
 			}
@@ -1217,6 +1385,50 @@ func (b *batch) setRevivals(ctx context.Context) error {
 		for _, e := range b.events {
 			if saw, ok := ended[e.Key]; ok && e.Model == model && e.Op == ledger.OpCreate {
 				e.Fields[merge.Revives] = ledger.Int(int64(saw))
+			}
+		}
+	}
+	return nil
+}
+
+// recordRow is a records row as a batch read it.
+type recordRow struct {
+	state []byte        // the merged state; nil before the projector merged an event of it
+	id    sql.NullInt64 // the local row it has
+}
+
+// recordRows calls fn for each of keys of model that has a records row,
+// reading each at most once a batch: setRevivals, setLenders and
+// setRefLives all read the parties of a batch of registrations.
+func (b *batch) recordRows(ctx context.Context, model string, keys []string, fn func(key string, r *recordRow) error) error {
+	if b.recs == nil {
+		b.recs = map[recKeyOf]*recordRow{}
+	}
+	var missing []string
+	for _, key := range keys {
+		if _, read := b.recs[recKeyOf{model, key}]; !read {
+			b.recs[recKeyOf{model, key}] = nil // none, unless found below
+			missing = append(missing, key)
+		}
+	}
+	if len(missing) > 0 {
+		err := eachKeyed(ctx, b.c.d, b.c.d, "key, state, local_id", "records", "key", "text", model, missing, func(rows *sql.Rows) error {
+			var key string
+			r := &recordRow{}
+			if err := rows.Scan(&key, &r.state, &r.id); err != nil {
+				return err
+			}
+			b.recs[recKeyOf{model, key}] = r
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	for _, key := range keys {
+		if r := b.recs[recKeyOf{model, key}]; r != nil {
+			if err := fn(key, r); err != nil {
+				return fmt.Errorf("%s/%s: %w", model, key, err)
 			}
 		}
 	}

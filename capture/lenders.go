@@ -2,8 +2,6 @@ package capture
 
 import (
 	"context"
-	"database/sql"
-	"fmt"
 	"slices"
 
 	"github.com/ghsync/ghsync/clocks"
@@ -128,24 +126,18 @@ func (b *batch) setLenders(ctx context.Context) error {
 		slices.Sort(keys)
 		keys = slices.Compact(keys)
 		byModel[model] = keys
-		err := eachKeyed(ctx, b.c.d, b.c.d, "key, state, local_id", "records", "key", "text", model, keys, func(rows *sql.Rows) error {
-			var key string
-			var raw []byte
-			var id sql.NullInt64
-			if err := rows.Scan(&key, &raw, &id); err != nil {
-				return err
-			}
+		err := b.recordRows(ctx, model, keys, func(key string, r *recordRow) error {
 			k := recKeyOf{model, key}
 			var st *merge.State
-			if raw != nil {
+			if r.state != nil {
 				var err error
-				if st, err = merge.DecodeState(raw); err != nil {
-					return fmt.Errorf("%s/%s: %w", model, key, err)
+				if st, err = merge.DecodeState(r.state); err != nil {
+					return err
 				}
 				states[k] = st
 				b.lenders.known[k] = st.LenderLife()
 			}
-			if !id.Valid {
+			if !r.id.Valid {
 				return nil
 			}
 			// Its row lives here: if the instance knows a delete that
@@ -154,9 +146,9 @@ func (b *batch) setLenders(ctx context.Context) error {
 			// named by that delete.
 			life := unapplied[k].hlc
 			if st != nil && !st.Live() {
-				d, err := merge.LastDeleteOf(raw)
+				d, err := merge.LastDeleteOf(r.state)
 				if err != nil {
-					return fmt.Errorf("%s/%s: %w", model, key, err)
+					return err
 				}
 				life = max(life, d)
 			}
@@ -210,12 +202,12 @@ func (b *batch) lenderMoved(ctx context.Context, states map[recKeyOf]*merge.Stat
 			return st, nil
 		}
 		var st *merge.State
-		err := b.c.eachKeyRow(ctx, "records", "state", k.model, []string{k.key}, func(_ string, raw []byte) error {
-			if raw == nil {
+		err := b.recordRows(ctx, k.model, []string{k.key}, func(_ string, r *recordRow) error {
+			if r.state == nil {
 				return nil // a row the network does not know yet
 			}
 			var err error
-			st, err = merge.DecodeState(raw)
+			st, err = merge.DecodeState(r.state)
 			return err
 		})
 		states[k] = st
