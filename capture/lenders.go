@@ -146,11 +146,7 @@ func (b *batch) setLenders(ctx context.Context) error {
 			// named by that delete.
 			life := unapplied[k].hlc
 			if st != nil && !st.Live() {
-				d, err := merge.LastDeleteOf(r.state)
-				if err != nil {
-					return err
-				}
-				life = max(life, d)
+				life = max(life, st.LastDelete().HLC)
 			}
 			b.lenders.known[k] = max(b.lenders.known[k], life)
 			return nil
